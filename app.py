@@ -1,0 +1,35 @@
+"""The sessions service's HTTP API: a table of routes onto named operations (chalicelib/operations.py)."""
+from chalice import Chalice
+
+from chalicelib.api import Web
+
+app = Chalice(app_name="sessions")
+web = Web(app)
+
+ROUTES = [
+    # method   path                              operation
+    ("POST",   "/agents",                        "agents.create"),
+    ("GET",    "/agents",                        "agents.list"),
+    ("GET",    "/agents/{agent_id}",             "agents.get"),
+    ("PUT",    "/agents/{agent_id}",             "agents.replace"),
+    ("PATCH",  "/agents/{agent_id}",             "agents.patch"),
+    ("DELETE", "/agents/{agent_id}",             "agents.delete"),
+    ("POST",   "/users",                         "users.create"),
+    ("GET",    "/users",                         "users.list"),
+    ("GET",    "/users/{user_id}",               "users.get"),
+    ("PUT",    "/users/{user_id}",               "users.replace"),
+    ("PATCH",  "/users/{user_id}",               "users.patch"),
+    ("DELETE", "/users/{user_id}",               "users.delete"),
+    ("POST",   "/sessions",                      "sessions.create"),
+    ("GET",    "/sessions",                      "sessions.list"),
+    ("GET",    "/sessions/{session_id}",         "sessions.get"),
+    ("PUT",    "/sessions/{session_id}",         "sessions.replace"),
+    ("PATCH",  "/sessions/{session_id}",         "sessions.patch"),
+    ("DELETE", "/sessions/{session_id}",         "sessions.delete"),
+    ("GET",    "/sessions/{session_id}/history", "sessions.history.get"),
+    ("POST",   "/sessions/{session_id}/history", "sessions.history.append"),
+    ("DELETE", "/sessions/{session_id}/history", "sessions.history.delete"),
+]
+
+for method, path, operation in ROUTES:
+    web.route(method, path, operation)

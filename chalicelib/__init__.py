@@ -1,0 +1,1 @@
+"""The sessions service: models, rules and storage, with no dependency on HTTP."""

@@ -1,0 +1,47 @@
+"""Ids and timestamps: UUIDv4 ids (the SDK asserts version 4) and RFC 3339 UTC with microseconds."""
+from __future__ import annotations
+
+import threading
+import uuid
+from datetime import datetime, timedelta, timezone
+
+_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def is_uuid(value: str) -> bool:
+    try:
+        return str(uuid.UUID(value)) == value.lower()
+    except (ValueError, AttributeError, TypeError):
+        return False
+
+
+_lock = threading.Lock()
+_last = ""
+
+
+def _next_microsecond(timestamp: str) -> str:
+    moment = datetime.strptime(timestamp, _FORMAT).replace(tzinfo=timezone.utc)
+    return (moment + timedelta(microseconds=1)).strftime(_FORMAT)
+
+
+def now() -> str:
+    """The current time, strictly increasing within this process: two writes never share a
+    timestamp here, so sort keys built from it keep the order they were made in."""
+    global _last
+    with _lock:
+        current = datetime.now(timezone.utc).strftime(_FORMAT)
+        _last = current if current > _last else _next_microsecond(_last)
+        return _last
+
+
+def after(previous: str) -> str:
+    """Now, or one microsecond after `previous` if this clock has not moved past it.
+
+    Timestamps sort as strings (fixed width), so `updated_at` always moves forward even when a
+    Lambda's clock lags the one that wrote `previous`."""
+    current = now()
+    return current if current > previous else _next_microsecond(previous)

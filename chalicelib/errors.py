@@ -1,0 +1,70 @@
+"""The one error shape of the service, and the named errors the service layer raises.
+
+Every failure a caller can see is a `ServiceError`; it renders as
+`{"error": {"code", "message", "details"}}` with `status`, whether the call came over HTTP or
+(later) as a direct Lambda invocation.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+
+class ServiceError(Exception):
+    status = 500
+    code = "internal_error"
+
+    def __init__(self, message: str, details: list[dict[str, Any]] | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or []
+        self.headers = headers or {}
+
+    def body(self) -> dict[str, Any]:
+        return error_body(self.code, self.message, self.details)
+
+
+def error_body(code: str, message: str, details: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "details": details or []}}
+
+
+class BadRequest(ServiceError):
+    """The request itself cannot be read: malformed JSON, bad query parameters."""
+    status = 400
+    code = "bad_request"
+
+
+class Unauthorized(ServiceError):
+    status = 401
+    code = "unauthorized"
+
+
+class NotFound(ServiceError):
+    status = 404
+    code = "not_found"
+
+
+class Conflict(ServiceError):
+    """A concurrent change won every retry; the caller may retry."""
+    status = 409
+    code = "conflict"
+
+
+class PayloadTooLarge(ServiceError):
+    status = 413
+    code = "payload_too_large"
+
+
+class ValidationFailed(ServiceError):
+    """The body parsed but breaks the schema; `details` name each field."""
+    status = 422
+    code = "validation_error"
+
+
+class DeletionInProgress(ServiceError):
+    """A cascading delete ran out of its time budget; retrying the DELETE continues it."""
+    status = 503
+    code = "deletion_in_progress"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, headers={"Retry-After": "1"})

@@ -1,0 +1,224 @@
+"""The wire format: one pydantic model per body the API reads or writes.
+
+Input models are strict and refuse unknown fields, so a typo is a 422 naming it rather than a
+silently ignored field. Bounds keep every item well under DynamoDB's 400 KB (docs/design.md).
+"""
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+# Size bounds, in UTF-8 bytes. Their sum stays far below DynamoDB's 400 KB item limit.
+MAX_NAME_BYTES = 256
+MAX_ABOUT_BYTES = 16 * 1024
+MAX_SITUATION_BYTES = 64 * 1024
+MAX_INSTRUCTIONS_BYTES = 64 * 1024
+MAX_MODEL_BYTES = 256
+MAX_OBJECT_BYTES = 64 * 1024          # metadata, default_settings (as compact JSON)
+MAX_METADATA_KEY_CHARS = 256
+MAX_NESTING = 16                      # DynamoDB allows 32 levels; we leave room
+MAX_CONTENT_BYTES = 64 * 1024         # one history message
+MAX_MESSAGES_PER_APPEND = 50          # one transaction: 50 x 64 KiB < 4 MB, 51 actions < 100
+DEFAULT_MODEL = "julep-ai/samantha-1-turbo"
+ROLES = ("system", "user", "assistant", "function")
+
+
+def _bounded(limit: int):
+    def check(value: str) -> str:
+        if len(value.encode("utf-8")) > limit:
+            raise ValueError(f"is longer than {limit} bytes (UTF-8)")
+        return value
+    return AfterValidator(check)
+
+
+def _depth(value: Any) -> int:
+    if isinstance(value, dict):
+        return 1 + max((_depth(v) for v in value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max((_depth(v) for v in value), default=0)
+    return 0
+
+
+def _check_object(value: dict[str, Any]) -> dict[str, Any]:
+    for key in value:
+        if not key or len(key) > MAX_METADATA_KEY_CHARS:
+            raise ValueError(f"keys must be 1 to {MAX_METADATA_KEY_CHARS} characters")
+    if _depth(value) > MAX_NESTING:
+        raise ValueError(f"nests deeper than {MAX_NESTING} levels")
+    if len(json.dumps(value, default=str, ensure_ascii=False).encode("utf-8")) > MAX_OBJECT_BYTES:
+        raise ValueError(f"is larger than {MAX_OBJECT_BYTES} bytes as JSON")
+    return value
+
+
+def _check_instructions(value: str | list[str]) -> list[str]:
+    """Julep accepts one string or a list; we always store the list."""
+    items = [value] if isinstance(value, str) else value
+    if sum(len(item.encode("utf-8")) for item in items) > MAX_INSTRUCTIONS_BYTES:
+        raise ValueError(f"are longer than {MAX_INSTRUCTIONS_BYTES} bytes (UTF-8) in all")
+    return items
+
+
+Name = Annotated[str, _bounded(MAX_NAME_BYTES)]
+About = Annotated[str, _bounded(MAX_ABOUT_BYTES)]
+Situation = Annotated[str, _bounded(MAX_SITUATION_BYTES)]
+ModelName = Annotated[str, Field(min_length=1), _bounded(MAX_MODEL_BYTES)]
+JsonObject = Annotated[dict[str, Any], AfterValidator(_check_object)]
+Instructions = Annotated[str | list[str], AfterValidator(_check_instructions)]
+Unsupported = Annotated[list[Any], Field(max_length=0, description="not supported by this service; must be empty")]
+ContextOverflow = Literal["truncate", "adaptive"]
+TokenBudget = Annotated[int, Field(gt=0)]
+
+
+class _Input(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class _Output(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+# --- agents ---------------------------------------------------------------------------------
+
+class AgentCreate(_Input):
+    name: Name
+    about: About | None = None
+    instructions: Instructions | None = None
+    model: ModelName | None = None
+    default_settings: JsonObject | None = None
+    metadata: JsonObject | None = None
+    tools: Unsupported | None = None
+    docs: Unsupported | None = None
+
+
+class AgentPatch(_Input):
+    name: Name | None = None
+    about: About | None = None
+    instructions: Instructions | None = None
+    model: ModelName | None = None
+    default_settings: JsonObject | None = None
+    metadata: JsonObject | None = None
+
+
+class AgentReplace(AgentPatch):
+    name: Name
+    about: About
+
+
+class Agent(_Output):
+    id: str
+    name: str
+    about: str | None = None
+    instructions: list[str] = []
+    model: str = DEFAULT_MODEL
+    default_settings: dict[str, Any] = {}
+    metadata: dict[str, Any] = {}
+    created_at: str
+    updated_at: str
+
+
+# --- users ----------------------------------------------------------------------------------
+
+class UserCreate(_Input):
+    name: Name | None = None
+    about: About | None = None
+    metadata: JsonObject | None = None
+    docs: Unsupported | None = None
+
+
+class UserPatch(_Input):
+    name: Name | None = None
+    about: About | None = None
+    metadata: JsonObject | None = None
+
+
+class UserReplace(UserPatch):
+    name: Name
+    about: About
+
+
+class User(_Output):
+    id: str
+    name: str | None = None
+    about: str | None = None
+    metadata: dict[str, Any] = {}
+    created_at: str
+    updated_at: str
+
+
+# --- sessions -------------------------------------------------------------------------------
+
+class SessionCreate(_Input):
+    agent_id: str
+    user_id: str | None = None
+    situation: Situation | None = None
+    metadata: JsonObject | None = None
+    render_templates: bool | None = None
+    token_budget: TokenBudget | None = None
+    context_overflow: ContextOverflow | None = None
+
+
+class SessionPatch(_Input):
+    situation: Situation | None = None
+    metadata: JsonObject | None = None
+    render_templates: bool | None = None
+    token_budget: TokenBudget | None = None
+    context_overflow: ContextOverflow | None = None
+
+
+class SessionReplace(SessionPatch):
+    situation: Situation
+
+
+class Session(_Output):
+    id: str
+    agent_id: str
+    user_id: str | None = None
+    situation: str | None = None
+    summary: str | None = None
+    metadata: dict[str, Any] = {}
+    render_templates: bool = False
+    token_budget: int | None = None
+    context_overflow: ContextOverflow | None = None
+    created_at: str
+    updated_at: str
+
+
+# --- history --------------------------------------------------------------------------------
+
+class MessageIn(_Input):
+    role: Literal["system", "user", "assistant", "function"]
+    content: Annotated[str, _bounded(MAX_CONTENT_BYTES)]
+    name: Name | None = None
+
+
+class HistoryAppend(_Input):
+    messages: Annotated[list[MessageIn], Field(min_length=1, max_length=MAX_MESSAGES_PER_APPEND)]
+
+
+class Message(_Output):
+    id: str
+    role: str
+    content: str
+    name: str | None = None
+    created_at: str
+
+
+# --- answers --------------------------------------------------------------------------------
+
+class Created(_Output):
+    id: str
+    created_at: str
+    jobs: list[str] = []
+
+
+class Updated(_Output):
+    id: str
+    updated_at: str
+    jobs: list[str] = []
+
+
+class Deleted(_Output):
+    id: str
+    deleted_at: str

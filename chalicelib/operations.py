@@ -1,0 +1,54 @@
+"""Every API operation by name, with the status it answers: the one table that HTTP routes (app.py)
+and direct Lambda invocation both dispatch through, so both get the same rules and errors."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import service
+from .service import AGENTS, SESSIONS, USERS, Kind
+from .store import Store
+
+
+@dataclass(frozen=True)
+class Call:
+    """One operation's input, whatever carried it."""
+    developer: str
+    ids: dict[str, str] = field(default_factory=dict)      # path ids: agent_id, session_id, ...
+    query: dict[str, str] = field(default_factory=dict)    # query parameters, as strings
+    body: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Operation:
+    status: int
+    run: Callable[[Store, Call], Any]
+    takes_body: bool = False
+
+
+def _resource(kind: Kind, plural: str) -> dict[str, Operation]:
+    id_name = f"{kind.name}_id"
+    return {
+        f"{plural}.create": Operation(201, lambda s, c: service.create(s, kind, c.developer, c.body), True),
+        f"{plural}.list": Operation(200, lambda s, c: service.list_records(s, kind, c.developer, c.query)),
+        f"{plural}.get": Operation(200, lambda s, c: service.get(s, kind, c.developer, c.ids[id_name])),
+        f"{plural}.replace": Operation(200, lambda s, c: service.update(
+            s, kind, c.developer, c.ids[id_name], c.body, replace=True), True),
+        f"{plural}.patch": Operation(200, lambda s, c: service.update(
+            s, kind, c.developer, c.ids[id_name], c.body, replace=False), True),
+        f"{plural}.delete": Operation(202, lambda s, c: service.delete(s, kind, c.developer, c.ids[id_name])),
+    }
+
+
+OPERATIONS: dict[str, Operation] = {
+    **_resource(AGENTS, "agents"),
+    **_resource(USERS, "users"),
+    **_resource(SESSIONS, "sessions"),
+    "sessions.history.get": Operation(200, lambda s, c: service.get_history(
+        s, c.developer, c.ids["session_id"], c.query)),
+    "sessions.history.append": Operation(201, lambda s, c: service.append_history(
+        s, c.developer, c.ids["session_id"], c.body), True),
+    "sessions.history.delete": Operation(202, lambda s, c: service.delete_history(
+        s, c.developer, c.ids["session_id"])),
+}

@@ -1,0 +1,48 @@
+"""The one definition of the DynamoDB table. Tests, `make run` and (later) infra/ build it from here.
+
+A single table with a string partition key `pk` and sort key `sk`; the store owns what goes in
+them (see docs/design.md). No secondary index: every access pattern is a GetItem or a Query on
+the base table, so reads are strongly consistent and writes happen in one transaction.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+PARTITION_KEY = "pk"
+SORT_KEY = "sk"
+TTL_ATTRIBUTE = "expires_at"
+DEFAULT_TABLE_NAME = "sessions"
+
+
+def table_name() -> str:
+    return os.environ.get("SESSIONS_TABLE", DEFAULT_TABLE_NAME)
+
+
+def table_definition(name: str) -> dict[str, Any]:
+    """Arguments for CreateTable."""
+    return {
+        "TableName": name,
+        "AttributeDefinitions": [
+            {"AttributeName": PARTITION_KEY, "AttributeType": "S"},
+            {"AttributeName": SORT_KEY, "AttributeType": "S"},
+        ],
+        "KeySchema": [
+            {"AttributeName": PARTITION_KEY, "KeyType": "HASH"},
+            {"AttributeName": SORT_KEY, "KeyType": "RANGE"},
+        ],
+        "BillingMode": "PAY_PER_REQUEST",
+    }
+
+
+def create_table(client: Any, name: str) -> None:
+    """Create the table (and turn on its TTL) unless it exists already."""
+    try:
+        client.create_table(**table_definition(name))
+    except client.exceptions.ResourceInUseException:
+        return
+    client.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 1})
+    client.update_time_to_live(
+        TableName=name,
+        TimeToLiveSpecification={"Enabled": True, "AttributeName": TTL_ATTRIBUTE},
+    )

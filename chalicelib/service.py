@@ -1,0 +1,298 @@
+"""The service rules, free of HTTP: every operation takes the developer id and plain values
+(a parsed JSON body, query parameters as strings) and returns a wire model or raises a
+ServiceError. HTTP routes and (later) direct Lambda invocation both call these.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from itertools import islice
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from . import clock, filters, models
+from .errors import BadRequest, Conflict, DeletionInProgress, NotFound, ValidationFailed
+from .store import MissingRecord, Store, VersionConflict
+
+UPDATE_ATTEMPTS = 5           # optimistic-concurrency retries before a 409
+DELETE_BUDGET_SECONDS = 20.0  # cascading work per request, well inside API Gateway's 29 s
+LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX = 100, 1000
+_READ_CHUNK = 100             # records fetched per BatchGetItem while listing
+
+
+@dataclass(frozen=True)
+class Kind:
+    """What differs between agents, users and sessions; everything else is shared."""
+    name: str
+    create_model: type[BaseModel]
+    patch_model: type[BaseModel]
+    replace_model: type[BaseModel]
+    wire_model: type[BaseModel]
+    defaults: dict[str, Any]
+    immutable: frozenset[str] = frozenset({"id", "created_at", "updated_at"})
+    unsupported: frozenset[str] = frozenset()        # accepted only empty, never stored
+    parents: Callable[[dict[str, Any]], list[tuple[str, str]]] = field(default=lambda record: [])
+
+
+AGENTS = Kind("agent", models.AgentCreate, models.AgentPatch, models.AgentReplace, models.Agent,
+              defaults={"instructions": [], "model": models.DEFAULT_MODEL, "default_settings": {}, "metadata": {}},
+              unsupported=frozenset({"tools", "docs"}))
+USERS = Kind("user", models.UserCreate, models.UserPatch, models.UserReplace, models.User,
+             defaults={"metadata": {}}, unsupported=frozenset({"docs"}))
+SESSIONS = Kind("session", models.SessionCreate, models.SessionPatch, models.SessionReplace, models.Session,
+                defaults={"metadata": {}, "render_templates": False},
+                immutable=frozenset({"id", "created_at", "updated_at", "agent_id", "user_id", "summary"}),
+                parents=lambda record: [("agent", record["agent_id"])]
+                + ([("user", record["user_id"])] if record.get("user_id") else []))
+KINDS = {kind.name: kind for kind in (AGENTS, USERS, SESSIONS)}
+
+
+# --- validation -----------------------------------------------------------------------------------
+
+def _parse(model: type[BaseModel], body: dict[str, Any]) -> Any:
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        raise ValidationFailed("request body is invalid", details=[
+            {"field": ".".join(str(part) for part in error["loc"]) or "body",
+             "message": error["msg"], "type": error["type"]}
+            for error in exc.errors(include_url=False, include_context=False, include_input=False)
+        ]) from None
+
+
+def _validate(model: type[BaseModel], body: dict[str, Any]) -> dict[str, Any]:
+    """The body's fields that are set and not null (a null means "not given", as the SDK sends)."""
+    parsed = _parse(model, body)
+    return {name: value for name, value in parsed if value is not None and name in parsed.model_fields_set}
+
+
+def _refuse_immutable(kind: Kind, body: dict[str, Any]) -> None:
+    present = sorted(kind.immutable & body.keys())
+    if present:
+        raise ValidationFailed(
+            f"{', '.join(present)} cannot be changed on a {kind.name}; nothing was changed",
+            details=[{"field": name, "message": "cannot be changed after creation", "type": "immutable"}
+                     for name in present])
+
+
+def _require_uuid(field_name: str, value: str | None) -> None:
+    if value is not None and not clock.is_uuid(value):
+        raise ValidationFailed(f"{field_name} must be a UUID", details=[
+            {"field": field_name, "message": "must be a UUID", "type": "uuid"}])
+
+
+def _wire(kind: Kind, record: dict[str, Any]) -> BaseModel:
+    return kind.wire_model.model_validate(record)
+
+
+# --- agents, users and sessions ------------------------------------------------------------------
+
+def create(store: Store, kind: Kind, developer: str, body: dict[str, Any]) -> models.Created:
+    data = _validate(kind.create_model, body)
+    for name in kind.unsupported:
+        data.pop(name, None)
+    if kind is SESSIONS:
+        _require_uuid("agent_id", data["agent_id"])
+        _require_uuid("user_id", data.get("user_id"))
+    timestamp = clock.now()
+    record = {**kind.defaults, **data, "id": clock.new_id(), "created_at": timestamp,
+              "updated_at": timestamp, "version": 1}
+    try:
+        store.create(developer, kind.name, record, kind.parents(record))
+    except MissingRecord as missing:
+        raise NotFound(f"{missing.kind} {missing.record_id} not found", details=[
+            {"field": f"{missing.kind}_id", "message": f"no {missing.kind} with this id", "type": "not_found"}
+        ]) from None
+    return models.Created(id=record["id"], created_at=timestamp)
+
+
+def get(store: Store, kind: Kind, developer: str, record_id: str) -> BaseModel:
+    return _wire(kind, _existing(store, kind, developer, record_id))
+
+
+def update(store: Store, kind: Kind, developer: str, record_id: str, body: dict[str, Any],
+           replace: bool) -> models.Updated:
+    """PATCH (replace=False) writes the non-null fields given and merges metadata key by key,
+    a key set to null removing it; PUT (replace=True) requires the model's required fields and
+    replaces metadata whole. Read, change, write conditionally on the version: a concurrent
+    change is retried on the fresh record, so none is lost."""
+    _refuse_immutable(kind, body)
+    changes = _validate(kind.replace_model if replace else kind.patch_model, body)
+    for _ in range(UPDATE_ATTEMPTS):
+        old = _existing(store, kind, developer, record_id)
+        new = {**old, **changes}
+        if "metadata" in changes and not replace:
+            merged = {**old.get("metadata", {}), **changes["metadata"]}
+            new["metadata"] = {key: value for key, value in merged.items() if value is not None}
+        new["updated_at"] = clock.after(old["updated_at"])
+        new["version"] = old["version"] + 1
+        try:
+            store.replace(developer, kind.name, old, new)
+        except VersionConflict:
+            continue
+        except MissingRecord:
+            raise NotFound(f"{kind.name} {record_id} not found") from None
+        return models.Updated(id=record_id, updated_at=new["updated_at"])
+    raise Conflict(f"{kind.name} {record_id} kept changing under this update; retry it")
+
+
+def delete(store: Store, kind: Kind, developer: str, record_id: str,
+           budget_seconds: float = DELETE_BUDGET_SECONDS) -> models.Deleted:
+    """Delete a record and everything under it. The record vanishes at once with a purge marker
+    in the same transaction; the cascade then runs under a time budget. Past the budget the
+    answer is 503 `deletion_in_progress`, and the same DELETE again resumes from the marker."""
+    deadline = time.monotonic() + budget_seconds
+    if not clock.is_uuid(record_id):
+        raise NotFound(f"{kind.name} {record_id} not found")
+    record = store.get(developer, kind.name, record_id)
+    if record is not None:
+        try:
+            store.delete(developer, kind.name, record, kind.parents(record))
+        except MissingRecord:
+            pass  # deleted by a concurrent call: its marker (if any) is resumed below
+    if not store.purge_pending(developer, kind.name, record_id):
+        if record is None:
+            raise NotFound(f"{kind.name} {record_id} not found")
+    else:
+        _purge(store, kind, developer, record_id, deadline)
+    return models.Deleted(id=record_id, deleted_at=clock.now())
+
+
+def finish_pending_deletes(store: Store, developer: str,
+                           budget_seconds: float = DELETE_BUDGET_SECONDS) -> int:
+    """Complete every cascade an interrupted DELETE left behind; returns how many it finished.
+    For an operator's sweep (admin CLI), safe to run at any time and any number of times."""
+    deadline = time.monotonic() + budget_seconds
+    pending = store.pending_purges(developer)
+    for kind_name, record_id in pending:
+        _purge(store, KINDS[kind_name], developer, record_id, deadline)
+    return len(pending)
+
+
+def _purge(store: Store, kind: Kind, developer: str, record_id: str, deadline: float) -> None:
+    def check_budget() -> None:
+        if time.monotonic() > deadline:
+            raise DeletionInProgress(f"deleting {kind.name} {record_id} is under way; "
+                                     "repeat the DELETE to continue it")
+
+    if kind is SESSIONS:
+        while store.delete_history_batch(developer, record_id):
+            check_budget()
+    else:
+        for session_id in store.linked(developer, kind.name, record_id, SESSIONS.name):
+            check_budget()
+            session = store.get(developer, SESSIONS.name, session_id)
+            if session is not None:
+                try:
+                    store.delete(developer, SESSIONS.name, session, SESSIONS.parents(session))
+                except MissingRecord:
+                    continue  # a concurrent cascade took it, and its purge with it
+                _purge(store, SESSIONS, developer, session_id, deadline)
+    store.finish_purge(developer, kind.name, record_id)
+
+
+def _existing(store: Store, kind: Kind, developer: str, record_id: str) -> dict[str, Any]:
+    record = store.get(developer, kind.name, record_id) if clock.is_uuid(record_id) else None
+    if record is None:
+        raise NotFound(f"{kind.name} {record_id} not found")
+    return record
+
+
+# --- lists ------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ListQuery:
+    limit: int = LIST_LIMIT_DEFAULT
+    offset: int = 0
+    metadata_filter: dict[str, Any] = field(default_factory=dict)
+    sort_by: str = "created_at"
+    descending: bool = True
+
+
+def _int_param(params: dict[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = params.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadRequest(f"{name} must be an integer from {low} to {high}") from None
+    if not low <= value <= high:
+        raise BadRequest(f"{name} must be from {low} to {high}; got {value}")
+    return value
+
+
+def _refuse_unknown_params(params: dict[str, str], known: set[str]) -> None:
+    unknown = sorted(set(params) - known)
+    if unknown:
+        raise BadRequest(f"unknown query parameter {', '.join(unknown)}; accepted: {', '.join(sorted(known))}")
+
+
+def parse_list_query(params: dict[str, str]) -> ListQuery:
+    _refuse_unknown_params(params, {"limit", "offset", "metadata_filter", "sort_by", "order"})
+    sort_by = params.get("sort_by", "created_at")
+    if sort_by not in ("created_at", "updated_at"):
+        raise BadRequest("sort_by must be created_at or updated_at")
+    order = params.get("order", "desc")
+    if order not in ("asc", "desc"):
+        raise BadRequest("order must be asc or desc")
+    return ListQuery(limit=_int_param(params, "limit", LIST_LIMIT_DEFAULT, 1, LIST_LIMIT_MAX),
+                     offset=_int_param(params, "offset", 0, 0, 10**9),
+                     metadata_filter=filters.parse_metadata_filter(params.get("metadata_filter")),
+                     sort_by=sort_by, descending=order == "desc")
+
+
+def list_records(store: Store, kind: Kind, developer: str, params: dict[str, str]) -> dict[str, Any]:
+    query = parse_list_query(params)
+    ids = store.list_ids(developer, kind.name, query.sort_by, query.descending)
+    matching = (record for record in _records_in_order(store, kind, developer, ids)
+                if filters.matches(record.get("metadata", {}), query.metadata_filter))
+    page = islice(matching, query.offset, query.offset + query.limit)
+    return {"items": [_wire(kind, record) for record in page]}
+
+
+def _records_in_order(store: Store, kind: Kind, developer: str, ids: Iterator[str]) -> Iterator[dict[str, Any]]:
+    """Records for a stream of ids, fetched a batch at a time, in the ids' order. An id whose
+    record vanished between the two reads (a concurrent delete) is skipped."""
+    while chunk := list(islice(ids, _READ_CHUNK)):
+        found = store.get_many(developer, kind.name, chunk)
+        yield from (found[i] for i in chunk if i in found)
+
+
+# --- history ----------------------------------------------------------------------------------------
+
+def get_history(store: Store, developer: str, session_id: str, params: dict[str, str]) -> dict[str, Any]:
+    _refuse_unknown_params(params, {"limit", "offset"})
+    limit = _int_param(params, "limit", LIST_LIMIT_DEFAULT, 1, LIST_LIMIT_MAX)
+    offset = _int_param(params, "offset", 0, 0, 10**9)
+    _existing(store, SESSIONS, developer, session_id)
+    page = islice(store.messages(developer, session_id), offset, offset + limit)
+    return {"items": [models.Message.model_validate(message) for message in page]}
+
+
+def append_history(store: Store, developer: str, session_id: str, body: dict[str, Any]) -> dict[str, Any]:
+    append = _parse(models.HistoryAppend, body)
+    _existing(store, SESSIONS, developer, session_id)
+    timestamp = clock.now()
+    messages = [{"id": clock.new_id(), "role": m.role, "content": m.content, "name": m.name,
+                 "created_at": timestamp} for m in append.messages]
+    try:
+        store.append_messages(developer, session_id, messages)
+    except MissingRecord:
+        raise NotFound(f"session {session_id} not found") from None
+    return {"items": [models.Message.model_validate(message) for message in messages]}
+
+
+def delete_history(store: Store, developer: str, session_id: str,
+                   budget_seconds: float = DELETE_BUDGET_SECONDS) -> models.Deleted:
+    """Clear a session's history, the session staying. Batches until none is left, so a retry
+    after an interruption (or a 503 past the budget) finishes the job."""
+    deadline = time.monotonic() + budget_seconds
+    _existing(store, SESSIONS, developer, session_id)
+    while store.delete_history_batch(developer, session_id):
+        if time.monotonic() > deadline:
+            raise DeletionInProgress(f"clearing the history of session {session_id} is under way; "
+                                     "repeat the DELETE to continue it")
+    return models.Deleted(id=session_id, deleted_at=clock.now())

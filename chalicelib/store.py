@@ -1,0 +1,346 @@
+"""The DynamoDB store: the only module that knows keys, expressions and boto3 shapes.
+
+It speaks in records (plain dicts of a resource's fields) and named exceptions; the service
+layer above never sees an attribute value or an error code. The layout (docs/design.md):
+
+    pk                                sk                          what
+    apikey#<sha256>                   #record                     an API key -> developer_id
+    dev#<d>#<kind>#<id>               #record                     an agent, user or session
+    dev#<d>#agent#<id>                link#session#<sid>          the agent's sessions
+    dev#<d>#user#<id>                 link#session#<sid>          the user's sessions
+    dev#<d>#session#<id>              msg#<created_at>#<n>#<mid>  one history message
+    dev#<d>#<kind>s#by_created        <created_at>#<id>           list entry, creation order
+    dev#<d>#<kind>s#by_updated        <updated_at>#<id>           list entry, update order
+    dev#<d>#purge                     <kind>#<id>                 a cascading delete under way
+
+Every item of a developer carries `dev#<d>#` in its key, so no query can reach another's data.
+A record and its list entries and links change in one transaction, so they never disagree.
+"""
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+
+from . import schema
+
+RECORD = "#record"
+PK, SK = schema.PARTITION_KEY, schema.SORT_KEY
+BATCH_WRITE_MAX = 25
+BATCH_GET_MAX = 100
+SORT_ORDERS = ("created_at", "updated_at")
+
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+
+
+class StoreError(Exception):
+    """Base of the store's named outcomes."""
+
+
+class MissingRecord(StoreError):
+    """A record a write depends on is absent (or was deleted meanwhile)."""
+
+    def __init__(self, kind: str, record_id: str) -> None:
+        super().__init__(f"{kind} {record_id} not found")
+        self.kind = kind
+        self.record_id = record_id
+
+
+class VersionConflict(StoreError):
+    """The record changed between our read and our conditional write."""
+
+
+# --- keys -------------------------------------------------------------------------------------
+
+def _record_pk(developer: str, kind: str, record_id: str) -> str:
+    return f"dev#{developer}#{kind}#{record_id}"
+
+
+def _list_pk(developer: str, kind: str, sort_by: str) -> str:
+    return f"dev#{developer}#{kind}s#by_{sort_by.removesuffix('_at')}"
+
+
+def _purge_pk(developer: str) -> str:
+    return f"dev#{developer}#purge"
+
+
+def _key(pk: str, sk: str) -> dict[str, Any]:
+    return {PK: {"S": pk}, SK: {"S": sk}}
+
+
+def _record_key(developer: str, kind: str, record_id: str) -> dict[str, Any]:
+    return _key(_record_pk(developer, kind, record_id), RECORD)
+
+
+def _list_entry_key(developer: str, kind: str, sort_by: str, record: dict[str, Any]) -> dict[str, Any]:
+    return _key(_list_pk(developer, kind, sort_by), f"{record[sort_by]}#{record['id']}")
+
+
+def _link_key(developer: str, parent: tuple[str, str], child_kind: str, child_id: str) -> dict[str, Any]:
+    return _key(_record_pk(developer, *parent), f"link#{child_kind}#{child_id}")
+
+
+def _serialize(values: dict[str, Any]) -> dict[str, Any]:
+    # None means "absent": omitting it keeps items small and reads default it back to None.
+    return {k: _serializer.serialize(v) for k, v in values.items() if v is not None}
+
+
+def _deserialize(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: _deserializer.deserialize(v) for k, v in item.items() if k not in (PK, SK)}
+
+
+# --- the store ----------------------------------------------------------------------------------
+
+class Store:
+    def __init__(self, client: Any, table: str) -> None:
+        self.client = client
+        self.table = table
+
+    # API keys ----------------------------------------------------------------------------------
+
+    def developer_for_key(self, key_hash: str) -> str | None:
+        item = self.client.get_item(TableName=self.table, Key=_key(f"apikey#{key_hash}", RECORD),
+                                    ConsistentRead=True).get("Item")
+        return item["developer_id"]["S"] if item else None
+
+    def put_api_key(self, key_hash: str, developer: str) -> None:
+        self.client.put_item(TableName=self.table, Item={
+            **_key(f"apikey#{key_hash}", RECORD), "developer_id": {"S": developer}})
+
+    # records -----------------------------------------------------------------------------------
+
+    def get(self, developer: str, kind: str, record_id: str) -> dict[str, Any] | None:
+        item = self.client.get_item(TableName=self.table, Key=_record_key(developer, kind, record_id),
+                                    ConsistentRead=True).get("Item")
+        return _deserialize(item) if item else None
+
+    def get_many(self, developer: str, kind: str, ids: list[str]) -> dict[str, dict[str, Any]]:
+        """Records by id (consistent reads); ids that do not exist are simply absent."""
+        found: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(ids), BATCH_GET_MAX):
+            keys = [_record_key(developer, kind, i) for i in ids[start:start + BATCH_GET_MAX]]
+            request = {self.table: {"Keys": keys, "ConsistentRead": True}}
+            for attempt in _backoff():
+                answer = self.client.batch_get_item(RequestItems=request)
+                for item in answer["Responses"].get(self.table, []):
+                    record = _deserialize(item)
+                    found[record["id"]] = record
+                request = answer.get("UnprocessedKeys") or {}
+                if not request:
+                    break
+        return found
+
+    def create(self, developer: str, kind: str, record: dict[str, Any],
+               parents: Iterable[tuple[str, str]] = ()) -> None:
+        """Write a new record, its list entries and a link under each parent, in one transaction
+        that also checks every parent exists. Raises MissingRecord naming the first absent parent."""
+        parents = list(parents)
+        actions: list[dict[str, Any]] = [
+            {"ConditionCheck": {"TableName": self.table, "Key": _record_key(developer, *parent),
+                                "ConditionExpression": "attribute_exists(#pk)",
+                                "ExpressionAttributeNames": {"#pk": PK}}}
+            for parent in parents
+        ]
+        actions.append({"Put": {"TableName": self.table,
+                                "Item": {**_record_key(developer, kind, record["id"]), **_serialize(record)},
+                                "ConditionExpression": "attribute_not_exists(#pk)",
+                                "ExpressionAttributeNames": {"#pk": PK}}})
+        actions += [self._put_list_entry(developer, kind, order, record) for order in SORT_ORDERS]
+        actions += [{"Put": {"TableName": self.table,
+                             "Item": _link_key(developer, parent, kind, record["id"])}}
+                    for parent in parents]
+        failed = self._transact(actions)
+        if failed is not None:
+            if failed < len(parents):
+                raise MissingRecord(*parents[failed])
+            raise VersionConflict()  # an id collision: astronomically unlikely with UUIDv4
+
+    def replace(self, developer: str, kind: str, old: dict[str, Any], new: dict[str, Any]) -> None:
+        """Write `new` over `old` if the stored version is still old's, moving its update-order
+        list entry in the same transaction. Raises MissingRecord or VersionConflict."""
+        actions = [
+            {"Put": {"TableName": self.table,
+                     "Item": {**_record_key(developer, kind, new["id"]), **_serialize(new)},
+                     "ConditionExpression": "#version = :version",
+                     "ExpressionAttributeNames": {"#version": "version"},
+                     "ExpressionAttributeValues": {":version": {"N": str(old["version"])}}}},
+            {"Delete": {"TableName": self.table, "Key": _list_entry_key(developer, kind, "updated_at", old)}},
+            self._put_list_entry(developer, kind, "updated_at", new),
+        ]
+        if self._transact(actions) is not None:
+            if self.get(developer, kind, old["id"]) is None:
+                raise MissingRecord(kind, old["id"])
+            raise VersionConflict()
+
+    def delete(self, developer: str, kind: str, record: dict[str, Any],
+               parents: Iterable[tuple[str, str]] = ()) -> None:
+        """Remove a record, its list entries and its links under parents, and leave a purge marker
+        for whatever lives under it (links, history) - all in one transaction.
+        Raises MissingRecord if someone else deleted it first."""
+        actions: list[dict[str, Any]] = [
+            {"Delete": {"TableName": self.table, "Key": _record_key(developer, kind, record["id"]),
+                        "ConditionExpression": "attribute_exists(#pk)",
+                        "ExpressionAttributeNames": {"#pk": PK}}},
+            *({"Delete": {"TableName": self.table, "Key": _list_entry_key(developer, kind, order, record)}}
+              for order in SORT_ORDERS),
+            *({"Delete": {"TableName": self.table, "Key": _link_key(developer, parent, kind, record["id"])}}
+              for parent in parents),
+            {"Put": {"TableName": self.table, "Item": _key(_purge_pk(developer), f"{kind}#{record['id']}")}},
+        ]
+        if self._transact(actions) is not None:
+            raise MissingRecord(kind, record["id"])
+
+    # cascading deletes ---------------------------------------------------------------------------
+
+    def purge_pending(self, developer: str, kind: str, record_id: str) -> bool:
+        item = self.client.get_item(TableName=self.table, Key=_key(_purge_pk(developer), f"{kind}#{record_id}"),
+                                    ConsistentRead=True).get("Item")
+        return item is not None
+
+    def pending_purges(self, developer: str) -> list[tuple[str, str]]:
+        return [tuple(item[SK]["S"].split("#", 1))  # type: ignore[misc]
+                for item in self._query(_purge_pk(developer), projection=SK)]
+
+    def finish_purge(self, developer: str, kind: str, record_id: str) -> None:
+        self.client.delete_item(TableName=self.table, Key=_key(_purge_pk(developer), f"{kind}#{record_id}"))
+
+    def linked(self, developer: str, kind: str, record_id: str, child_kind: str) -> Iterator[str]:
+        """Ids of the children linked under a record (strongly consistent, paged)."""
+        prefix = f"link#{child_kind}#"
+        for item in self._query(_record_pk(developer, kind, record_id), prefix=prefix, projection=SK):
+            yield item[SK]["S"][len(prefix):]
+
+    def delete_history_batch(self, developer: str, session_id: str) -> int:
+        """Delete up to one query page of a session's messages; returns how many were deleted.
+        Callers loop until it returns 0, so an interrupted purge simply resumes."""
+        answer = self.client.query(**self._query_args(
+            _record_pk(developer, "session", session_id), prefix="msg#", projection=f"{PK}, {SK}",
+            limit=BATCH_WRITE_MAX * 8))
+        keys = [{PK: item[PK], SK: item[SK]} for item in answer["Items"]]
+        self._batch_delete(keys)
+        return len(keys)
+
+    # history -----------------------------------------------------------------------------------
+
+    def append_messages(self, developer: str, session_id: str, messages: list[dict[str, Any]]) -> None:
+        """Store messages atomically, only while the session exists."""
+        session_pk = _record_pk(developer, "session", session_id)
+        actions: list[dict[str, Any]] = [
+            {"ConditionCheck": {"TableName": self.table, "Key": _key(session_pk, RECORD),
+                                "ConditionExpression": "attribute_exists(#pk)",
+                                "ExpressionAttributeNames": {"#pk": PK}}}]
+        for position, message in enumerate(messages):
+            sort_key = f"msg#{message['created_at']}#{position:03d}#{message['id']}"
+            actions.append({"Put": {"TableName": self.table,
+                                    "Item": {**_key(session_pk, sort_key), **_serialize(message)}}})
+        if self._transact(actions) is not None:
+            raise MissingRecord("session", session_id)
+
+    def messages(self, developer: str, session_id: str) -> Iterator[dict[str, Any]]:
+        """A session's messages, oldest first, read page by page as the caller consumes them."""
+        for item in self._query(_record_pk(developer, "session", session_id), prefix="msg#"):
+            yield _deserialize(item)
+
+    # lists -------------------------------------------------------------------------------------
+
+    def list_ids(self, developer: str, kind: str, sort_by: str, descending: bool) -> Iterator[str]:
+        """Ids of a developer's records in sort_by order, ties broken by id, read lazily."""
+        for item in self._query(_list_pk(developer, kind, sort_by), descending=descending, projection=SK):
+            yield item[SK]["S"].rsplit("#", 1)[1]
+
+    # helpers -----------------------------------------------------------------------------------
+
+    def _put_list_entry(self, developer: str, kind: str, sort_by: str, record: dict[str, Any]) -> dict[str, Any]:
+        return {"Put": {"TableName": self.table, "Item": _list_entry_key(developer, kind, sort_by, record)}}
+
+    def _query_args(self, pk: str, prefix: str | None = None, descending: bool = False,
+                    projection: str | None = None, limit: int | None = None) -> dict[str, Any]:
+        args: dict[str, Any] = {
+            "TableName": self.table, "ConsistentRead": True, "ScanIndexForward": not descending,
+            "KeyConditionExpression": "#pk = :pk", "ExpressionAttributeNames": {"#pk": PK},
+            "ExpressionAttributeValues": {":pk": {"S": pk}},
+        }
+        if prefix is not None:
+            args["KeyConditionExpression"] += " AND begins_with(#sk, :prefix)"
+            args["ExpressionAttributeNames"]["#sk"] = SK
+            args["ExpressionAttributeValues"][":prefix"] = {"S": prefix}
+        if projection is not None:
+            # Projected names go through placeholders too (pk/sk are not reserved, but stay uniform).
+            names = [name.strip() for name in projection.split(",")]
+            args["ProjectionExpression"] = ", ".join(f"#p{i}" for i in range(len(names)))
+            args["ExpressionAttributeNames"].update({f"#p{i}": n for i, n in enumerate(names)})
+        if limit is not None:
+            args["Limit"] = limit
+        return args
+
+    def _query(self, pk: str, **options: Any) -> Iterator[dict[str, Any]]:
+        """Every item of a Query, following LastEvaluatedKey past DynamoDB's 1 MB pages."""
+        args = self._query_args(pk, **options)
+        while True:
+            answer = self.client.query(**args)
+            yield from answer["Items"]
+            if "LastEvaluatedKey" not in answer:
+                return
+            args["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+
+    def _batch_delete(self, keys: list[dict[str, Any]]) -> None:
+        for start in range(0, len(keys), BATCH_WRITE_MAX):
+            pending = {self.table: [{"DeleteRequest": {"Key": k}} for k in keys[start:start + BATCH_WRITE_MAX]]}
+            for attempt in _backoff():
+                pending = self.client.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
+                if not pending:
+                    break
+
+    def _transact(self, actions: list[dict[str, Any]]) -> int | None:
+        """Run a transaction; None on success, else the index of the first action whose
+        condition failed."""
+        try:
+            self.client.transact_write_items(TransactItems=actions)
+            return None
+        except self.client.exceptions.TransactionCanceledException as exc:
+            reasons = exc.response.get("CancellationReasons") or []
+            for index, reason in enumerate(reasons):
+                if reason.get("Code") == "ConditionalCheckFailed":
+                    return index
+            raise
+
+
+def _backoff(attempts: int = 8) -> Iterator[int]:
+    """Attempt numbers for batch calls, sleeping between them: DynamoDB hands back unprocessed
+    items under throttling, and the answer to that is to wait and send them again."""
+    for attempt in range(attempts):
+        if attempt:
+            time.sleep(min(0.05 * 2 ** attempt, 1.0))
+        yield attempt
+    raise StoreError("DynamoDB kept items unprocessed after retries")
+
+
+# --- the process-wide store -----------------------------------------------------------------------
+
+_store: Store | None = None
+
+
+def get_store() -> Store:
+    """The store for this process, made on first use (not at import: cold starts stay small)."""
+    global _store
+    if _store is None:
+        import boto3
+        from botocore.config import Config
+
+        client = boto3.client("dynamodb", config=Config(
+            # Bounded so an API call finishes well inside API Gateway's 29 s.
+            connect_timeout=2, read_timeout=5, retries={"mode": "standard", "max_attempts": 4},
+            region_name=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
+        ))
+        _store = Store(client, schema.table_name())
+    return _store
+
+
+def reset_store() -> None:
+    """Forget the process-wide store (tests switch tables and mocks)."""
+    global _store
+    _store = None

@@ -1,0 +1,91 @@
+"""Shared fixtures: a moto-mocked table built from the one schema, API keys for two developers,
+and chalice's test client over the real app."""
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from chalicelib import auth, schema, store
+
+TABLE = "sessions-test"
+KEYS = {"alice": "key-alice-123", "bob": "key-bob-456"}
+
+
+@pytest.fixture(autouse=True)
+def aws_env(monkeypatch):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("SESSIONS_TABLE", TABLE)
+    monkeypatch.delenv("AWS_ENDPOINT_URL_DYNAMODB", raising=False)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+
+
+@pytest.fixture
+def table(aws_env):
+    with mock_aws():
+        store.reset_store()
+        schema.create_table(boto3.client("dynamodb", region_name="us-east-1"), TABLE)
+        the_store = store.get_store()
+        for developer, key in KEYS.items():
+            auth.register_key(the_store, developer, key)
+        yield the_store
+        store.reset_store()
+
+
+class Api:
+    """chalice.test.Client with JSON in and out and a developer's key."""
+
+    def __init__(self, client: Any, key: str | None) -> None:
+        self.client = client
+        self.key = key
+
+    def request(self, method: str, path: str, body: Any = None, raw: bytes | str | None = None,
+                headers: dict[str, str] | None = None, key: str | None = "default"):
+        sent = {"Content-Type": "application/json", **(headers or {})}
+        key = self.key if key == "default" else key
+        if key is not None:
+            sent["Authorization"] = f"Bearer {key}"
+        payload = raw if raw is not None else (json.dumps(body) if body is not None else None)
+        response = getattr(self.client.http, method.lower())(path, headers=sent, body=payload)
+        response.json = json.loads(response.body) if response.body else None
+        return response
+
+    def get(self, path, **kw): return self.request("GET", path, **kw)
+    def post(self, path, body=None, **kw): return self.request("POST", path, body, **kw)
+    def put(self, path, body=None, **kw): return self.request("PUT", path, body, **kw)
+    def patch(self, path, body=None, **kw): return self.request("PATCH", path, body, **kw)
+    def delete(self, path, **kw): return self.request("DELETE", path, **kw)
+
+    def as_(self, developer: str) -> "Api":
+        return Api(self.client, KEYS[developer])
+
+
+@pytest.fixture
+def api(table):
+    from chalice.test import Client
+
+    import app as app_module
+    with Client(app_module.app) as client:
+        yield Api(client, KEYS["alice"])
+
+
+@pytest.fixture
+def agent_id(api) -> str:
+    return api.post("/agents", {"name": "Sara", "about": "coach", "instructions": ["be kind"]}).json["id"]
+
+
+@pytest.fixture
+def user_id(api) -> str:
+    return api.post("/users", {"name": "Ann", "about": "a user"}).json["id"]
+
+
+@pytest.fixture
+def session_id(api, agent_id, user_id) -> str:
+    return api.post("/sessions", {"agent_id": agent_id, "user_id": user_id, "situation": "hi",
+                                  "metadata": {"db_uuid": "1234"}}).json["id"]
