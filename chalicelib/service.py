@@ -147,16 +147,16 @@ def delete(store: Store, kind: Kind, developer: str, record_id: str,
     if not clock.is_uuid(record_id):
         raise NotFound(f"{kind.name} {record_id} not found")
     record = store.get(developer, kind.name, record_id)
+    pending = False
     if record is not None:
         try:
             store.delete(developer, kind.name, record, kind.parents(record))
+            pending = True
         except MissingRecord:
-            pass  # deleted by a concurrent call: its marker (if any) is resumed below
-    if not store.purge_pending(developer, kind.name, record_id):
-        if record is None:
-            raise NotFound(f"{kind.name} {record_id} not found")
-    else:
-        _purge(store, kind, developer, record_id, deadline)
+            pass  # a concurrent DELETE won; if its cascade is unfinished we resume it below
+    if not pending and not store.purge_pending(developer, kind.name, record_id):
+        raise NotFound(f"{kind.name} {record_id} not found")
+    _purge(store, kind, developer, record_id, deadline)
     return models.Deleted(id=record_id, deleted_at=clock.now())
 
 
@@ -246,7 +246,7 @@ def parse_list_query(params: dict[str, str]) -> ListQuery:
 
 def list_records(store: Store, kind: Kind, developer: str, params: dict[str, str]) -> dict[str, Any]:
     query = parse_list_query(params)
-    ids = store.list_ids(developer, kind.name, query.sort_by, query.descending)
+    ids = store.list_ids(developer, kind.name, query.sort_by, query.descending, page_size=_READ_CHUNK)
     matching = (record for record in _records_in_order(store, kind, developer, ids)
                 if filters.matches(record.get("metadata", {}), query.metadata_filter))
     page = islice(matching, query.offset, query.offset + query.limit)
@@ -268,13 +268,14 @@ def get_history(store: Store, developer: str, session_id: str, params: dict[str,
     limit = _int_param(params, "limit", LIST_LIMIT_DEFAULT, 1, LIST_LIMIT_MAX)
     offset = _int_param(params, "offset", 0, 0, 10**9)
     _existing(store, SESSIONS, developer, session_id)
-    page = islice(store.messages(developer, session_id), offset, offset + limit)
+    page = islice(store.messages(developer, session_id, page_size=min(offset + limit, LIST_LIMIT_MAX)), offset, offset + limit)
     return {"items": [models.Message.model_validate(message) for message in page]}
 
 
 def append_history(store: Store, developer: str, session_id: str, body: dict[str, Any]) -> dict[str, Any]:
     append = _parse(models.HistoryAppend, body)
-    _existing(store, SESSIONS, developer, session_id)
+    if not clock.is_uuid(session_id):
+        raise NotFound(f"session {session_id} not found")
     timestamp = clock.now()
     messages = [{"id": clock.new_id(), "role": m.role, "content": m.content, "name": m.name,
                  "created_at": timestamp} for m in append.messages]

@@ -240,16 +240,19 @@ class Store:
         if self._transact(actions) is not None:
             raise MissingRecord("session", session_id)
 
-    def messages(self, developer: str, session_id: str) -> Iterator[dict[str, Any]]:
+    def messages(self, developer: str, session_id: str, page_size: int | None = None) -> Iterator[dict[str, Any]]:
         """A session's messages, oldest first, read page by page as the caller consumes them."""
-        for item in self._query(_record_pk(developer, "session", session_id), prefix="msg#"):
+        for item in self._query(_record_pk(developer, "session", session_id), prefix="msg#", limit=page_size):
             yield _deserialize(item)
 
     # lists -------------------------------------------------------------------------------------
 
-    def list_ids(self, developer: str, kind: str, sort_by: str, descending: bool) -> Iterator[str]:
-        """Ids of a developer's records in sort_by order, ties broken by id, read lazily."""
-        for item in self._query(_list_pk(developer, kind, sort_by), descending=descending, projection=SK):
+    def list_ids(self, developer: str, kind: str, sort_by: str, descending: bool,
+                 page_size: int | None = None) -> Iterator[str]:
+        """Ids of a developer's records in sort_by order, ties broken by id, read lazily
+        `page_size` at a time (so a short list never pays for a 1 MB page)."""
+        for item in self._query(_list_pk(developer, kind, sort_by), descending=descending, projection=SK,
+                                limit=page_size):
             yield item[SK]["S"].rsplit("#", 1)[1]
 
     # helpers -----------------------------------------------------------------------------------
