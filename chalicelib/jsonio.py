@@ -24,12 +24,13 @@ def loads(text: str | bytes, what: str = "request body") -> Any:
             raise BadRequest(f"{what} is not valid UTF-8") from None
     try:
         value = json.loads(text, parse_float=Decimal, parse_constant=_refuse_constant)
-    except ValueError as exc:  # JSONDecodeError is a ValueError
-        raise BadRequest(f"{what} is not valid JSON: {exc}") from None
-    try:
         json.dumps(value, ensure_ascii=False, default=str).encode("utf-8")
     except UnicodeEncodeError:
         raise BadRequest(f"{what} contains a lone surrogate, which is not valid Unicode") from None
+    except ValueError as exc:  # JSONDecodeError is a ValueError
+        raise BadRequest(f"{what} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise BadRequest(f"{what} is nested too deeply") from None
     return value
 
 

@@ -6,6 +6,7 @@ silently ignored field. Bounds keep every item well under DynamoDB's 400 KB (doc
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
@@ -21,6 +22,7 @@ MAX_METADATA_KEY_CHARS = 256
 MAX_NESTING = 16                      # DynamoDB allows 32 levels; we leave room
 MAX_CONTENT_BYTES = 64 * 1024         # one history message
 MAX_MESSAGES_PER_APPEND = 50          # one transaction: 50 x 64 KiB < 4 MB, 51 actions < 100
+MAX_TOKEN_BUDGET = 1_000_000_000
 DEFAULT_MODEL = "julep-ai/samantha-1-turbo"
 ROLES = ("system", "user", "assistant", "function")
 
@@ -33,20 +35,33 @@ def _bounded(limit: int):
     return AfterValidator(check)
 
 
-def _depth(value: Any) -> int:
+def _storable_number(value: int | Decimal) -> bool:
+    """What DynamoDB (and boto3's serializer) can hold exactly: at most 38 digits as written
+    (boto3 refuses to round, so 10**40 written out in full is refused while 1E+40 is not), and a
+    magnitude from 1E-128 to under 1E+126 (DynamoDB goes to 1E-130; below 1E-128 boto3 rounds)."""
+    number = Decimal(value)
+    return len(number.as_tuple().digits) <= 38 and -128 <= number.adjusted() <= 125
+
+
+def _check_tree(value: Any, depth: int = 0) -> None:
+    """Every level of a free-form JSON value: DynamoDB refuses empty map keys at any depth and
+    numbers it cannot represent, so both are 422s here rather than failed writes later."""
+    if depth > MAX_NESTING:
+        raise ValueError(f"nests deeper than {MAX_NESTING} levels")
     if isinstance(value, dict):
-        return 1 + max((_depth(v) for v in value.values()), default=0)
-    if isinstance(value, list):
-        return 1 + max((_depth(v) for v in value), default=0)
-    return 0
+        for key, item in value.items():
+            if not key or len(key) > MAX_METADATA_KEY_CHARS:
+                raise ValueError(f"keys must be 1 to {MAX_METADATA_KEY_CHARS} characters, at every level")
+            _check_tree(item, depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            _check_tree(item, depth + 1)
+    elif isinstance(value, (int, Decimal)) and not isinstance(value, bool) and not _storable_number(value):
+        raise ValueError(f"holds the number {value}: at most 38 digits, magnitude 1E-128 to 1E+125")
 
 
 def _check_object(value: dict[str, Any]) -> dict[str, Any]:
-    for key in value:
-        if not key or len(key) > MAX_METADATA_KEY_CHARS:
-            raise ValueError(f"keys must be 1 to {MAX_METADATA_KEY_CHARS} characters")
-    if _depth(value) > MAX_NESTING:
-        raise ValueError(f"nests deeper than {MAX_NESTING} levels")
+    _check_tree(value, depth=1)
     if len(json.dumps(value, default=str, ensure_ascii=False).encode("utf-8")) > MAX_OBJECT_BYTES:
         raise ValueError(f"is larger than {MAX_OBJECT_BYTES} bytes as JSON")
     return value
@@ -68,7 +83,7 @@ JsonObject = Annotated[dict[str, Any], AfterValidator(_check_object)]
 Instructions = Annotated[str | list[str], AfterValidator(_check_instructions)]
 Unsupported = Annotated[list[Any], Field(max_length=0, description="not supported by this service; must be empty")]
 ContextOverflow = Literal["truncate", "adaptive"]
-TokenBudget = Annotated[int, Field(gt=0)]
+TokenBudget = Annotated[int, Field(gt=0, le=MAX_TOKEN_BUDGET)]
 
 
 class _Input(BaseModel):

@@ -343,7 +343,7 @@ def get_store() -> Store:
     return _store
 
 
-def reset_store() -> None:
-    """Forget the process-wide store (tests switch tables and mocks)."""
+def use_store(store: Store | None) -> None:
+    """Make `store` the process-wide one (None: make a fresh one from the environment on next use)."""
     global _store
-    _store = None
+    _store = store

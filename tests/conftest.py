@@ -3,7 +3,7 @@ and chalice's test client over the real app."""
 from __future__ import annotations
 
 import json
-import os
+import uuid
 from typing import Any
 
 import boto3
@@ -16,26 +16,41 @@ TABLE = "sessions-test"
 KEYS = {"alice": "key-alice-123", "bob": "key-bob-456"}
 
 
+AWS_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+
+
 @pytest.fixture(autouse=True)
 def aws_env(monkeypatch):
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    for name, value in AWS_ENV.items():
+        monkeypatch.setenv(name, value)
     monkeypatch.setenv("SESSIONS_TABLE", TABLE)
     monkeypatch.delenv("AWS_ENDPOINT_URL_DYNAMODB", raising=False)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
 
 
+@pytest.fixture(scope="session")
+def dynamodb():
+    """One moto mock and one client for the whole run: starting them costs more than a test."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in AWS_ENV.items():
+            patch.setenv(name, value)
+        with mock_aws():
+            yield boto3.client("dynamodb", region_name="us-east-1")
+
+
 @pytest.fixture
-def table(aws_env):
-    with mock_aws():
-        store.reset_store()
-        schema.create_table(boto3.client("dynamodb", region_name="us-east-1"), TABLE)
-        the_store = store.get_store()
-        for developer, key in KEYS.items():
-            auth.register_key(the_store, developer, key)
-        yield the_store
-        store.reset_store()
+def table(aws_env, dynamodb, monkeypatch):
+    """A fresh table per test (built from the one schema), with API keys for two developers."""
+    name = f"{TABLE}-{uuid.uuid4().hex[:12]}"
+    monkeypatch.setenv("SESSIONS_TABLE", name)
+    schema.create_table(dynamodb, name)
+    the_store = store.Store(dynamodb, name)
+    store.use_store(the_store)
+    for developer, key in KEYS.items():
+        auth.register_key(the_store, developer, key)
+    yield the_store
+    store.use_store(None)
+    dynamodb.delete_table(TableName=name)
 
 
 class Api:
