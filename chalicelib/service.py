@@ -124,8 +124,7 @@ def update(store: Store, kind: Kind, developer: str, record_id: str, body: dict[
         old = _existing(store, kind, developer, record_id)
         new = {**old, **changes}
         if "metadata" in changes and not replace:
-            merged = {**old.get("metadata", {}), **changes["metadata"]}
-            new["metadata"] = {key: value for key, value in merged.items() if value is not None}
+            new["metadata"] = _merged_metadata(kind, old.get("metadata", {}), changes["metadata"])
         new["updated_at"] = clock.after(old["updated_at"])
         new["version"] = old["version"] + 1
         try:
@@ -136,6 +135,19 @@ def update(store: Store, kind: Kind, developer: str, record_id: str, body: dict[
             raise NotFound(f"{kind.name} {record_id} not found") from None
         return models.Updated(id=record_id, updated_at=new["updated_at"])
     raise Conflict(f"{kind.name} {record_id} kept changing under this update; retry it")
+
+
+def _merged_metadata(kind: Kind, stored: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    """Key by key: a key patched to null is removed, the others are set; keys the patch does not
+    name stay as stored (null values included). The result must still fit the metadata bounds."""
+    merged = dict(stored)
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = value
+    _parse(kind.patch_model, {"metadata": merged})
+    return merged
 
 
 def delete(store: Store, kind: Kind, developer: str, record_id: str,
