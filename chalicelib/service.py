@@ -4,6 +4,7 @@ ServiceError. HTTP routes and (later) direct Lambda invocation both call these.
 """
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from . import clock, filters, models
 from .errors import BadRequest, Conflict, DeletionInProgress, NotFound, ValidationFailed
 from .store import MissingRecord, Store, VersionConflict
 
-UPDATE_ATTEMPTS = 5           # optimistic-concurrency retries before a 409
+UPDATE_ATTEMPTS = 10          # optimistic-concurrency rounds before a 409 (jittered backoff between)
 DELETE_BUDGET_SECONDS = 20.0  # cascading work per request, well inside API Gateway's 29 s
 LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX = 100, 1000
 _READ_CHUNK = 100             # records fetched per BatchGetItem while listing
@@ -120,7 +121,7 @@ def update(store: Store, kind: Kind, developer: str, record_id: str, body: dict[
     change is retried on the fresh record, so none is lost."""
     _refuse_immutable(kind, body)
     changes = _validate(kind.replace_model if replace else kind.patch_model, body)
-    for _ in range(UPDATE_ATTEMPTS):
+    for attempt in range(UPDATE_ATTEMPTS):
         old = _existing(store, kind, developer, record_id)
         new = {**old, **changes}
         if "metadata" in changes and not replace:
@@ -130,11 +131,18 @@ def update(store: Store, kind: Kind, developer: str, record_id: str, body: dict[
         try:
             store.replace(developer, kind.name, old, new)
         except VersionConflict:
+            _back_off(attempt)
             continue
         except MissingRecord:
             raise NotFound(f"{kind.name} {record_id} not found") from None
         return models.Updated(id=record_id, updated_at=new["updated_at"])
     raise Conflict(f"{kind.name} {record_id} kept changing under this update; retry it")
+
+
+def _back_off(attempt: int) -> None:
+    """Full jitter, 5 ms doubling to 100 ms: colliding writers spread out instead of colliding
+    again in lockstep. Ten rounds wait at most about half a second in all."""
+    time.sleep(random.uniform(0, min(0.1, 0.005 * 2 ** attempt)))
 
 
 def _merged_metadata(kind: Kind, stored: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
@@ -151,11 +159,11 @@ def _merged_metadata(kind: Kind, stored: dict[str, Any], patch: dict[str, Any]) 
 
 
 def delete(store: Store, kind: Kind, developer: str, record_id: str,
-           budget_seconds: float = DELETE_BUDGET_SECONDS) -> models.Deleted:
+           budget_seconds: float | None = None) -> models.Deleted:
     """Delete a record and everything under it. The record vanishes at once with a purge marker
     in the same transaction; the cascade then runs under a time budget. Past the budget the
     answer is 503 `deletion_in_progress`, and the same DELETE again resumes from the marker."""
-    deadline = time.monotonic() + budget_seconds
+    deadline = _deadline(budget_seconds)
     if not clock.is_uuid(record_id):
         raise NotFound(f"{kind.name} {record_id} not found")
     record = store.get(developer, kind.name, record_id)
@@ -173,14 +181,19 @@ def delete(store: Store, kind: Kind, developer: str, record_id: str,
 
 
 def finish_pending_deletes(store: Store, developer: str,
-                           budget_seconds: float = DELETE_BUDGET_SECONDS) -> int:
+                           budget_seconds: float | None = None) -> int:
     """Complete every cascade an interrupted DELETE left behind; returns how many it finished.
     For an operator's sweep (admin CLI), safe to run at any time and any number of times."""
-    deadline = time.monotonic() + budget_seconds
+    deadline = _deadline(budget_seconds)
     pending = store.pending_purges(developer)
     for kind_name, record_id in pending:
         _purge(store, KINDS[kind_name], developer, record_id, deadline)
     return len(pending)
+
+
+def _deadline(budget_seconds: float | None) -> float:
+    # Read at call time, so configuration (and tests) can change the module's budget.
+    return time.monotonic() + (DELETE_BUDGET_SECONDS if budget_seconds is None else budget_seconds)
 
 
 def _purge(store: Store, kind: Kind, developer: str, record_id: str, deadline: float) -> None:
@@ -299,10 +312,10 @@ def append_history(store: Store, developer: str, session_id: str, body: dict[str
 
 
 def delete_history(store: Store, developer: str, session_id: str,
-                   budget_seconds: float = DELETE_BUDGET_SECONDS) -> models.Deleted:
+                   budget_seconds: float | None = None) -> models.Deleted:
     """Clear a session's history, the session staying. Batches until none is left, so a retry
     after an interruption (or a 503 past the budget) finishes the job."""
-    deadline = time.monotonic() + budget_seconds
+    deadline = _deadline(budget_seconds)
     _existing(store, SESSIONS, developer, session_id)
     while store.delete_history_batch(developer, session_id):
         if time.monotonic() > deadline:

@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -27,8 +28,22 @@ from chalicelib.errors import error_body  # noqa: E402
 
 
 class GatewayHandler(ChaliceRequestHandler):
-    """chalice local answers a path no route matches with API Gateway's 403 "Missing
-    Authentication Token"; deployed, a gateway response turns that into our 404. Do the same here."""
+    """chalice local's handler, made to behave like the deployed stack in two ways:
+
+    - one request at a time through the app, as in one Lambda container: Chalice keeps a single
+      `app.current_request`, so two requests running at once in one process could read each
+      other's (and each other's developer);
+    - a path no route matches gets our 404, as a gateway response gives it when deployed, instead
+      of chalice local's API Gateway-style 403 "Missing Authentication Token".
+    """
+
+    _one_at_a_time = threading.Lock()
+
+    def _serialized_handle(self) -> None:
+        with self._one_at_a_time:
+            self._generic_handle()
+
+    do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = do_PATCH = do_OPTIONS = _serialized_handle
 
     def _send_error_response(self, error):  # type: ignore[override]
         if isinstance(error, ForbiddenError):

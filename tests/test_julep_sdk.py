@@ -119,3 +119,27 @@ def test_sdk_errors_are_api_errors_in_our_shape(client):
         client.sessions.create(agent_id="9bb48ef4-b6f7-4dd8-a5ea-ab775e2e8d1b", situation="s")
     assert missing_agent.value.status_code == 404
     assert "agent 9bb48ef4-b6f7-4dd8-a5ea-ab775e2e8d1b" in missing_agent.value.body["error"]["message"]
+
+
+def test_concurrent_requests_of_two_developers_never_mix(base_url, client):
+    """make run's server is threaded, but Chalice has one current_request per app: requests
+    must pass through it one at a time or one developer's request could run as another's."""
+    agent = client.agents.create(name="Sara", about="coach")
+    alice = {"Authorization": f"Bearer {KEYS['alice']}"}
+    bob = {"Authorization": f"Bearer {KEYS['bob']}"}
+    wrong: list[str] = []
+
+    def ask(headers: dict[str, str], expected_ids: list[str]) -> None:
+        with httpx.Client(base_url=base_url, headers=headers) as http:
+            for _ in range(15):
+                got = [a["id"] for a in http.get("/agents").json()["items"]]
+                if got != expected_ids:
+                    wrong.append(f"{headers['Authorization'][-6:]} saw {got}")
+
+    threads = [threading.Thread(target=ask, args=(alice, [agent.id])) for _ in range(3)]
+    threads += [threading.Thread(target=ask, args=(bob, [])) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert wrong == []

@@ -1,0 +1,162 @@
+"""Cascading deletes past one batch, interrupted and resumed; concurrent updates that lose nothing."""
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from chalicelib import service
+from chalicelib.errors import DeletionInProgress
+from chalicelib.service import AGENTS, SESSIONS
+from chalicelib.store import VersionConflict
+
+
+def table_keys(store) -> set[tuple[str, str]]:
+    keys, args = set(), {"TableName": store.table}
+    while True:
+        page = store.client.scan(**args)
+        keys |= {(item["pk"]["S"], item["sk"]["S"]) for item in page["Items"]}
+        if "LastEvaluatedKey" not in page:
+            return keys
+        args["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def mentioning(store, *ids: str) -> set[tuple[str, str]]:
+    return {key for key in table_keys(store) if any(i in key[0] or i in key[1] for i in ids)}
+
+
+def append(api, session_id: str, count: int) -> None:
+    for start in range(0, count, 50):
+        batch = [{"role": "user", "content": f"m{n}"} for n in range(start, min(count, start + 50))]
+        assert api.post(f"/sessions/{session_id}/history", {"messages": batch}).status_code == 201
+
+
+def test_history_longer_than_a_query_page_and_many_batches_is_deleted_whole(api, table, session_id):
+    append(api, session_id, 260)  # > 200 keys per Query page, > 10 BatchWriteItem calls
+    history = api.get(f"/sessions/{session_id}/history?limit=1000").json["items"]
+    assert [m["content"] for m in history] == [f"m{n}" for n in range(260)]
+
+    assert api.delete(f"/sessions/{session_id}/history").status_code == 202
+    assert api.get(f"/sessions/{session_id}/history").json == {"items": []}
+    assert api.get(f"/sessions/{session_id}").status_code == 200
+    assert not [k for k in mentioning(table, session_id) if k[1].startswith("msg#")]
+
+    append(api, session_id, 230)
+    assert api.delete(f"/sessions/{session_id}").status_code == 202
+    assert mentioning(table, session_id) == set()
+
+
+def test_an_agent_delete_past_its_budget_answers_503_and_the_retry_finishes_it(api, table, agent_id, user_id,
+                                                                                monkeypatch):
+    sessions = [api.post("/sessions", {"agent_id": agent_id, "user_id": user_id}).json["id"] for _ in range(3)]
+    for session_id in sessions:
+        append(api, session_id, 30)
+    monkeypatch.setattr(service, "DELETE_BUDGET_SECONDS", -1.0)  # every check finds the budget spent
+
+    stopped = api.delete(f"/agents/{agent_id}")
+    assert stopped.status_code == 503
+    assert stopped.json["error"]["code"] == "deletion_in_progress"
+    assert stopped.headers["Retry-After"] == "1"
+    assert api.get(f"/agents/{agent_id}").status_code == 404  # gone at once, cascade or not
+    assert mentioning(table, *sessions)  # the cascade has not run yet
+
+    monkeypatch.setattr(service, "DELETE_BUDGET_SECONDS", 20.0)
+    finished = api.delete(f"/agents/{agent_id}")
+    assert finished.status_code == 202 and finished.json["id"] == agent_id
+    assert mentioning(table, agent_id, *sessions) == set()
+    assert not [k for k in table_keys(table) if k[0].endswith("#purge")]
+    assert api.delete(f"/agents/{agent_id}").status_code == 404
+    assert api.get(f"/users/{user_id}").status_code == 200
+    assert api.get("/sessions").json == {"items": []}
+
+
+def test_a_cascade_that_crashed_midway_is_finished_by_the_sweep(api, table, agent_id, monkeypatch):
+    sessions = [api.post("/sessions", {"agent_id": agent_id}).json["id"] for _ in range(3)]
+    for session_id in sessions:
+        append(api, session_id, 60)
+    real_batch = table.delete_history_batch
+    calls = {"n": 0}
+
+    def crash_on_third(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError("Lambda timed out")
+        return real_batch(*args, **kwargs)
+
+    monkeypatch.setattr(table, "delete_history_batch", crash_on_third)
+    with pytest.raises(RuntimeError):
+        service.delete(table, AGENTS, "alice", agent_id)
+    monkeypatch.setattr(table, "delete_history_batch", real_batch)
+    assert mentioning(table, *sessions), "the crash left work behind"
+    assert {kind for kind, _ in table.pending_purges("alice")} == {"agent", "session"}
+
+    assert service.finish_pending_deletes(table, "alice") == 2
+    assert mentioning(table, agent_id, *sessions) == set()
+    assert table.pending_purges("alice") == []
+    assert service.finish_pending_deletes(table, "alice") == 0
+
+
+def test_clearing_history_past_its_budget_answers_503_and_the_retry_finishes(api, table, session_id):
+    append(api, session_id, 450)  # three Query pages of 200
+    with pytest.raises(DeletionInProgress):
+        service.delete_history(table, "alice", session_id, budget_seconds=-1.0)
+    assert 0 < len(api.get(f"/sessions/{session_id}/history?limit=1000").json["items"]) < 450
+    assert api.delete(f"/sessions/{session_id}/history").status_code == 202
+    assert api.get(f"/sessions/{session_id}/history").json == {"items": []}
+
+
+class AtomicCalls:
+    """The store's client with each DynamoDB call made atomic, as DynamoDB makes it. moto's
+    in-process backend is not: its transactions check conditions and deep-copy tables for rollback
+    without a lock, so concurrent threads can interleave inside one call. Threads still
+    interleave between calls, which is where a read-modify-write race lives."""
+
+    def __init__(self, client) -> None:
+        self._client, self._lock = client, threading.Lock()
+
+    def __getattr__(self, name):
+        attribute = getattr(self._client, name)
+        if name == "exceptions" or not callable(attribute):
+            return attribute
+
+        def call(*args, **kwargs):
+            with self._lock:
+                return attribute(*args, **kwargs)
+        return call
+
+
+def test_concurrent_patches_of_one_session_all_survive(table, session_id, monkeypatch):
+    """Eight writers merge their own metadata key at once: versioned writes retry, none is lost.
+    Driven through the service layer: chalice keeps one current_request per app, so its test
+    client cannot carry concurrent requests (a Lambda container serves one at a time anyway)."""
+    monkeypatch.setattr(table, "client", AtomicCalls(table.client))
+    conflicts = []
+    real_replace = table.replace
+
+    def counting_replace(*args, **kwargs):
+        try:
+            return real_replace(*args, **kwargs)
+        except VersionConflict:
+            conflicts.append(1)
+            raise
+
+    monkeypatch.setattr(table, "replace", counting_replace)
+    barrier = threading.Barrier(8)
+    failures: list[BaseException] = []
+
+    def writer(n: int) -> None:
+        barrier.wait()
+        try:
+            service.update(table, SESSIONS, "alice", session_id, {"metadata": {f"writer{n}": n}}, replace=False)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    metadata = service.get(table, SESSIONS, "alice", session_id).metadata
+    assert metadata == {"db_uuid": "1234", **{f"writer{n}": n for n in range(8)}}
+    assert conflicts, "the writers never collided, so this run proved nothing"
