@@ -214,15 +214,14 @@ class Store:
         for item in self._query(_record_pk(developer, kind, record_id), prefix=prefix, projection=SK):
             yield item[SK]["S"][len(prefix):]
 
-    def delete_history_batch(self, developer: str, session_id: str) -> int:
-        """Delete up to one query page of a session's messages; returns how many were deleted.
-        Callers loop until it returns 0, so an interrupted purge simply resumes."""
+    def delete_history_batch(self, developer: str, session_id: str) -> bool:
+        """Delete one Query page (up to 200) of a session's messages; True while more may remain.
+        Callers loop until it is False, so an interrupted purge simply resumes."""
         answer = self.client.query(**self._query_args(
             _record_pk(developer, "session", session_id), prefix="msg#", projection=f"{PK}, {SK}",
             limit=BATCH_WRITE_MAX * 8))
-        keys = [{PK: item[PK], SK: item[SK]} for item in answer["Items"]]
-        self._batch_delete(keys)
-        return len(keys)
+        self._batch_delete([{PK: item[PK], SK: item[SK]} for item in answer["Items"]])
+        return "LastEvaluatedKey" in answer
 
     # history -----------------------------------------------------------------------------------
 

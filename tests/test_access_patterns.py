@@ -1,0 +1,84 @@
+"""The access patterns of docs/design.md, counted: which DynamoDB calls each operation makes."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+
+class CountingClient:
+    def __init__(self, client) -> None:
+        self._client, self.calls = client, Counter()
+
+    def __getattr__(self, name):
+        attribute = getattr(self._client, name)
+        if name == "exceptions" or not callable(attribute):
+            return attribute
+
+        def call(*args, **kwargs):
+            self.calls[name] += 1
+            return attribute(*args, **kwargs)
+        return call
+
+
+@pytest.fixture
+def counted(table, monkeypatch):
+    client = CountingClient(table.client)
+    monkeypatch.setattr(table, "client", client)
+    return client
+
+
+def calls_of(counted, action) -> dict[str, int]:
+    counted.calls.clear()
+    action()
+    return dict(counted.calls)
+
+
+KEY_CHECK = {"get_item": 1}  # every request reads its API key first
+
+
+def test_each_operation_makes_the_documented_calls(api, counted, agent_id, user_id):
+    made = {}
+    made["create"] = calls_of(counted, lambda: made.setdefault("session", api.post(
+        "/sessions", {"agent_id": agent_id, "user_id": user_id, "metadata": {"a": 1}}).json["id"]))
+    sid = made["session"]
+    assert made["create"] == {**KEY_CHECK, "transact_write_items": 1}
+    assert calls_of(counted, lambda: api.get(f"/sessions/{sid}")) == {"get_item": 2}
+    assert calls_of(counted, lambda: api.patch(f"/sessions/{sid}", {"situation": "x"})) == {
+        "get_item": 2, "transact_write_items": 1}
+    assert calls_of(counted, lambda: api.post(f"/sessions/{sid}/history", {
+        "messages": [{"role": "user", "content": "hi"}] * 3})) == {**KEY_CHECK, "transact_write_items": 1}
+    assert calls_of(counted, lambda: api.get(f"/sessions/{sid}/history")) == {"get_item": 2, "query": 1}
+    assert calls_of(counted, lambda: api.get("/sessions")) == {**KEY_CHECK, "query": 1, "batch_get_item": 1}
+    assert calls_of(counted, lambda: api.delete(f"/sessions/{sid}")) == {
+        "get_item": 2, "transact_write_items": 1, "query": 1, "batch_write_item": 1, "delete_item": 1}
+
+
+def test_a_list_reads_what_it_returns_not_the_whole_collection(api, counted, agent_id):
+    for _ in range(120):
+        api.post("/sessions", {"agent_id": agent_id})
+    counted.calls.clear()
+    assert len(api.get("/sessions?limit=5").json["items"]) == 5
+    # One Query page (capped at 100 entries) and one batch read, not a walk of all 120.
+    assert counted.calls == Counter({"get_item": 1, "query": 1, "batch_get_item": 1})
+
+
+def test_importing_the_app_touches_no_network_and_makes_no_client():
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "AWS_ENDPOINT_URL_DYNAMODB": "http://127.0.0.1:9", "AWS_ACCESS_KEY_ID": "x",
+           "AWS_SECRET_ACCESS_KEY": "x", "AWS_DEFAULT_REGION": "us-east-1"}
+    probe = ("import socket\n"
+             "def refuse(*a, **k): raise AssertionError('network touched at import')\n"
+             "socket.socket.connect = refuse\n"
+             "import app\n"
+             "from chalicelib import store\n"
+             "assert store._store is None, 'a DynamoDB client was made at import'\n"
+             "print(len(app.app.routes))\n")
+    done = subprocess.run([sys.executable, "-c", probe], cwd=root, env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout) >= 8
