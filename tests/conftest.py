@@ -53,6 +53,19 @@ def table(aws_env, dynamodb, monkeypatch):
     dynamodb.delete_table(TableName=name)
 
 
+class InterceptedClient:
+    """A boto3 client whose every API call runs as `around(operation_name, call)`."""
+
+    def __init__(self, client: Any, around: Any) -> None:
+        self._client, self._around = client, around
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._client, name)
+        if name == "exceptions" or not callable(attribute):
+            return attribute
+        return lambda *args, **kwargs: self._around(name, lambda: attribute(*args, **kwargs))
+
+
 class Api:
     """chalice.test.Client with JSON in and out and a developer's key."""
 
