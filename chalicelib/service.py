@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
@@ -34,7 +34,11 @@ class Kind:
     defaults: dict[str, Any]
     immutable: frozenset[str] = frozenset({"id", "created_at", "updated_at"})
     unsupported: frozenset[str] = frozenset()        # accepted only empty, never stored
-    parents: Callable[[dict[str, Any]], list[tuple[str, str]]] = field(default=lambda record: [])
+    references: tuple[str, ...] = ()                 # fields naming a parent: "agent_id" -> agent
+
+    def parents(self, record: dict[str, Any]) -> list[tuple[str, str]]:
+        """(kind, id) of each parent the record names; they must exist, and hold a link to it."""
+        return [(name.removesuffix("_id"), record[name]) for name in self.references if record.get(name)]
 
 
 AGENTS = Kind("agent", models.AgentCreate, models.AgentPatch, models.AgentReplace, models.Agent,
@@ -45,8 +49,7 @@ USERS = Kind("user", models.UserCreate, models.UserPatch, models.UserReplace, mo
 SESSIONS = Kind("session", models.SessionCreate, models.SessionPatch, models.SessionReplace, models.Session,
                 defaults={"metadata": {}, "render_templates": False},
                 immutable=frozenset({"id", "created_at", "updated_at", "agent_id", "user_id", "summary"}),
-                parents=lambda record: [("agent", record["agent_id"])]
-                + ([("user", record["user_id"])] if record.get("user_id") else []))
+                references=("agent_id", "user_id"))
 KINDS = {kind.name: kind for kind in (AGENTS, USERS, SESSIONS)}
 
 
@@ -94,9 +97,8 @@ def create(store: Store, kind: Kind, developer: str, body: dict[str, Any]) -> mo
     data = _validate(kind.create_model, body)
     for name in kind.unsupported:
         data.pop(name, None)
-    if kind is SESSIONS:
-        _require_uuid("agent_id", data["agent_id"])
-        _require_uuid("user_id", data.get("user_id"))
+    for name in kind.references:
+        _require_uuid(name, data.get(name))
     timestamp = clock.now()
     record = {**kind.defaults, **data, "id": clock.new_id(), "created_at": timestamp,
               "updated_at": timestamp, "version": 1}
@@ -293,7 +295,8 @@ def get_history(store: Store, developer: str, session_id: str, params: dict[str,
     limit = _int_param(params, "limit", LIST_LIMIT_DEFAULT, 1, LIST_LIMIT_MAX)
     offset = _int_param(params, "offset", 0, 0, 10**9)
     _existing(store, SESSIONS, developer, session_id)
-    page = islice(store.messages(developer, session_id, page_size=min(offset + limit, LIST_LIMIT_MAX)), offset, offset + limit)
+    messages = store.messages(developer, session_id, page_size=min(offset + limit, LIST_LIMIT_MAX))
+    page = islice(messages, offset, offset + limit)
     return {"items": [models.Message.model_validate(message) for message in page]}
 
 
