@@ -7,7 +7,6 @@ from collections.abc import Callable
 from typing import Any
 
 from chalice import Chalice, Response
-from pydantic import BaseModel
 
 from . import auth, jsonio
 from .errors import NotFound, ServiceError, error_body
@@ -23,10 +22,6 @@ CATCH_ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"]
 
 
 def json_response(status: int, payload: Any, headers: dict[str, str] | None = None) -> Response:
-    if isinstance(payload, BaseModel):
-        payload = payload.model_dump()
-    elif isinstance(payload, dict) and isinstance(payload.get("items"), list):
-        payload = {**payload, "items": [i.model_dump() if isinstance(i, BaseModel) else i for i in payload["items"]]}
     return Response(body=jsonio.dumps(payload), status_code=status,
                     headers={"Content-Type": "application/json", **(headers or {})})
 

@@ -47,6 +47,8 @@ def loads_body(raw: bytes | None) -> dict[str, Any]:
 
 
 def _default(value: Any) -> Any:
+    if hasattr(value, "model_dump"):  # a wire model (pydantic), wherever it sits in the answer
+        return value.model_dump()
     if isinstance(value, Decimal):
         # Integers stay integers; anything written with a fraction or exponent goes out as a float.
         return int(value) if value.as_tuple().exponent >= 0 else float(value)
