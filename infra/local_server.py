@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -68,23 +69,34 @@ def _die_with_parent() -> None:
         pass
 
 
+def wait_until_answering(endpoint: str, process: subprocess.Popen | None = None, seconds: float = 30) -> None:
+    """Until something answers HTTP at endpoint (any status: DynamoDB answers GET / with an error)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise SystemExit(f"moto's server exited with {process.returncode}")
+        try:
+            urllib.request.urlopen(endpoint, timeout=1)
+            return
+        except urllib.error.HTTPError:
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"nothing answered at {endpoint} within {seconds:.0f} s")
+
+
 def start_dynamodb() -> tuple[subprocess.Popen, str]:
     port = free_port()
     process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                preexec_fn=_die_with_parent)
     endpoint = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"moto's server exited with {process.returncode}")
-        try:
-            urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1)
-            return process, endpoint
-        except OSError:
-            time.sleep(0.1)
-    process.terminate()
-    raise SystemExit("moto's server did not start within 30 s")
+    try:
+        wait_until_answering(endpoint, process)
+    except SystemExit:
+        process.terminate()
+        raise
+    return process, endpoint
 
 
 def main() -> None:
@@ -97,7 +109,9 @@ def main() -> None:
     # SIGTERM (to us or our process group) unwinds like Ctrl-C, through the finally below.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
-        if not os.environ.get("AWS_ENDPOINT_URL_DYNAMODB"):
+        if os.environ.get("AWS_ENDPOINT_URL_DYNAMODB"):
+            wait_until_answering(os.environ["AWS_ENDPOINT_URL_DYNAMODB"])
+        else:
             dynamodb, endpoint = start_dynamodb()
             os.environ["AWS_ENDPOINT_URL_DYNAMODB"] = endpoint
             print(f"DynamoDB (moto) on {endpoint}", flush=True)

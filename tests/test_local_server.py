@@ -87,3 +87,29 @@ def test_without_keys_it_makes_one_and_sigterm_to_it_alone_stops_dynamodb():
         process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=10) == 0
     assert all(_gone(pid) for pid in dynamodb)
+
+
+def test_with_an_endpoint_given_it_uses_that_dynamodb_and_starts_none():
+    port = free_port()
+    dynamodb = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        process, base_url, lines = _start({"AWS_ENDPOINT_URL_DYNAMODB": endpoint, "SESSIONS_API_KEYS": "acme:k",
+                                           "SESSIONS_TABLE": "given-endpoint"})
+        try:
+            assert _children(process.pid) == []
+            assert not any(line.startswith("DynamoDB (moto)") for line in lines)
+            created = httpx.post(f"{base_url}/users", json={"name": "Ann"}, headers={"Authorization": "Bearer k"})
+            assert created.status_code == 201
+            import boto3
+            client = boto3.client("dynamodb", endpoint_url=endpoint, region_name="us-east-1",
+                                  aws_access_key_id="x", aws_secret_access_key="x")
+            assert "given-endpoint" in client.list_tables()["TableNames"]
+            assert client.scan(TableName="given-endpoint")["Count"] >= 4  # key, user, 2 list entries
+        finally:
+            process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+    finally:
+        dynamodb.terminate()
+        dynamodb.wait(timeout=10)
