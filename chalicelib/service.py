@@ -4,18 +4,19 @@ ServiceError. HTTP routes and (later) direct Lambda invocation both call these.
 """
 from __future__ import annotations
 
+import hashlib
 import random
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
 from itertools import islice
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from . import clock, filters, models
+from . import clock, cursor, filters, index, jsonio, models
 from .errors import BadRequest, Conflict, DeletionInProgress, NotFound, ValidationFailed
-from .store import MissingRecord, Store, VersionConflict
+from .store import MissingRecord, Store, VersionConflict, sort_key
 
 UPDATE_ATTEMPTS = 10          # optimistic-concurrency rounds before a 409 (jittered backoff between)
 DELETE_BUDGET_SECONDS = 20.0  # cascading work per request, well inside API Gateway's 29 s
@@ -99,11 +100,12 @@ def create(store: Store, kind: Kind, developer: str, body: dict[str, Any]) -> mo
         data.pop(name, None)
     for name in kind.references:
         _require_uuid(name, data.get(name))
+    _check_indexable(data.get("metadata", {}))
     timestamp = clock.now()
     record = {**kind.defaults, **data, "id": clock.new_id(), "created_at": timestamp,
               "updated_at": timestamp, "version": 1}
     try:
-        store.create(developer, kind.name, record, kind.parents(record))
+        store.create(developer, kind.name, record, kind.parents(record), _terms(kind, record))
     except MissingRecord as missing:
         raise NotFound(f"{missing.kind} {missing.record_id} not found", details=[
             {"field": f"{missing.kind}_id", "message": f"no {missing.kind} with this id", "type": "not_found"}
@@ -123,6 +125,8 @@ def update(store: Store, kind: Kind, developer: str, record_id: str, body: dict[
     change is retried on the fresh record, so none is lost."""
     _refuse_immutable(kind, body)
     changes = _validate(kind.replace_model if replace else kind.patch_model, body)
+    if "metadata" in changes and replace:
+        _check_indexable(changes["metadata"])
     for attempt in range(UPDATE_ATTEMPTS):
         old = _existing(store, kind, developer, record_id)
         new = {**old, **changes}
@@ -131,7 +135,7 @@ def update(store: Store, kind: Kind, developer: str, record_id: str, body: dict[
         new["updated_at"] = clock.after(old["updated_at"])
         new["version"] = old["version"] + 1
         try:
-            store.replace(developer, kind.name, old, new)
+            store.replace(developer, kind.name, old, new, _terms(kind, old), _terms(kind, new))
         except VersionConflict:
             _back_off(attempt)
             continue
@@ -157,7 +161,23 @@ def _merged_metadata(kind: Kind, stored: dict[str, Any], patch: dict[str, Any]) 
         else:
             merged[key] = value
     _parse(kind.patch_model, {"metadata": merged})
+    _check_indexable(merged)
     return merged
+
+
+def _check_indexable(metadata: dict[str, Any]) -> None:
+    """Every indexed value is an index entry written with the record in one transaction."""
+    count = len(index.metadata_terms(metadata))
+    if count > index.MAX_INDEXED_VALUES:
+        raise ValidationFailed(
+            f"metadata has {count} top-level string, number or boolean values; at most "
+            f"{index.MAX_INDEXED_VALUES} are allowed (each is an index entry)",
+            details=[{"field": "metadata", "message": f"at most {index.MAX_INDEXED_VALUES} indexable values",
+                      "type": "too_many_indexed_values"}])
+
+
+def _terms(kind: Kind, record: dict[str, Any]) -> list[str]:
+    return index.terms_of(record, kind.parents(record))
 
 
 def delete(store: Store, kind: Kind, developer: str, record_id: str,
@@ -172,7 +192,7 @@ def delete(store: Store, kind: Kind, developer: str, record_id: str,
     pending = False
     if record is not None:
         try:
-            store.delete(developer, kind.name, record, kind.parents(record))
+            store.delete(developer, kind.name, record, _terms(kind, record))
             pending = True
         except MissingRecord:
             pass  # a concurrent DELETE won; if its cascade is unfinished we resume it below
@@ -208,12 +228,14 @@ def _purge(store: Store, kind: Kind, developer: str, record_id: str, deadline: f
         while store.delete_history_batch(developer, record_id):
             check_budget()
     else:
-        for session_id in store.linked(developer, kind.name, record_id, SESSIONS.name):
+        children = store.index_keys(developer, SESSIONS.name, index.parent_term(kind.name, record_id),
+                                    "created_at", descending=False)
+        for session_id in (_id_of(key) for key in children):
             check_budget()
             session = store.get(developer, SESSIONS.name, session_id)
             if session is not None:
                 try:
-                    store.delete(developer, SESSIONS.name, session, SESSIONS.parents(session))
+                    store.delete(developer, SESSIONS.name, session, _terms(SESSIONS, session))
                 except MissingRecord:
                     continue  # a concurrent cascade took it, and its purge with it
                 _purge(store, SESSIONS, developer, session_id, deadline)
@@ -228,14 +250,33 @@ def _existing(store: Store, kind: Kind, developer: str, record_id: str) -> dict[
 
 
 # --- lists ------------------------------------------------------------------------------------------
+#
+# A list is planned over index terms (chalicelib/index.py): every condition that has a term is a
+# candidate source; the most selective one is found by probing (reading at most a few entries of
+# each), then streamed in sort order while the records are batch-read and every condition is
+# checked on them. Sorting by updated_at with a metadata condition gathers the (small) matching
+# set and sorts it, since metadata terms are kept in creation order only. docs/design.md has the
+# costs.
+
+PROBE_ENTRIES = 100       # entries read at most per candidate term to compare selectivity
+GATHER_MAX = 1000         # largest metadata match set sorted in memory for sort_by=updated_at
+
 
 @dataclass(frozen=True)
 class ListQuery:
     limit: int = LIST_LIMIT_DEFAULT
     offset: int = 0
     metadata_filter: dict[str, Any] = field(default_factory=dict)
+    parents: tuple[tuple[str, str], ...] = ()      # ("agent", id), ("user", id): sessions only
     sort_by: str = "created_at"
     descending: bool = True
+    after: str | None = None                        # from a cursor: the last sort key answered
+
+    def digest(self, kind: Kind) -> str:
+        """What a cursor is bound to: everything that selects and orders, not limit or offset."""
+        shape = [kind.name, self.sort_by, self.descending, sorted(self.parents),
+                 sorted((k, jsonio.dumps(v)) for k, v in self.metadata_filter.items())]
+        return hashlib.sha256(jsonio.dumps(shape).encode("utf-8")).hexdigest()[:32]
 
 
 def _int_param(params: dict[str, str], name: str, default: int, low: int, high: int) -> int:
@@ -257,27 +298,99 @@ def _refuse_unknown_params(params: dict[str, str], known: set[str]) -> None:
         raise BadRequest(f"unknown query parameter {', '.join(unknown)}; accepted: {', '.join(sorted(known))}")
 
 
-def parse_list_query(params: dict[str, str]) -> ListQuery:
-    _refuse_unknown_params(params, {"limit", "offset", "metadata_filter", "sort_by", "order"})
+def parse_list_query(kind: Kind, developer: str, params: dict[str, str]) -> ListQuery:
+    known = {"limit", "offset", "metadata_filter", "sort_by", "order", "cursor", *kind.references}
+    _refuse_unknown_params(params, known)
     sort_by = params.get("sort_by", "created_at")
     if sort_by not in ("created_at", "updated_at"):
         raise BadRequest("sort_by must be created_at or updated_at")
     order = params.get("order", "desc")
     if order not in ("asc", "desc"):
         raise BadRequest("order must be asc or desc")
-    return ListQuery(limit=_int_param(params, "limit", LIST_LIMIT_DEFAULT, 1, LIST_LIMIT_MAX),
-                     offset=_int_param(params, "offset", 0, 0, 10**9),
-                     metadata_filter=filters.parse_metadata_filter(params.get("metadata_filter")),
-                     sort_by=sort_by, descending=order == "desc")
+    parents = []
+    for name in kind.references:
+        if params.get(name) is not None:
+            if not clock.is_uuid(params[name]):
+                raise BadRequest(f"{name} must be a UUID")
+            parents.append((name.removesuffix("_id"), params[name]))
+    query = ListQuery(limit=_int_param(params, "limit", LIST_LIMIT_DEFAULT, 1, LIST_LIMIT_MAX),
+                      offset=_int_param(params, "offset", 0, 0, 10**9),
+                      metadata_filter=filters.parse_metadata_filter(params.get("metadata_filter")),
+                      parents=tuple(parents), sort_by=sort_by, descending=order == "desc")
+    if params.get("cursor"):
+        if query.offset:
+            raise BadRequest("give cursor or offset, not both: a cursor already says where to continue")
+        query = replace(query, after=cursor.decode(params["cursor"], developer, query.digest(kind)))
+    return query
 
 
 def list_records(store: Store, kind: Kind, developer: str, params: dict[str, str]) -> dict[str, Any]:
-    query = parse_list_query(params)
-    ids = store.list_ids(developer, kind.name, query.sort_by, query.descending, page_size=_READ_CHUNK)
-    matching = (record for record in _records_in_order(store, kind, developer, ids)
-                if filters.matches(record.get("metadata", {}), query.metadata_filter))
-    page = islice(matching, query.offset, query.offset + query.limit)
-    return {"items": [_wire(kind, record) for record in page]}
+    query = parse_list_query(kind, developer, params)
+    wanted = query.offset + query.limit + 1  # one more than the page: is there a next page?
+    matching = (record for record in _candidates(store, kind, developer, query) if _matches(record, query))
+    found = list(islice(matching, query.offset, wanted))
+    page = found[:query.limit]
+    next_cursor = None
+    if len(found) > query.limit:
+        next_cursor = cursor.encode(developer, query.digest(kind), sort_key(page[-1], query.sort_by))
+    return {"items": [_wire(kind, record) for record in page], "next_cursor": next_cursor}
+
+
+def _matches(record: dict[str, Any], query: ListQuery) -> bool:
+    return (all(record.get(f"{kind}_id") == pid for kind, pid in query.parents)
+            and filters.matches(record.get("metadata", {}), query.metadata_filter))
+
+
+def _candidates(store: Store, kind: Kind, developer: str, query: ListQuery) -> Iterator[dict[str, Any]]:
+    """Records that may match, in the query's order, past its cursor; a superset of the answer
+    that reads as little as the index allows."""
+    ordered = [index.parent_term(k, pid) for k, pid in query.parents] or [index.ALL]
+    metadata = [term for key, value in query.metadata_filter.items()
+                if (term := index.metadata_term(key, value))]
+
+    def keys(term: str, limit: int | None = None, after: str | None = query.after) -> Iterator[str]:
+        order = query.sort_by if query.sort_by in index.orders(term) else "created_at"
+        return store.index_keys(developer, kind.name, term, order, query.descending, after=after,
+                                page_size=_READ_CHUNK if limit is None else min(limit, _READ_CHUNK), limit=limit)
+
+    if query.sort_by == "created_at" or not metadata:
+        best, probed = _most_selective([t for t in ordered if t != index.ALL] + metadata, keys)
+        source = probed if probed is not None else keys(best or ordered[0])
+        yield from _records_in_order(store, kind, developer, (_id_of(key) for key in source))
+        return
+    # sort_by=updated_at with metadata conditions: metadata terms are in creation order, so gather
+    # the smallest metadata match set, if small enough, and sort it here.
+    best, probed = _most_selective(metadata, lambda term, limit=None: keys(term, limit, after=None),
+                                   first_limit=GATHER_MAX)
+    if probed is None:  # every metadata term is large: walk the update order and filter
+        yield from _records_in_order(store, kind, developer, (_id_of(key) for key in keys(ordered[0])))
+        return
+    records = list(_records_in_order(store, kind, developer, (_id_of(key) for key in probed)))
+    records.sort(key=lambda record: sort_key(record, query.sort_by), reverse=query.descending)
+    for record in records:
+        position = sort_key(record, query.sort_by)
+        if query.after is None or (position < query.after if query.descending else position > query.after):
+            yield record
+
+
+def _most_selective(terms: list[str], keys: Callable[..., Iterator[str]],
+                    first_limit: int = PROBE_ENTRIES) -> tuple[str | None, list[str] | None]:
+    """The term with the fewest entries, and its entries if they were read to the end.
+
+    Each probe reads at most one more entry than the best so far, so finding a 10-entry term among
+    large ones costs about 10 entries per term. With one term there is nothing to compare."""
+    if len(terms) < 2 and first_limit == PROBE_ENTRIES:
+        return (terms[0] if terms else None), None
+    best: str | None = None
+    best_keys: list[str] | None = None
+    limit = first_limit
+    for term in terms:
+        read = list(keys(term, limit))
+        if len(read) < limit:  # read to the end: this term has len(read) entries
+            best, best_keys, limit = term, read, len(read) + 1
+        elif best is None:
+            best = term
+    return best, best_keys
 
 
 def _records_in_order(store: Store, kind: Kind, developer: str, ids: Iterator[str]) -> Iterator[dict[str, Any]]:
@@ -286,6 +399,10 @@ def _records_in_order(store: Store, kind: Kind, developer: str, ids: Iterator[st
     while chunk := list(islice(ids, _READ_CHUNK)):
         found = store.get_many(developer, kind.name, chunk)
         yield from (found[i] for i in chunk if i in found)
+
+
+def _id_of(key: str) -> str:
+    return key.rsplit("#", 1)[1]
 
 
 # --- history ----------------------------------------------------------------------------------------

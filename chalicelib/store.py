@@ -3,18 +3,16 @@
 It speaks in records (plain dicts of a resource's fields) and named exceptions; the service
 layer above never sees an attribute value or an error code. The layout (docs/design.md):
 
-    pk                                sk                          what
-    apikey#<sha256>                   #record                     an API key -> developer_id
-    dev#<d>#<kind>#<id>               #record                     an agent, user or session
-    dev#<d>#agent#<id>                link#session#<sid>          the agent's sessions
-    dev#<d>#user#<id>                 link#session#<sid>          the user's sessions
-    dev#<d>#session#<id>              msg#<created_at>#<n>#<mid>  one history message
-    dev#<d>#<kind>s#by_created        <created_at>#<id>           list entry, creation order
-    dev#<d>#<kind>s#by_updated        <updated_at>#<id>           list entry, update order
-    dev#<d>#purge                     <kind>#<id>                 a cascading delete under way
+    pk                                  sk                          what
+    apikey#<sha256>                     #record                     an API key -> developer_id
+    dev#<d>#<kind>#<id>                 #record                     an agent, user or session
+    dev#<d>#session#<id>                msg#<created_at>#<n>#<mid>  one history message
+    dev#<d>#<kind>s#<term>#by_created   <created_at>#<id>           index entry (chalicelib/index.py)
+    dev#<d>#<kind>s#<term>#by_updated   <updated_at>#<id>           index entry, fixed terms only
+    dev#<d>#purge                       <kind>#<id>                 a cascading delete under way
 
 Every item of a developer carries `dev#<d>#` in its key, so no query can reach another's data.
-A record and its list entries and links change in one transaction, so they never disagree.
+A record and its index entries change in one transaction, so they never disagree.
 """
 from __future__ import annotations
 
@@ -25,13 +23,12 @@ from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
-from . import schema
+from . import index, schema
 
 RECORD = "#record"
 PK, SK = schema.PARTITION_KEY, schema.SORT_KEY
 BATCH_WRITE_MAX = 25
 BATCH_GET_MAX = 100
-SORT_ORDERS = ("created_at", "updated_at")
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
@@ -60,8 +57,8 @@ def _record_pk(developer: str, kind: str, record_id: str) -> str:
     return f"dev#{developer}#{kind}#{record_id}"
 
 
-def _list_pk(developer: str, kind: str, sort_by: str) -> str:
-    return f"dev#{developer}#{kind}s#by_{sort_by.removesuffix('_at')}"
+def _index_pk(developer: str, kind: str, term: str, order: str) -> str:
+    return f"dev#{developer}#{kind}s#{term}#by_{order.removesuffix('_at')}"
 
 
 def _purge_pk(developer: str) -> str:
@@ -76,12 +73,23 @@ def _record_key(developer: str, kind: str, record_id: str) -> dict[str, Any]:
     return _key(_record_pk(developer, kind, record_id), RECORD)
 
 
-def _list_entry_key(developer: str, kind: str, sort_by: str, record: dict[str, Any]) -> dict[str, Any]:
-    return _key(_list_pk(developer, kind, sort_by), f"{record[sort_by]}#{record['id']}")
+def _entry_key(developer: str, kind: str, term: str, order: str, record: dict[str, Any]) -> dict[str, Any]:
+    return _key(_index_pk(developer, kind, term, order), sort_key(record, order))
 
 
-def _link_key(developer: str, parent: tuple[str, str], child_kind: str, child_id: str) -> dict[str, Any]:
-    return _key(_record_pk(developer, *parent), f"link#{child_kind}#{child_id}")
+def sort_key(record: dict[str, Any], order: str) -> str:
+    """Where a record sits in an order: the sort field, then the id to break ties (both fixed width,
+    so they sort as strings). Cursors carry this too."""
+    return f"{record[order]}#{record['id']}"
+
+
+def entry_keys(developer: str, kind: str, record: dict[str, Any], terms: Iterable[str]) -> list[dict[str, Any]]:
+    """The keys of every index entry a record has under these terms."""
+    return [_entry_key(developer, kind, term, order, record) for term in terms for order in index.orders(term)]
+
+
+def _key_tuple(key: dict[str, Any]) -> tuple[str, str]:
+    return key[PK]["S"], key[SK]["S"]
 
 
 def _serialize(values: dict[str, Any]) -> dict[str, Any]:
@@ -135,10 +143,9 @@ class Store:
         return found
 
     def create(self, developer: str, kind: str, record: dict[str, Any],
-               parents: Iterable[tuple[str, str]] = ()) -> None:
-        """Write a new record, its list entries and a link under each parent, in one transaction
-        that also checks every parent exists. Raises MissingRecord naming the first absent parent."""
-        parents = list(parents)
+               parents: list[tuple[str, str]], terms: list[str]) -> None:
+        """Write a new record and its index entries in one transaction that also checks every
+        parent exists. Raises MissingRecord naming the first absent parent."""
         actions: list[dict[str, Any]] = [
             {"ConditionCheck": {"TableName": self.table, "Key": _record_key(developer, *parent),
                                 "ConditionExpression": "attribute_exists(#pk)",
@@ -149,47 +156,43 @@ class Store:
                                 "Item": {**_record_key(developer, kind, record["id"]), **_serialize(record)},
                                 "ConditionExpression": "attribute_not_exists(#pk)",
                                 "ExpressionAttributeNames": {"#pk": PK}}})
-        actions += [self._put_list_entry(developer, kind, order, record) for order in SORT_ORDERS]
-        actions += [{"Put": {"TableName": self.table,
-                             "Item": _link_key(developer, parent, kind, record["id"])}}
-                    for parent in parents]
+        actions += [self._put(key) for key in entry_keys(developer, kind, record, terms)]
         failed = self._transact(actions)
         if failed is not None:
             if failed < len(parents):
                 raise MissingRecord(*parents[failed])
             raise VersionConflict()  # an id collision: astronomically unlikely with UUIDv4
 
-    def replace(self, developer: str, kind: str, old: dict[str, Any], new: dict[str, Any]) -> None:
-        """Write `new` over `old` if the stored version is still old's, moving its update-order
-        list entry in the same transaction. Raises MissingRecord or VersionConflict."""
+    def replace(self, developer: str, kind: str, old: dict[str, Any], new: dict[str, Any],
+                old_terms: list[str], new_terms: list[str]) -> None:
+        """Write `new` over `old` if the stored version is still old's, and swap exactly the index
+        entries that differ, in one transaction. Raises MissingRecord or VersionConflict."""
+        before = {_key_tuple(k) for k in entry_keys(developer, kind, old, old_terms)}
+        after = {_key_tuple(k) for k in entry_keys(developer, kind, new, new_terms)}
         actions = [
             {"Put": {"TableName": self.table,
                      "Item": {**_record_key(developer, kind, new["id"]), **_serialize(new)},
                      "ConditionExpression": "#version = :version",
                      "ExpressionAttributeNames": {"#version": "version"},
                      "ExpressionAttributeValues": {":version": {"N": str(old["version"])}}}},
-            {"Delete": {"TableName": self.table, "Key": _list_entry_key(developer, kind, "updated_at", old)}},
-            self._put_list_entry(developer, kind, "updated_at", new),
+            *(self._delete(_key(*k)) for k in sorted(before - after)),
+            *(self._put(_key(*k)) for k in sorted(after - before)),
         ]
         if self._transact(actions) is not None:
             if self.get(developer, kind, old["id"]) is None:
                 raise MissingRecord(kind, old["id"])
             raise VersionConflict()
 
-    def delete(self, developer: str, kind: str, record: dict[str, Any],
-               parents: Iterable[tuple[str, str]] = ()) -> None:
-        """Remove a record, its list entries and its links under parents, and leave a purge marker
-        for whatever lives under it (links, history) - all in one transaction.
+    def delete(self, developer: str, kind: str, record: dict[str, Any], terms: list[str]) -> None:
+        """Remove a record and its index entries, and leave a purge marker for whatever lives
+        under it (history, child sessions), in one transaction.
         Raises MissingRecord if someone else deleted it first."""
         actions: list[dict[str, Any]] = [
             {"Delete": {"TableName": self.table, "Key": _record_key(developer, kind, record["id"]),
                         "ConditionExpression": "attribute_exists(#pk)",
                         "ExpressionAttributeNames": {"#pk": PK}}},
-            *({"Delete": {"TableName": self.table, "Key": _list_entry_key(developer, kind, order, record)}}
-              for order in SORT_ORDERS),
-            *({"Delete": {"TableName": self.table, "Key": _link_key(developer, parent, kind, record["id"])}}
-              for parent in parents),
-            {"Put": {"TableName": self.table, "Item": _key(_purge_pk(developer), f"{kind}#{record['id']}")}},
+            *(self._delete(key) for key in entry_keys(developer, kind, record, terms)),
+            self._put(_key(_purge_pk(developer), f"{kind}#{record['id']}")),
         ]
         if self._transact(actions) is not None:
             raise MissingRecord(kind, record["id"])
@@ -207,12 +210,6 @@ class Store:
 
     def finish_purge(self, developer: str, kind: str, record_id: str) -> None:
         self.client.delete_item(TableName=self.table, Key=_key(_purge_pk(developer), f"{kind}#{record_id}"))
-
-    def linked(self, developer: str, kind: str, record_id: str, child_kind: str) -> Iterator[str]:
-        """Ids of the children linked under a record (strongly consistent, paged)."""
-        prefix = f"link#{child_kind}#"
-        for item in self._query(_record_pk(developer, kind, record_id), prefix=prefix, projection=SK):
-            yield item[SK]["S"][len(prefix):]
 
     def delete_history_batch(self, developer: str, session_id: str) -> bool:
         """Delete one Query page (up to 200) of a session's messages; True while more may remain.
@@ -244,20 +241,51 @@ class Store:
         for item in self._query(_record_pk(developer, "session", session_id), prefix="msg#", limit=page_size):
             yield _deserialize(item)
 
-    # lists -------------------------------------------------------------------------------------
+    # index reads ---------------------------------------------------------------------------------
 
-    def list_ids(self, developer: str, kind: str, sort_by: str, descending: bool,
-                 page_size: int | None = None) -> Iterator[str]:
-        """Ids of a developer's records in sort_by order, ties broken by id, read lazily
-        `page_size` at a time (so a short list never pays for a 1 MB page)."""
-        for item in self._query(_list_pk(developer, kind, sort_by), descending=descending, projection=SK,
-                                limit=page_size):
-            yield item[SK]["S"].rsplit("#", 1)[1]
+    def index_keys(self, developer: str, kind: str, term: str, order: str, descending: bool,
+                   after: str | None = None, page_size: int = 100, limit: int | None = None) -> Iterator[str]:
+        """Sort keys (`<value>#<id>`) of a term's entries in order, strictly past `after`, read
+        `page_size` at a time as the caller consumes them, at most `limit` in all."""
+        args = self._query_args(_index_pk(developer, kind, term, order), descending=descending,
+                                projection=SK, limit=page_size)
+        if after is not None:
+            args["KeyConditionExpression"] += f" AND #sk {'<' if descending else '>'} :after"
+            args["ExpressionAttributeNames"]["#sk"] = SK
+            args["ExpressionAttributeValues"][":after"] = {"S": after}
+        read = 0
+        while True:
+            if limit is not None:
+                args["Limit"] = min(page_size, limit - read)
+            answer = self.client.query(**args)
+            for item in answer["Items"]:
+                read += 1
+                yield item[SK]["S"]
+            if "LastEvaluatedKey" not in answer or (limit is not None and read >= limit):
+                return
+            args["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+
+    def scan_developer(self, developer: str) -> Iterator[tuple[str, str, dict[str, Any]]]:
+        """Every item of a developer as (pk, sk, attributes): a full-table Scan, for the
+        consistency check only (an operator's tool, never a request path)."""
+        args: dict[str, Any] = {"TableName": self.table, "FilterExpression": "begins_with(#pk, :prefix)",
+                                "ExpressionAttributeNames": {"#pk": PK},
+                                "ExpressionAttributeValues": {":prefix": {"S": f"dev#{developer}#"}}}
+        while True:
+            answer = self.client.scan(**args)
+            for item in answer["Items"]:
+                yield item[PK]["S"], item[SK]["S"], _deserialize(item)
+            if "LastEvaluatedKey" not in answer:
+                return
+            args["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
 
     # helpers -----------------------------------------------------------------------------------
 
-    def _put_list_entry(self, developer: str, kind: str, sort_by: str, record: dict[str, Any]) -> dict[str, Any]:
-        return {"Put": {"TableName": self.table, "Item": _list_entry_key(developer, kind, sort_by, record)}}
+    def _put(self, key: dict[str, Any]) -> dict[str, Any]:
+        return {"Put": {"TableName": self.table, "Item": key}}
+
+    def _delete(self, key: dict[str, Any]) -> dict[str, Any]:
+        return {"Delete": {"TableName": self.table, "Key": key}}
 
     def _query_args(self, pk: str, prefix: str | None = None, descending: bool = False,
                     projection: str | None = None, limit: int | None = None) -> dict[str, Any]:

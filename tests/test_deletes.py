@@ -68,7 +68,7 @@ def test_an_agent_delete_past_its_budget_answers_503_and_the_retry_finishes_it(a
     assert not [k for k in table_keys(table) if k[0].endswith("#purge")]
     assert api.delete(f"/agents/{agent_id}").status_code == 404
     assert api.get(f"/users/{user_id}").status_code == 200
-    assert api.get("/sessions").json == {"items": []}
+    assert api.get("/sessions").json == {"items": [], "next_cursor": None}
 
 
 def test_a_cascade_that_crashed_midway_is_finished_by_the_sweep(api, table, agent_id, monkeypatch):

@@ -64,7 +64,7 @@ def test_make_run_serves_the_sdk_and_stops_on_sigterm_to_its_group():
         session = client.sessions.create(agent_id=agent.id, situation="s", metadata={"db_uuid": "1"})
         assert [s.id for s in client.sessions.list(metadata_filter={"db_uuid": "1"})] == [session.id]
         other = httpx.get(f"{base_url}/sessions", headers={"Authorization": "Bearer key-two"})
-        assert other.status_code == 200 and other.json() == {"items": []}
+        assert other.status_code == 200 and other.json() == {"items": [], "next_cursor": None}
         assert httpx.get(f"{base_url}/sessions").status_code == 401
         deep = httpx.get(f"{base_url}/no/such/route", headers={"Authorization": "Bearer key-one"})
         assert deep.status_code == 404 and deep.json()["error"]["code"] == "not_found"

@@ -64,7 +64,7 @@ def created(answer) -> str:
 def listed(api, path: str) -> list[str]:
     answer = api.get(path)
     assert answer.status_code == 200, (path, answer.json)
-    assert set(answer.json) == {"items"}
+    assert set(answer.json) == {"items", "next_cursor"}
     return [item["id"] for item in answer.json["items"]]
 
 
@@ -577,10 +577,10 @@ def test_deleting_an_agent_with_more_sessions_than_one_batch(api, table):
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_list_order_newest_first_by_default(api, make, kind):
-    assert api.get(f"/{kind}").json == {"items": []}
+    assert api.get(f"/{kind}").json == {"items": [], "next_cursor": None}
     ids = [make(kind) for _ in range(4)]
     answer = api.get(f"/{kind}")
-    assert answer.status_code == 200 and set(answer.json) == {"items"}
+    assert answer.status_code == 200 and set(answer.json) == {"items", "next_cursor"}
     assert [i["id"] for i in answer.json["items"]] == ids[::-1]
     assert answer.json["items"] == [fetch(api, kind, rid) for rid in ids[::-1]]
     assert listed(api, f"/{kind}?order=desc") == ids[::-1]
