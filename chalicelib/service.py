@@ -348,22 +348,24 @@ def _candidates(store: Store, kind: Kind, developer: str, query: ListQuery) -> I
     metadata = [term for key, value in query.metadata_filter.items()
                 if (term := index.metadata_term(key, value))]
 
+    first_page = min(query.offset + query.limit + 1, _READ_CHUNK)
+
     def keys(term: str, limit: int | None = None, after: str | None = query.after) -> Iterator[str]:
         order = query.sort_by if query.sort_by in index.orders(term) else "created_at"
         return store.index_keys(developer, kind.name, term, order, query.descending, after=after,
-                                page_size=_READ_CHUNK if limit is None else min(limit, _READ_CHUNK), limit=limit)
+                                page_size=first_page if limit is None else min(limit, _READ_CHUNK), limit=limit)
 
     if query.sort_by == "created_at" or not metadata:
         best, probed = _most_selective([t for t in ordered if t != index.ALL] + metadata, keys)
         source = probed if probed is not None else keys(best or ordered[0])
-        yield from _records_in_order(store, kind, developer, (_id_of(key) for key in source))
+        yield from _records_in_order(store, kind, developer, (_id_of(key) for key in source), first_page)
         return
     # sort_by=updated_at with metadata conditions: metadata terms are in creation order, so gather
     # the smallest metadata match set, if small enough, and sort it here.
     best, probed = _most_selective(metadata, lambda term, limit=None: keys(term, limit, after=None),
-                                   first_limit=GATHER_MAX)
+                                   most=GATHER_MAX)
     if probed is None:  # every metadata term is large: walk the update order and filter
-        yield from _records_in_order(store, kind, developer, (_id_of(key) for key in keys(ordered[0])))
+        yield from _records_in_order(store, kind, developer, (_id_of(key) for key in keys(ordered[0])), first_page)
         return
     records = list(_records_in_order(store, kind, developer, (_id_of(key) for key in probed)))
     records.sort(key=lambda record: sort_key(record, query.sort_by), reverse=query.descending)
@@ -374,31 +376,38 @@ def _candidates(store: Store, kind: Kind, developer: str, query: ListQuery) -> I
 
 
 def _most_selective(terms: list[str], keys: Callable[..., Iterator[str]],
-                    first_limit: int = PROBE_ENTRIES) -> tuple[str | None, list[str] | None]:
+                    most: int = PROBE_ENTRIES) -> tuple[str | None, list[str] | None]:
     """The term with the fewest entries, and its entries if they were read to the end.
 
-    Each probe reads at most one more entry than the best so far, so finding a 10-entry term among
-    large ones costs about 10 entries per term. With one term there is nothing to compare."""
-    if len(terms) < 2 and first_limit == PROBE_ENTRIES:
+    Probes in rounds of 8, 16, 32, ... entries per term, stopping at the first round in which some
+    term runs out: finding a 10-entry term among large ones reads about 16 entries of each, in
+    whatever order the terms come. With one term and nothing to gather there is no probe."""
+    if len(terms) < 2 and most == PROBE_ENTRIES:
         return (terms[0] if terms else None), None
-    best: str | None = None
-    best_keys: list[str] | None = None
-    limit = first_limit
-    for term in terms:
-        read = list(keys(term, limit))
-        if len(read) < limit:  # read to the end: this term has len(read) entries
-            best, best_keys, limit = term, read, len(read) + 1
-        elif best is None:
-            best = term
-    return best, best_keys
+    limit = min(8, most)
+    while True:
+        smallest: tuple[int, str, list[str]] | None = None
+        for term in terms:
+            read = list(keys(term, limit))
+            if len(read) < limit and (smallest is None or len(read) < smallest[0]):
+                smallest = (len(read), term, read)
+        if smallest is not None:
+            return smallest[1], smallest[2]
+        if limit >= most:
+            return (terms[0] if terms else None), None
+        limit = min(limit * 2, most)
 
 
-def _records_in_order(store: Store, kind: Kind, developer: str, ids: Iterator[str]) -> Iterator[dict[str, Any]]:
-    """Records for a stream of ids, fetched a batch at a time, in the ids' order. An id whose
-    record vanished between the two reads (a concurrent delete) is skipped."""
-    while chunk := list(islice(ids, _READ_CHUNK)):
-        found = store.get_many(developer, kind.name, chunk)
-        yield from (found[i] for i in chunk if i in found)
+def _records_in_order(store: Store, kind: Kind, developer: str, ids: Iterator[str],
+                      first_chunk: int = _READ_CHUNK) -> Iterator[dict[str, Any]]:
+    """Records for a stream of ids, fetched a batch at a time in the ids' order, the batches
+    growing from `first_chunk` to 100 (a short page reads little; a filtered walk few times).
+    An id whose record vanished between the two reads (a concurrent delete) is skipped."""
+    chunk = first_chunk
+    while batch := list(islice(ids, chunk)):
+        found = store.get_many(developer, kind.name, batch)
+        yield from (found[i] for i in batch if i in found)
+        chunk = min(chunk * 2, _READ_CHUNK)
 
 
 def _id_of(key: str) -> str:

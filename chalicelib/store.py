@@ -246,7 +246,8 @@ class Store:
     def index_keys(self, developer: str, kind: str, term: str, order: str, descending: bool,
                    after: str | None = None, page_size: int = 100, limit: int | None = None) -> Iterator[str]:
         """Sort keys (`<value>#<id>`) of a term's entries in order, strictly past `after`, read
-        `page_size` at a time as the caller consumes them, at most `limit` in all."""
+        as the caller consumes them in pages that start at `page_size` and double up to 100, at
+        most `limit` in all."""
         args = self._query_args(_index_pk(developer, kind, term, order), descending=descending,
                                 projection=SK, limit=page_size)
         if after is not None:
@@ -255,8 +256,7 @@ class Store:
             args["ExpressionAttributeValues"][":after"] = {"S": after}
         read = 0
         while True:
-            if limit is not None:
-                args["Limit"] = min(page_size, limit - read)
+            args["Limit"] = page_size if limit is None else min(page_size, limit - read)
             answer = self.client.query(**args)
             for item in answer["Items"]:
                 read += 1
@@ -264,6 +264,7 @@ class Store:
             if "LastEvaluatedKey" not in answer or (limit is not None and read >= limit):
                 return
             args["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+            page_size = min(page_size * 2, 100)
 
     def scan_developer(self, developer: str) -> Iterator[tuple[str, str, dict[str, Any]]]:
         """Every item of a developer as (pk, sk, attributes): a full-table Scan, for the
