@@ -361,10 +361,11 @@ def _candidates(store: Store, kind: Kind, developer: str, query: ListQuery) -> I
         yield from _records_in_order(store, kind, developer, (_id_of(key) for key in source), first_page)
         return
     # sort_by=updated_at with metadata conditions: metadata terms are in creation order, so gather
-    # the smallest metadata match set, if small enough, and sort it here.
-    best, probed = _most_selective(metadata, lambda term, limit=None: keys(term, limit, after=None),
+    # the smallest candidate set (a parent's sessions may be smaller), if small enough, and sort it.
+    candidates = [t for t in ordered if t != index.ALL] + metadata
+    best, probed = _most_selective(candidates, lambda term, limit=None: keys(term, limit, after=None),
                                    most=GATHER_MAX)
-    if probed is None:  # every metadata term is large: walk the update order and filter
+    if probed is None:  # every candidate is large: walk the update order and filter
         yield from _records_in_order(store, kind, developer, (_id_of(key) for key in keys(ordered[0])), first_page)
         return
     records = list(_records_in_order(store, kind, developer, (_id_of(key) for key in probed)))

@@ -210,3 +210,15 @@ def test_consistency_check_is_clean_after_everything_and_catches_damage(api, tab
 
 def _keys(table):
     return {(item["pk"]["S"], item["sk"]["S"]) for item in table.client.scan(TableName=table.table)["Items"]}
+
+
+def test_sort_by_updated_gathers_a_small_parent_rather_than_a_large_value(api, agent_id, user_id, reads):
+    mine = [api.post("/sessions", {"agent_id": agent_id, "user_id": user_id, "metadata": {"env": "prod"}}).json["id"]
+            for _ in range(2)]
+    for _ in range(30):
+        api.post("/sessions", {"agent_id": agent_id, "metadata": {"env": "prod"}})
+    api.patch(f"/sessions/{mine[0]}", {"situation": "latest"})
+    reads["items"] = 0
+    path = f"/sessions?user_id={user_id}&sort_by=updated_at&metadata_filter={q({'env': 'prod'})}"
+    assert ids(api.get(path)) == [mine[0], mine[1]]
+    assert reads["items"] <= 1 + 2 + 8 + 2  # key, the user's 2 entries, one probe round of env, 2 records
