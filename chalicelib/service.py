@@ -355,16 +355,16 @@ def _candidates(store: Store, kind: Kind, developer: str, query: ListQuery) -> I
         return store.index_keys(developer, kind.name, term, order, query.descending, after=after,
                                 page_size=first_page if limit is None else min(limit, _READ_CHUNK), limit=limit)
 
+    candidates = [term for term in ordered if term != index.ALL] + metadata
     if query.sort_by == "created_at" or not metadata:
-        best, probed = _most_selective([t for t in ordered if t != index.ALL] + metadata, keys)
+        best, probed = _most_selective(candidates, keys)
         source = probed if probed is not None else keys(best or ordered[0])
         yield from _records_in_order(store, kind, developer, (_id_of(key) for key in source), first_page)
         return
     # sort_by=updated_at with metadata conditions: metadata terms are in creation order, so gather
     # the smallest candidate set (a parent's sessions may be smaller), if small enough, and sort it.
-    candidates = [t for t in ordered if t != index.ALL] + metadata
-    best, probed = _most_selective(candidates, lambda term, limit=None: keys(term, limit, after=None),
-                                   most=GATHER_MAX)
+    _, probed = _most_selective(candidates, lambda term, limit=None: keys(term, limit, after=None),
+                                most=GATHER_MAX)
     if probed is None:  # every candidate is large: walk the update order and filter
         yield from _records_in_order(store, kind, developer, (_id_of(key) for key in keys(ordered[0])), first_page)
         return
