@@ -21,5 +21,9 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+# Filtered lists against a full-table Scan on moto (bench/lists.py); BENCH_SIZES=1000 for a quick run.
+bench: $(STAMP)
+	$(BIN)/python -m bench.lists
+
 clean:
 	rm -rf $(VENV) .pytest_cache
