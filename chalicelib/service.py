@@ -363,7 +363,7 @@ def _candidates(store: Store, kind: Kind, developer: str, query: ListQuery) -> I
         return
     # sort_by=updated_at with metadata conditions: metadata terms are in creation order, so gather
     # the smallest candidate set (a parent's sessions may be smaller), if small enough, and sort it.
-    _, probed = _most_selective(candidates, lambda term, limit=None: keys(term, limit, after=None),
+    _, probed = _most_selective(candidates, lambda term, limit=None, after=None: keys(term, limit, after),
                                 most=GATHER_MAX)
     if probed is None:  # every candidate is large: walk the update order and filter
         yield from _records_in_order(store, kind, developer, (_id_of(key) for key in keys(ordered[0])), first_page)
@@ -380,22 +380,24 @@ def _most_selective(terms: list[str], keys: Callable[..., Iterator[str]],
                     most: int = PROBE_ENTRIES) -> tuple[str | None, list[str] | None]:
     """The term with the fewest entries, and its entries if they were read to the end.
 
-    Probes in rounds of 8, 16, 32, ... entries per term, stopping at the first round in which some
+    Probes in rounds that take each term to 8, 16, 32, ... entries read (each round continuing
+    after the last key read, so no entry is read twice) and stops at the first round in which some
     term runs out: finding a 10-entry term among large ones reads about 16 entries of each, in
     whatever order the terms come. With one term and nothing to gather there is no probe."""
     if len(terms) < 2 and most == PROBE_ENTRIES:
         return (terms[0] if terms else None), None
+    read: dict[str, list[str]] = {term: [] for term in terms}
     limit = min(8, most)
     while True:
-        smallest: tuple[int, str, list[str]] | None = None
-        for term in terms:
-            read = list(keys(term, limit))
-            if len(read) < limit and (smallest is None or len(read) < smallest[0]):
-                smallest = (len(read), term, read)
-        if smallest is not None:
-            return smallest[1], smallest[2]
+        for term, got in read.items():
+            more = limit - len(got)
+            got += keys(term, more, got[-1]) if got else keys(term, more)
+        exhausted = [term for term, got in read.items() if len(got) < limit]
+        if exhausted:
+            smallest = min(exhausted, key=lambda term: len(read[term]))
+            return smallest, read[smallest]
         if limit >= most:
-            return (terms[0] if terms else None), None
+            return terms[0], None
         limit = min(limit * 2, most)
 
 
