@@ -7,7 +7,7 @@
 For every N it makes a fresh moto table (from chalicelib.schema), seeds N sessions for two
 developers through `service.create`, then for each filter compares, in the same run:
 
-- ours: `service.list_records(store, SESSIONS, developer, {"metadata_filter": ..., "limit": "20"})`;
+- ours: `lists.list_records(store, SESSIONS, developer, {"metadata_filter": ..., "limit": "20"})`;
 - baseline: one Scan of the whole table with a FilterExpression, paged through LastEvaluatedKey
   (what Julep did), then sorted like ours.
 
@@ -46,7 +46,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer  # noqa: E402
 from botocore.exceptions import ClientError  # noqa: E402
 from moto import mock_aws  # noqa: E402
 
-from chalicelib import schema, service, store  # noqa: E402
+from chalicelib import lists, schema, service, store  # noqa: E402
 
 from .meter import WRITE_OPS, Meter, Tally, read_cost, write_cost  # noqa: E402
 
@@ -218,7 +218,7 @@ class Bench:
     # the two ways to list ------------------------------------------------------------------------
 
     def ours(self, developer: str, wanted: dict[str, Any]) -> list[str]:
-        answer = service.list_records(self.store, service.SESSIONS, developer,
+        answer = lists.list_records(self.store, service.SESSIONS, developer,
                                       {"metadata_filter": json.dumps(wanted), "limit": str(PAGE)})
         return [_id_of(item) for item in answer["items"]]
 

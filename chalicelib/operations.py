@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import service
+from . import lists, service
 from .service import AGENTS, SESSIONS, USERS, Kind
 from .store import Store
 
@@ -31,7 +31,7 @@ def _resource(kind: Kind, plural: str) -> dict[str, Operation]:
     id_name = f"{kind.name}_id"
     return {
         f"{plural}.create": Operation(201, lambda s, c: service.create(s, kind, c.developer, c.body), True),
-        f"{plural}.list": Operation(200, lambda s, c: service.list_records(s, kind, c.developer, c.query)),
+        f"{plural}.list": Operation(200, lambda s, c: lists.list_records(s, kind, c.developer, c.query)),
         f"{plural}.get": Operation(200, lambda s, c: service.get(s, kind, c.developer, c.ids[id_name])),
         f"{plural}.replace": Operation(200, lambda s, c: service.update(
             s, kind, c.developer, c.ids[id_name], c.body, replace=True), True),

@@ -83,6 +83,11 @@ def sort_key(record: dict[str, Any], order: str) -> str:
     return f"{record[order]}#{record['id']}"
 
 
+def id_in(key: str) -> str:
+    """The record id at the end of a sort key."""
+    return key.rsplit("#", 1)[1]
+
+
 def entry_keys(developer: str, kind: str, record: dict[str, Any], terms: Iterable[str]) -> list[dict[str, Any]]:
     """The keys of every index entry a record has under these terms."""
     return [_entry_key(developer, kind, term, order, record) for term in terms for order in index.orders(term)]
@@ -334,9 +339,9 @@ class Store:
             return None
         except self.client.exceptions.TransactionCanceledException as exc:
             reasons = exc.response.get("CancellationReasons") or []
-            for index, reason in enumerate(reasons):
+            for position, reason in enumerate(reasons):
                 if reason.get("Code") == "ConditionalCheckFailed":
-                    return index
+                    return position
             raise
 
 

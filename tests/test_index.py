@@ -7,7 +7,7 @@ from urllib.parse import quote
 import pytest
 from conftest import InterceptedClient
 
-from chalicelib import consistency, index, service
+from chalicelib import consistency, index, lists
 
 
 def q(value) -> str:
@@ -159,7 +159,7 @@ def test_sort_by_updated_with_a_broad_metadata_term_walks_the_update_order(api, 
     expected = [made[0], *made[:0:-1]]
     path = f"/sessions?sort_by=updated_at&metadata_filter={q({'env': 'prod'})}"
     assert ids(api.get(path)) == expected  # gathered and sorted in memory
-    monkeypatch.setattr(service, "GATHER_MAX", 3)  # now too broad to gather: walk the update order
+    monkeypatch.setattr(lists, "GATHER_MAX", 3)  # now too broad to gather: walk the update order
     assert ids(api.get(path)) == expected
     assert walk(api, path, 4) == expected
 

@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import (RuleBasedStateMachine, initialize, invariant, precondition, rule,
                                  run_state_machine_as_test)
 
-from chalicelib import consistency, schema, service, store
+from chalicelib import consistency, lists, schema, service, store
 from chalicelib.errors import BadRequest, NotFound
 
 DEVELOPERS = ("alice", "bob")
@@ -38,10 +38,11 @@ FIELDS = {"agent": ("name", "about"), "user": ("name", "about"),
 
 KEYS = ["a", "b", "#k = :v OR", "x.y"]
 # As chalicelib.jsonio.loads would parse them: non-integers are Decimal.
-VALUES = [1, Decimal("1.0"), "1", True, False, None, "s", ["l"], {"o": 1}]
-# For filters built from a stored value: the same value, typed variants of it, or anything.
+# {"o": true} beside {"o": 1}: objects are never indexed, so only typed equality tells them apart.
+VALUES = [1, Decimal("1.0"), "1", True, False, None, "s", ["l"], {"o": 1}, {"o": True}]
+# Typed look-alikes, by the kind of stored value: what a filter built from it may say instead.
 VARIANTS: dict[str, list[Any]] = {"n": [1, Decimal("1.0"), "1", True], "b": [True, False, 1, "1"],
-                                  "s": ["1", "s", 1], "null": [None, False], "l": [["l"], "l"],
+                                  "s": ["1", "s", 1], "null": [None, False], "l": [["l"], "l", [True]],
                                   "o": [{"o": 1}, {"o": Decimal("1.0")}, {"o": "1"}, {"o": True}]}
 
 OMIT = object()  # a field left out of the body (as opposed to sent as null)
@@ -50,8 +51,12 @@ OMIT = object()  # a field left out of the body (as opposed to sent as null)
 # match) and so do 1, "1" and true (which must not).
 metadata_values = (st.sampled_from(VALUES) | st.sampled_from([1, Decimal("1.0"), "1", True])).map(copy.deepcopy)
 metadata = st.dictionaries(st.sampled_from(KEYS), metadata_values, min_size=1, max_size=3)
-# Left out, null (both "not given"), empty or not. In a PATCH a null value removes its key.
+# Left out, null (both "not given"), empty or not.
 optional_metadata = st.one_of(metadata, st.just(OMIT), st.none(), st.just({}))
+# In a PATCH a null value removes its key (on create and PUT it is stored): more nulls here.
+patch_metadata = st.one_of(
+    st.dictionaries(st.sampled_from(KEYS), st.none() | metadata_values, min_size=1, max_size=3),
+    st.just(OMIT), st.none(), st.just({}))
 
 
 def optional(strategy: st.SearchStrategy) -> st.SearchStrategy:
@@ -137,6 +142,7 @@ class ListsMachine(RuleBasedStateMachine):
         self.owner[created.id] = developer
         self.ids[kind].append(created.id)
         self.touched.add(developer)
+        self._check_item(kind, service.get(self.store, KINDS[kind], developer, created.id), record)
 
     def _update(self, kind: str, pick: int, other: bool, body: dict[str, Any], replace: bool) -> None:
         record_id = self._pick(kind, pick)
@@ -162,6 +168,7 @@ class ListsMachine(RuleBasedStateMachine):
             else:
                 record[name] = copy.deepcopy(value)
         record["updated_at"] = updated.updated_at
+        self._check_item(kind, service.get(self.store, KINDS[kind], developer, record_id), record)
 
     def _delete(self, kind: str, pick: int, other: bool) -> None:
         record_id = self._pick(kind, pick)
@@ -231,6 +238,27 @@ class ListsMachine(RuleBasedStateMachine):
         for name in FIELDS[kind]:
             assert wire[name] == record.get(name), (name, wire, record)
 
+    def _check_page(self, kind: str, developer: str, wanted: dict[str, Any], parents: dict[str, str],
+                    sort_by: str, order: str) -> None:
+        """One page holding the whole answer: the model's matching records, in order."""
+        expected = self._expected(kind, developer, wanted, parents, sort_by, order)
+        params = {"metadata_filter": _json(wanted), "sort_by": sort_by, "order": order, **parents}
+        answer = lists.list_records(self.store, KINDS[kind], developer, params)
+        assert [item.id for item in answer["items"]] == [r["id"] for r in expected], (kind, params)
+        for item, record in zip(answer["items"], expected):
+            self._check_item(kind, item, record)
+        assert answer["next_cursor"] is None
+
+    def _check_look_alikes(self, kind: str, developer: str, wanted: dict[str, Any], parents: dict[str, str],
+                           sort_by: str, order: str) -> None:
+        """The same filter with one value swapped for each of its typed look-alikes (1 for 1.0,
+        "1" or true; {"o": true} for {"o": 1} ...): each must select exactly what the model does.
+        One page each, so this is cheap next to the paged walks."""
+        for key, value in wanted.items():
+            for twin in VARIANTS[_canon(value)[0]]:
+                if repr(twin) != repr(value):
+                    self._check_page(kind, developer, {**wanted, key: copy.deepcopy(twin)}, parents, sort_by, order)
+
     def _check_list(self, kind: str, developer: str, wanted: dict[str, Any], parents: dict[str, str],
                     sort_by: str, order: str, limit: int, offset_limit: int) -> None:
         expected = self._expected(kind, developer, wanted, parents, sort_by, order)
@@ -243,7 +271,7 @@ class ListsMachine(RuleBasedStateMachine):
         got: list[str] = []
         params = {**base, "limit": str(limit)}
         for page in range(len(expected) // limit + 1):
-            answer = service.list_records(self.store, KINDS[kind], developer, params)
+            answer = lists.list_records(self.store, KINDS[kind], developer, params)
             chunk = expected[page * limit:(page + 1) * limit]
             ids = [item.id for item in answer["items"]]
             assert not set(ids) & other_ids, f"{developer} sees {other}'s records"
@@ -259,14 +287,14 @@ class ListsMachine(RuleBasedStateMachine):
                 break
             if page == 0:  # a cursor continues one developer's one query only
                 with pytest.raises(BadRequest):
-                    service.list_records(self.store, KINDS[kind], other, {**params, "cursor": answer["next_cursor"]})
+                    lists.list_records(self.store, KINDS[kind], other, {**params, "cursor": answer["next_cursor"]})
             params = {**base, "limit": str(limit), "cursor": answer["next_cursor"]}
         assert got == want_ids
 
         # By offset (no cursor), with its own page size: the same sequence.
         got = []
         for offset in range(0, len(expected) + 1, offset_limit):
-            answer = service.list_records(self.store, KINDS[kind], developer,
+            answer = lists.list_records(self.store, KINDS[kind], developer,
                                           {**base, "limit": str(offset_limit), "offset": str(offset)})
             ids = [item.id for item in answer["items"]]
             assert ids == want_ids[offset:offset + offset_limit], (
@@ -324,17 +352,17 @@ class ListsMachine(RuleBasedStateMachine):
 
     # --- updates --------------------------------------------------------------------------------
 
-    @rule(agent=picks, other=foreign, name=optional(names), about=optional(abouts), md=optional_metadata)
+    @rule(agent=picks, other=foreign, name=optional(names), about=optional(abouts), md=patch_metadata)
     def patch_agent(self, agent, other, name, about, md):
         self._update("agent", agent, other, _body(name=name, about=about, metadata=md), replace=False)
 
-    @rule(user=picks, other=foreign, name=optional(names), about=optional(abouts), md=optional_metadata)
+    @rule(user=picks, other=foreign, name=optional(names), about=optional(abouts), md=patch_metadata)
     def patch_user(self, user, other, name, about, md):
         self._update("user", user, other, _body(name=name, about=about, metadata=md), replace=False)
 
     @precondition(lambda self: self.ids["session"])
     @rule(session=picks, other=foreign, situation=optional(situations), render=optional(st.booleans()),
-          md=optional_metadata)
+          md=patch_metadata)
     def patch_session(self, session, other, situation, render, md):
         self._update("session", session, other, _body(situation=situation, render_templates=render, metadata=md),
                      replace=False)
@@ -390,6 +418,7 @@ class ListsMachine(RuleBasedStateMachine):
     def list_records(self, data, kind, developer, sort_by, order, limit, offset_limit):
         wanted = self._filter_from(data, kind, developer)
         self._check_list(kind, developer, wanted, {}, sort_by, order, limit, offset_limit)
+        self._check_look_alikes(kind, developer, wanted, {}, sort_by, order)
 
     @rule(data=st.data(), by=st.sampled_from(["agent", "user", "agent+user", "any agent", "any user"]),
           developer=st.sampled_from(DEVELOPERS), sort_by=sort_fields, order=orders, limit=limits,
@@ -405,6 +434,7 @@ class ListsMachine(RuleBasedStateMachine):
                 parents[f"{kind}_id"] = session.get(f"{kind}_id") or self._pick(kind, data.draw(picks, label=kind))
         wanted = self._filter_from(data, "session", developer, parents)
         self._check_list("session", developer, wanted, parents, sort_by, order, limit, offset_limit)
+        self._check_look_alikes("session", developer, wanted, parents, sort_by, order)
 
     # --- after every step -----------------------------------------------------------------------
 

@@ -631,12 +631,12 @@ def test_failure_while_authenticating_is_a_500_without_internals(api, table, wor
 
 
 def test_failures_do_not_leak_the_exception_type_either(api, world, monkeypatch):
-    import chalicelib.service
+    import chalicelib.lists
 
     def fail(*args, **kwargs):
         raise KeyError("pk")  # a programming error of the kind a typo causes
 
-    monkeypatch.setattr(chalicelib.service, "list_records", fail)
+    monkeypatch.setattr(chalicelib.lists, "list_records", fail)
     response = api.get("/agents")
     _assert_internal_error(response)
     assert not re.search(r"KeyError|'pk'", response.body.decode())

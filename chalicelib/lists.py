@@ -1,0 +1,157 @@
+"""Lists of agents, users and sessions, planned over index terms (chalicelib/index.py).
+
+Every condition that has a term is a candidate source; the most selective one is found by
+probing (reading a few entries of each), then streamed in sort order while the records are
+batch-read and every condition is checked on them, so the index makes a list cheaper, never
+different. Sorting by updated_at with a metadata condition gathers the (small) matching set and
+sorts it, since metadata terms are kept in creation order only. docs/design.md has the costs.
+"""
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from itertools import islice
+from typing import Any
+
+from . import clock, cursor, filters, index, jsonio
+from .errors import BadRequest
+from .service import LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX, Kind, int_param, refuse_unknown_params, wire
+from .store import Store, id_in, sort_key
+
+READ_CHUNK = 100          # records per BatchGetItem, entries per Query page, at most
+
+PROBE_ENTRIES = 100       # entries read at most per candidate term to compare selectivity
+GATHER_MAX = 1000         # largest metadata match set sorted in memory for sort_by=updated_at
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    limit: int = LIST_LIMIT_DEFAULT
+    offset: int = 0
+    metadata_filter: dict[str, Any] = field(default_factory=dict)
+    parents: tuple[tuple[str, str], ...] = ()      # ("agent", id), ("user", id): sessions only
+    sort_by: str = "created_at"
+    descending: bool = True
+    after: str | None = None                        # from a cursor: the last sort key answered
+
+    def digest(self, kind: Kind) -> str:
+        """What a cursor is bound to: everything that selects and orders, not limit or offset."""
+        shape = [kind.name, self.sort_by, self.descending, sorted(self.parents),
+                 sorted((k, jsonio.dumps(v)) for k, v in self.metadata_filter.items())]
+        return hashlib.sha256(jsonio.dumps(shape).encode("utf-8")).hexdigest()[:32]
+
+
+def parse_list_query(kind: Kind, developer: str, params: dict[str, str]) -> ListQuery:
+    known = {"limit", "offset", "metadata_filter", "sort_by", "order", "cursor", *kind.references}
+    refuse_unknown_params(params, known)
+    sort_by = params.get("sort_by", "created_at")
+    if sort_by not in ("created_at", "updated_at"):
+        raise BadRequest("sort_by must be created_at or updated_at")
+    order = params.get("order", "desc")
+    if order not in ("asc", "desc"):
+        raise BadRequest("order must be asc or desc")
+    parents = []
+    for name in kind.references:
+        if params.get(name) is not None:
+            if not clock.is_uuid(params[name]):
+                raise BadRequest(f"{name} must be a UUID")
+            parents.append((name.removesuffix("_id"), params[name]))
+    query = ListQuery(limit=int_param(params, "limit", LIST_LIMIT_DEFAULT, 1, LIST_LIMIT_MAX),
+                      offset=int_param(params, "offset", 0, 0, 10**9),
+                      metadata_filter=filters.parse_metadata_filter(params.get("metadata_filter")),
+                      parents=tuple(parents), sort_by=sort_by, descending=order == "desc")
+    if params.get("cursor"):
+        if query.offset:
+            raise BadRequest("give cursor or offset, not both: a cursor already says where to continue")
+        query = replace(query, after=cursor.decode(params["cursor"], developer, query.digest(kind)))
+    return query
+
+
+def list_records(store: Store, kind: Kind, developer: str, params: dict[str, str]) -> dict[str, Any]:
+    query = parse_list_query(kind, developer, params)
+    wanted = query.offset + query.limit + 1  # one more than the page: is there a next page?
+    matching = (record for record in _candidates(store, kind, developer, query) if _matches(record, query))
+    found = list(islice(matching, query.offset, wanted))
+    page = found[:query.limit]
+    next_cursor = None
+    if len(found) > query.limit:
+        next_cursor = cursor.encode(developer, query.digest(kind), sort_key(page[-1], query.sort_by))
+    return {"items": [wire(kind, record) for record in page], "next_cursor": next_cursor}
+
+
+def _matches(record: dict[str, Any], query: ListQuery) -> bool:
+    return (all(record.get(f"{kind}_id") == pid for kind, pid in query.parents)
+            and filters.matches(record.get("metadata", {}), query.metadata_filter))
+
+
+def _candidates(store: Store, kind: Kind, developer: str, query: ListQuery) -> Iterator[dict[str, Any]]:
+    """Records that may match, in the query's order, past its cursor; a superset of the answer
+    that reads as little as the index allows."""
+    ordered = [index.parent_term(k, pid) for k, pid in query.parents] or [index.ALL]
+    metadata = [term for key, value in query.metadata_filter.items()
+                if (term := index.metadata_term(key, value))]
+
+    first_page = min(query.offset + query.limit + 1, READ_CHUNK)
+
+    def keys(term: str, limit: int | None = None, after: str | None = query.after) -> Iterator[str]:
+        order = query.sort_by if query.sort_by in index.orders(term) else "created_at"
+        return store.index_keys(developer, kind.name, term, order, query.descending, after=after,
+                                page_size=first_page if limit is None else min(limit, READ_CHUNK), limit=limit)
+
+    candidates = [term for term in ordered if term != index.ALL] + metadata
+    if query.sort_by == "created_at" or not metadata:
+        best, probed = _most_selective(candidates, keys)
+        source = probed if probed is not None else keys(best or ordered[0])
+        yield from _records_in_order(store, kind, developer, (id_in(key) for key in source), first_page)
+        return
+    # sort_by=updated_at with metadata conditions: metadata terms are in creation order, so gather
+    # the smallest candidate set (a parent's sessions may be smaller), if small enough, and sort it.
+    _, probed = _most_selective(candidates, lambda term, limit=None, after=None: keys(term, limit, after),
+                                most=GATHER_MAX)
+    if probed is None:  # every candidate is large: walk the update order and filter
+        yield from _records_in_order(store, kind, developer, (id_in(key) for key in keys(ordered[0])), first_page)
+        return
+    records = list(_records_in_order(store, kind, developer, (id_in(key) for key in probed)))
+    records.sort(key=lambda record: sort_key(record, query.sort_by), reverse=query.descending)
+    for record in records:
+        position = sort_key(record, query.sort_by)
+        if query.after is None or (position < query.after if query.descending else position > query.after):
+            yield record
+
+
+def _most_selective(terms: list[str], keys: Callable[..., Iterator[str]],
+                    most: int = PROBE_ENTRIES) -> tuple[str | None, list[str] | None]:
+    """The term with the fewest entries, and its entries if they were read to the end.
+
+    Probes in rounds that take each term to 8, 16, 32, ... entries read (each round continuing
+    after the last key read, so no entry is read twice) and stops at the first round in which some
+    term runs out: finding a 10-entry term among large ones reads about 16 entries of each, in
+    whatever order the terms come. With one term and nothing to gather there is no probe."""
+    if len(terms) < 2 and most == PROBE_ENTRIES:
+        return (terms[0] if terms else None), None
+    read: dict[str, list[str]] = {term: [] for term in terms}
+    limit = min(8, most)
+    while True:
+        for term, got in read.items():
+            more = limit - len(got)
+            got += keys(term, more, got[-1]) if got else keys(term, more)
+        exhausted = [term for term, got in read.items() if len(got) < limit]
+        if exhausted:
+            smallest = min(exhausted, key=lambda term: len(read[term]))
+            return smallest, read[smallest]
+        if limit >= most:
+            return terms[0], None
+        limit = min(limit * 2, most)
+
+
+def _records_in_order(store: Store, kind: Kind, developer: str, ids: Iterator[str],
+                      first_chunk: int = READ_CHUNK) -> Iterator[dict[str, Any]]:
+    """Records for a stream of ids, fetched a batch at a time in the ids' order, the batches
+    growing from `first_chunk` to 100 (a short page reads little; a filtered walk few times).
+    An id whose record vanished between the two reads (a concurrent delete) is skipped."""
+    chunk = first_chunk
+    while batch := list(islice(ids, chunk)):
+        found = store.get_many(developer, kind.name, batch)
+        yield from (found[i] for i in batch if i in found)
+        chunk = min(chunk * 2, READ_CHUNK)
