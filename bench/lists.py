@@ -437,7 +437,7 @@ def markdown(report: dict[str, Any]) -> str:
            f"page size {PAGE}. Latency is the median of up to {report['reps']} timed runs (fewer when another "
            f"would take the total past {REP_BUDGET_SECONDS:.0f} s; the count is in brackets). Whole run "
            f"{report['total_seconds']:.0f} s.", "",
-           "### Filtered lists: ours (`service.list_records`) against a full-table Scan", "",
+           "### Filtered lists: ours (`lists.list_records`) against a full-table Scan", "",
            "| N | filter | matches | method | DynamoDB calls | items read | RCU | latency on moto (runs) |",
            "| ---: | --- | ---: | --- | --- | ---: | ---: | ---: |"]
     for row in report["lists"]:
