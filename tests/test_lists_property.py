@@ -46,11 +46,13 @@ VARIANTS: dict[str, list[Any]] = {"n": [1, Decimal("1.0"), "1", True], "b": [Tru
                                   "o": [{"o": 1}, {"o": Decimal("1.0")}, {"o": "1"}, {"o": True}]}
 
 OMIT = object()  # a field left out of the body (as opposed to sent as null)
+# chalicelib.lists read sizes for "tiny" runs (see ListsMachine.seed).
+TINY_SIZES = {"READ_CHUNK": 2, "GATHER_MAX": 4}
 
-# Weighted towards 1 and 1.0 (one value, so filters on it match many records, across pages) and
-# their look-alikes "1" and true (which must never match them).
+# Weighted towards 1 and 1.0 (one value, so filters on it match many records, across pages), their
+# look-alikes "1" and true (which must never match them), and {"o": 1} beside {"o": true}.
 metadata_values = st.one_of(st.sampled_from([1, Decimal("1.0")]), st.sampled_from([1, Decimal("1.0"), "1", True]),
-                            st.sampled_from(VALUES)).map(copy.deepcopy)
+                            st.sampled_from([{"o": 1}, {"o": True}]), st.sampled_from(VALUES)).map(copy.deepcopy)
 metadata = st.dictionaries(st.sampled_from(KEYS), metadata_values, min_size=1, max_size=3)
 # Left out, null (both "not given"), empty or not.
 optional_metadata = st.one_of(metadata, st.just(OMIT), st.none(), st.just({}))
@@ -119,8 +121,11 @@ class ListsMachine(RuleBasedStateMachine):
         self.touched: set[str] = set(DEVELOPERS)  # whose index to check after this step
         self.written: tuple[str, str, dict[str, Any]] | None = None  # (kind, developer, record) last written
         self.rotation = 0  # which query shape the next check around a write takes
+        self.shipped_sizes: dict[str, int] = {}  # lists' read sizes as shipped, while tiny ones are in use
 
     def teardown(self) -> None:
+        for name, value in self.shipped_sizes.items():
+            setattr(lists, name, value)
         self.client.delete_table(TableName=self.table)
 
     # --- helpers ----------------------------------------------------------------------------
@@ -308,9 +313,19 @@ class ListsMachine(RuleBasedStateMachine):
 
     @initialize(agents=st.lists(st.tuples(st.sampled_from(DEVELOPERS), metadata | st.just({})), min_size=3, max_size=6),
                 users=st.lists(st.tuples(st.sampled_from(DEVELOPERS), metadata | st.just({})), min_size=2, max_size=5),
-                sessions=st.lists(st.tuples(picks, st.none() | picks, metadata | st.just({})), min_size=4, max_size=12))
-    def seed(self, agents, users, sessions):
-        """Every run starts with records to list, sessions on their own developer's parents."""
+                sessions=st.lists(st.tuples(picks, st.none() | picks, metadata | st.just({})), min_size=4, max_size=12),
+                sizes=st.sampled_from(["as shipped", "tiny"]))
+    def seed(self, agents, users, sessions, sizes):
+        """Every run starts with records to list, sessions on their own developer's parents.
+
+        Half the runs shrink the planner's read sizes (TINY_SIZES), so that these few records
+        take the paths large sets take: Query and BatchGetItem in several chunks, and
+        sort_by=updated_at with a metadata filter whose every candidate set is "too large to
+        gather" walking the update order instead. The answers must not change."""
+        if sizes == "tiny":
+            for name, value in TINY_SIZES.items():
+                self.shipped_sizes[name] = getattr(lists, name)  # AttributeError: renamed? update TINY_SIZES
+                setattr(lists, name, value)
         for developer, md in agents:
             self._create("agent", developer, _body(name="Ada", metadata=md), {"about": None}, missing_parent=False)
         for developer, md in users:
@@ -320,6 +335,20 @@ class ListsMachine(RuleBasedStateMachine):
             developer = self.owner[agent_id]
             own_users = [u for u in self.ids["user"] if self.owner[u] == developer]
             user_id = own_users[user % len(own_users)] if user is not None and own_users else OMIT
+            self._create("session", developer, _body(agent_id=agent_id, user_id=user_id, metadata=md),
+                         {"user_id": None, "situation": None, "render_templates": False}, missing_parent=False)
+
+    @rule(agent=picks, user=st.none() | picks, count=st.integers(9, 12), md=metadata)
+    def create_sessions_in_bulk(self, agent, user, count, md):
+        """Many sessions alike, on one agent (and user): terms of more than one probe round (8
+        entries), so the planner's rounds continue and lists run to many pages."""
+        agent_id = self._pick("agent", agent)
+        developer = self.owner[agent_id]
+        if agent_id not in self.model[developer]["agent"]:
+            return
+        own_users = [u for u in self.ids["user"] if u in self.model[developer]["user"]]
+        user_id = own_users[user % len(own_users)] if user is not None and own_users else OMIT
+        for _ in range(count):
             self._create("session", developer, _body(agent_id=agent_id, user_id=user_id, metadata=md),
                          {"user_id": None, "situation": None, "render_templates": False}, missing_parent=False)
 
