@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import lists, service
+from . import history, lists, service
 from .service import AGENTS, SESSIONS, USERS, Kind
 from .store import Store
 
@@ -45,10 +45,10 @@ OPERATIONS: dict[str, Operation] = {
     **_resource(AGENTS, "agents"),
     **_resource(USERS, "users"),
     **_resource(SESSIONS, "sessions"),
-    "sessions.history.get": Operation(200, lambda s, c: service.get_history(
+    "sessions.history.get": Operation(200, lambda s, c: history.get(
         s, c.developer, c.ids["session_id"], c.query)),
-    "sessions.history.append": Operation(201, lambda s, c: service.append_history(
+    "sessions.history.append": Operation(201, lambda s, c: history.append(
         s, c.developer, c.ids["session_id"], c.body), True),
-    "sessions.history.delete": Operation(202, lambda s, c: service.delete_history(
+    "sessions.history.delete": Operation(202, lambda s, c: history.clear(
         s, c.developer, c.ids["session_id"])),
 }

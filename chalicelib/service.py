@@ -7,7 +7,6 @@ from __future__ import annotations
 import random
 import time
 from dataclasses import dataclass
-from itertools import islice
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -53,7 +52,7 @@ KINDS = {kind.name: kind for kind in (AGENTS, USERS, SESSIONS)}
 
 # --- validation -----------------------------------------------------------------------------------
 
-def _parse(model: type[BaseModel], body: dict[str, Any]) -> Any:
+def parse_body(model: type[BaseModel], body: dict[str, Any]) -> Any:
     try:
         return model.model_validate(body)
     except ValidationError as exc:
@@ -66,7 +65,7 @@ def _parse(model: type[BaseModel], body: dict[str, Any]) -> Any:
 
 def _validate(model: type[BaseModel], body: dict[str, Any]) -> dict[str, Any]:
     """The body's fields that are set and not null (a null means "not given", as the SDK sends)."""
-    parsed = _parse(model, body)
+    parsed = parse_body(model, body)
     return {name: value for name, value in parsed if value is not None and name in parsed.model_fields_set}
 
 
@@ -111,7 +110,7 @@ def create(store: Store, kind: Kind, developer: str, body: dict[str, Any]) -> mo
 
 
 def get(store: Store, kind: Kind, developer: str, record_id: str) -> BaseModel:
-    return wire(kind, _existing(store, kind, developer, record_id))
+    return wire(kind, existing(store, kind, developer, record_id))
 
 
 def update(store: Store, kind: Kind, developer: str, record_id: str, body: dict[str, Any],
@@ -125,7 +124,7 @@ def update(store: Store, kind: Kind, developer: str, record_id: str, body: dict[
     if "metadata" in changes and replace:
         _check_indexable(changes["metadata"])
     for attempt in range(UPDATE_ATTEMPTS):
-        old = _existing(store, kind, developer, record_id)
+        old = existing(store, kind, developer, record_id)
         new = {**old, **changes}
         if "metadata" in changes and not replace:
             new["metadata"] = _merged_metadata(kind, old.get("metadata", {}), changes["metadata"])
@@ -157,7 +156,7 @@ def _merged_metadata(kind: Kind, stored: dict[str, Any], patch: dict[str, Any]) 
             merged.pop(key, None)
         else:
             merged[key] = value
-    _parse(kind.patch_model, {"metadata": merged})
+    parse_body(kind.patch_model, {"metadata": merged})
     _check_indexable(merged)
     return merged
 
@@ -182,7 +181,7 @@ def delete(store: Store, kind: Kind, developer: str, record_id: str,
     """Delete a record and everything under it. The record vanishes at once with a purge marker
     in the same transaction; the cascade then runs under a time budget. Past the budget the
     answer is 503 `deletion_in_progress`, and the same DELETE again resumes from the marker."""
-    deadline = _deadline(budget_seconds)
+    deadline = deadline_after(budget_seconds)
     if not clock.is_uuid(record_id):
         raise NotFound(f"{kind.name} {record_id} not found")
     record = store.get(developer, kind.name, record_id)
@@ -203,14 +202,14 @@ def finish_pending_deletes(store: Store, developer: str,
                            budget_seconds: float | None = None) -> int:
     """Complete every cascade an interrupted DELETE left behind; returns how many it finished.
     For an operator's sweep (admin CLI), safe to run at any time and any number of times."""
-    deadline = _deadline(budget_seconds)
+    deadline = deadline_after(budget_seconds)
     pending = store.pending_purges(developer)
     for kind_name, record_id in pending:
         _purge(store, KINDS[kind_name], developer, record_id, deadline)
     return len(pending)
 
 
-def _deadline(budget_seconds: float | None) -> float:
+def deadline_after(budget_seconds: float | None) -> float:
     # Read at call time, so configuration (and tests) can change the module's budget.
     return time.monotonic() + (DELETE_BUDGET_SECONDS if budget_seconds is None else budget_seconds)
 
@@ -239,7 +238,7 @@ def _purge(store: Store, kind: Kind, developer: str, record_id: str, deadline: f
     store.finish_purge(developer, kind.name, record_id)
 
 
-def _existing(store: Store, kind: Kind, developer: str, record_id: str) -> dict[str, Any]:
+def existing(store: Store, kind: Kind, developer: str, record_id: str) -> dict[str, Any]:
     record = store.get(developer, kind.name, record_id) if clock.is_uuid(record_id) else None
     if record is None:
         raise NotFound(f"{kind.name} {record_id} not found")
@@ -265,42 +264,3 @@ def refuse_unknown_params(params: dict[str, str], known: set[str]) -> None:
     unknown = sorted(set(params) - known)
     if unknown:
         raise BadRequest(f"unknown query parameter {', '.join(unknown)}; accepted: {', '.join(sorted(known))}")
-
-
-# --- history ----------------------------------------------------------------------------------------
-
-def get_history(store: Store, developer: str, session_id: str, params: dict[str, str]) -> dict[str, Any]:
-    refuse_unknown_params(params, {"limit", "offset"})
-    limit = int_param(params, "limit", LIST_LIMIT_DEFAULT, 1, LIST_LIMIT_MAX)
-    offset = int_param(params, "offset", 0, 0, 10**9)
-    _existing(store, SESSIONS, developer, session_id)
-    messages = store.messages(developer, session_id, page_size=min(offset + limit, LIST_LIMIT_MAX))
-    page = islice(messages, offset, offset + limit)
-    return {"items": [models.Message.model_validate(message) for message in page]}
-
-
-def append_history(store: Store, developer: str, session_id: str, body: dict[str, Any]) -> dict[str, Any]:
-    append = _parse(models.HistoryAppend, body)
-    if not clock.is_uuid(session_id):
-        raise NotFound(f"session {session_id} not found")
-    timestamp = clock.now()
-    messages = [{"id": clock.new_id(), "role": m.role, "content": m.content, "name": m.name,
-                 "created_at": timestamp} for m in append.messages]
-    try:
-        store.append_messages(developer, session_id, messages)
-    except MissingRecord:
-        raise NotFound(f"session {session_id} not found") from None
-    return {"items": [models.Message.model_validate(message) for message in messages]}
-
-
-def delete_history(store: Store, developer: str, session_id: str,
-                   budget_seconds: float | None = None) -> models.Deleted:
-    """Clear a session's history, the session staying. Batches until none is left, so a retry
-    after an interruption (or a 503 past the budget) finishes the job."""
-    deadline = _deadline(budget_seconds)
-    _existing(store, SESSIONS, developer, session_id)
-    while store.delete_history_batch(developer, session_id):
-        if time.monotonic() > deadline:
-            raise DeletionInProgress(f"clearing the history of session {session_id} is under way; "
-                                     "repeat the DELETE to continue it")
-    return models.Deleted(id=session_id, deleted_at=clock.now())

@@ -6,7 +6,7 @@ layer above never sees an attribute value or an error code. The layout (docs/des
     pk                                  sk                          what
     apikey#<sha256>                     #record                     an API key -> developer_id
     dev#<d>#<kind>#<id>                 #record                     an agent, user or session
-    dev#<d>#session#<id>                msg#<created_at>#<n>#<mid>  one history message
+    dev#<d>#session#<id>                msg#<created_at>#<a>#<n>    one history message (append a, n-th)
     dev#<d>#<kind>s#<term>#by_created   <created_at>#<id>           index entry (chalicelib/index.py)
     dev#<d>#<kind>s#<term>#by_updated   <updated_at>#<id>           index entry, fixed terms only
     dev#<d>#purge                       <kind>#<id>                 a cascading delete under way
@@ -26,6 +26,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from . import index, schema
 
 RECORD = "#record"
+MESSAGE_PREFIX = "msg#"
 PK, SK = schema.PARTITION_KEY, schema.SORT_KEY
 BATCH_WRITE_MAX = 25
 BATCH_GET_MAX = 100
@@ -220,31 +221,86 @@ class Store:
         """Delete one Query page (up to 200) of a session's messages; True while more may remain.
         Callers loop until it is False, so an interrupted purge simply resumes."""
         answer = self.client.query(**self._query_args(
-            _record_pk(developer, "session", session_id), prefix="msg#", projection=f"{PK}, {SK}",
+            _record_pk(developer, "session", session_id), prefix=MESSAGE_PREFIX, projection=f"{PK}, {SK}",
             limit=BATCH_WRITE_MAX * 8))
         self._batch_delete([{PK: item[PK], SK: item[SK]} for item in answer["Items"]])
         return "LastEvaluatedKey" in answer
 
     # history -----------------------------------------------------------------------------------
 
-    def append_messages(self, developer: str, session_id: str, messages: list[dict[str, Any]]) -> None:
-        """Store messages atomically, only while the session exists."""
+    def append_messages(self, developer: str, session_id: str, messages: list[dict[str, Any]]) -> list[str]:
+        """Store messages atomically, only while the session exists; their positions (sort keys)
+        in the order given. All messages of one append share `created_at` and the first one's id,
+        so an append is contiguous and keeps its order; each Put is conditional, so no message
+        ever overwrites another."""
         session_pk = _record_pk(developer, "session", session_id)
+        group = messages[0]["id"]
+        positions = [f"{MESSAGE_PREFIX}{m['created_at']}#{group}#{n:03d}" for n, m in enumerate(messages)]
         actions: list[dict[str, Any]] = [
             {"ConditionCheck": {"TableName": self.table, "Key": _key(session_pk, RECORD),
                                 "ConditionExpression": "attribute_exists(#pk)",
                                 "ExpressionAttributeNames": {"#pk": PK}}}]
-        for position, message in enumerate(messages):
-            sort_key = f"msg#{message['created_at']}#{position:03d}#{message['id']}"
+        for position, message in zip(positions, messages):
             actions.append({"Put": {"TableName": self.table,
-                                    "Item": {**_key(session_pk, sort_key), **_serialize(message)}}})
-        if self._transact(actions) is not None:
+                                    "Item": {**_key(session_pk, position), **_serialize(message)},
+                                    "ConditionExpression": "attribute_not_exists(#pk)",
+                                    "ExpressionAttributeNames": {"#pk": PK}}})
+        failed = self._transact(actions)
+        if failed == 0:
             raise MissingRecord("session", session_id)
+        if failed is not None:
+            raise StoreError("a message position was taken")   # ids are random: not expected
+        return positions
 
-    def messages(self, developer: str, session_id: str, page_size: int | None = None) -> Iterator[dict[str, Any]]:
-        """A session's messages, oldest first, read page by page as the caller consumes them."""
-        for item in self._query(_record_pk(developer, "session", session_id), prefix="msg#", limit=page_size):
-            yield _deserialize(item)
+    def last_message_time(self, developer: str, session_id: str) -> str | None:
+        """`created_at` of the session's newest message: one key-only item read."""
+        answer = self.client.query(**self._query_args(
+            _record_pk(developer, "session", session_id), prefix=MESSAGE_PREFIX, descending=True,
+            projection=SK, limit=1))
+        return answer["Items"][0][SK]["S"].split("#")[1] if answer["Items"] else None
+
+    def messages(self, developer: str, session_id: str, descending: bool = False,
+                 after: str | None = None, page_size: int = 100) -> Iterator[tuple[str, dict[str, Any]]]:
+        """A session's messages as (position, message), oldest first (or newest first), strictly
+        past the position `after`, read page by page as the caller consumes them."""
+        args = self._query_args(_record_pk(developer, "session", session_id), descending=descending,
+                                limit=page_size + (after is not None))
+        # BETWEEN keeps the range inside the messages (never the session's own item); its ends
+        # are inclusive, so the item at `after` itself is skipped below.
+        low, high = MESSAGE_PREFIX, MESSAGE_PREFIX[:-1] + chr(ord(MESSAGE_PREFIX[-1]) + 1)
+        if after is not None:
+            low, high = (low, after) if descending else (after, high)
+        args["KeyConditionExpression"] += " AND #sk BETWEEN :low AND :high"
+        args["ExpressionAttributeNames"]["#sk"] = SK
+        args["ExpressionAttributeValues"].update({":low": {"S": low}, ":high": {"S": high}})
+        while True:
+            answer = self.client.query(**args)
+            for item in answer["Items"]:
+                position = item[SK]["S"]
+                if position != after:
+                    yield position, _deserialize(item)
+            if "LastEvaluatedKey" not in answer:
+                return
+            args["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+            args["Limit"] = min(args["Limit"] * 2, 1000)
+
+    def write_summary(self, developer: str, session_id: str, version: int,
+                      summary: str | None, until: str | None) -> bool:
+        """Set the session's summary (and the position of the last message it covers) if the
+        session is still at `version`; bumps the version so no read-modify-write that started
+        earlier can overwrite it. False when the session changed meanwhile (or is gone)."""
+        try:
+            self.client.update_item(
+                TableName=self.table, Key=_record_key(developer, "session", session_id),
+                UpdateExpression="SET #summary = :summary, #until = :until, #version = :next",
+                ConditionExpression="#version = :version",
+                ExpressionAttributeNames={"#summary": "summary", "#until": "summary_until", "#version": "version"},
+                ExpressionAttributeValues={":summary": _serializer.serialize(summary),
+                                           ":until": _serializer.serialize(until),
+                                           ":version": {"N": str(version)}, ":next": {"N": str(version + 1)}})
+            return True
+        except self.client.exceptions.ConditionalCheckFailedException:
+            return False
 
     # index reads ---------------------------------------------------------------------------------
 

@@ -6,7 +6,7 @@ import threading
 import pytest
 from conftest import InterceptedClient
 
-from chalicelib import service
+from chalicelib import history, service
 from chalicelib.errors import DeletionInProgress
 from chalicelib.service import AGENTS, SESSIONS
 from chalicelib.store import VersionConflict
@@ -38,7 +38,7 @@ def test_history_longer_than_a_query_page_and_many_batches_is_deleted_whole(api,
     assert [m["content"] for m in history] == [f"m{n}" for n in range(260)]
 
     assert api.delete(f"/sessions/{session_id}/history").status_code == 202
-    assert api.get(f"/sessions/{session_id}/history").json == {"items": []}
+    assert api.get(f"/sessions/{session_id}/history").json == {"items": [], "next_cursor": None}
     assert api.get(f"/sessions/{session_id}").status_code == 200
     assert not [k for k in mentioning(table, session_id) if k[1].startswith("msg#")]
 
@@ -100,10 +100,10 @@ def test_a_cascade_that_crashed_midway_is_finished_by_the_sweep(api, table, agen
 def test_clearing_history_past_its_budget_answers_503_and_the_retry_finishes(api, table, session_id):
     append(api, session_id, 450)  # three Query pages of 200
     with pytest.raises(DeletionInProgress):
-        service.delete_history(table, "alice", session_id, budget_seconds=-1.0)
+        history.clear(table, "alice", session_id, budget_seconds=-1.0)
     assert 0 < len(api.get(f"/sessions/{session_id}/history?limit=1000").json["items"]) < 450
     assert api.delete(f"/sessions/{session_id}/history").status_code == 202
-    assert api.get(f"/sessions/{session_id}/history").json == {"items": []}
+    assert api.get(f"/sessions/{session_id}/history").json == {"items": [], "next_cursor": None}
 
 
 def atomic_calls(client) -> InterceptedClient:

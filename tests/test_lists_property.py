@@ -40,7 +40,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 
-from chalicelib import consistency, lists, schema, service, store
+from chalicelib import consistency, history, lists, schema, service, store
 from chalicelib.errors import BadRequest, NotFound
 
 DEVELOPERS = ("alice", "bob")
@@ -443,11 +443,11 @@ class ListsMachine(RuleBasedStateMachine):
         developer = self._developer(session_id, other)
         body = {"messages": [{"role": "user", "content": "hi"}]}
         if session_id in self.model[developer]["session"]:
-            service.append_history(self.store, developer, session_id, body)
+            history.append(self.store, developer, session_id, body)
             self.touched.add(developer)
         else:
             with pytest.raises(NotFound):
-                service.append_history(self.store, developer, session_id, body)
+                history.append(self.store, developer, session_id, body)
 
     # --- deletes --------------------------------------------------------------------------------
 
