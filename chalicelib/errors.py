@@ -68,3 +68,32 @@ class DeletionInProgress(ServiceError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, headers={"Retry-After": "1"})
+
+
+class TemplateFailed(ServiceError):
+    """A situation or instruction template would not parse or render in the sandbox."""
+    status = 422
+    code = "template_error"
+
+
+class ContextOverBudget(ServiceError):
+    """The session's context exceeds its token_budget and its context_overflow is null."""
+    status = 422
+    code = "context_over_budget"
+
+
+class ProviderNotConfigured(ServiceError):
+    status = 503
+    code = "model_provider_not_configured"
+
+
+class ProviderFailed(ServiceError):
+    """The model provider answered with an error or something unreadable; nothing was stored."""
+    status = 502
+    code = "model_provider_failed"
+
+
+class ProviderTimeout(ServiceError):
+    """The model provider did not answer in time; nothing was stored."""
+    status = 504
+    code = "model_provider_timeout"
