@@ -29,6 +29,8 @@ ROUTES = [
     ("GET",    "/sessions/{session_id}/history", "sessions.history.get"),
     ("POST",   "/sessions/{session_id}/history", "sessions.history.append"),
     ("DELETE", "/sessions/{session_id}/history", "sessions.history.delete"),
+    ("GET",    "/sessions/{session_id}/context", "sessions.context.get"),
+    ("POST",   "/sessions/{session_id}/chat",    "sessions.chat"),
 ]
 
 for method, path, operation in ROUTES:

@@ -9,7 +9,8 @@ import json
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainValidator,
+                      WithJsonSchema, field_validator)
 
 # Size bounds, in UTF-8 bytes. Their sum stays far below DynamoDB's 400 KB item limit.
 MAX_NAME_BYTES = 256
@@ -22,9 +23,10 @@ MAX_METADATA_KEY_CHARS = 256
 MAX_NESTING = 16                      # DynamoDB allows 32 levels; we leave room
 MAX_CONTENT_BYTES = 64 * 1024         # one history message
 MAX_MESSAGES_PER_APPEND = 50          # one transaction: 50 x 64 KiB < 4 MB, 51 actions < 100
+MAX_CONTENT_PARTS = 100               # text parts of one message's content
+MAX_REPLY_TOKENS = 16_384             # a reply must fit one history message (64 KiB)
 MAX_TOKEN_BUDGET = 1_000_000_000
 DEFAULT_MODEL = "julep-ai/samantha-1-turbo"
-ROLES = ("system", "user", "assistant", "function")
 
 
 def _bounded(limit: int):
@@ -200,11 +202,38 @@ class Session(_Output):
     updated_at: str
 
 
-# --- history --------------------------------------------------------------------------------
+# --- history ---------------------------------------------------------------------------------
+
+def _content(value: Any) -> str | list[dict[str, str]]:
+    """A string, or a list of text parts as the chat-completions wire has them; one error for
+    the field either way. Images are not stored."""
+    if isinstance(value, str):
+        size = len(value.encode("utf-8"))
+    elif isinstance(value, list) and 1 <= len(value) <= MAX_CONTENT_PARTS:
+        for part in value:
+            if not isinstance(part, dict) or part.get("type") != "text":
+                raise ValueError('parts must be {"type": "text", "text": ...}; images and other parts are not supported')
+            if set(part) != {"type", "text"} or not isinstance(part["text"], str):
+                raise ValueError('a text part has exactly "type" and "text" (a string)')
+        size = sum(len(part["text"].encode("utf-8")) for part in value)
+    else:
+        raise ValueError(f"must be a string or a list of 1 to {MAX_CONTENT_PARTS} text parts")
+    if size > MAX_CONTENT_BYTES:
+        raise ValueError(f"is longer than {MAX_CONTENT_BYTES} bytes (UTF-8)")
+    return value
+
+
+Content = Annotated[Any, PlainValidator(_content), WithJsonSchema({"anyOf": [
+    {"type": "string"},
+    {"type": "array", "minItems": 1, "maxItems": MAX_CONTENT_PARTS, "items": {
+        "type": "object", "required": ["type", "text"], "additionalProperties": False,
+        "properties": {"type": {"const": "text"}, "text": {"type": "string"}}}}]})]
+Role = Literal["system", "user", "assistant", "function"]
+
 
 class MessageIn(_Input):
-    role: Literal["system", "user", "assistant", "function"]
-    content: Annotated[str, _bounded(MAX_CONTENT_BYTES)]
+    role: Role
+    content: Content
     name: Name | None = None
 
 
@@ -215,9 +244,97 @@ class HistoryAppend(_Input):
 class Message(_Output):
     id: str
     role: str
-    content: str
+    content: str | list[dict[str, Any]]
     name: str | None = None
     created_at: str
+
+
+# --- chat -----------------------------------------------------------------------------------
+
+def _plain_number(value: Any) -> Any:
+    """JSON fractions arrive as Decimal (chalicelib/jsonio.py); settings are plain floats."""
+    return float(value) if isinstance(value, Decimal) else value
+
+
+Float = Annotated[float, BeforeValidator(_plain_number)]
+Penalty = Annotated[Float, Field(ge=-2, le=2)]
+
+
+class ResponseFormat(_Input):
+    type: Literal["text", "json_object"] | None = None
+
+
+class ChatSettings(_Input):
+    """Generation settings: the chat input's, over the agent's `default_settings`. They go to the
+    model provider; those a provider has no use for it ignores (docs/api.md)."""
+    max_tokens: Annotated[int, Field(ge=1, le=MAX_REPLY_TOKENS)] | None = None
+    temperature: Annotated[Float, Field(ge=0, le=2)] | None = None
+    top_p: Annotated[Float, Field(ge=0, le=1)] | None = None
+    min_p: Annotated[Float, Field(ge=0, le=1)] | None = None
+    frequency_penalty: Penalty | None = None
+    presence_penalty: Penalty | None = None
+    repetition_penalty: Annotated[Float, Field(ge=0, le=2)] | None = None
+    length_penalty: Annotated[Float, Field(ge=0, le=2)] | None = None
+    stop: str | Annotated[list[Annotated[str, Field(min_length=1, max_length=256)]], Field(max_length=4)] | None = None
+    seed: Annotated[int, Field(ge=-(2**63), lt=2**63)] | None = None
+    logit_bias: Annotated[dict[str, Annotated[int, Field(ge=-100, le=100)] | None], Field(max_length=300)] | None = None
+    response_format: ResponseFormat | None = None
+    preset: Literal["problem_solving", "conversational", "fun", "prose", "creative", "business",
+                    "deterministic", "code", "multilingual"] | None = None
+    stream: Annotated[bool, Field(description="streaming is not supported; must be false")] | None = None
+
+    @field_validator("stream")
+    @classmethod
+    def _no_streaming(cls, value: bool | None) -> bool | None:
+        if value:
+            raise ValueError("streaming is not supported by this service; send stream false or leave it out")
+        return value
+
+
+class ChatInput(ChatSettings):
+    """Julep's chat input."""
+    messages: Annotated[list[MessageIn], Field(min_length=1, max_length=MAX_MESSAGES_PER_APPEND - 1)]
+    remember: bool | None = None       # store the input and the reply (default true)
+    recall: bool | None = None         # include the stored history in the context (default true)
+    record: bool | None = None         # Julep's older name for remember
+    tools: Unsupported | None = None
+    tool_choice: None = None
+
+
+class Usage(_Output):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class DocIds(_Output):
+    agent_doc_ids: list[str] = []
+    user_doc_ids: list[str] = []
+
+
+class ChatResponse(_Output):
+    id: str
+    finish_reason: Literal["stop", "length", "tool_calls", "content_filter", "function_call"]
+    response: list[list[Message]]
+    usage: Usage
+    jobs: list[str] = []
+    doc_ids: DocIds = DocIds()
+
+
+class ContextMessage(_Output):
+    role: str
+    content: str | list[dict[str, Any]]
+    name: str | None = None
+
+
+class Context(_Output):
+    """GET /sessions/{id}/context: what a model should get for this session, within its budget."""
+    messages: list[ContextMessage]
+    tokens: int
+    token_budget: int | None
+    context_overflow: ContextOverflow | None
+    truncated: bool        # older turns were left out
+    summarized: bool       # the session's summary stands in for older turns
 
 
 # --- answers --------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import history, lists, service
+from . import chat, context, history, lists, service
 from .service import AGENTS, SESSIONS, USERS, Kind
 from .store import Store
 
@@ -51,4 +51,8 @@ OPERATIONS: dict[str, Operation] = {
         s, c.developer, c.ids["session_id"], c.body), True),
     "sessions.history.delete": Operation(202, lambda s, c: history.clear(
         s, c.developer, c.ids["session_id"])),
+    "sessions.context.get": Operation(200, lambda s, c: context.get(
+        s, c.developer, c.ids["session_id"], c.query)),
+    "sessions.chat": Operation(200, lambda s, c: chat.chat(
+        s, c.developer, c.ids["session_id"], c.body), True),
 }

@@ -26,6 +26,10 @@ def aws_env(monkeypatch):
     monkeypatch.setenv("SESSIONS_TABLE", TABLE)
     monkeypatch.delenv("AWS_ENDPOINT_URL_DYNAMODB", raising=False)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    # Chat tests configure their own model provider; none leaks in from the environment.
+    for name in ("OPENAI_BASE_URL", "OPENAI_API_KEY", "SESSIONS_MODEL_PROVIDER", "SESSIONS_MODEL_ALIASES",
+                 "SESSIONS_MODEL_TIMEOUT"):
+        monkeypatch.delenv(name, raising=False)
 
 
 def _one_rollback_copy_per_table(transact_write_items):

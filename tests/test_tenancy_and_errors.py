@@ -111,6 +111,7 @@ def valid_body(operation: str, ids: dict[str, str]) -> dict[str, Any] | None:
         "sessions.replace": {"situation": "replaced"},
         "sessions.patch": {"situation": "patched", "metadata": {"x": 1}},
         "sessions.history.append": {"messages": [{"role": "user", "content": "injected"}]},
+        "sessions.chat": {"messages": [{"role": "user", "content": "injected"}]},
     }.get(operation)
 
 

@@ -1,0 +1,61 @@
+"""POST /sessions/{id}/chat: assemble the context, call the agent's model through the configured
+provider (chalicelib/providers), and remember the exchange.
+
+With `remember` (the default) the input messages and the reply are appended in one atomic
+append, and only after the model answered: a failed or timed-out model call stores nothing.
+"""
+from __future__ import annotations
+
+import json
+import time
+
+from . import clock, context, history, jsonio, models, providers, tokens
+from .errors import ProviderFailed, ValidationFailed
+from .service import parse_body
+
+SETTING_NAMES = frozenset(models.ChatSettings.model_fields)
+
+
+def chat(store, developer: str, session_id: str, body: dict) -> models.ChatResponse:
+    chat_input = parse_body(models.ChatInput, body)
+    deadline = time.monotonic() + providers.timeout_seconds()
+    new = [message.model_dump() for message in chat_input.messages]
+    assembled = context.assemble(store, developer, session_id, new, recall=chat_input.recall is not False,
+                                 deadline=deadline)
+    settings = _settings(assembled.agent, chat_input)
+    provider = providers.configured()
+    completion = provider.complete(providers.model_name(assembled.agent.get("model") or models.DEFAULT_MODEL),
+                                   assembled.messages, settings, timeout=context.remaining(deadline))
+    reply = {"role": "assistant", "content": completion.content, "name": None}
+    if len(completion.content.encode("utf-8")) > models.MAX_CONTENT_BYTES:
+        raise ProviderFailed(f"the model's reply is longer than a history message may be "
+                             f"({models.MAX_CONTENT_BYTES} bytes); lower max_tokens. Nothing was stored")
+    if chat_input.remember is not False and chat_input.record is not False:
+        reply = history.append_messages(store, developer, session_id, [*new, reply])[-1]
+    else:
+        reply = {**reply, "id": clock.new_id(), "created_at": clock.now()}
+    prompt_tokens = completion.prompt_tokens if completion.prompt_tokens is not None else assembled.tokens
+    completion_tokens = (completion.completion_tokens if completion.completion_tokens is not None
+                         else tokens.count_message(reply))
+    return models.ChatResponse(
+        id=reply["id"], finish_reason=completion.finish_reason,
+        response=[[models.Message.model_validate(reply)]],
+        usage=models.Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+                           total_tokens=prompt_tokens + completion_tokens))
+
+
+def _settings(agent: dict, chat_input: models.ChatInput) -> dict:
+    """The agent's default_settings under the chat's own, validated together: a bad default is a
+    422 naming it, not a provider error."""
+    # Through JSON, stored numbers (Decimal) become the ints and floats the models expect.
+    defaults = json.loads(jsonio.dumps(agent.get("default_settings") or {}))
+    merged = {name: value for name, value in defaults.items() if name in SETTING_NAMES and value is not None}
+    merged.update(chat_input.model_dump(include=SETTING_NAMES, exclude_none=True))
+    try:
+        settings = models.ChatSettings.model_validate(merged)
+    except ValueError as error:
+        raise ValidationFailed("the agent's default_settings hold an invalid generation setting", details=[
+            {"field": "agent.default_settings." + ".".join(str(p) for p in e["loc"]), "message": e["msg"],
+             "type": e["type"]} for e in error.errors(include_url=False, include_context=False, include_input=False)
+        ]) from None
+    return settings.model_dump(exclude_none=True)

@@ -1,0 +1,225 @@
+"""Context assembly: the messages a model should get for a session, within its token budget.
+
+In order: one system message (the situation and the agent's instructions, rendered as Jinja
+templates when the session says `render_templates`), the session's summary when it has one, the
+history after what the summary covers, and the new messages of a chat. Budgets count with
+chalicelib/tokens.py. Over the session's `token_budget`, its `context_overflow` decides:
+
+- null: ContextOverBudget (422), nothing read past the point where the budget ran out;
+- "truncate": the oldest turns are left out (never the system message or the new messages);
+- "adaptive": the oldest turns are folded into the session's summary by the model provider,
+  and the summary goes in their place. The newest turns kept fill at most half the room, so
+  the next turns do not each need a new summary.
+
+History is read newest first and only as far as the budget reaches, so the cost follows the
+budget, not the length of the history. Design notes: docs/design.md "Context assembly".
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from itertools import takewhile
+from typing import Any
+
+from . import jsonio, models, tokens
+from .errors import ContextOverBudget
+from .service import AGENTS, SESSIONS, USERS, existing, refuse_unknown_params, wire
+from .store import Store
+
+CEILING_TOKENS = 1_000_000       # a session with no budget still stops here (a Lambda answer is at most 6 MB)
+SUMMARY_MAX_TOKENS = 1_024       # the summary gets at most this, and at most a quarter of the budget
+SUMMARY_MIN_TOKENS = 32          # below this there is no room for a useful summary
+SUMMARY_PROMPT = (
+    "You keep the memory of a conversation between a user and an AI agent. Write a concise summary "
+    "of the earlier summary (if any) and the turns below: facts about the user, what was decided, "
+    "what is still open. Write it in the third person, at most {words} words, and answer with the "
+    "summary only.")
+
+
+@dataclass
+class Assembled:
+    session: dict[str, Any]
+    agent: dict[str, Any]
+    user: dict[str, Any] | None
+    messages: list[dict[str, Any]]
+    tokens: int
+    truncated: bool = False
+    summarized: bool = False
+
+
+def get(store: Store, developer: str, session_id: str, params: dict[str, str]) -> models.Context:
+    """GET /sessions/{id}/context, for callers that run their own model."""
+    refuse_unknown_params(params, set())
+    assembled = assemble(store, developer, session_id)
+    return models.Context(messages=assembled.messages, tokens=assembled.tokens,
+                          token_budget=assembled.session.get("token_budget"),
+                          context_overflow=assembled.session.get("context_overflow"),
+                          truncated=assembled.truncated, summarized=assembled.summarized)
+
+
+def assemble(store: Store, developer: str, session_id: str, new_messages: list[dict[str, Any]] = (),
+             recall: bool = True, provider: Any = None, deadline: float | None = None) -> Assembled:
+    session = existing(store, SESSIONS, developer, session_id)
+    agent = store.get(developer, "agent", session["agent_id"]) or {}
+    user = store.get(developer, "user", session["user_id"]) if session.get("user_id") else None
+    system = _system_messages(session, agent, user)
+    new = [_plain(message) for message in new_messages]
+    budget = session.get("token_budget")
+    limit = budget if budget is not None else CEILING_TOKENS
+    fixed = tokens.count_messages(system) + tokens.count_messages(new)
+    if fixed > limit:
+        raise ContextOverBudget(
+            f"the system message and the new messages alone need {fixed} tokens; the session's "
+            f"token_budget is {limit}. Raise token_budget or shorten the situation or the messages",
+            details=[{"field": "token_budget", "message": f"needs at least {fixed}", "type": "budget"}])
+    assembled = Assembled(session, agent, user, [], 0)
+    if not recall:
+        return _finish(assembled, system + new)
+
+    summary = _summary_message(session.get("summary"))
+    room = limit - fixed - (tokens.count_message(summary) if summary else 0)
+    until = session.get("summary_until")
+    newest_first = takewhile(lambda item: until is None or item[0] > until,
+                             store.messages(developer, session_id, descending=True, page_size=20))
+    kept, used, first_left_out = [], 0, None
+    for position, message in newest_first:
+        cost = tokens.count_message(message)
+        if used + cost > room:
+            first_left_out = (position, message)
+            break
+        kept.append((position, message))
+        used += cost
+    if first_left_out is None and room >= 0:
+        return _finish(assembled, system + ([summary] if summary else []) + _turns(kept) + new,
+                       summarized=summary is not None)
+
+    overflow = session.get("context_overflow")
+    if overflow is None:
+        if budget is None:
+            raise ContextOverBudget(
+                f"the session's context is longer than the {CEILING_TOKENS} tokens a context may hold; "
+                "set the session's token_budget and context_overflow (truncate or adaptive)")
+        raise ContextOverBudget(
+            f"the session's context needs more than its token_budget of {budget} tokens and its "
+            "context_overflow is null; set context_overflow to truncate or adaptive, raise "
+            "token_budget, or clear the history",
+            details=[{"field": "context_overflow", "message": "is null", "type": "budget"}])
+    if overflow == "truncate":
+        with_summary = [summary] if summary and room >= 0 else []
+        return _finish(assembled, system + with_summary + _turns(kept) + new,
+                       truncated=True, summarized=bool(with_summary))
+
+    # adaptive: fold what does not fit (and the old summary) into a new summary.
+    reserve = min(SUMMARY_MAX_TOKENS, limit // 4, limit - fixed - tokens.MESSAGE_OVERHEAD * 2)
+    if reserve < SUMMARY_MIN_TOKENS:
+        raise ContextOverBudget(
+            f"the session's token_budget of {limit} leaves no room for a summary beside the system "
+            f"message and the new messages ({fixed} tokens); raise token_budget")
+    half_room = (limit - fixed - reserve - tokens.MESSAGE_OVERHEAD * 2) // 2
+    newest_kept, used = [], 0
+    for position, message in kept:
+        cost = tokens.count_message(message)
+        if used + cost > half_room:
+            break
+        newest_kept.append((position, message))
+        used += cost
+    folded = kept[len(newest_kept):] + ([first_left_out] if first_left_out else [])
+    folded += _more_to_fold(newest_first, limit - tokens.count_messages([m for _, m in folded]))
+    if not folded:   # only the old summary was too long: fold it alone
+        text = _summarize(provider, agent, session.get("summary"), [], reserve, deadline)
+        new_until = until
+    else:
+        text = _summarize(provider, agent, session.get("summary"), _turns(folded), reserve, deadline)
+        new_until = folded[0][0]
+    # A session changed meanwhile keeps its own state: this answer is still right, and the
+    # next one summarizes again (docs/design.md).
+    store.write_summary(developer, session_id, session["version"], text, new_until)
+    return _finish(assembled, system + [_summary_message(text)] + _turns(newest_kept) + new,
+                   summarized=True)
+
+
+def _finish(assembled: Assembled, messages: list[dict[str, Any]], truncated: bool = False,
+            summarized: bool = False) -> Assembled:
+    assembled.messages = messages
+    assembled.tokens = tokens.count_messages(messages)
+    assembled.truncated = truncated
+    assembled.summarized = summarized
+    return assembled
+
+
+def _more_to_fold(newest_first: Any, room: int) -> list[tuple[str, dict[str, Any]]]:
+    """Further older turns for the summarizer, as far as one budget of input reaches; turns
+    older still are left out of the summary (they were never in a context either)."""
+    more, used = [], 0
+    for position, message in newest_first:
+        used += tokens.count_message(message)
+        if used > room:
+            break
+        more.append((position, message))
+    return more
+
+
+def _summarize(provider: Any, agent: dict[str, Any], old_summary: str | None,
+               turns: list[dict[str, Any]], reserve: int, deadline: float | None) -> str:
+    from . import providers
+
+    provider = provider or providers.configured()
+    transcript = "\n".join(
+        f"{turn['role']}{' (' + turn['name'] + ')' if turn.get('name') else ''}: {tokens.text_of(turn['content'])}"
+        for turn in turns)
+    request = (f"Earlier summary:\n{old_summary or '(none)'}\n\nTurns to add:\n{transcript or '(none)'}")
+    completion = provider.complete(
+        providers.model_name(agent.get("model") or models.DEFAULT_MODEL),
+        [{"role": "system", "content": SUMMARY_PROMPT.format(words=max(10, reserve * 2 // 3))},
+         {"role": "user", "content": request}],
+        {"max_tokens": reserve}, timeout=remaining(deadline))
+    return tokens.clip(completion.content.strip(), reserve - tokens.MESSAGE_OVERHEAD * 2)
+
+
+def remaining(deadline: float | None) -> float:
+    from . import providers
+
+    budget = providers.timeout_seconds()
+    return budget if deadline is None else max(1.0, min(budget, deadline - time.monotonic()))
+
+
+def _system_messages(session: dict[str, Any], agent: dict[str, Any], user: dict[str, Any] | None) -> list[dict[str, Any]]:
+    situation = session.get("situation") or ""
+    instructions = list(agent.get("instructions") or [])
+    if session.get("render_templates"):
+        from . import templates
+
+        variables = {"agent": _public(AGENTS, agent) if agent else None,
+                     "user": _public(USERS, user) if user else None,
+                     "session": _public(SESSIONS, session)}
+        if situation:
+            situation = templates.render(situation, variables, "situation")
+        instructions = [templates.render(text, variables, f"agent.instructions.{n}")
+                        for n, text in enumerate(instructions)]
+    parts = [situation] if situation else []
+    if instructions:
+        parts.append("Instructions:\n" + "\n".join(f"- {text}" for text in instructions))
+    return [{"role": "system", "content": "\n\n".join(parts)}] if parts else []
+
+
+def _summary_message(summary: str | None) -> dict[str, Any] | None:
+    if not summary:
+        return None
+    return {"role": "system", "name": "summary", "content": f"Summary of the earlier conversation: {summary}"}
+
+
+def _public(kind: Any, record: dict[str, Any]) -> dict[str, Any]:
+    """A record's public fields as plain JSON values (numbers as int or float, not Decimal)."""
+    return json.loads(jsonio.dumps(wire(kind, record)))
+
+
+def _plain(message: dict[str, Any]) -> dict[str, Any]:
+    plain = {"role": message["role"], "content": message["content"]}
+    if message.get("name"):
+        plain["name"] = message["name"]
+    return plain
+
+
+def _turns(newest_first: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
+    return [_plain(message) for _, message in reversed(newest_first)]

@@ -1,0 +1,227 @@
+"""History: a total, stable order under concurrent writers and skewed clocks, atomic appends,
+paging by offset and cursor in both orders, limits, and clearing histories of any length."""
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from chalicelib import clock, history
+from chalicelib.errors import NotFound
+from test_deletes import atomic_calls
+
+
+def contents(api, session_id, query="?limit=1000"):
+    answer = api.get(f"/sessions/{session_id}/history{query}")
+    assert answer.status_code == 200, answer.json
+    return [m["content"] for m in answer.json["items"]]
+
+
+def add(api, session_id, *texts, role="user"):
+    answer = api.post(f"/sessions/{session_id}/history",
+                      {"messages": [{"role": role, "content": t} for t in texts]})
+    assert answer.status_code == 201, answer.json
+    return answer.json["items"]
+
+
+# --- order ---------------------------------------------------------------------------------------
+
+def test_many_writers_lose_nothing_and_keep_each_writers_order(table, session_id, monkeypatch):
+    """Eight writers append 1 to 3 messages at a time, 15 appends each, with one frozen clock so
+    that concurrent appends share created_at and only the position tells them apart. Every
+    message must be stored once, each writer's messages in the order it sent them, and each
+    append's messages side by side."""
+    monkeypatch.setattr(table, "client", atomic_calls(table.client))
+    frozen = "2026-01-01T00:00:00.000000Z"
+    monkeypatch.setattr(clock, "now", lambda: frozen)
+    monkeypatch.setattr(clock, "after", lambda previous: clock._next_microsecond(max(previous, frozen)))
+    writers, appends = 8, 15
+    barrier = threading.Barrier(writers)
+    failures: list[BaseException] = []
+
+    def writer(w: int) -> None:
+        barrier.wait()
+        try:
+            for a in range(appends):
+                batch = [{"role": "user", "content": f"w{w}-a{a}-m{m}", "name": None} for m in range(1 + a % 3)]
+                history.append_messages(table, "alice", session_id, batch)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(w,)) for w in range(writers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+
+    stored = list(table.messages("alice", session_id))
+    texts = [message["content"] for _, message in stored]
+    expected = {f"w{w}-a{a}-m{m}" for w in range(writers) for a in range(appends) for m in range(1 + a % 3)}
+    assert len(texts) == len(expected) and set(texts) == expected          # each exactly once
+    by_writer = defaultdict(list)
+    for text in texts:
+        by_writer[text.split("-")[0]].append(text)
+    for w in range(writers):                                                # each writer's order
+        assert by_writer[f"w{w}"] == [f"w{w}-a{a}-m{m}" for a in range(appends) for m in range(1 + a % 3)]
+    appends_seen = [text.rsplit("-", 1)[0] for text in texts]               # appends contiguous
+    runs = [key for n, key in enumerate(appends_seen) if n == 0 or appends_seen[n - 1] != key]
+    assert len(runs) == writers * appends
+    # The order read is the order of created_at, then position; and writers really collided.
+    created = [message["created_at"] for _, message in stored]
+    assert created == sorted(created)
+    shared = defaultdict(set)
+    for text, stamp in zip(texts, created):
+        shared[stamp].add(text.split("-")[0])
+    assert any(len(who) > 1 for who in shared.values()), "no two writers ever shared a timestamp"
+    # The API answers the same order, page after page.
+    assert [m.content for m in history.get(table, "alice", session_id, {"limit": "1000"})["items"]] == texts
+
+
+def test_an_append_from_a_lagging_clock_still_lands_after_the_newest(api, session_id, monkeypatch):
+    """A writer's next append may reach another Lambda whose clock is an hour behind: it must
+    still land after the writer's last message, not an hour before it."""
+    first = add(api, session_id, "first", "second")
+
+    class LaggingDatetime(datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return datetime.now(tz) - timedelta(hours=1)
+
+    monkeypatch.setattr(clock, "datetime", LaggingDatetime)
+    monkeypatch.setattr(clock, "_last", "")
+    assert clock.now() < first[-1]["created_at"]          # the clock really lags
+    later = add(api, session_id, "third")
+    assert later[0]["created_at"] > first[-1]["created_at"]
+    assert contents(api, session_id) == ["first", "second", "third"]
+
+
+def test_a_multi_message_append_is_all_or_nothing(api, table, session_id, monkeypatch):
+    add(api, session_id, "kept")
+    real_transact = table.client.transact_write_items
+
+    def fail_on_the_last_put(**kwargs):
+        items = kwargs["TransactItems"]
+        assert len(items) == 4          # the session check and three puts, in one transaction
+        raise table.client.exceptions.TransactionCanceledException(
+            {"Error": {"Code": "TransactionCanceledException", "Message": "cancelled"},
+             "CancellationReasons": [{"Code": "None"}] * 3 + [{"Code": "ConditionalCheckFailed"}]},
+            "TransactWriteItems")
+
+    monkeypatch.setattr(table.client, "transact_write_items", fail_on_the_last_put)
+    with pytest.raises(Exception):
+        history.append_messages(table, "alice", session_id,
+                                [{"role": "user", "content": c} for c in ("a", "b", "c")])
+    monkeypatch.setattr(table.client, "transact_write_items", real_transact)
+    assert contents(api, session_id) == ["kept"]
+
+
+def test_appending_to_a_deleted_session_stores_nothing(api, table, session_id):
+    assert api.delete(f"/sessions/{session_id}").status_code == 202
+    with pytest.raises(NotFound):
+        history.append_messages(table, "alice", session_id, [{"role": "user", "content": "late"}])
+    assert list(table.messages("alice", session_id)) == []
+
+
+# --- reading -------------------------------------------------------------------------------------
+
+def walk(api, session_id, query):
+    pages, url = [], f"/sessions/{session_id}/history?{query}"
+    while True:
+        answer = api.get(url)
+        assert answer.status_code == 200, answer.json
+        pages.append([m["content"] for m in answer.json["items"]])
+        if answer.json["next_cursor"] is None:
+            return pages
+        url = f"/sessions/{session_id}/history?{query}&cursor={answer.json['next_cursor']}"
+
+
+def test_cursor_walks_in_both_orders_and_desc_gives_the_last_turns(api, session_id):
+    for start in range(0, 23, 5):
+        add(api, session_id, *[f"m{n}" for n in range(start, min(start + 5, 23))])
+    everything = [f"m{n}" for n in range(23)]
+    for limit in (1, 4, 10, 23, 50):
+        pages = walk(api, session_id, f"limit={limit}")
+        assert sum(pages, []) == everything
+        assert all(len(page) == limit for page in pages[:-1]) and pages[-1]
+        back = walk(api, session_id, f"limit={limit}&order=desc")
+        assert sum(back, []) == everything[::-1]
+    assert contents(api, session_id, "?limit=3&order=desc") == ["m22", "m21", "m20"]
+    assert contents(api, session_id, "?limit=3&offset=2&order=desc") == ["m20", "m19", "m18"]
+    # The last page says there is no more, even when it is exactly full.
+    assert api.get(f"/sessions/{session_id}/history?limit=23").json["next_cursor"] is None
+
+
+def test_a_cursor_only_continues_its_own_query(api, session_id, agent_id):
+    add(api, session_id, "a", "b", "c")
+    cursor = api.get(f"/sessions/{session_id}/history?limit=1").json["next_cursor"]
+    other = api.post("/sessions", {"agent_id": agent_id}).json["id"]
+    add(api, other, "x", "y")
+    for url, who in [
+        (f"/sessions/{session_id}/history?limit=1&order=desc&cursor={cursor}", "alice"),  # other order
+        (f"/sessions/{other}/history?limit=1&cursor={cursor}", "alice"),                # other session
+        (f"/sessions/{session_id}/history?limit=1&cursor={cursor[:-2]}xx", "alice"),     # forged
+        (f"/sessions/{session_id}/history?limit=1&cursor={cursor}&offset=1", "alice"),   # with offset
+    ]:
+        answer = api.get(url)
+        assert answer.status_code == 400, (url, answer.json)
+        assert answer.json["error"]["code"] == "bad_request"
+    # Another developer's request never reaches the session at all.
+    assert api.as_("bob").get(f"/sessions/{session_id}/history?cursor={cursor}").status_code in (400, 404)
+    assert contents(api, session_id, f"?limit=5&cursor={cursor}") == ["b", "c"]
+
+
+def test_a_new_message_after_the_last_page_is_found_by_its_cursor(api, session_id):
+    """A cursor marks a position, not a count: appends made meanwhile are read next, none twice."""
+    add(api, session_id, "a", "b")
+    page = api.get(f"/sessions/{session_id}/history?limit=2").json
+    assert page["next_cursor"] is None
+    first = api.get(f"/sessions/{session_id}/history?limit=1").json
+    add(api, session_id, "c")
+    assert contents(api, session_id, f"?limit=10&cursor={first['next_cursor']}") == ["b", "c"]
+
+
+# --- limits --------------------------------------------------------------------------------------
+
+def test_content_limits_and_roles_are_422_and_store_nothing(api, session_id):
+    add(api, session_id, "before")
+    big = "x" * (64 * 1024 + 1)
+    for message, field in [
+        ({"role": "user", "content": big}, "messages.0.content"),
+        ({"role": "user", "content": [{"type": "text", "text": big}]}, "messages.0.content"),
+        ({"role": "user", "content": [{"type": "image_url", "image_url": {"url": "http://x"}}]},
+         "messages.0.content"),
+        ({"role": "auto", "content": "x"}, "messages.0.role"),
+        ({"role": "function_call", "content": "x"}, "messages.0.role"),
+        ({"role": "user", "content": "x", "name": "n" * 257}, "messages.0.name"),
+    ]:
+        answer = api.post(f"/sessions/{session_id}/history", {"messages": [message]})
+        assert answer.status_code == 422, (field, answer.json)
+        assert any(d["field"].startswith(field) for d in answer.json["error"]["details"]), answer.json
+    assert contents(api, session_id) == ["before"]
+    exactly = "é" * (32 * 1024)                                  # 64 KiB in UTF-8, the limit itself
+    parts = [{"type": "text", "text": "part one"}, {"type": "text", "text": "part two"}]
+    add(api, session_id, exactly)
+    api.post(f"/sessions/{session_id}/history", {"messages": [{"role": "user", "content": parts}]})
+    stored = api.get(f"/sessions/{session_id}/history").json["items"]
+    assert stored[1]["content"] == exactly and stored[2]["content"] == parts
+
+
+# --- clearing ------------------------------------------------------------------------------------
+
+def test_clearing_two_thousand_messages_keeps_the_session_and_clears_the_summary(api, table, session_id):
+    for start in range(0, 2000, 50):
+        history.append_messages(table, "alice", session_id,
+                                [{"role": "user", "content": f"m{n}"} for n in range(start, start + 50)])
+    session = table.get("alice", "session", session_id)
+    assert table.write_summary("alice", session_id, session["version"], "they talked", "msg#zzz")
+    assert api.get(f"/sessions/{session_id}").json["summary"] == "they talked"
+    assert api.delete(f"/sessions/{session_id}/history").status_code == 202
+    assert list(table.messages("alice", session_id)) == []
+    after = api.get(f"/sessions/{session_id}").json
+    assert after["summary"] is None and after["situation"] == "hi"
+    assert "summary_until" not in after
+    add(api, session_id, "fresh")
+    assert contents(api, session_id) == ["fresh"]
