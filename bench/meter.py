@@ -22,6 +22,13 @@ Capacity, for strongly consistent reads as the store makes them (eventually cons
   sent again afterwards without its FilterExpression and ProjectionExpression, straight to the
   unwrapped client, to see and size what was scanned.
 - Writes: ceil(max(size before, size after) / 1 KB) WCU per item, x2 inside TransactWriteItems.
+
+Tables are taken to have the service's key (`pk`, `sk`) unless `KEY_NAMES` says otherwise for a
+table name (bench/history.py's langchain table is keyed by `SessionId` alone). `watch` records
+the calls of a client the Meter does not wrap, such as the one under a boto3 *resource*. Inside
+`sizing(dynamodb_item_size)`, items are sized by DynamoDB's documented rules instead of the
+approximation above (what bench/history.py does: for items of nested maps, such as langchain's,
+the JSON text overcounts by several percent).
 """
 from __future__ import annotations
 
@@ -32,8 +39,11 @@ import math
 import re
 import time
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
+
+from botocore import xform_name
 
 from chalicelib import schema
 
@@ -41,6 +51,8 @@ PK, SK = schema.PARTITION_KEY, schema.SORT_KEY
 READ_UNIT, WRITE_UNIT = 4096, 1024
 WRITE_OPS = {"put_item", "update_item", "delete_item", "batch_write_item", "transact_write_items",
              "execute_statement", "batch_execute_statement", "execute_transaction"}
+# Key attributes of tables that are not keyed like the service's table (pk, sk), by table name.
+KEY_NAMES: dict[str, tuple[str, ...]] = {}
 # Client attributes that are callables but not DynamoDB API calls.
 _NOT_CALLS = {"get_waiter", "get_paginator", "can_paginate", "close", "generate_presigned_url"}
 
@@ -79,12 +91,67 @@ def item_size(item: dict[str, Any] | None) -> int:
                for name, value in item.items())
 
 
-def _key_of(item: dict[str, Any]) -> dict[str, Any]:
-    return {PK: item[PK], SK: item[SK]}
+def _wire(value: dict[str, Any]) -> tuple[str, Any]:
+    (kind, inner), = value.items()
+    return kind, inner
 
 
-def _key_id(table: str, key: dict[str, Any]) -> tuple[str, str, str]:
-    return table, json.dumps(key[PK], sort_keys=True), json.dumps(key[SK], sort_keys=True)
+def value_size(kind: str, inner: Any, child: Callable[[Any], tuple[str, Any]] = _wire) -> int:
+    """Size of one attribute value by DynamoDB's documented rules: strings and binaries their
+    bytes, numbers a byte per two significant digits plus one, booleans and nulls 1 byte, lists and
+    maps 3 bytes plus 1 byte per element (maps: plus each key's bytes). `child` turns a nested
+    value into (kind, inner); by default nested values are in wire form ({"S": "..."})."""
+    if kind == "S":
+        return len(inner.encode())
+    if kind == "N":
+        digits = str(inner).lstrip("-").replace(".", "").strip("0") or "0"
+        return (len(digits) + 1) // 2 + 1
+    if kind == "B":
+        return len(inner) if isinstance(inner, (bytes, bytearray)) else len(base64.b64decode(inner))
+    if kind in ("BOOL", "NULL"):
+        return 1
+    if kind == "L":
+        return 3 + sum(1 + value_size(*child(v), child) for v in inner)
+    if kind == "M":
+        return 3 + sum(1 + len(k.encode()) + value_size(*child(v), child) for k, v in inner.items())
+    if kind in ("SS", "NS", "BS"):
+        return sum(value_size(kind[0], v, child) for v in inner)
+    raise ValueError(f"unknown attribute type {kind}")
+
+
+def dynamodb_item_size(item: dict[str, Any] | None) -> int:
+    """Size of an item in wire form by DynamoDB's rules: its attribute names plus their values."""
+    return sum(len(name.encode()) + value_size(*_wire(v)) for name, v in (item or {}).items())
+
+
+ITEM_SIZE: Callable[[dict[str, Any] | None], int] = item_size   # how recorded items are sized
+
+
+def _sized(item: dict[str, Any] | None) -> int:
+    return ITEM_SIZE(item)
+
+
+@contextmanager
+def sizing(function: Callable[[dict[str, Any] | None], int]) -> Iterator[None]:
+    """Size items with `function` (e.g. dynamodb_item_size) while inside; item_size otherwise."""
+    global ITEM_SIZE
+    previous, ITEM_SIZE = ITEM_SIZE, function
+    try:
+        yield
+    finally:
+        ITEM_SIZE = previous
+
+
+def _key_names(table: str | None) -> tuple[str, ...]:
+    return KEY_NAMES.get(table, (PK, SK)) if table is not None else (PK, SK)
+
+
+def _key_of(item: dict[str, Any], table: str | None = None) -> dict[str, Any]:
+    return {name: item[name] for name in _key_names(table)}
+
+
+def _key_id(table: str, key: dict[str, Any]) -> tuple[str, ...]:
+    return (table, *(json.dumps(key[name], sort_keys=True) for name in _key_names(table)))
 
 
 def camel(op: str) -> str:
@@ -115,13 +182,27 @@ class Tally:
     def run(self, raw: Any, op: str, function: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
         sent = copy.deepcopy(kwargs)
         touched = _written_keys(op, sent) if self.writes else []
-        before = {_key_id(t, k): item_size(_get(raw, t, k)) for t, k in touched}
+        before = {_key_id(t, k): _sized(_get(raw, t, k)) for t, k in touched}
         started = time.perf_counter()
         response = function(**kwargs)
         seconds = time.perf_counter() - started
-        after = {_key_id(t, k): item_size(_get(raw, t, k)) for t, k in touched}
+        after = {_key_id(t, k): _sized(_get(raw, t, k)) for t, k in touched}
         self.calls.append(Call(op, sent, response, seconds, before, after))
         return response
+
+    def begin(self, raw: Any, op: str, kwargs: dict[str, Any]) -> Callable[[dict[str, Any]], None]:
+        """`run` in two halves, for calls made elsewhere (see `watch`): call this just before the
+        call is sent, and what it returns with DynamoDB's answer once it has come back."""
+        sent = copy.deepcopy(kwargs)
+        touched = _written_keys(op, sent) if self.writes else []
+        before = {_key_id(t, k): _sized(_get(raw, t, k)) for t, k in touched}
+        started = time.perf_counter()
+
+        def finish(response: dict[str, Any]) -> None:
+            seconds = time.perf_counter() - started
+            after = {_key_id(t, k): _sized(_get(raw, t, k)) for t, k in touched}
+            self.calls.append(Call(op, sent, copy.deepcopy(response), seconds, before, after))
+        return finish
 
     def counts(self) -> Counter:
         return Counter(camel(call.op) for call in self.calls)
@@ -156,6 +237,33 @@ class Meter:
         return call
 
 
+def watch(meter: Meter, client: Any) -> None:
+    """Record the DynamoDB calls of `client` into `meter.tally` (and through its `on_call`) as if
+    they had gone through the Meter, sized with `meter.raw`. Meant for the client under a boto3
+    resource (`boto3.resource("dynamodb").meta.client`): the resource turns Python values into
+    DynamoDB's typed JSON, and back, in botocore event hooks *inside* each call, so wrapping that
+    client would only see Python values. These hooks see the request after that translation
+    (before-parameter-build, registered last) and DynamoDB's answer before it is translated back
+    (after-call, registered first), i.e. exactly what goes over the wire. A call that fails is
+    not recorded (the caller sees the error as usual)."""
+    events, marker = client.meta.events, f"bench.meter.{id(meter)}"
+
+    def before(params: dict[str, Any], model: Any, context: dict[str, Any], **_: Any) -> None:
+        op = xform_name(model.name)
+        if meter._on_call is not None:
+            meter._on_call(op, params)
+        if meter.tally is not None:
+            context[marker] = meter.tally.begin(meter.raw, op, params)
+
+    def after(http_response: Any, parsed: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        finish = context.pop(marker, None)
+        if finish is not None and http_response.status_code < 300:
+            finish(parsed)
+
+    events.register_last("before-parameter-build.dynamodb", before, unique_id=f"{marker}.before")
+    events.register_first("after-call.dynamodb", after, unique_id=f"{marker}.after")
+
+
 def _get(raw: Any, table: str, key: dict[str, Any]) -> dict[str, Any] | None:
     return raw.get_item(TableName=table, Key=key, ConsistentRead=True).get("Item")
 
@@ -166,18 +274,18 @@ def _written_keys(op: str, kwargs: dict[str, Any]) -> list[tuple[str, dict[str, 
         for action in kwargs.get("TransactItems", []):
             (kind, body), = action.items()
             if kind == "Put":
-                keys.append((body["TableName"], _key_of(body["Item"])))
+                keys.append((body["TableName"], _key_of(body["Item"], body["TableName"])))
             elif kind in ("Delete", "Update"):
                 keys.append((body["TableName"], body["Key"]))
     elif op == "put_item":
-        keys.append((kwargs["TableName"], _key_of(kwargs["Item"])))
+        keys.append((kwargs["TableName"], _key_of(kwargs["Item"], kwargs["TableName"])))
     elif op in ("delete_item", "update_item"):
         keys.append((kwargs["TableName"], kwargs["Key"]))
     elif op == "batch_write_item":
         for table, requests in kwargs.get("RequestItems", {}).items():
             for request in requests:
                 if "PutRequest" in request:
-                    keys.append((table, _key_of(request["PutRequest"]["Item"])))
+                    keys.append((table, _key_of(request["PutRequest"]["Item"], table)))
                 else:
                     keys.append((table, request["DeleteRequest"]["Key"]))
     return keys
@@ -216,6 +324,7 @@ class ReadCost:
     items_read: int = 0
     rcu: float = 0.0
     warnings: list[str] = field(default_factory=list)
+    bytes_read: int = 0     # the sizes of the items read; not in as_dict (bench/lists.py's record)
 
     def as_dict(self) -> dict[str, Any]:
         return {"calls": dict(self.calls), "calls_total": sum(self.calls.values()),
@@ -239,19 +348,21 @@ def read_cost(raw: Any, calls: list[Call], memo: dict[str, tuple[int, list[int]]
                 memo_key = json.dumps([op, stripped], sort_keys=True, default=str)
                 if memo_key not in memo:
                     items = getattr(raw, op)(**stripped).get("Items", [])
-                    memo[memo_key] = (len(items), [item_size(i) for i in items])
+                    memo[memo_key] = (len(items), [_sized(i) for i in items])
                 count, sizes = memo[memo_key]
                 if count != scanned:
                     cost.warnings.append(f"{camel(op)}: re-read {count} items, ScannedCount {scanned}")
             else:
-                sizes = [item_size(i) for i in answer.get("Items", [])]
+                sizes = [_sized(i) for i in answer.get("Items", [])]
+            cost.bytes_read += sum(sizes)
             cost.rcu += factor * _units(sum(sizes), READ_UNIT)
         elif op == "get_item":
             item = answer.get("Item")
             cost.items_read += 1 if item else 0
             if item is not None and "ProjectionExpression" in kwargs:
                 item = _get(raw, kwargs["TableName"], kwargs["Key"])
-            cost.rcu += factor * _units(item_size(item), READ_UNIT)
+            cost.bytes_read += _sized(item)
+            cost.rcu += factor * _units(_sized(item), READ_UNIT)
         elif op == "batch_get_item":
             for table, request in kwargs.get("RequestItems", {}).items():
                 factor = 1.0 if request.get("ConsistentRead") else 0.5
@@ -262,12 +373,16 @@ def read_cost(raw: Any, calls: list[Call], memo: dict[str, tuple[int, list[int]]
                 for key in request["Keys"]:
                     if _key_id(table, key) in unprocessed:
                         continue
-                    cost.rcu += factor * _units(item_size(_get(raw, table, key)), READ_UNIT)
+                    size = _sized(_get(raw, table, key))
+                    cost.bytes_read += size
+                    cost.rcu += factor * _units(size, READ_UNIT)
         elif op == "transact_get_items":
             for action, response in zip(kwargs.get("TransactItems", []), answer.get("Responses", [])):
                 body = action["Get"]
                 cost.items_read += 1 if response.get("Item") else 0
-                cost.rcu += 2 * _units(item_size(_get(raw, body["TableName"], body["Key"])), READ_UNIT)
+                size = _sized(_get(raw, body["TableName"], body["Key"]))
+                cost.bytes_read += size if response.get("Item") else 0
+                cost.rcu += 2 * _units(size, READ_UNIT)
         elif op in ("transact_write_items", "put_item", "delete_item", "update_item", "batch_write_item"):
             cost.warnings.append(f"a read path wrote: {camel(op)}")
         else:
@@ -324,9 +439,9 @@ def write_cost(calls: list[Call]) -> WriteCost:
             continue
         factor = 2 if op == "transact_write_items" else 1
         for kind, table, item in writes:
-            key = _key_id(table, _key_of(item))
+            key = _key_id(table, _key_of(item, table))
             before, after = call.before.get(key, 0), call.after.get(key, 0)
-            written = item_size(item) if kind == "Put" else before if kind == "Delete" else after
+            written = _sized(item) if kind == "Put" else before if kind == "Delete" else after
             cost.items_written += 1
             cost.bytes_written += written
             cost.wcu += factor * _units(max(before, after, written), WRITE_UNIT)
