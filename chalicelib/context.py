@@ -66,6 +66,7 @@ def assemble(store: Store, developer: str, session_id: str, new_messages: list[d
     system = _system_messages(session, agent, user)
     new = [_plain(message) for message in new_messages]
     budget = session.get("token_budget")
+    budget = int(budget) if budget is not None else None     # stored numbers come back as Decimal
     limit = budget if budget is not None else CEILING_TOKENS
     fixed = tokens.count_messages(system) + tokens.count_messages(new)
     if fixed > limit:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import urllib.error
 import urllib.request
@@ -19,6 +20,7 @@ PASSED_SETTINGS = ("max_tokens", "temperature", "top_p", "frequency_penalty", "p
                    # not OpenAI's, but vLLM, LiteLLM and Ollama's OpenAI API accept them
                    "min_p", "repetition_penalty", "length_penalty")
 MAX_ERROR_CHARS = 300
+_KEY_LIKE = re.compile(r"\b(?:sk|pk|rk|key)[-_][A-Za-z0-9_*.\-]{4,}")
 
 
 class OpenAICompatible:
@@ -67,6 +69,7 @@ class OpenAICompatible:
             detail = ""
         if self.api_key:
             detail = detail.replace(self.api_key, "[redacted]")
+        detail = _KEY_LIKE.sub("[redacted]", detail)     # masked echoes such as sk-abc****xyz
         reason = f": {detail[:MAX_ERROR_CHARS]}" if detail else ""
         return f"the model provider answered {error.code}{reason}; nothing was stored"
 
