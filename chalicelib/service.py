@@ -97,6 +97,7 @@ def create(store: Store, kind: Kind, developer: str, body: dict[str, Any]) -> mo
     for name in kind.references:
         _require_uuid(name, data.get(name))
     _check_indexable(data.get("metadata", {}))
+    _check_templates(kind, data, set(data))
     timestamp = clock.now()
     record = {**kind.defaults, **data, "id": clock.new_id(), "created_at": timestamp,
               "updated_at": timestamp, "version": 1}
@@ -128,6 +129,7 @@ def update(store: Store, kind: Kind, developer: str, record_id: str, body: dict[
         new = {**old, **changes}
         if "metadata" in changes and not replace:
             new["metadata"] = _merged_metadata(kind, old.get("metadata", {}), changes["metadata"])
+        _check_templates(kind, new, set(changes))
         new["updated_at"] = clock.after(old["updated_at"])
         new["version"] = old["version"] + 1
         try:
@@ -170,6 +172,17 @@ def _check_indexable(metadata: dict[str, Any]) -> None:
             f"{index.MAX_INDEXED_VALUES} are allowed (each is an index entry)",
             details=[{"field": "metadata", "message": f"at most {index.MAX_INDEXED_VALUES} indexable values",
                       "type": "too_many_indexed_values"}])
+
+
+def _check_templates(kind: Kind, record: dict[str, Any], changed: set[str]) -> None:
+    """A session that renders templates gets its situation compiled when either changes, so a
+    syntax error is a 422 now rather than at every chat later (rendering errors need the
+    variables, and surface at chat or context time)."""
+    if kind is SESSIONS and record.get("render_templates") and record.get("situation") \
+            and changed & {"situation", "render_templates"}:
+        from . import templates
+
+        templates.check(record["situation"], "situation")
 
 
 def _terms(kind: Kind, record: dict[str, Any]) -> list[str]:

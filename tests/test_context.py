@@ -226,3 +226,53 @@ def test_unknown_query_parameters_are_400(api, session_id):
     answer = api.get(f"/sessions/{session_id}/context?limit=3")
     assert answer.status_code == 400 and answer.json["error"]["code"] == "bad_request"
     assert api.get("/sessions/5b8f2e7e-3a3c-4f53-9d5e-1c1f7a8e9b10/context").status_code == 404
+
+
+# --- templates -----------------------------------------------------------------------------------
+
+def test_templates_render_with_agent_user_and_session(api, table, model):
+    agent = api.post("/agents", {"name": "Sara", "instructions": ["Call the user {{ user.name | upper }}",
+                                                                  "You are {{ agent.name }}"]}).json["id"]
+    user = api.post("/users", {"name": "Ann", "metadata": {"plan": "pro"}}).json["id"]
+    session = api.post("/sessions", {
+        "agent_id": agent, "user_id": user, "render_templates": True, "metadata": {"tier": 2, "tags": ["a", "b"]},
+        "situation": "Hello {{ user.name }} on {{ user.metadata.plan }}, tier {{ session.metadata.tier }}"
+                     "{% for t in session.metadata.tags %} #{{ t }}{% endfor %}"}).json["id"]
+    got = context(api, session)
+    assert got["messages"][0]["content"] == (
+        "Hello Ann on pro, tier 2 #a #b\n\nInstructions:\n- Call the user ANN\n- You are Sara")
+    # The same text without render_templates is sent as written.
+    api.patch(f"/sessions/{session}", {"render_templates": False})
+    assert context(api, session)["messages"][0]["content"].startswith("Hello {{ user.name }}")
+
+
+def test_a_template_that_does_not_parse_is_a_422_when_written_and_nothing_changes(api, agent_id, session_id):
+    bad = "Hello {{ user.name }"
+    answer = api.post("/sessions", {"agent_id": agent_id, "render_templates": True, "situation": bad})
+    assert answer.status_code == 422 and answer.json["error"]["details"][0]["field"] == "situation"
+    before = api.get(f"/sessions/{session_id}").json
+    for body in ({"render_templates": True, "situation": bad},):
+        assert api.patch(f"/sessions/{session_id}", body).status_code == 422
+        assert api.put(f"/sessions/{session_id}", body).status_code == 422
+    api.patch(f"/sessions/{session_id}", {"situation": bad})          # not a template: stored as text
+    assert api.patch(f"/sessions/{session_id}", {"render_templates": True}).status_code == 422
+    assert api.get(f"/sessions/{session_id}").json["render_templates"] is False
+    assert before["render_templates"] is False
+
+
+@pytest.mark.parametrize("situation, reason", [
+    ("Hi {{ user.nmae }}", "nmae"),
+    ("{{ ''.__class__.__mro__ }}", "unsafe"),
+    ("{% for i in range(10000) %}{{ 'x' * 100 }}{% endfor %}", ""),
+])
+def test_a_template_that_fails_to_render_is_a_422_with_the_reason(api, agent_id, user_id, model, situation, reason):
+    session = api.post("/sessions", {"agent_id": agent_id, "user_id": user_id, "render_templates": True,
+                                     "situation": situation}).json["id"]
+    for answer in (api.get(f"/sessions/{session}/context"),
+                   api.post(f"/sessions/{session}/chat", {"messages": [{"role": "user", "content": "hi"}]})):
+        assert answer.status_code == 422, answer.json
+        assert answer.json["error"]["code"] == "template_error"
+        assert answer.json["error"]["message"].startswith("situation") and reason in answer.json["error"]["message"]
+        assert "Traceback" not in answer.json["error"]["message"] and "chalicelib" not in answer.json["error"]["message"]
+    assert model.calls == []
+    assert api.get(f"/sessions/{session}/history").json["items"] == []
