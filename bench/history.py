@@ -64,7 +64,6 @@ if any transaction is cancelled.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import random
@@ -95,12 +94,12 @@ from moto import mock_aws  # noqa: E402
 from chalicelib import history, schema, service, store  # noqa: E402
 
 from .lists import _GuardedClient, moto_transactions_without_snapshot  # noqa: E402
+from .report import log, publish, update_doc  # noqa: E402
 from .meter import (KEY_NAMES, WRITE_OPS, Meter, ReadCost, Tally, dynamodb_item_size,  # noqa: E402
                     read_cost, sizing, value_size, watch, write_cost)
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "history.json"
-DOC = ROOT / "docs" / "performance.md"
 BEGIN, END = "<!-- history:begin -->", "<!-- history:end -->"
 
 REGION = "us-east-1"
@@ -154,10 +153,6 @@ def history_messages(n: int) -> list[dict[str, Any]]:
 
 
 PROBE = {"role": "user", "name": None, "content": content_for_age(-1)}   # what every append adds
-
-
-def log(message: str) -> None:
-    print(message, flush=True)
 
 
 # --- item size and limit by DynamoDB's rules ------------------------------------------------------
@@ -672,16 +667,6 @@ hooks on the client under its boto3 resource. Saved in `bench/results/history.js
 """
 
 
-def update_doc(block: str) -> None:
-    text = DOC.read_text() if DOC.exists() else "# Performance\n"
-    section = f"{BEGIN}\n{block}\n{END}"
-    if BEGIN in text and END in text and text.index(BEGIN) < text.index(END):
-        text = text[:text.index(BEGIN)] + section + text[text.index(END) + len(END):]
-    else:
-        text = text.rstrip("\n") + "\n\n" + HEADING + section + "\n"
-    DOC.write_text(text)
-
-
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.history", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="N = 10 and 100 only")
@@ -752,14 +737,8 @@ def main(argv: list[str] | None = None) -> int:
     report["findings"] = findings(report["rows"], stock, report["langchain_warnings"])
     report["total_seconds"] = round(time.perf_counter() - started, 1)
     block = markdown(report)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
-    update_doc(block)
-    log("\n" + block + "\n")
-    for t in report["targets"]:
-        log(f"{t['status']}: {t['target']} ({t['detail']})")
-    log(f"\nwrote {RESULTS.relative_to(ROOT)} and the history figures of {DOC.relative_to(ROOT)}; "
-        f"{report['total_seconds']:.0f} s in all")
+    update_doc(block, BEGIN, END, heading=HEADING)
+    publish(report, block, RESULTS, "history figures")
     return 0
 
 

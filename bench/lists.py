@@ -49,10 +49,10 @@ from moto import mock_aws  # noqa: E402
 from chalicelib import lists, schema, service, store  # noqa: E402
 
 from .meter import WRITE_OPS, Meter, Tally, read_cost, write_cost  # noqa: E402
+from .report import log, publish, update_doc  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "lists.json"
-DOC = ROOT / "docs" / "performance.md"
 BEGIN, END = "<!-- lists:begin -->", "<!-- lists:end -->"
 
 PAGE = 20
@@ -65,10 +65,6 @@ DEFAULT_SIZES = (1000, 10000)
 REP_BUDGET_SECONDS = 60.0     # per measurement: no timed repetition that would take the total past this
 
 _serializer, _deserializer = TypeSerializer(), TypeDeserializer()
-
-
-def log(message: str) -> None:
-    print(message, flush=True)
 
 
 # --- moto ---------------------------------------------------------------------------------------
@@ -505,16 +501,6 @@ check; the figures below are rewritten by every run, and also saved in `bench/re
 """
 
 
-def update_doc(block: str) -> None:
-    text = DOC.read_text() if DOC.exists() else INTRO
-    section = f"{BEGIN}\n{block}\n{END}"
-    if BEGIN in text and END in text and text.index(BEGIN) < text.index(END):
-        text = text[:text.index(BEGIN)] + section + text[text.index(END) + len(END):]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    DOC.write_text(text)
-
-
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.lists", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="N = 1,000 only")
@@ -554,14 +540,8 @@ def main(argv: list[str] | None = None) -> int:
     report["targets"] = targets(args.sizes, report["lists"])
     report["total_seconds"] = round(time.perf_counter() - started, 1)
     block = markdown(report)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
-    update_doc(block)
-    log("\n" + block + "\n")
-    for t in report["targets"]:
-        log(f"{t['status']}: {t['target']} ({t['detail']})")
-    log(f"\nwrote {RESULTS.relative_to(ROOT)} and the figures of {DOC.relative_to(ROOT)}; "
-        f"{report['total_seconds']:.0f} s in all")
+    update_doc(block, BEGIN, END, intro=INTRO)
+    publish(report, block, RESULTS, "figures")
     return 0
 
 

@@ -1,0 +1,37 @@
+"""What every benchmark does with its figures: print them, keep them as JSON under
+bench/results/, and rewrite its own marked section of docs/performance.md."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+DOC = ROOT / "docs" / "performance.md"
+
+
+def log(message: str) -> None:
+    print(message, flush=True)
+
+
+def update_doc(block: str, begin: str, end: str, heading: str = "", intro: str = "# Performance\n") -> None:
+    """Replace the text between the markers (or append heading and markers when absent)."""
+    text = DOC.read_text() if DOC.exists() else intro
+    section = f"{begin}\n{block}\n{end}"
+    if begin in text and end in text and text.index(begin) < text.index(end):
+        text = text[:text.index(begin)] + section + text[text.index(end) + len(end):]
+    else:
+        text = text.rstrip("\n") + "\n\n" + heading + section + "\n"
+    DOC.write_text(text)
+
+
+def publish(report: dict[str, Any], block: str, results: Path, what: str) -> None:
+    """Write the JSON and print the Markdown block and each target's verdict (the caller has
+    already put the block into the doc)."""
+    results.parent.mkdir(parents=True, exist_ok=True)
+    results.write_text(json.dumps(report, indent=2) + "\n")
+    log("\n" + block + "\n")
+    for target in report["targets"]:
+        log(f"{target['status']}: {target['target']} ({target['detail']})")
+    log(f"\nwrote {results.relative_to(ROOT)} and the {what} of {DOC.relative_to(ROOT)}; "
+        f"{report['total_seconds']:.0f} s in all")
