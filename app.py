@@ -35,3 +35,11 @@ ROUTES = [
 
 for method, path, operation in ROUTES:
     web.route(method, path, operation)
+
+
+def _openapi() -> dict:
+    from chalicelib import openapi   # pydantic's schema generation only when asked for
+    return openapi.document(ROUTES)
+
+
+web.public_document("/openapi.json", _openapi)

@@ -2,18 +2,40 @@
 errors into JSON answers. The only module besides app.py that knows about HTTP."""
 from __future__ import annotations
 
+import contextvars
 import logging
+import uuid
 from collections.abc import Callable
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 from chalice import Chalice, Response
 
 from . import auth, jsonio
-from .errors import NotFound, ServiceError, error_body
-from .operations import OPERATIONS, Call
-from .store import get_store
+from .errors import NotFound, ServiceError, Unavailable, error_body
+from .operations import OPERATIONS, Call, dispatch
+from .store import StoreError, get_store
 
 logger = logging.getLogger("sessions")
+request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+
+
+class _RequestIdFilter(logging.Filter):
+    """Every log line of a request carries its id, as the answer's X-Request-Id does."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = request_id.get()
+        return True
+
+
+logger.addFilter(_RequestIdFilter())
+
+# DynamoDB's answers that mean "not now" rather than "wrong": after botocore's retries (and ours
+# for transactions) they become a 503 with Retry-After. Anything else from DynamoDB is a bug.
+_TRANSIENT = frozenset({"ProvisionedThroughputExceededException", "ThrottlingException",
+                        "RequestLimitExceeded", "InternalServerError", "ServiceUnavailable",
+                        "TransactionConflictException", "TransactionInProgressException",
+                        "TransactionCanceledException"})
 
 # Chalice answers some requests itself ({"Code", "Message"} bodies); we give them our shape.
 _CHALICE_CODES = {400: "bad_request", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
@@ -40,6 +62,7 @@ class Web:
 
     def __init__(self, app: Chalice) -> None:
         self.app = app
+        self.public_paths: set[str] = set()
         app.register_middleware(self._middleware, "http")
         app.route("/{proxy+}", methods=CATCH_ALL_METHODS, name="unknown_route")(self._unknown_route)
 
@@ -48,16 +71,31 @@ class Web:
 
         def view(**ids: str) -> Response:
             request = self.app.current_request
+            headers = request.headers or {}
             try:
                 call = Call(developer=request.context["authorizer"]["developer_id"], ids=ids,
                             query=dict(request.query_params or {}),
-                            body=jsonio.loads_body(request.raw_body) if operation.takes_body else None)
-                return json_response(operation.status, operation.run(get_store(), call))
+                            body=jsonio.loads_body(request.raw_body) if operation.takes_body else None,
+                            if_match=headers.get("if-match"), idempotency_key=headers.get("idempotency-key"))
+                answer = dispatch(get_store(), operation_name, call)
+                return json_response(answer.status, answer.body, answer.headers)
             except ServiceError as error:
                 return error_response(error)
 
         view.__name__ = operation_name.replace(".", "_")
         self.app.route(path, methods=[method], name=view.__name__)(view)
+
+    def public_document(self, path: str, make: Callable[[], Any]) -> None:
+        """A GET that needs no key (the API's own description), made once per process."""
+        made: list[Any] = []
+
+        def view() -> Response:
+            if not made:
+                made.append(jsonio.dumps(make()))
+            return Response(body=made[0], status_code=200, headers={"Content-Type": "application/json"})
+
+        self.public_paths.add(path)
+        self.app.route(path, methods=["GET"], name=path.strip("/").replace(".", "_"))(view)
 
     def _unknown_route(self, **uri_params: str) -> Response:
         # API Gateway names the greedy parameter "proxy+", which cannot be a Python argument name.
@@ -66,17 +104,39 @@ class Web:
         return error_response(NotFound(f"no route for {request.method} /{path}"))
 
     def _middleware(self, event: Any, get_response: Callable[[Any], Response]) -> Response:
+        # API Gateway's own id when there is one, so our logs and its logs agree.
+        current = str((event.context or {}).get("requestId") or uuid.uuid4())
+        request_id.set(current)
+        response = self._answer(event, get_response)
+        response.headers["X-Request-Id"] = current
+        return response
+
+    def _answer(self, event: Any, get_response: Callable[[Any], Response]) -> Response:
         try:
-            headers = event.headers or {}
-            developer = auth.authenticate(headers.get("authorization"), get_store())
-            event.context.setdefault("authorizer", {})["developer_id"] = developer
+            if not (event.path in self.public_paths and event.method == "GET"):
+                headers = event.headers or {}
+                developer = auth.authenticate(headers.get("authorization"), get_store())
+                event.context.setdefault("authorizer", {})["developer_id"] = developer
             response = get_response(event)
         except ServiceError as error:
             return error_response(error)
+        except (ClientError, BotoCoreError, StoreError) as error:
+            transient = _is_transient(error)
+            (logger.warning if transient else logger.exception)("DynamoDB failed: %s", type(error).__name__)
+            return error_response(Unavailable("the database is busy; retry in a moment")) if transient \
+                else _internal_error()
         except Exception:
             logger.exception("unhandled error")
             return _internal_error()
         return _our_shape(response)
+
+
+def _is_transient(error: Exception) -> bool:
+    if isinstance(error, ClientError):
+        return error.response.get("Error", {}).get("Code") in _TRANSIENT
+    # Timeouts, dropped connections, batch items left unprocessed after retries; not our own
+    # malformed calls.
+    return not isinstance(error, ParamValidationError)
 
 
 def _our_shape(response: Response) -> Response:

@@ -50,6 +50,12 @@ class Conflict(ServiceError):
     code = "conflict"
 
 
+class PreconditionFailed(ServiceError):
+    """If-Match named a version the resource has moved past; nothing was changed."""
+    status = 412
+    code = "precondition_failed"
+
+
 class PayloadTooLarge(ServiceError):
     status = 413
     code = "payload_too_large"
@@ -59,6 +65,16 @@ class ValidationFailed(ServiceError):
     """The body parsed but breaks the schema; `details` name each field."""
     status = 422
     code = "validation_error"
+
+
+class Unavailable(ServiceError):
+    """DynamoDB throttled or failed past every retry; nothing half-done remains, so the caller may
+    retry after a moment."""
+    status = 503
+    code = "service_unavailable"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, headers={"Retry-After": "1"})
 
 
 class DeletionInProgress(ServiceError):

@@ -9,7 +9,7 @@ import json
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainValidator,
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainValidator, PrivateAttr,
                       WithJsonSchema, field_validator)
 
 # Size bounds, in UTF-8 bytes. Their sum stays far below DynamoDB's 400 KB item limit.
@@ -96,6 +96,11 @@ class _Output(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
 
+class _Versioned(_Output):
+    """A resource's version rides along to become the answer's ETag; it is never in the body."""
+    _version: int | None = PrivateAttr(default=None)
+
+
 # --- agents ---------------------------------------------------------------------------------
 
 class AgentCreate(_Input):
@@ -123,7 +128,7 @@ class AgentReplace(AgentPatch):
     about: About
 
 
-class Agent(_Output):
+class Agent(_Versioned):
     id: str
     name: str
     about: str | None = None
@@ -155,7 +160,7 @@ class UserReplace(UserPatch):
     about: About
 
 
-class User(_Output):
+class User(_Versioned):
     id: str
     name: str | None = None
     about: str | None = None
@@ -188,7 +193,7 @@ class SessionReplace(SessionPatch):
     situation: Situation
 
 
-class Session(_Output):
+class Session(_Versioned):
     id: str
     agent_id: str
     user_id: str | None = None
@@ -345,7 +350,7 @@ class Created(_Output):
     jobs: list[str] = []
 
 
-class Updated(_Output):
+class Updated(_Versioned):
     id: str
     updated_at: str
     jobs: list[str] = []

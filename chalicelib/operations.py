@@ -18,6 +18,8 @@ class Call:
     ids: dict[str, str] = field(default_factory=dict)      # path ids: agent_id, session_id, ...
     query: dict[str, str] = field(default_factory=dict)    # query parameters, as strings
     body: dict[str, Any] | None = None
+    if_match: str | None = None                            # PUT, PATCH, DELETE: the ETag(s) expected
+    idempotency_key: str | None = None                     # creating POSTs
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,21 @@ class Operation:
     takes_body: bool = False
 
 
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    body: Any
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def dispatch(store: Store, name: str, call: Call) -> Answer:
+    """Run the named operation; its answer with the ETag of the version it read or wrote."""
+    operation = OPERATIONS[name]
+    body = operation.run(store, call)
+    version = getattr(body, "_version", None)
+    return Answer(operation.status, body, {"ETag": service.etag(version)} if version is not None else {})
+
+
 def _resource(kind: Kind, plural: str) -> dict[str, Operation]:
     id_name = f"{kind.name}_id"
     return {
@@ -34,10 +51,11 @@ def _resource(kind: Kind, plural: str) -> dict[str, Operation]:
         f"{plural}.list": Operation(200, lambda s, c: lists.list_records(s, kind, c.developer, c.query)),
         f"{plural}.get": Operation(200, lambda s, c: service.get(s, kind, c.developer, c.ids[id_name])),
         f"{plural}.replace": Operation(200, lambda s, c: service.update(
-            s, kind, c.developer, c.ids[id_name], c.body, replace=True), True),
+            s, kind, c.developer, c.ids[id_name], c.body, replace=True, if_match=c.if_match), True),
         f"{plural}.patch": Operation(200, lambda s, c: service.update(
-            s, kind, c.developer, c.ids[id_name], c.body, replace=False), True),
-        f"{plural}.delete": Operation(202, lambda s, c: service.delete(s, kind, c.developer, c.ids[id_name])),
+            s, kind, c.developer, c.ids[id_name], c.body, replace=False, if_match=c.if_match), True),
+        f"{plural}.delete": Operation(202, lambda s, c: service.delete(
+            s, kind, c.developer, c.ids[id_name], if_match=c.if_match)),
     }
 
 

@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from . import clock, index, models
-from .errors import BadRequest, Conflict, DeletionInProgress, NotFound, ValidationFailed
+from .errors import BadRequest, Conflict, DeletionInProgress, NotFound, PreconditionFailed, ValidationFailed
 from .store import MissingRecord, Store, VersionConflict, id_in
 
 UPDATE_ATTEMPTS = 10          # optimistic-concurrency rounds before a 409 (jittered backoff between)
@@ -85,7 +85,25 @@ def _require_uuid(field_name: str, value: str | None) -> None:
 
 
 def wire(kind: Kind, record: dict[str, Any]) -> BaseModel:
-    return kind.wire_model.model_validate(record)
+    answer = kind.wire_model.model_validate(record)
+    answer._version = int(record["version"]) if record.get("version") is not None else None
+    return answer
+
+
+def etag(version: int) -> str:
+    return f'"{version}"'
+
+
+def _check_if_match(kind: Kind, record: dict[str, Any], if_match: str | None) -> None:
+    """`If-Match` (RFC 9110): `*`, or a list of ETags one of which must be the record's
+    current one (weak ones compare by their value). A stale one is a 412 and changes nothing."""
+    if if_match is None or if_match.strip() == "*":
+        return
+    wanted = {tag.strip().removeprefix("W/") for tag in if_match.split(",")}
+    if etag(int(record["version"])) not in wanted:
+        raise PreconditionFailed(
+            f"{kind.name} {record['id']} has changed: its ETag is now {etag(int(record['version']))}; "
+            "read it again and retry with that If-Match")
 
 
 # --- agents, users and sessions ------------------------------------------------------------------
@@ -115,17 +133,19 @@ def get(store: Store, kind: Kind, developer: str, record_id: str) -> BaseModel:
 
 
 def update(store: Store, kind: Kind, developer: str, record_id: str, body: dict[str, Any],
-           replace: bool) -> models.Updated:
+           replace: bool, if_match: str | None = None) -> models.Updated:
     """PATCH (replace=False) writes the non-null fields given and merges metadata key by key,
     a key set to null removing it; PUT (replace=True) requires the model's required fields and
     replaces metadata whole. Read, change, write conditionally on the version: a concurrent
-    change is retried on the fresh record, so none is lost."""
+    change is retried on the fresh record, so none is lost. With `if_match`, the write happens
+    only on the version the caller named: no retry, a 412 if it moved on."""
     _refuse_immutable(kind, body)
     changes = _validate(kind.replace_model if replace else kind.patch_model, body)
     if "metadata" in changes and replace:
         _check_indexable(changes["metadata"])
     for attempt in range(UPDATE_ATTEMPTS):
         old = existing(store, kind, developer, record_id)
+        _check_if_match(kind, old, if_match)
         new = {**old, **changes}
         if "metadata" in changes and not replace:
             new["metadata"] = _merged_metadata(kind, old.get("metadata", {}), changes["metadata"])
@@ -139,7 +159,9 @@ def update(store: Store, kind: Kind, developer: str, record_id: str, body: dict[
             continue
         except MissingRecord:
             raise NotFound(f"{kind.name} {record_id} not found") from None
-        return models.Updated(id=record_id, updated_at=new["updated_at"])
+        answer = models.Updated(id=record_id, updated_at=new["updated_at"])
+        answer._version = new["version"]
+        return answer
     raise Conflict(f"{kind.name} {record_id} kept changing under this update; retry it")
 
 
@@ -190,21 +212,29 @@ def _terms(kind: Kind, record: dict[str, Any]) -> list[str]:
 
 
 def delete(store: Store, kind: Kind, developer: str, record_id: str,
-           budget_seconds: float | None = None) -> models.Deleted:
+           budget_seconds: float | None = None, if_match: str | None = None) -> models.Deleted:
     """Delete a record and everything under it. The record vanishes at once with a purge marker
     in the same transaction; the cascade then runs under a time budget. Past the budget the
     answer is 503 `deletion_in_progress`, and the same DELETE again resumes from the marker."""
     deadline = deadline_after(budget_seconds)
     if not clock.is_uuid(record_id):
         raise NotFound(f"{kind.name} {record_id} not found")
-    record = store.get(developer, kind.name, record_id)
     pending = False
-    if record is not None:
+    for attempt in range(UPDATE_ATTEMPTS):
+        record = store.get(developer, kind.name, record_id)
+        if record is None:
+            break
+        _check_if_match(kind, record, if_match)
         try:
             store.delete(developer, kind.name, record, _terms(kind, record))
             pending = True
+            break
         except MissingRecord:
-            pass  # a concurrent DELETE won; if its cascade is unfinished we resume it below
+            break  # a concurrent DELETE won; if its cascade is unfinished we resume it below
+        except VersionConflict:
+            _back_off(attempt)   # changed meanwhile: its index entries moved; read it again
+    else:
+        raise Conflict(f"{kind.name} {record_id} kept changing under this delete; retry it")
     if not pending and not store.purge_pending(developer, kind.name, record_id):
         raise NotFound(f"{kind.name} {record_id} not found")
     _purge(store, kind, developer, record_id, deadline)

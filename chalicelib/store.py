@@ -17,6 +17,7 @@ A record and its index entries change in one transaction, so they never disagree
 from __future__ import annotations
 
 import os
+import random
 import time
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -30,6 +31,8 @@ MESSAGE_PREFIX = "msg#"
 PK, SK = schema.PARTITION_KEY, schema.SORT_KEY
 BATCH_WRITE_MAX = 25
 BATCH_GET_MAX = 100
+TRANSACT_ATTEMPTS = 5
+_RETRYABLE_CANCELLATIONS = {"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"}
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
@@ -191,17 +194,21 @@ class Store:
 
     def delete(self, developer: str, kind: str, record: dict[str, Any], terms: list[str]) -> None:
         """Remove a record and its index entries, and leave a purge marker for whatever lives
-        under it (history, child sessions), in one transaction.
-        Raises MissingRecord if someone else deleted it first."""
+        under it (history, child sessions), in one transaction, if the record is still at the
+        version read (else its entries may have moved). Raises MissingRecord if someone else
+        deleted it first, VersionConflict if it changed."""
         actions: list[dict[str, Any]] = [
             {"Delete": {"TableName": self.table, "Key": _record_key(developer, kind, record["id"]),
-                        "ConditionExpression": "attribute_exists(#pk)",
-                        "ExpressionAttributeNames": {"#pk": PK}}},
+                        "ConditionExpression": "#version = :version",
+                        "ExpressionAttributeNames": {"#version": "version"},
+                        "ExpressionAttributeValues": {":version": {"N": str(record["version"])}}}},
             *(self._delete(key) for key in entry_keys(developer, kind, record, terms)),
             self._put(_key(_purge_pk(developer), f"{kind}#{record['id']}")),
         ]
         if self._transact(actions) is not None:
-            raise MissingRecord(kind, record["id"])
+            if self.get(developer, kind, record["id"]) is None:
+                raise MissingRecord(kind, record["id"])
+            raise VersionConflict()
 
     # cascading deletes ---------------------------------------------------------------------------
 
@@ -389,16 +396,20 @@ class Store:
 
     def _transact(self, actions: list[dict[str, Any]]) -> int | None:
         """Run a transaction; None on success, else the index of the first action whose
-        condition failed."""
-        try:
-            self.client.transact_write_items(TransactItems=actions)
-            return None
-        except self.client.exceptions.TransactionCanceledException as exc:
-            reasons = exc.response.get("CancellationReasons") or []
-            for position, reason in enumerate(reasons):
-                if reason.get("Code") == "ConditionalCheckFailed":
-                    return position
-            raise
+        condition failed. A transaction cancelled only by a conflict with another one (or by
+        throttling) applied nothing, so it is sent again, a few times, with jittered backoff."""
+        for attempt in range(TRANSACT_ATTEMPTS):
+            try:
+                self.client.transact_write_items(TransactItems=actions)
+                return None
+            except self.client.exceptions.TransactionCanceledException as exc:
+                codes = [reason.get("Code") for reason in exc.response.get("CancellationReasons") or []]
+                if "ConditionalCheckFailed" in codes:
+                    return codes.index("ConditionalCheckFailed")
+                if attempt + 1 == TRANSACT_ATTEMPTS or not set(codes) & _RETRYABLE_CANCELLATIONS:
+                    raise
+                time.sleep(random.uniform(0, min(0.02 * 2 ** attempt, 0.5)))
+        raise AssertionError("unreachable")
 
 
 def _backoff(attempts: int = 8) -> Iterator[int]:
