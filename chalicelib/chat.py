@@ -11,12 +11,13 @@ import time
 
 from . import clock, context, history, jsonio, models, providers, tokens
 from .errors import ProviderFailed, ValidationFailed
+from .idempotency import Receipt
 from .service import parse_body
 
 SETTING_NAMES = frozenset(models.ChatSettings.model_fields)
 
 
-def chat(store, developer: str, session_id: str, body: dict) -> models.ChatResponse:
+def chat(store, developer: str, session_id: str, body: dict, receipt: Receipt | None = None) -> models.ChatResponse:
     chat_input = parse_body(models.ChatInput, body)
     deadline = time.monotonic() + providers.timeout_seconds()
     new = [message.model_dump() for message in chat_input.messages]
@@ -30,18 +31,24 @@ def chat(store, developer: str, session_id: str, body: dict) -> models.ChatRespo
     if len(completion.content.encode("utf-8")) > models.MAX_CONTENT_BYTES:
         raise ProviderFailed(f"the model's reply is longer than a history message may be "
                              f"({models.MAX_CONTENT_BYTES} bytes); lower max_tokens. Nothing was stored")
-    if chat_input.remember is not False and chat_input.record is not False:
-        reply = history.append_messages(store, developer, session_id, [*new, reply])[-1]
-    else:
-        reply = {**reply, "id": clock.new_id(), "created_at": clock.now()}
+    remember = chat_input.remember is not False and chat_input.record is not False
+    stamped = history.stamp(store, developer, session_id, [*new, reply]) if remember else \
+        [{**reply, "id": clock.new_id(), "created_at": clock.now()}]
+    reply = stamped[-1]
     prompt_tokens = completion.prompt_tokens if completion.prompt_tokens is not None else assembled.tokens
     completion_tokens = (completion.completion_tokens if completion.completion_tokens is not None
                          else tokens.count_message(reply))
-    return models.ChatResponse(
+    answer = models.ChatResponse(
         id=reply["id"], finish_reason=completion.finish_reason,
         response=[[models.Message.model_validate(reply)]],
         usage=models.Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
                            total_tokens=prompt_tokens + completion_tokens))
+    # Stored only now that the model answered: input, reply and receipt in one transaction.
+    if remember:
+        history.write(store, developer, session_id, stamped, receipt and receipt.record(200, answer))
+    elif receipt:
+        store.put_receipt(developer, receipt.record(200, answer))
+    return answer
 
 
 def _settings(agent: dict, chat_input: models.ChatInput) -> dict:

@@ -16,7 +16,8 @@ from typing import Any
 from . import clock, cursor, models
 from .errors import BadRequest, DeletionInProgress, NotFound
 from .service import SESSIONS, deadline_after, existing, parse_body, int_param, refuse_unknown_params
-from .store import MissingRecord, Store
+from .idempotency import Receipt
+from .store import MissingRecord, Store, message_positions
 
 PAGE_DEFAULT, PAGE_MAX = 100, 1000
 OFFSET_MAX = 10_000      # offsets are read through; past this, page with the cursor
@@ -48,29 +49,42 @@ def get(store: Store, developer: str, session_id: str, params: dict[str, str]) -
             "next_cursor": cursor.encode(developer, digest, page[-1][0]) if more else None}
 
 
-def append(store: Store, developer: str, session_id: str, body: dict[str, Any]) -> dict[str, Any]:
+def append(store: Store, developer: str, session_id: str, body: dict[str, Any],
+           receipt: Receipt | None = None) -> dict[str, Any]:
     """Append messages in the order given, atomically (all stored or none)."""
     parsed = parse_body(models.HistoryAppend, body)
-    stored = append_messages(store, developer, session_id,
-                             [message.model_dump() for message in parsed.messages])
-    return {"items": [models.Message.model_validate(message) for message in stored]}
+    stamped = stamp(store, developer, session_id, [message.model_dump() for message in parsed.messages])
+    write(store, developer, session_id, stamped, receipt and receipt.record(
+        201, positions=message_positions(stamped), session_id=session_id))
+    return {"items": [models.Message.model_validate(message) for message in stamped]}
 
 
 def append_messages(store: Store, developer: str, session_id: str,
                     messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Store validated messages (role, content, name) after the session's newest one; the
     stored messages, with their ids and created_at."""
+    stamped = stamp(store, developer, session_id, messages)
+    write(store, developer, session_id, stamped)
+    return stamped
+
+
+def stamp(store: Store, developer: str, session_id: str, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The messages with their ids and a `created_at` strictly after the session's newest."""
     if not clock.is_uuid(session_id):
         raise NotFound(f"session {session_id} not found")
     newest = store.last_message_time(developer, session_id)
     timestamp = clock.after(newest) if newest else clock.now()
-    stored = [{"id": clock.new_id(), "role": m["role"], "content": m["content"], "name": m.get("name"),
-               "created_at": timestamp} for m in messages]
+    return [{"id": clock.new_id(), "role": m["role"], "content": m["content"], "name": m.get("name"),
+             "created_at": timestamp} for m in messages]
+
+
+def write(store: Store, developer: str, session_id: str, stamped: list[dict[str, Any]],
+          receipt: dict[str, Any] | None = None) -> None:
+    """Store stamped messages in one transaction (with the request's idempotency receipt)."""
     try:
-        store.append_messages(developer, session_id, stored)
+        store.append_messages(developer, session_id, stamped, receipt)
     except MissingRecord:
         raise NotFound(f"session {session_id} not found") from None
-    return stored
 
 
 def clear(store: Store, developer: str, session_id: str,

@@ -3,10 +3,11 @@ and direct Lambda invocation both dispatch through, so both get the same rules a
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from . import chat, context, history, lists, service
+from . import chat, context, history, idempotency, lists, service
+from .idempotency import Receipt
 from .service import AGENTS, SESSIONS, USERS, Kind
 from .store import Store
 
@@ -20,6 +21,7 @@ class Call:
     body: dict[str, Any] | None = None
     if_match: str | None = None                            # PUT, PATCH, DELETE: the ETag(s) expected
     idempotency_key: str | None = None                     # creating POSTs
+    receipt: Receipt | None = None                         # made from idempotency_key by dispatch
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,7 @@ class Operation:
     status: int
     run: Callable[[Store, Call], Any]
     takes_body: bool = False
+    creates: bool = False          # honours Idempotency-Key
 
 
 @dataclass(frozen=True)
@@ -37,9 +40,17 @@ class Answer:
 
 
 def dispatch(store: Store, name: str, call: Call) -> Answer:
-    """Run the named operation; its answer with the ETag of the version it read or wrote."""
+    """Run the named operation; its answer with the ETag of the version it read or wrote. A
+    creating operation with an Idempotency-Key runs at most once per key (chalicelib/idempotency.py)."""
     operation = OPERATIONS[name]
-    body = operation.run(store, call)
+    if operation.creates and call.idempotency_key is not None:
+        body = idempotency.run(store, call.developer, call.idempotency_key,
+                               {"operation": name, "ids": call.ids, "body": call.body},
+                               lambda receipt: operation.run(store, replace(call, receipt=receipt)))
+        if isinstance(body, idempotency.Replay):
+            return Answer(body.status, body.body, {"Idempotent-Replayed": "true"})
+    else:
+        body = operation.run(store, call)
     version = getattr(body, "_version", None)
     return Answer(operation.status, body, {"ETag": service.etag(version)} if version is not None else {})
 
@@ -47,7 +58,8 @@ def dispatch(store: Store, name: str, call: Call) -> Answer:
 def _resource(kind: Kind, plural: str) -> dict[str, Operation]:
     id_name = f"{kind.name}_id"
     return {
-        f"{plural}.create": Operation(201, lambda s, c: service.create(s, kind, c.developer, c.body), True),
+        f"{plural}.create": Operation(201, lambda s, c: service.create(s, kind, c.developer, c.body, c.receipt),
+                                     takes_body=True, creates=True),
         f"{plural}.list": Operation(200, lambda s, c: lists.list_records(s, kind, c.developer, c.query)),
         f"{plural}.get": Operation(200, lambda s, c: service.get(s, kind, c.developer, c.ids[id_name])),
         f"{plural}.replace": Operation(200, lambda s, c: service.update(
@@ -66,11 +78,11 @@ OPERATIONS: dict[str, Operation] = {
     "sessions.history.get": Operation(200, lambda s, c: history.get(
         s, c.developer, c.ids["session_id"], c.query)),
     "sessions.history.append": Operation(201, lambda s, c: history.append(
-        s, c.developer, c.ids["session_id"], c.body), True),
+        s, c.developer, c.ids["session_id"], c.body, c.receipt), takes_body=True, creates=True),
     "sessions.history.delete": Operation(202, lambda s, c: history.clear(
         s, c.developer, c.ids["session_id"])),
     "sessions.context.get": Operation(200, lambda s, c: context.get(
         s, c.developer, c.ids["session_id"], c.query)),
     "sessions.chat": Operation(200, lambda s, c: chat.chat(
-        s, c.developer, c.ids["session_id"], c.body), True),
+        s, c.developer, c.ids["session_id"], c.body, c.receipt), takes_body=True, creates=True),
 }

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ValidationError
 
 from . import clock, index, models
 from .errors import BadRequest, Conflict, DeletionInProgress, NotFound, PreconditionFailed, ValidationFailed
+from .idempotency import Receipt
 from .store import MissingRecord, Store, VersionConflict, id_in
 
 UPDATE_ATTEMPTS = 10          # optimistic-concurrency rounds before a 409 (jittered backoff between)
@@ -108,7 +109,8 @@ def _check_if_match(kind: Kind, record: dict[str, Any], if_match: str | None) ->
 
 # --- agents, users and sessions ------------------------------------------------------------------
 
-def create(store: Store, kind: Kind, developer: str, body: dict[str, Any]) -> models.Created:
+def create(store: Store, kind: Kind, developer: str, body: dict[str, Any],
+           receipt: Receipt | None = None) -> models.Created:
     data = _validate(kind.create_model, body)
     for name in kind.unsupported:
         data.pop(name, None)
@@ -119,13 +121,15 @@ def create(store: Store, kind: Kind, developer: str, body: dict[str, Any]) -> mo
     timestamp = clock.now()
     record = {**kind.defaults, **data, "id": clock.new_id(), "created_at": timestamp,
               "updated_at": timestamp, "version": 1}
+    answer = models.Created(id=record["id"], created_at=timestamp)
     try:
-        store.create(developer, kind.name, record, kind.parents(record), _terms(kind, record))
+        store.create(developer, kind.name, record, kind.parents(record), _terms(kind, record),
+                     receipt and receipt.record(201, answer))
     except MissingRecord as missing:
         raise NotFound(f"{missing.kind} {missing.record_id} not found", details=[
             {"field": f"{missing.kind}_id", "message": f"no {missing.kind} with this id", "type": "not_found"}
         ]) from None
-    return models.Created(id=record["id"], created_at=timestamp)
+    return answer
 
 
 def get(store: Store, kind: Kind, developer: str, record_id: str) -> BaseModel:

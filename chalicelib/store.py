@@ -10,6 +10,7 @@ layer above never sees an attribute value or an error code. The layout (docs/des
     dev#<d>#<kind>s#<term>#by_created   <created_at>#<id>           index entry (chalicelib/index.py)
     dev#<d>#<kind>s#<term>#by_updated   <updated_at>#<id>           index entry, fixed terms only
     dev#<d>#purge                       <kind>#<id>                 a cascading delete under way
+    dev#<d>#idem#<sha256 of key>        #record                     an Idempotency-Key's receipt (TTL)
 
 Every item of a developer carries `dev#<d>#` in its key, so no query can reach another's data.
 A record and its index entries change in one transaction, so they never disagree.
@@ -55,6 +56,10 @@ class VersionConflict(StoreError):
     """The record changed between our read and our conditional write."""
 
 
+class ReceiptTaken(StoreError):
+    """An idempotency receipt with this key was written first by another request."""
+
+
 # --- keys -------------------------------------------------------------------------------------
 
 def _record_pk(developer: str, kind: str, record_id: str) -> str:
@@ -63,6 +68,10 @@ def _record_pk(developer: str, kind: str, record_id: str) -> str:
 
 def _index_pk(developer: str, kind: str, term: str, order: str) -> str:
     return f"dev#{developer}#{kind}s#{term}#by_{order.removesuffix('_at')}"
+
+
+def _receipt_key(developer: str, key_hash: str) -> dict[str, Any]:
+    return _key(f"dev#{developer}#idem#{key_hash}", RECORD)
 
 
 def _purge_pk(developer: str) -> str:
@@ -85,6 +94,12 @@ def sort_key(record: dict[str, Any], order: str) -> str:
     """Where a record sits in an order: the sort field, then the id to break ties (both fixed width,
     so they sort as strings). Cursors carry this too."""
     return f"{record[order]}#{record['id']}"
+
+
+def message_positions(messages: list[dict[str, Any]]) -> list[str]:
+    """Sort keys of one append's messages: its time, its first message's id, each one's place."""
+    group = messages[0]["id"]
+    return [f"{MESSAGE_PREFIX}{m['created_at']}#{group}#{n:03d}" for n, m in enumerate(messages)]
 
 
 def id_in(key: str) -> str:
@@ -152,9 +167,10 @@ class Store:
         return found
 
     def create(self, developer: str, kind: str, record: dict[str, Any],
-               parents: list[tuple[str, str]], terms: list[str]) -> None:
+               parents: list[tuple[str, str]], terms: list[str], receipt: dict[str, Any] | None = None) -> None:
         """Write a new record and its index entries in one transaction that also checks every
-        parent exists. Raises MissingRecord naming the first absent parent."""
+        parent exists (and writes the request's idempotency receipt, if any). Raises
+        MissingRecord naming the first absent parent, ReceiptTaken if the receipt exists."""
         actions: list[dict[str, Any]] = [
             {"ConditionCheck": {"TableName": self.table, "Key": _record_key(developer, *parent),
                                 "ConditionExpression": "attribute_exists(#pk)",
@@ -166,10 +182,12 @@ class Store:
                                 "ConditionExpression": "attribute_not_exists(#pk)",
                                 "ExpressionAttributeNames": {"#pk": PK}}})
         actions += [self._put(key) for key in entry_keys(developer, kind, record, terms)]
-        failed = self._transact(actions)
+        failed = self._transact(self._with_receipt(actions, developer, receipt))
         if failed is not None:
             if failed < len(parents):
                 raise MissingRecord(*parents[failed])
+            if failed == len(actions):
+                raise ReceiptTaken()
             raise VersionConflict()  # an id collision: astronomically unlikely with UUIDv4
 
     def replace(self, developer: str, kind: str, old: dict[str, Any], new: dict[str, Any],
@@ -235,14 +253,14 @@ class Store:
 
     # history -----------------------------------------------------------------------------------
 
-    def append_messages(self, developer: str, session_id: str, messages: list[dict[str, Any]]) -> list[str]:
+    def append_messages(self, developer: str, session_id: str, messages: list[dict[str, Any]],
+                        receipt: dict[str, Any] | None = None) -> list[str]:
         """Store messages atomically, only while the session exists; their positions (sort keys)
         in the order given. All messages of one append share `created_at` and the first one's id,
         so an append is contiguous and keeps its order; each Put is conditional, so no message
         ever overwrites another."""
         session_pk = _record_pk(developer, "session", session_id)
-        group = messages[0]["id"]
-        positions = [f"{MESSAGE_PREFIX}{m['created_at']}#{group}#{n:03d}" for n, m in enumerate(messages)]
+        positions = message_positions(messages)
         actions: list[dict[str, Any]] = [
             {"ConditionCheck": {"TableName": self.table, "Key": _key(session_pk, RECORD),
                                 "ConditionExpression": "attribute_exists(#pk)",
@@ -252,12 +270,53 @@ class Store:
                                     "Item": {**_key(session_pk, position), **_serialize(message)},
                                     "ConditionExpression": "attribute_not_exists(#pk)",
                                     "ExpressionAttributeNames": {"#pk": PK}}})
-        failed = self._transact(actions)
+        failed = self._transact(self._with_receipt(actions, developer, receipt))
         if failed == 0:
             raise MissingRecord("session", session_id)
+        if failed == len(actions):
+            raise ReceiptTaken()
         if failed is not None:
             raise StoreError("a message position was taken")   # ids are random: not expected
         return positions
+
+    def messages_at(self, developer: str, session_id: str, positions: list[str]) -> list[dict[str, Any]]:
+        """The messages still at these positions, in the order given (one BatchGetItem)."""
+        pk = _record_pk(developer, "session", session_id)
+        found: dict[str, dict[str, Any]] = {}
+        request = {self.table: {"Keys": [_key(pk, position) for position in positions], "ConsistentRead": True}}
+        for attempt in _backoff():
+            answer = self.client.batch_get_item(RequestItems=request)
+            for item in answer["Responses"].get(self.table, []):
+                found[item[SK]["S"]] = _deserialize(item)
+            request = answer.get("UnprocessedKeys") or {}
+            if not request:
+                break
+        return [found[position] for position in positions if position in found]
+
+    # idempotency receipts ------------------------------------------------------------------------
+
+    def receipt(self, developer: str, key_hash: str) -> dict[str, Any] | None:
+        item = self.client.get_item(TableName=self.table, Key=_receipt_key(developer, key_hash),
+                                    ConsistentRead=True).get("Item")
+        return _deserialize(item) if item else None
+
+    def put_receipt(self, developer: str, receipt: dict[str, Any]) -> None:
+        """Write a receipt on its own (a request that writes nothing else). Raises ReceiptTaken."""
+        if self._transact(self._with_receipt([], developer, receipt)) is not None:
+            raise ReceiptTaken()
+
+    def _with_receipt(self, actions: list[dict[str, Any]], developer: str,
+                      receipt: dict[str, Any] | None) -> list[dict[str, Any]]:
+        """`actions` and, last, a Put of the receipt that only succeeds if no live receipt has
+        this key (one whose TTL has passed but which DynamoDB has not yet removed counts as gone)."""
+        if receipt is None:
+            return actions
+        return [*actions, {"Put": {
+            "TableName": self.table,
+            "Item": {**_receipt_key(developer, receipt["key_hash"]), **_serialize(receipt)},
+            "ConditionExpression": "attribute_not_exists(#pk) OR #expires < :now",
+            "ExpressionAttributeNames": {"#pk": PK, "#expires": schema.TTL_ATTRIBUTE},
+            "ExpressionAttributeValues": {":now": {"N": str(int(time.time()))}}}}]
 
     def last_message_time(self, developer: str, session_id: str) -> str | None:
         """`created_at` of the session's newest message: one key-only item read."""
