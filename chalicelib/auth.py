@@ -1,12 +1,18 @@
-"""API keys: `Authorization: Bearer <key>` names a developer. Keys are stored only as SHA-256."""
+"""API keys: `Authorization: Bearer <key>` names a developer. Keys are stored only as SHA-256,
+with a short prefix (shown in lists, never enough to use); a key is shown once, when made.
+Every request reads its key (strongly consistent, no cache), so a revoked key is refused at once."""
 from __future__ import annotations
 
 import hashlib
 import re
 import secrets
+from typing import Any
 
-from .errors import Unauthorized
+from . import clock
+from .errors import NotFound, Unauthorized
 from .store import Store
+
+PREFIX_CHARS = 10           # "sk_" and 7 more: enough to tell keys apart, far too little to guess
 
 _DEVELOPER_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
@@ -46,4 +52,26 @@ def parse_key_spec(spec: str) -> list[tuple[str, str]]:
 def register_key(store: Store, developer: str, key: str) -> None:
     if not _DEVELOPER_ID.match(developer):
         raise ValueError(f"bad developer id {developer!r}")
-    store.put_api_key(hash_key(key), developer)
+    store.put_api_key(hash_key(key), developer, prefix=key[:PREFIX_CHARS], created_at=clock.now())
+
+
+def create_key(store: Store, developer: str) -> str:
+    """A new key for the developer, returned this once; only its hash and prefix are kept."""
+    key = new_key()
+    register_key(store, developer, key)
+    return key
+
+
+def list_keys(store: Store, developer: str) -> list[dict[str, Any]]:
+    """The developer's keys, as {prefix, created_at} (and the hash, which cannot be used)."""
+    return store.api_keys(developer)
+
+
+def revoke_key(store: Store, developer: str, prefix: str) -> dict[str, Any]:
+    """Revoke the developer's one key that starts with `prefix` (or whose hash does)."""
+    matching = [k for k in store.api_keys(developer)
+                if k["prefix"].startswith(prefix) or k["key_hash"].startswith(prefix)] if prefix else []
+    if len(matching) != 1:
+        raise NotFound(f"{len(matching)} keys of developer {developer} match {prefix!r}; name exactly one")
+    store.delete_api_key(developer, matching[0]["key_hash"], matching[0]["prefix"])
+    return matching[0]

@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from . import jsonio
+from . import jsonio, models
 from .errors import BadRequest, ValidationFailed
 from .store import ReceiptTaken, Store
 
@@ -77,7 +77,7 @@ def _replay(store: Store, developer: str, stored: dict[str, Any]) -> Replay:
     if "positions" in stored:
         # A history clear since may have removed some; what is left is answered.
         messages = store.messages_at(developer, stored["session_id"], list(stored["positions"]))
-        return Replay(int(stored["status"]), {"items": messages})
+        return Replay(int(stored["status"]), {"items": [models.Message.model_validate(m) for m in messages]})
     return Replay(int(stored["status"]), jsonio.loads(stored["answer"], "stored answer"))
 
 

@@ -5,6 +5,7 @@ layer above never sees an attribute value or an error code. The layout (docs/des
 
     pk                                  sk                          what
     apikey#<sha256>                     #record                     an API key -> developer_id
+    dev#<d>#apikeys                     <prefix>#<sha256>           the developer's keys, for listing
     dev#<d>#<kind>#<id>                 #record                     an agent, user or session
     dev#<d>#session#<id>                msg#<created_at>#<a>#<n>    one history message (append a, n-th)
     dev#<d>#<kind>s#<term>#by_created   <created_at>#<id>           index entry (chalicelib/index.py)
@@ -74,6 +75,10 @@ def _receipt_key(developer: str, key_hash: str) -> dict[str, Any]:
     return _key(f"dev#{developer}#idem#{key_hash}", RECORD)
 
 
+def _keys_pk(developer: str) -> str:
+    return f"dev#{developer}#apikeys"
+
+
 def _purge_pk(developer: str) -> str:
     return f"dev#{developer}#purge"
 
@@ -139,9 +144,28 @@ class Store:
                                     ConsistentRead=True).get("Item")
         return item["developer_id"]["S"] if item else None
 
-    def put_api_key(self, key_hash: str, developer: str) -> None:
-        self.client.put_item(TableName=self.table, Item={
-            **_key(f"apikey#{key_hash}", RECORD), "developer_id": {"S": developer}})
+    def put_api_key(self, key_hash: str, developer: str, prefix: str = "", created_at: str = "") -> None:
+        """The key (by hash) and its entry in the developer's list of keys, together."""
+        listing = {**_key(_keys_pk(developer), f"{prefix}#{key_hash}"),
+                   **_serialize({"key_hash": key_hash, "prefix": prefix, "created_at": created_at})}
+        self._transact([
+            self._put({**_key(f"apikey#{key_hash}", RECORD), "developer_id": {"S": developer},
+                       **_serialize({"prefix": prefix, "created_at": created_at})}),
+            self._put(listing)])
+
+    def api_keys(self, developer: str) -> list[dict[str, Any]]:
+        """A developer's keys as {key_hash, prefix, created_at}, by prefix."""
+        return [_deserialize(item) for item in self._query(_keys_pk(developer))]
+
+    def delete_api_key(self, developer: str, key_hash: str, prefix: str) -> bool:
+        """Revoke: the key and its listing entry go together. False if it was not this developer's."""
+        failed = self._transact([
+            {"Delete": {"TableName": self.table, "Key": _key(f"apikey#{key_hash}", RECORD),
+                        "ConditionExpression": "#developer = :developer",
+                        "ExpressionAttributeNames": {"#developer": "developer_id"},
+                        "ExpressionAttributeValues": {":developer": {"S": developer}}}},
+            self._delete(_key(_keys_pk(developer), f"{prefix}#{key_hash}"))])
+        return failed is None
 
     # records -----------------------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,7 +51,8 @@ class GatewayHandler(ChaliceRequestHandler):
         if isinstance(error, ForbiddenError):
             path = self.path.split("?", 1)[0]
             body = jsonio.dumps(error_body("not_found", f"no route for {self.command} {path}"))
-            self._send_http_response(404, {"Content-Type": "application/json"}, body)
+            self._send_http_response(404, {"Content-Type": "application/json",
+                                           "X-Request-Id": str(uuid.uuid4())}, body)
             return
         super()._send_error_response(error)
 

@@ -1,0 +1,314 @@
+"""Promises of docs/reliability.md: versions (ETag / If-Match), idempotent creates, request ids,
+revocable keys, secrets kept out of logs and answers, user input only in placeholders."""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import uuid
+
+import pytest
+
+from chalicelib import auth, lists, providers, service
+from chalicelib.errors import BadRequest, ValidationFailed
+from chalicelib.operations import Call, dispatch
+from chalicelib.providers import Completion
+from chalicelib.service import AGENTS
+from conftest import KEYS, InterceptedClient
+from test_deletes import atomic_calls
+
+
+def all_items(table):
+    items, args = [], {"TableName": table.table}
+    while True:
+        answer = table.client.scan(**args)
+        items += answer["Items"]
+        if "LastEvaluatedKey" not in answer:
+            return items
+        args["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+
+
+# --- versions: ETag and If-Match -----------------------------------------------------------------
+
+@pytest.mark.parametrize("plural, body", [("agents", {"name": "A", "about": "x"}), ("users", {"name": "U", "about": "x"})])
+def test_get_answers_an_etag_that_if_match_must_name(api, plural, body):
+    rid = api.post(f"/{plural}", {"name": "first"}).json["id"]
+    got = api.get(f"/{plural}/{rid}")
+    tag = got.headers["ETag"]
+    assert tag == '"1"'
+    patched = api.patch(f"/{plural}/{rid}", {"about": "second"}, headers={"If-Match": tag})
+    assert patched.status_code == 200 and patched.headers["ETag"] == '"2"'
+    assert api.get(f"/{plural}/{rid}").headers["ETag"] == '"2"'
+    before = api.get(f"/{plural}/{rid}").json
+    for method, payload in (("patch", {"about": "lost"}), ("put", body)):
+        stale = getattr(api, method)(f"/{plural}/{rid}", payload, headers={"If-Match": tag})
+        assert stale.status_code == 412, stale.json
+        assert stale.json["error"]["code"] == "precondition_failed" and '"2"' in stale.json["error"]["message"]
+    stale_delete = api.delete(f"/{plural}/{rid}", headers={"If-Match": tag})
+    assert stale_delete.status_code == 412
+    assert api.get(f"/{plural}/{rid}").json == before                     # nothing changed
+    assert api.put(f"/{plural}/{rid}", body, headers={"If-Match": 'W/"2", "7"'}).status_code == 200
+    assert api.patch(f"/{plural}/{rid}", {"about": "any"}, headers={"If-Match": "*"}).status_code == 200
+    assert api.delete(f"/{plural}/{rid}", headers={"If-Match": '"4"'}).status_code == 202
+    assert api.get(f"/{plural}/{rid}").status_code == 404
+
+
+def test_if_match_on_a_session_and_its_concurrent_writer(api, table, session_id):
+    tag = api.get(f"/sessions/{session_id}").headers["ETag"]
+    # Another writer changes it first: the conditional PATCH must not overwrite that change.
+    service.update(table, service.SESSIONS, "alice", session_id, {"metadata": {"other": 1}}, replace=False)
+    answer = api.patch(f"/sessions/{session_id}", {"metadata": {"mine": 1}}, headers={"If-Match": tag})
+    assert answer.status_code == 412
+    assert api.get(f"/sessions/{session_id}").json["metadata"] == {"db_uuid": "1234", "other": 1}
+    # Without If-Match the merge is retried on the fresh version: both changes survive.
+    assert api.patch(f"/sessions/{session_id}", {"metadata": {"mine": 1}}).status_code == 200
+    assert api.get(f"/sessions/{session_id}").json["metadata"] == {"db_uuid": "1234", "other": 1, "mine": 1}
+    assert "ETag" not in api.get("/sessions").headers
+
+
+def test_a_delete_racing_a_patch_leaves_no_stale_index_entry(api, table, session_id, monkeypatch):
+    """The delete read version n; a PATCH moves the record (and its metadata entries) to n + 1
+    before the delete's transaction. The delete must not remove the record with n's entries."""
+    from chalicelib import consistency
+    real_delete = table.delete
+    raced = []
+
+    def delete_after_a_patch(developer, kind, record, terms):
+        if not raced:
+            raced.append(1)
+            service.update(table, service.SESSIONS, "alice", session_id, {"metadata": {"moved": True}}, replace=False)
+        return real_delete(developer, kind, record, terms)
+
+    monkeypatch.setattr(table, "delete", delete_after_a_patch)
+    assert api.delete(f"/sessions/{session_id}").status_code == 202
+    report = consistency.check(table, "alice")
+    assert report["missing"] == [] and report["orphaned"] == []
+    assert api.get(f"/sessions/{session_id}").status_code == 404
+
+
+# --- idempotency ---------------------------------------------------------------------------------
+
+def test_the_same_key_and_body_create_once_and_answer_the_first_answer(api, table):
+    headers = {"Idempotency-Key": "create-agent-1"}
+    first = api.post("/agents", {"name": "Once"}, headers=headers)
+    again = api.post("/agents", {"name": "Once"}, headers=headers)
+    assert first.status_code == again.status_code == 201
+    assert again.json == first.json and again.headers.get("Idempotent-Replayed") == "true"
+    assert "Idempotent-Replayed" not in first.headers
+    assert [a["name"] for a in api.get("/agents").json["items"]] == ["Once"]
+    other = api.post("/agents", {"name": "Other"}, headers=headers)
+    assert other.status_code == 422 and other.json["error"]["details"][0]["field"] == "Idempotency-Key"
+    assert len(api.get("/agents").json["items"]) == 1
+    # Keys belong to a developer: bob's same key is his own.
+    assert api.as_("bob").post("/agents", {"name": "Once"}, headers=headers).json["id"] != first.json["id"]
+    receipts = [i for i in all_items(table) if "#idem#" in i["pk"]["S"]]
+    assert len(receipts) == 2
+    assert all(abs(int(r["expires_at"]["N"]) - (time.time() + 86400)) < 120 for r in receipts)
+    assert not any("create-agent-1" in json.dumps(r) for r in receipts)      # stored hashed
+
+
+def test_replays_of_sessions_and_history_appends(api, agent_id, user_id):
+    body = {"agent_id": agent_id, "user_id": user_id, "situation": "s"}
+    sid = api.post("/sessions", body, headers={"Idempotency-Key": "s1"}).json["id"]
+    assert api.post("/sessions", body, headers={"Idempotency-Key": "s1"}).json["id"] == sid
+    assert len(api.get("/sessions").json["items"]) == 1
+    append = {"messages": [{"role": "user", "content": f"m{n}"} for n in range(3)]}
+    first = api.post(f"/sessions/{sid}/history", append, headers={"Idempotency-Key": "h1"})
+    replay = api.post(f"/sessions/{sid}/history", append, headers={"Idempotency-Key": "h1"})
+    assert replay.status_code == 201 and replay.json == first.json
+    assert [m["content"] for m in api.get(f"/sessions/{sid}/history").json["items"]] == ["m0", "m1", "m2"]
+    # The same key on another path is another request.
+    assert api.post(f"/sessions/{sid}/history", append, headers={"Idempotency-Key": "s1"}).status_code == 422
+
+
+def test_a_chat_replay_neither_calls_the_model_again_nor_stores_twice(api, session_id):
+    calls = []
+
+    class Model:
+        def complete(self, model, messages, settings, timeout):
+            calls.append(1)
+            return Completion(content=f"reply {len(calls)}", finish_reason="stop")
+
+    providers.use_provider(Model())
+    try:
+        body = {"messages": [{"role": "user", "content": "hi"}]}
+        first = api.post(f"/sessions/{session_id}/chat", body, headers={"Idempotency-Key": "c1"})
+        again = api.post(f"/sessions/{session_id}/chat", body, headers={"Idempotency-Key": "c1"})
+        unremembered = {**body, "remember": False}
+        third = api.post(f"/sessions/{session_id}/chat", unremembered, headers={"Idempotency-Key": "c2"})
+        fourth = api.post(f"/sessions/{session_id}/chat", unremembered, headers={"Idempotency-Key": "c2"})
+    finally:
+        providers.use_provider(None)
+    assert first.status_code == again.status_code == 200 and again.json == first.json
+    assert third.json == fourth.json and len(calls) == 2
+    assert [m["content"] for m in api.get(f"/sessions/{session_id}/history").json["items"]] == ["hi", "reply 1"]
+
+
+def test_racing_duplicates_create_exactly_one(table, monkeypatch):
+    monkeypatch.setattr(table, "client", atomic_calls(table.client))
+    barrier, answers, failures = threading.Barrier(6), [], []
+
+    def create():
+        barrier.wait()
+        try:
+            answers.append(dispatch(table, "agents.create", Call(
+                developer="alice", body={"name": "Racer"}, idempotency_key="race")))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=create) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    ids = {answer.body.id if hasattr(answer.body, "id") else answer.body["id"] for answer in answers}
+    assert len(answers) == 6 and len(ids) == 1
+    replayed = [answer for answer in answers if answer.headers.get("Idempotent-Replayed")]
+    assert len(replayed) == 5
+    assert [a.id for a in lists.list_records(table, AGENTS, "alice", {})["items"]] == list(ids)
+
+
+def test_a_failed_create_leaves_neither_record_nor_receipt(api, table, monkeypatch):
+    def refuse(**kwargs):
+        raise table.client.exceptions.TransactionCanceledException(
+            {"Error": {"Code": "TransactionCanceledException", "Message": "x"},
+             "CancellationReasons": [{"Code": "ValidationError"}]}, "TransactWriteItems")
+    real = table.client.transact_write_items
+    monkeypatch.setattr(table.client, "transact_write_items", refuse)
+    assert api.post("/agents", {"name": "X"}, headers={"Idempotency-Key": "k"}).status_code >= 500
+    monkeypatch.setattr(table.client, "transact_write_items", real)
+    assert not [i for i in all_items(table) if "#idem#" in i["pk"]["S"] or "#agent#" in i["pk"]["S"]]
+    assert api.post("/agents", {"name": "X"}, headers={"Idempotency-Key": "k"}).status_code == 201
+
+
+def test_an_expired_receipt_no_longer_replays(api, table, monkeypatch):
+    first = api.post("/agents", {"name": "Old"}, headers={"Idempotency-Key": "k"}).json
+    later = time.time() + 86400 + 5
+    monkeypatch.setattr("chalicelib.idempotency.time.time", lambda: later)
+    monkeypatch.setattr("chalicelib.store.time.time", lambda: later)
+    second = api.post("/agents", {"name": "Old"}, headers={"Idempotency-Key": "k"})
+    assert second.status_code == 201 and second.json["id"] != first["id"]
+
+
+@pytest.mark.parametrize("key", ["", "x" * 256, "has space"])
+def test_a_malformed_key_is_400_and_creates_nothing(api, key):
+    answer = api.post("/agents", {"name": "A"}, headers={"Idempotency-Key": key})
+    assert answer.status_code == 400, answer.json
+    assert "Idempotency-Key" in answer.json["error"]["message"]
+    assert api.get("/agents").json["items"] == []
+
+
+def test_a_malformed_key_is_refused_in_the_service_too(table):
+    for key in ("tab\there", "é", ""):
+        with pytest.raises(BadRequest):
+            dispatch(table, "agents.create", Call(developer="alice", body={"name": "A"}, idempotency_key=key))
+    with pytest.raises(ValidationFailed):
+        dispatch(table, "agents.create", Call(developer="alice", body={"name": 5}, idempotency_key="ok"))
+    assert lists.list_records(table, AGENTS, "alice", {})["items"] == []
+
+
+# --- request ids ---------------------------------------------------------------------------------
+
+def test_every_answer_carries_a_request_id(api, agent_id):
+    answers = [api.get(f"/agents/{agent_id}"), api.get("/agents/nope"), api.post("/agents", {"name": 1}),
+               api.get("/agents", key=None), api.get("/nosuchroute"), api.get("/openapi.json", key=None)]
+    ids = [a.headers.get("X-Request-Id") for a in answers]
+    assert all(ids) and len(set(ids)) == len(ids)
+
+
+def test_an_unhandled_error_is_logged_with_the_request_id_and_answers_nothing_internal(api, monkeypatch, caplog):
+    def explode(*args, **kwargs):
+        raise RuntimeError("secret internal detail /srv/app.py")
+    monkeypatch.setattr(service, "get", explode)
+    monkeypatch.setitem(__import__("chalicelib.operations", fromlist=["OPERATIONS"]).OPERATIONS, "agents.get",
+                        __import__("chalicelib.operations", fromlist=["Operation"]).Operation(
+                            200, lambda s, c: service.get(s, AGENTS, c.developer, c.ids["agent_id"])))
+    with caplog.at_level(logging.INFO, logger="sessions"):
+        answer = api.get(f"/agents/{uuid.uuid4()}")
+    assert answer.status_code == 500
+    assert answer.json["error"]["code"] == "internal_error"
+    assert "secret" not in answer.body.decode() and "/srv" not in answer.body.decode()
+    logged = [r for r in caplog.records if r.name == "sessions" and r.levelno >= logging.ERROR]
+    assert logged and logged[0].request_id == answer.headers["X-Request-Id"]
+
+
+# --- keys ----------------------------------------------------------------------------------------
+
+def test_a_revoked_key_is_refused_at_once(api, table):
+    key = auth.create_key(table, "carol")
+    carol = type(api)(api.client, key)
+    assert carol.post("/agents", {"name": "C"}).status_code == 201
+    listed = auth.list_keys(table, "carol")
+    assert [k["prefix"] for k in listed] == [key[:auth.PREFIX_CHARS]]
+    assert key not in json.dumps(all_items(table))                          # only its hash is kept
+    auth.revoke_key(table, "carol", key[:auth.PREFIX_CHARS])
+    refused = carol.get("/agents")
+    assert refused.status_code == 401 and refused.json["error"]["code"] == "unauthorized"
+    assert auth.list_keys(table, "carol") == []
+    assert api.get("/agents").status_code == 200                           # alice's key unaffected
+    with pytest.raises(Exception):
+        auth.revoke_key(table, "carol", key[:auth.PREFIX_CHARS])           # nothing left to revoke
+
+
+def test_revoking_needs_exactly_one_matching_key_of_that_developer(table):
+    first, second = auth.create_key(table, "dave"), auth.create_key(table, "dave")
+    with pytest.raises(Exception):
+        auth.revoke_key(table, "dave", "sk_")                               # ambiguous
+    with pytest.raises(Exception):
+        auth.revoke_key(table, "alice", first[:auth.PREFIX_CHARS])          # not alice's
+    auth.revoke_key(table, "dave", first[:auth.PREFIX_CHARS])
+    assert table.developer_for_key(auth.hash_key(first)) is None
+    assert table.developer_for_key(auth.hash_key(second)) == "dave"
+
+
+def test_keys_never_reach_logs_or_answers(api, agent_id, caplog):
+    secret = "sk_this-must-never-be-seen"
+    with caplog.at_level(logging.DEBUG):
+        answers = [api.get("/agents", key=secret), api.get("/agents", headers={"Authorization": secret}),
+                   api.get(f"/agents/{agent_id}"), api.post("/agents", {"name": secret}, key=KEYS["alice"] + "x")]
+    for answer in answers:
+        assert secret.encode() not in answer.body and KEYS["alice"].encode() not in answer.body
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert secret not in logged and KEYS["alice"] not in logged
+
+
+# --- expressions ---------------------------------------------------------------------------------
+
+def test_user_input_reaches_dynamodb_only_through_placeholders(api, table, monkeypatch):
+    hostile = ["#evil", ":evil", "pk = :pk OR attribute_exists(sk)", "#sk) OR (", "size(pk) > :x", "REMOVE summary"]
+    expressions = []
+
+    def record(name, call):
+        return call()
+
+    class Recording(InterceptedClient):
+        def __getattr__(self, name):
+            attribute = getattr(self._client, name)
+            if name == "exceptions" or not callable(attribute):
+                return attribute
+
+            def call(*args, **kwargs):
+                for item in [kwargs, *kwargs.get("TransactItems", [])]:
+                    for action in ([item] if item is kwargs else item.values()):
+                        for field, value in action.items():
+                            if field.endswith("Expression"):
+                                expressions.append(value)
+                return attribute(*args, **kwargs)
+            return call
+
+    monkeypatch.setattr(table, "client", Recording(table.client, record))
+    agent = api.post("/agents", {"name": hostile[2], "about": hostile[0],
+                                 "metadata": {text: text for text in hostile}}).json["id"]
+    session = api.post("/sessions", {"agent_id": agent, "situation": hostile[4],
+                                     "metadata": {text: text for text in hostile}}).json["id"]
+    api.patch(f"/sessions/{session}", {"metadata": {hostile[3]: hostile[1]}, "situation": hostile[5]})
+    for text in hostile:
+        api.get("/sessions?metadata_filter=" + __import__("urllib.parse").parse.quote(json.dumps({text: text})))
+    api.post(f"/sessions/{session}/history", {"messages": [{"role": "user", "content": hostile[2], "name": hostile[0]}]})
+    api.delete(f"/agents/{agent}")
+    assert len(expressions) > 20
+    for expression in expressions:
+        for text in hostile:
+            assert text not in expression, (text, expression)
