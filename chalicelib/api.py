@@ -81,6 +81,9 @@ class Web:
                 return json_response(answer.status, answer.body, answer.headers)
             except ServiceError as error:
                 return error_response(error)
+            except (ClientError, BotoCoreError, StoreError) as error:
+                # Here, not in the middleware: Chalice turns a view's exception into its own 500.
+                return database_failure(error)
 
         view.__name__ = operation_name.replace(".", "_")
         self.app.route(path, methods=[method], name=view.__name__)(view)
@@ -121,14 +124,18 @@ class Web:
         except ServiceError as error:
             return error_response(error)
         except (ClientError, BotoCoreError, StoreError) as error:
-            transient = _is_transient(error)
-            (logger.warning if transient else logger.exception)("DynamoDB failed: %s", type(error).__name__)
-            return error_response(Unavailable("the database is busy; retry in a moment")) if transient \
-                else _internal_error()
+            return database_failure(error)
         except Exception:
             logger.exception("unhandled error")
             return _internal_error()
         return _our_shape(response)
+
+
+def database_failure(error: Exception) -> Response:
+    """503 + Retry-After for DynamoDB saying "not now" (after every retry); 500 for our own bugs."""
+    transient = _is_transient(error)
+    (logger.warning if transient else logger.exception)("DynamoDB failed: %s", type(error).__name__)
+    return error_response(Unavailable("the database is busy; retry in a moment")) if transient else _internal_error()
 
 
 def _is_transient(error: Exception) -> bool:

@@ -234,7 +234,8 @@ class Store:
                 raise MissingRecord(kind, old["id"])
             raise VersionConflict()
 
-    def delete(self, developer: str, kind: str, record: dict[str, Any], terms: list[str]) -> None:
+    def delete(self, developer: str, kind: str, record: dict[str, Any], terms: list[str],
+               parents: list[tuple[str, str]] = ()) -> None:
         """Remove a record and its index entries, and leave a purge marker for whatever lives
         under it (history, child sessions), in one transaction, if the record is still at the
         version read (else its entries may have moved). Raises MissingRecord if someone else
@@ -245,7 +246,9 @@ class Store:
                         "ExpressionAttributeNames": {"#version": "version"},
                         "ExpressionAttributeValues": {":version": {"N": str(record["version"])}}}},
             *(self._delete(key) for key in entry_keys(developer, kind, record, terms)),
-            self._put(_key(_purge_pk(developer), f"{kind}#{record['id']}")),
+            # The marker names the parents, so a parent's resumed cascade can find this one.
+            self._put({**_key(_purge_pk(developer), f"{kind}#{record['id']}"),
+                       **_serialize({"parents": [f"{k}#{i}" for k, i in parents] or None})}),
         ]
         if self._transact(actions) is not None:
             if self.get(developer, kind, record["id"]) is None:
@@ -262,6 +265,12 @@ class Store:
     def pending_purges(self, developer: str) -> list[tuple[str, str]]:
         return [tuple(item[SK]["S"].split("#", 1))  # type: ignore[misc]
                 for item in self._query(_purge_pk(developer), projection=SK)]
+
+    def pending_child_purges(self, developer: str, parent_kind: str, parent_id: str) -> list[str]:
+        """Ids of sessions whose purge is pending and whose marker names this parent."""
+        parent = f"{parent_kind}#{parent_id}"
+        return [item[SK]["S"].split("#", 1)[1] for item in self._query(_purge_pk(developer), prefix="session#")
+                if parent in _deserialize(item).get("parents", [])]
 
     def finish_purge(self, developer: str, kind: str, record_id: str) -> None:
         self.client.delete_item(TableName=self.table, Key=_key(_purge_pk(developer), f"{kind}#{record_id}"))
@@ -510,19 +519,23 @@ def _backoff(attempts: int = 8) -> Iterator[int]:
 _store: Store | None = None
 
 
+def client_config() -> Any:
+    """botocore settings for DynamoDB, bounded so that one call at its worst (3 attempts of 1 s to
+    connect and 2 s to read, plus up to 1 + 2 s of backoff: 12 s) ends well inside API Gateway's
+    29 s, leaving room for a cascade's 15 s budget (docs/reliability.md "Faults")."""
+    from botocore.config import Config
+
+    return Config(connect_timeout=1, read_timeout=2, retries={"mode": "standard", "total_max_attempts": 3},
+                  region_name=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1")
+
+
 def get_store() -> Store:
     """The store for this process, made on first use (not at import: cold starts stay small)."""
     global _store
     if _store is None:
         import boto3
-        from botocore.config import Config
 
-        client = boto3.client("dynamodb", config=Config(
-            # Bounded so an API call finishes well inside API Gateway's 29 s.
-            connect_timeout=2, read_timeout=5, retries={"mode": "standard", "max_attempts": 4},
-            region_name=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
-        ))
-        _store = Store(client, schema.table_name())
+        _store = Store(boto3.client("dynamodb", config=client_config()), schema.table_name())
     return _store
 
 

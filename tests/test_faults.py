@@ -264,10 +264,6 @@ def test_the_store_client_retries_in_standard_mode_with_bounded_attempts_and_tim
     assert 0 < config.read_timeout < API_GATEWAY_SECONDS
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: get_store()'s Config (max_attempts=4, which botocore reads as 4 RETRIES, so 5 attempts; "
-    "connect 2 s, read 5 s) lets one DynamoDB call last 5 x 7 s + 1+2+4+8 s of throttling backoff = 50 s, "
-    "past API Gateway's 29 s on its own; a cascade checks its 20 s budget only between calls"))
 def test_one_dynamodb_call_at_its_worst_ends_inside_api_gateways_29_seconds(table):
     config = production_store().client.meta.config
     worst = worst_call_seconds(config)
@@ -400,14 +396,8 @@ def run_scenario(api, faulty: Faulty, name: str, kind: str):
     return answer, agent_id, sessions
 
 
-BUG_500 = ("BUG: a DynamoDB error that outlives botocore's retries inside a route answers 500 "
-           "internal_error, not 503 + Retry-After: chalice's _get_view_function_response turns any "
-           "exception of a view into its own 500 before chalicelib/api.py's middleware can map "
-           "ClientError/BotoCoreError/StoreError to 503 (only the API-key read, done in the "
-           "middleware itself, answers 503)")
 
 
-@pytest.mark.xfail(strict=True, reason=BUG_500)
 @pytest.mark.parametrize("name", SCENARIOS)
 @pytest.mark.parametrize("kind", ["Throttling", "ReadTimeout"])
 def test_faults_past_every_retry_answer_503_with_retry_after(api, faulty, name, kind):
@@ -427,7 +417,7 @@ def test_a_create_whose_faults_outlive_every_retry_is_whole_or_absent_and_its_re
         api, table, faulty, kind):
     wire = faulty.wire
     failed, agent_id, _ = run_scenario(api, faulty, "create", kind)
-    assert failed.status_code in (500, 503)   # 503 is pinned by the xfail above (BUG_500)
+    assert failed.status_code == 503
     if kind == "TransactionConflict":
         assert wire.calls["TransactWriteItems"] == store_module.TRANSACT_ATTEMPTS
     else:
@@ -456,7 +446,7 @@ CASCADE_FAULTS = ["Throttling", "ReadTimeout", "ConnectTimeout"]
 def test_a_cascade_cut_by_faults_leaves_nothing_readable_and_the_retry_and_sweep_finish_it(
         api, table, faulty, kind):
     failed, agent_id, sessions = run_scenario(api, faulty, "cascade", kind)
-    assert failed.status_code in (500, 503)   # 503 is pinned by the xfail above (BUG_500)
+    assert failed.status_code == 503
     assert api.get(f"/agents/{agent_id}").status_code == 404, "the agent went atomically, before its cascade"
     assert api.get("/agents").json["items"] == []
     assert_consistent(table, "alice")   # each session is there whole, or gone with its purge pending
@@ -471,16 +461,10 @@ def test_a_cascade_cut_by_faults_leaves_nothing_readable_and_the_retry_and_sweep
     assert_consistent(table, "alice")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: a resumed agent/user DELETE answers 202 while a session whose own delete transaction ran "
-    "before the cut, but whose history purge did not finish, keeps its messages and purge marker: "
-    "the resumed cascade finds children through the parent's index term, whose entries for that "
-    "session went with its record (service._purge); only finish_pending_deletes removes them. "
-    "Same with the 503 deletion_in_progress budget path, no faults needed"))
 @pytest.mark.parametrize("kind", CASCADE_FAULTS)
 def test_a_resumed_cascade_answers_202_only_when_everything_is_gone(api, table, faulty, kind):
     failed, agent_id, sessions = run_scenario(api, faulty, "cascade", kind)
-    assert failed.status_code in (500, 503)
+    assert failed.status_code == 503
     faulty.wire.persistent.clear()
     assert api.delete(f"/agents/{agent_id}").status_code == 202
     assert mentioning(table, agent_id, *sessions) == set(), "202: everything is gone (docs/design.md)"
@@ -489,7 +473,7 @@ def test_a_resumed_cascade_answers_202_only_when_everything_is_gone(api, table, 
 
 # --- a workload under faults ----------------------------------------------------------------------
 
-FAULTED = (500, 503)   # answers a fault may cause; 500 only until BUG_500 is fixed (pinned below)
+FAULTED = (503,)   # the only answer a fault may cause
 
 
 @dataclass
@@ -846,7 +830,6 @@ def test_under_faults_nothing_is_half_written_and_every_acknowledged_write_is_th
     assert_consistent(table, "alice", "bob")
 
 
-@pytest.mark.xfail(strict=True, reason=BUG_500)
 def test_under_faults_every_answer_is_a_success_or_a_503_with_retry_after(api, table, faulty):
     outcome = run_workload(api, faulty, SEED, STEPS)
     errors = [(method, path, status) for method, path, status, _, _ in outcome.workload.answers if status >= 500]
