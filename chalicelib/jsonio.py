@@ -1,8 +1,10 @@
-"""JSON in and out, exactly: numbers stay Decimal (DynamoDB's number type), NaN and Infinity are
-refused, and text that cannot be UTF-8 (lone surrogates) never reaches the table."""
+"""JSON in and out, exactly: numbers come in as Decimal (DynamoDB's number type) and go out as
+their exact decimal text, never through a float; NaN and Infinity are refused, and text that
+cannot be UTF-8 (lone surrogates) never reaches the table (docs/reliability.md, "Numbers")."""
 from __future__ import annotations
 
 import json
+import secrets
 from decimal import Decimal
 from typing import Any
 
@@ -46,14 +48,43 @@ def loads_body(raw: bytes | None) -> dict[str, Any]:
     return value
 
 
-def _default(value: Any) -> Any:
-    if hasattr(value, "model_dump"):  # a wire model (pydantic), wherever it sits in the answer
-        return value.model_dump()
-    if isinstance(value, Decimal):
-        # Integers stay integers; anything written with a fraction or exponent goes out as a float.
-        return int(value) if value.as_tuple().exponent >= 0 else float(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+def number_text(value: Decimal) -> str:
+    """A Decimal as a JSON number, its value and digits exactly: `str` keeps every digit of the
+    coefficient (`0.1`, `1E+40`, `1.5E-7`, `2.50`, `-0`, `0E-7`), and every finite form it gives
+    is valid JSON (tests/test_limits.py checks that property)."""
+    if not value.is_finite():
+        raise ValueError(f"{value} is not a JSON number")
+    return str(value)
 
 
 def dumps(value: Any) -> str:
-    return json.dumps(value, default=_default, ensure_ascii=False, separators=(",", ":"))
+    """Compact JSON with every Decimal written as its exact decimal text.
+
+    The C encoder writes numbers only through int's and float's own repr (even for subclasses),
+    and a float keeps 17 digits at best; so each Decimal goes in as a placeholder string (a
+    random token drawn once per call, at the first Decimal) and comes out replaced by its text,
+    in the order the encoder met them. Pydantic models anywhere in the value are dumped where
+    they are met. A value without Decimals costs nothing more than json.dumps.
+    """
+    while True:
+        numbers: list[str] = []
+        token = ""
+
+        def default(item: Any) -> Any:
+            nonlocal token
+            if isinstance(item, Decimal):
+                if not token:
+                    token = "decimal:" + secrets.token_hex(16)
+                numbers.append(number_text(item))
+                return token
+            if hasattr(item, "model_dump"):  # a wire model (pydantic), wherever it sits in the answer
+                return item.model_dump()
+            raise TypeError(f"{type(item).__name__} is not JSON serializable")
+
+        text = json.dumps(value, default=default, ensure_ascii=False, separators=(",", ":"))
+        if not numbers:
+            return text
+        pieces = text.split(f'"{token}"')
+        # A string equal to the token could only be there by a 2**-128 chance; draw again then.
+        if len(pieces) == len(numbers) + 1:
+            return "".join(piece + number for piece, number in zip(pieces, numbers)) + pieces[-1]
