@@ -1,79 +1,152 @@
 """The wire format: one pydantic model per body the API reads or writes.
 
 Input models are strict and refuse unknown fields, so a typo is a 422 naming it rather than a
-silently ignored field. Bounds keep every item well under DynamoDB's 400 KB (docs/design.md).
+silently ignored field. Bounds keep every item under DynamoDB's 400 KB and every transaction
+under 100 actions and 4 MB, with every field at its limit at once (docs/reliability.md, "Limits").
 """
 from __future__ import annotations
 
-import json
-from decimal import Decimal
+from decimal import Context as DecimalContext, Decimal
 from typing import Annotated, Any, Literal
 
 from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainValidator, PrivateAttr,
-                      WithJsonSchema, field_validator)
+                      ValidationError, ValidationInfo, WithJsonSchema, field_validator)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
-# Size bounds, in UTF-8 bytes. Their sum stays far below DynamoDB's 400 KB item limit.
+from . import jsonio
+
+# Bounds, in UTF-8 bytes unless said otherwise. Together they keep every item under DynamoDB's
+# 400 KB and every transaction under 100 actions and 4 MB, with every field at its limit at once:
+# the arithmetic is in docs/reliability.md ("Limits"), and tests/test_limits.py measures it.
 MAX_NAME_BYTES = 256
 MAX_ABOUT_BYTES = 16 * 1024
 MAX_SITUATION_BYTES = 64 * 1024
-MAX_INSTRUCTIONS_BYTES = 64 * 1024
+MAX_INSTRUCTIONS_BYTES = 64 * 1024    # all of an agent's instructions together
+MAX_INSTRUCTIONS = 256                # items of the instructions list (each costs a byte even when empty)
 MAX_MODEL_BYTES = 256
-MAX_OBJECT_BYTES = 64 * 1024          # metadata, default_settings (as compact JSON)
+MAX_OBJECT_BYTES = 64 * 1024          # metadata, default_settings (as compact JSON, numbers as written)
+MAX_OBJECT_KEYS = 256                 # keys of one object in metadata or default_settings, at any level
+MAX_STRING_VALUE_BYTES = 16 * 1024    # one string value in metadata or default_settings, at any level
 MAX_METADATA_KEY_CHARS = 256
 MAX_NESTING = 16                      # DynamoDB allows 32 levels; we leave room
+MAX_NUMBER_DIGITS = 38                # DynamoDB's precision; magnitudes 1E-128 to under 1E+126 (boto3's range)
 MAX_CONTENT_BYTES = 64 * 1024         # one history message
 MAX_MESSAGES_PER_APPEND = 50          # one transaction: 50 x 64 KiB < 4 MB, 51 actions < 100
 MAX_CONTENT_PARTS = 100               # text parts of one message's content
 MAX_REPLY_TOKENS = 16_384             # a reply must fit one history message (64 KiB)
+MAX_SUMMARY_BYTES = 16 * 1024         # a session's stored summary (context.py to clip to it: docs/reliability.md)
 MAX_TOKEN_BUDGET = 1_000_000_000
 DEFAULT_MODEL = "julep-ai/samantha-1-turbo"
 
 
+def _limit_error(kind: str, message: str, loc: tuple[str | int, ...] = (), value: Any = None) -> ValidationError:
+    """A 422 detail at `loc` under the field being validated (pydantic prefixes the field), its
+    `type` naming the limit and its message the numbers. `message` is used as it is: no
+    placeholders, so user text in it (a key in a path) cannot be read as one."""
+    return ValidationError.from_exception_data("limit", [InitErrorDetails(
+        type=PydanticCustomError(kind, "{message}", {"message": message}), loc=loc, input=value)])
+
+
+def _path(field: str, loc: tuple[str | int, ...]) -> str:
+    return ".".join([field, *map(str, loc)])
+
+
+def _utf8_size(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode("utf-8"))
+
+
 def _bounded(limit: int):
-    def check(value: str) -> str:
-        if len(value.encode("utf-8")) > limit:
-            raise ValueError(f"is longer than {limit} bytes (UTF-8)")
+    def check(value: str, info: ValidationInfo) -> str:
+        size = _utf8_size(value)
+        if size > limit:
+            raise _limit_error("string_too_long", f"{info.field_name} is {size} bytes (UTF-8); at most {limit}")
         return value
     return AfterValidator(check)
 
 
-def _storable_number(value: int | Decimal) -> bool:
-    """What DynamoDB (and boto3's serializer) can hold exactly: at most 38 digits as written
-    (boto3 refuses to round, so 10**40 written out in full is refused while 1E+40 is not), and a
-    magnitude from 1E-128 to under 1E+126 (DynamoDB goes to 1E-130; below 1E-128 boto3 rounds)."""
+def _storable_number(value: int | Decimal) -> int | Decimal | None:
+    """The number as DynamoDB (through boto3's serializer) stores it exactly, or None.
+
+    At most 38 digits, magnitude 1E-128 to under 1E+126 (DynamoDB goes to 1E-130; below 1E-128
+    boto3 rounds). An integer counts its digits as written: boto3 refuses to round, so 10**40
+    written out in full is refused while 1E+40 is not. A Decimal counts significant digits:
+    DynamoDB hands 1E+40 back as forty-one digits, and such a number read back and written again
+    (a PATCH merging into stored metadata) must stay storable, so it is given back as 1E+40."""
     number = Decimal(value)
-    return len(number.as_tuple().digits) <= 38 and -128 <= number.adjusted() <= 125
+    if not number.is_finite() or not -128 <= number.adjusted() <= 125:
+        return None
+    digits = len(number.as_tuple().digits)
+    if digits <= MAX_NUMBER_DIGITS:
+        return value
+    if isinstance(value, Decimal):
+        significant = number.normalize(DecimalContext(prec=digits))   # drops trailing zeros, never rounds
+        if len(significant.as_tuple().digits) <= MAX_NUMBER_DIGITS:
+            return significant
+    return None
 
 
-def _check_tree(value: Any, depth: int = 0) -> None:
-    """Every level of a free-form JSON value: DynamoDB refuses empty map keys at any depth and
-    numbers it cannot represent, so both are 422s here rather than failed writes later."""
+def _checked_tree(value: Any, field: str, loc: tuple[str | int, ...], depth: int) -> Any:
+    """Every level of a free-form JSON value, against the limits per level: nesting, keys per
+    object and their length (DynamoDB refuses empty map keys at any depth), one string's size,
+    and numbers DynamoDB can hold. Any of them past its limit is a 422 at the offending place.
+    The value comes back as it was, but for numbers re-written in their storable form."""
     if depth > MAX_NESTING:
-        raise ValueError(f"nests deeper than {MAX_NESTING} levels")
+        raise _limit_error("too_deeply_nested",
+                           f"{_path(field, loc)} nests {depth} levels deep; at most {MAX_NESTING}", loc)
     if isinstance(value, dict):
+        if len(value) > MAX_OBJECT_KEYS:
+            raise _limit_error("too_many_keys", f"{_path(field, loc)} has {len(value)} keys; "
+                               f"at most {MAX_OBJECT_KEYS} per object", loc)
+        changed = None
         for key, item in value.items():
             if not key or len(key) > MAX_METADATA_KEY_CHARS:
-                raise ValueError(f"keys must be 1 to {MAX_METADATA_KEY_CHARS} characters, at every level")
-            _check_tree(item, depth + 1)
-    elif isinstance(value, list):
-        for item in value:
-            _check_tree(item, depth + 1)
-    elif isinstance(value, (int, Decimal)) and not isinstance(value, bool) and not _storable_number(value):
-        raise ValueError(f"holds the number {value}: at most 38 digits, magnitude 1E-128 to 1E+125")
+                raise _limit_error("key_length", f"{_path(field, loc)} has a key of {len(key)} characters; "
+                                   f"keys are 1 to {MAX_METADATA_KEY_CHARS} characters", loc)
+            checked = _checked_tree(item, field, (*loc, key), depth + 1)
+            if checked is not item:
+                changed = changed or dict(value)
+                changed[key] = checked
+        return value if changed is None else changed
+    if isinstance(value, list):
+        checked_items = [_checked_tree(item, field, (*loc, n), depth + 1) for n, item in enumerate(value)]
+        return value if all(a is b for a, b in zip(checked_items, value)) else checked_items
+    if isinstance(value, str):
+        if len(value) > MAX_STRING_VALUE_BYTES // 4:
+            size = _utf8_size(value)
+            if size > MAX_STRING_VALUE_BYTES:
+                raise _limit_error("string_too_long", f"{_path(field, loc)} is a string of {size} bytes "
+                                   f"(UTF-8); at most {MAX_STRING_VALUE_BYTES}", loc)
+        return value
+    if isinstance(value, (int, Decimal)) and not isinstance(value, bool):
+        storable = _storable_number(value)
+        if storable is None:
+            number = Decimal(value)
+            raise _limit_error("number_not_storable", f"{_path(field, loc)} holds a number of "
+                               f"{len(number.as_tuple().digits)} digits, magnitude 1E{number.adjusted():+d}; "
+                               f"DynamoDB stores at most {MAX_NUMBER_DIGITS} digits, magnitudes 1E-128 to "
+                               f"under 1E+126", loc)
+        return storable
+    return value
 
 
-def _check_object(value: dict[str, Any]) -> dict[str, Any]:
-    _check_tree(value, depth=1)
-    if len(json.dumps(value, default=str, ensure_ascii=False).encode("utf-8")) > MAX_OBJECT_BYTES:
-        raise ValueError(f"is larger than {MAX_OBJECT_BYTES} bytes as JSON")
+def _check_object(value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+    field = info.field_name or "object"
+    value = _checked_tree(value, field, (), depth=1)
+    size = len(jsonio.dumps(value).encode("utf-8"))
+    if size > MAX_OBJECT_BYTES:
+        raise _limit_error("object_too_large", f"{field} is {size} bytes as JSON; at most {MAX_OBJECT_BYTES}")
     return value
 
 
 def _check_instructions(value: str | list[str]) -> list[str]:
     """Julep accepts one string or a list; we always store the list."""
     items = [value] if isinstance(value, str) else value
-    if sum(len(item.encode("utf-8")) for item in items) > MAX_INSTRUCTIONS_BYTES:
-        raise ValueError(f"are longer than {MAX_INSTRUCTIONS_BYTES} bytes (UTF-8) in all")
+    if len(items) > MAX_INSTRUCTIONS:
+        raise _limit_error("too_many_items", f"instructions has {len(items)} items; at most {MAX_INSTRUCTIONS}")
+    size = sum(_utf8_size(item) for item in items)
+    if size > MAX_INSTRUCTIONS_BYTES:
+        raise _limit_error("string_too_long", f"instructions are {size} bytes (UTF-8) in all; "
+                           f"at most {MAX_INSTRUCTIONS_BYTES}")
     return items
 
 

@@ -898,7 +898,7 @@ def test_numbers_are_stored_exactly_or_refused(api, agent_id, session_id, kind, 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_patch_merged_metadata_stays_within_its_bound(api, make, kind):
-    chunk = "x" * 40_000  # one such key is within the 64 KiB bound; two are not
+    chunk = ["x" * 13_400] * 3  # one such key (40 KB) is within the 64 KiB bound; two are not (strings: 16 KiB each)
     rid = make(kind, metadata={"k0": chunk})
     assert_422(api.post(f"/{kind}", {**({"agent_id": fetch(api, kind, rid)["agent_id"]} if kind == "sessions"
                                         else {"name": "A"}), "metadata": {"a": chunk, "b": chunk}}), "metadata")
