@@ -175,7 +175,10 @@ def _summarize(provider: Any, agent: dict[str, Any], old_summary: str | None,
         [{"role": "system", "content": SUMMARY_PROMPT.format(words=max(10, reserve * 2 // 3))},
          {"role": "user", "content": request}],
         {"max_tokens": reserve}, timeout=remaining(deadline))
-    return tokens.clip(completion.content.strip(), reserve - tokens.MESSAGE_OVERHEAD * 2)
+    text = tokens.clip(completion.content.strip(), reserve - tokens.MESSAGE_OVERHEAD * 2)
+    # The estimate counts whitespace as free, so bytes are bounded too: the session item must
+    # stay far below 400 KB whatever the model answers.
+    return text.encode("utf-8")[:models.MAX_SUMMARY_BYTES].decode("utf-8", "ignore")
 
 
 def remaining(deadline: float | None) -> float:

@@ -34,7 +34,7 @@ MAX_CONTENT_BYTES = 64 * 1024         # one history message
 MAX_MESSAGES_PER_APPEND = 50          # one transaction: 50 x 64 KiB < 4 MB, 51 actions < 100
 MAX_CONTENT_PARTS = 100               # text parts of one message's content
 MAX_REPLY_TOKENS = 16_384             # a reply must fit one history message (64 KiB)
-MAX_SUMMARY_BYTES = 16 * 1024         # a session's stored summary (context.py to clip to it: docs/reliability.md)
+MAX_SUMMARY_BYTES = 16 * 1024         # a session's stored summary (chalicelib/context.py clips to it)
 MAX_TOKEN_BUDGET = 1_000_000_000
 DEFAULT_MODEL = "julep-ai/samantha-1-turbo"
 

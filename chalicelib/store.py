@@ -22,6 +22,7 @@ import os
 import random
 import time
 from collections.abc import Iterable, Iterator
+from decimal import Context, Decimal
 from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
@@ -36,8 +37,20 @@ BATCH_GET_MAX = 100
 TRANSACT_ATTEMPTS = 5
 _RETRYABLE_CANCELLATIONS = {"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"}
 
+class _ExactDeserializer(TypeDeserializer):
+    """Numbers as the exact Decimal of DynamoDB's text. boto3's own rounds through a 38-digit
+    context that traps rounding, so a number DynamoDB hands back spelled out in full (1E+40 as
+    forty-one digits) would raise (boto/boto3#2500)."""
+
+    def _deserialize_n(self, value: str) -> Decimal:
+        return Decimal(value)
+
+    def _deserialize_ns(self, value: list[str]) -> set[Decimal]:
+        return {Decimal(v) for v in value}
+
+
 _serializer = TypeSerializer()
-_deserializer = TypeDeserializer()
+_deserializer = _ExactDeserializer()
 
 
 class StoreError(Exception):
@@ -123,7 +136,20 @@ def _key_tuple(key: dict[str, Any]) -> tuple[str, str]:
 
 def _serialize(values: dict[str, Any]) -> dict[str, Any]:
     # None means "absent": omitting it keeps items small and reads default it back to None.
-    return {k: _serializer.serialize(v) for k, v in values.items() if v is not None}
+    return {k: _serializer.serialize(_storable(v)) for k, v in values.items() if v is not None}
+
+
+def _storable(value: Any) -> Any:
+    """DynamoDB hands numbers back spelled out (1E+40 as forty-one digits), which boto3 then
+    refuses to write; such a number is written again in its shortest exact form."""
+    if isinstance(value, Decimal):
+        digits = len(value.as_tuple().digits)
+        return value.normalize(Context(prec=digits)) if digits > 38 else value   # exact: only zeros go
+    if isinstance(value, dict):
+        return {k: _storable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_storable(v) for v in value]
+    return value
 
 
 def _deserialize(item: dict[str, Any]) -> dict[str, Any]:

@@ -606,9 +606,6 @@ def test_unreadable_numbers_change_nothing(api, table, world):
 
 # --- 5. gaps that need changes outside the bounds (see docs/reliability.md "Known gaps") ---------------
 
-@pytest.mark.xfail(strict=True, reason="GAP: chalicelib/context.py clips a summary by estimated tokens, and "
-                   "whitespace costs none, so a summarizer's answer of any length is stored; the session item "
-                   "can pass 400 KB (a 500). Fix: clip the summary to models.MAX_SUMMARY_BYTES as well")
 def test_a_summary_is_held_to_its_byte_limit(api, table, world, echo):
     session_id = world["session_id"]
     history.append_messages(table, "alice", session_id, [message(f"turn {n} " + "word " * 9) for n in range(14)])
@@ -620,9 +617,6 @@ def test_a_summary_is_held_to_its_byte_limit(api, table, world, echo):
     assert len(summary.encode()) <= models.MAX_SUMMARY_BYTES
 
 
-@pytest.mark.xfail(strict=True, reason="GAP: real DynamoDB returns 1E+40 as forty-one digits, and "
-                   "chalicelib/store.py reads numbers with boto3's TypeDeserializer, which raises "
-                   "decimal.Rounded on them (boto/boto3#2500): the GET is a 500. Fix: read N as Decimal(text)")
 def test_a_number_stored_expanded_reads_back(api, table, world):
     user_id = world["user_id"]
     assert api.patch(f"/users/{user_id}", {"metadata": {"x": 1}}).status_code == 200

@@ -74,11 +74,11 @@ def test_a_delete_racing_a_patch_leaves_no_stale_index_entry(api, table, session
     real_delete = table.delete
     raced = []
 
-    def delete_after_a_patch(developer, kind, record, terms):
+    def delete_after_a_patch(developer, kind, record, terms, parents=()):
         if not raced:
             raced.append(1)
             service.update(table, service.SESSIONS, "alice", session_id, {"metadata": {"moved": True}}, replace=False)
-        return real_delete(developer, kind, record, terms)
+        return real_delete(developer, kind, record, terms, parents)
 
     monkeypatch.setattr(table, "delete", delete_after_a_patch)
     assert api.delete(f"/sessions/{session_id}").status_code == 202

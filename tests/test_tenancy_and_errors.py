@@ -73,7 +73,9 @@ def scan_all(store) -> list[dict[str, Any]]:
 
 
 def developer_items(store, developer: str) -> list[dict[str, Any]]:
-    return [item for item in scan_all(store) if item["pk"]["S"].startswith(f"dev#{developer}#")]
+    """A developer's data: everything under their prefix but the list of their API keys."""
+    return [item for item in scan_all(store) if item["pk"]["S"].startswith(f"dev#{developer}#")
+            and item["pk"]["S"] != f"dev#{developer}#apikeys"]
 
 
 def strings_in(value: Any) -> list[str]:
