@@ -54,7 +54,8 @@ def decode(cursor: str, developer: str, query_digest: str) -> str:
     invalid = BadRequest("cursor is not valid for this query: pass next_cursor from the previous "
                          "page of the same list, unchanged")
     payload, _, signature = cursor.partition(".")
-    if not payload or not hmac.compare_digest(signature, _signature(payload) if payload.isascii() else ""):
+    if not payload or not (payload.isascii() and signature.isascii()) \
+            or not hmac.compare_digest(signature, _signature(payload)):
         raise invalid
     try:
         fields = json.loads(_unb64(payload))
