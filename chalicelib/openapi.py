@@ -1,8 +1,255 @@
-"""The API's OpenAPI 3.1 description, generated from the routes table and the wire models."""
+"""The API's OpenAPI 3.1 description, generated from the routes table (app.py) and the wire models
+(chalicelib/models.py), so that neither can drift from it.
+
+Each operation's status, whether it takes a body and whether it honours Idempotency-Key come from
+chalicelib/operations.py; what this module adds is the table below: the models a route reads and
+answers, its query parameters and the errors it can answer besides those every route can. Served
+at GET /openapi.json (no key needed); app.py imports this module only when that is first asked for.
+"""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
+from pydantic import BaseModel, create_model
+from pydantic.json_schema import models_json_schema
+
+from . import models
+from .history import OFFSET_MAX, PAGE_DEFAULT, PAGE_MAX
+from .idempotency import MAX_KEY_CHARS
+from .operations import OPERATIONS
+from .service import LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX
+
+DOCUMENT_PATH = "/openapi.json"      # where app.py serves this document
+SCHEMA_REF = "#/components/schemas/{model}"
+
+
+def _page(name: str, item: type[BaseModel]) -> type[BaseModel]:
+    return create_model(name, items=(list[item], ...), next_cursor=(str | None, ...))
+
+
+AgentList = _page("AgentList", models.Agent)
+UserList = _page("UserList", models.User)
+SessionList = _page("SessionList", models.Session)
+HistoryPage = _page("HistoryPage", models.Message)
+Appended = create_model("Appended", items=(list[models.Message], ...))
+
+
+# --- query parameters -------------------------------------------------------------------------------
+
+def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
+
+
+_UUID = {"type": "string", "format": "uuid"}
+_ORDER = {"type": "string", "enum": ["asc", "desc"]}
+_CURSOR = _query("cursor", {"type": "string"},
+                 "the previous page's next_cursor, with the same query; not with a non-zero offset")
+LIST_QUERY = [
+    _query("limit", {"type": "integer", "minimum": 1, "maximum": LIST_LIMIT_MAX, "default": LIST_LIMIT_DEFAULT},
+           "items per page"),
+    _query("offset", {"type": "integer", "minimum": 0, "maximum": 10**9, "default": 0},
+           "matching items to skip (read and skipped: prefer the cursor)"),
+    _CURSOR,
+    {"name": "metadata_filter", "in": "query", "required": False,
+     "content": {"application/json": {"schema": {"type": "object"}}},
+     "description": "a JSON object: every top-level key must be present and equal (typed JSON equality)"},
+    _query("sort_by", {"type": "string", "enum": ["created_at", "updated_at"], "default": "created_at"},
+           "the order's field; ties are broken by id"),
+    _query("order", {**_ORDER, "default": "desc"}, "desc: newest first"),
+]
+SESSION_LIST_QUERY = [*LIST_QUERY, _query("agent_id", _UUID, "only this agent's sessions"),
+                      _query("user_id", _UUID, "only this user's sessions")]
+HISTORY_QUERY = [
+    _query("limit", {"type": "integer", "minimum": 1, "maximum": PAGE_MAX, "default": PAGE_DEFAULT},
+           "messages per page"),
+    _query("offset", {"type": "integer", "minimum": 0, "maximum": OFFSET_MAX, "default": 0},
+           "messages to skip; page further with the cursor"),
+    _CURSOR,
+    _query("order", {**_ORDER, "default": "asc"}, "asc: oldest first; desc: the last N turns"),
+]
+
+
+# --- what each operation reads and answers ----------------------------------------------------------
+
+@dataclass(frozen=True)
+class Doc:
+    answer: type[BaseModel]
+    body: type[BaseModel] | None = None
+    query: list[dict[str, Any]] | None = None     # None: any query parameter is ignored
+    errors: tuple[int, ...] = ()                  # besides 401, 415 and 503, which every route can answer
+    versioned: bool = False                       # the answer carries the resource's ETag
+    if_match: bool = False
+
+
+_BODY = (400, 413, 422)     # unreadable, too large, against the schema
+_WRITE = (404, 409, 412)    # absent, lost every concurrency retry, a stale If-Match
+
+
+def _resource(plural: str, create: type[BaseModel], patch: type[BaseModel], replace: type[BaseModel],
+              wire: type[BaseModel], page: type[BaseModel], query: list[dict[str, Any]],
+              create_errors: tuple[int, ...] = ()) -> dict[str, Doc]:
+    return {
+        f"{plural}.create": Doc(models.Created, create, errors=(*_BODY, *create_errors)),
+        f"{plural}.list": Doc(page, query=query, errors=(400,)),
+        f"{plural}.get": Doc(wire, errors=(404,), versioned=True),
+        f"{plural}.replace": Doc(models.Updated, replace, errors=(*_BODY, *_WRITE), versioned=True, if_match=True),
+        f"{plural}.patch": Doc(models.Updated, patch, errors=(*_BODY, *_WRITE), versioned=True, if_match=True),
+        f"{plural}.delete": Doc(models.Deleted, errors=_WRITE, if_match=True),
+    }
+
+
+DOCS: dict[str, Doc] = {
+    **_resource("agents", models.AgentCreate, models.AgentPatch, models.AgentReplace, models.Agent,
+                AgentList, LIST_QUERY),
+    **_resource("users", models.UserCreate, models.UserPatch, models.UserReplace, models.User,
+                UserList, LIST_QUERY),
+    # A session names its agent and user: either absent is a 404.
+    **_resource("sessions", models.SessionCreate, models.SessionPatch, models.SessionReplace, models.Session,
+                SessionList, SESSION_LIST_QUERY, create_errors=(404,)),
+    "sessions.history.get": Doc(HistoryPage, query=HISTORY_QUERY, errors=(400, 404)),
+    "sessions.history.append": Doc(Appended, models.HistoryAppend, errors=(*_BODY, 404)),
+    "sessions.history.delete": Doc(models.Deleted, errors=(404,)),
+    # An adaptive context has the model provider summarize: its failures are the chat's.
+    "sessions.context.get": Doc(models.Context, query=[], errors=(400, 404, 422, 502, 504)),
+    "sessions.chat": Doc(models.ChatResponse, models.ChatInput, errors=(*_BODY, 404, 502, 504)),
+}
+EVERY_ROUTE_ERRORS = (401, 415, 503)
+
+
+# --- errors, headers, security ------------------------------------------------------------------------
+
+ERRORS = {
+    400: ("BadRequest", "the request cannot be read: malformed JSON, a bad or unknown query parameter, "
+                        "a bad cursor, a malformed Idempotency-Key"),
+    401: ("Unauthorized", "no `Authorization: Bearer` key, or an unknown one"),
+    404: ("NotFound", "an absent id, another developer's id, a path id that is not a UUID"),
+    409: ("Conflict", "concurrent changes won every retry; retry"),
+    412: ("PreconditionFailed", "If-Match names a version the resource has moved past; nothing changed"),
+    413: ("PayloadTooLarge", "a body over 1 MiB"),
+    415: ("UnsupportedMediaType", "a Content-Type other than JSON"),
+    422: ("ValidationFailed", "the body breaks the schema (details name each field), an Idempotency-Key "
+                             "reused for another request, a template that fails, a context over budget"),
+    502: ("ProviderFailed", "the model provider failed; nothing was stored"),
+    503: ("Unavailable", "DynamoDB is throttled (or a cascading delete is unfinished, or no model provider "
+                        "is configured); retry after Retry-After"),
+    504: ("ProviderTimeout", "the model provider did not answer in time; nothing was stored"),
+}
+ERROR_SCHEMA = {
+    "type": "object", "required": ["error"], "additionalProperties": False,
+    "properties": {"error": {
+        "type": "object", "required": ["code", "message", "details"], "additionalProperties": False,
+        "properties": {"code": {"type": "string"}, "message": {"type": "string"},
+                       "details": {"type": "array", "items": {"type": "object"}}}}},
+}
+HEADERS = {
+    "RequestId": {"description": "this request's id, as in the service's logs", "required": True,
+                  "schema": {"type": "string"}},
+    "ETag": {"description": "the resource's version; send it back as If-Match", "required": True,
+             "schema": {"type": "string"}},
+    "RetryAfter": {"description": "seconds to wait before retrying", "schema": {"type": "string"}},
+    "IdempotentReplayed": {"description": "`true` when this is the stored answer of an earlier request "
+                                          "with the same Idempotency-Key", "schema": {"type": "string"}},
+}
+IF_MATCH = {"name": "If-Match", "in": "header", "required": False, "schema": {"type": "string"},
+            "description": "ETags (or `*`); the change happens only if one is the current version, else 412"}
+IDEMPOTENCY_KEY = {"name": "Idempotency-Key", "in": "header", "required": False,
+                   "schema": {"type": "string", "pattern": f"^[!-~]{{1,{MAX_KEY_CHARS}}}$"},
+                   "description": "within 24 hours, the same key and request answer the first answer again "
+                                  "and create nothing; the same key with another request is a 422"}
+
+
+def _header(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/headers/{name}"}
+
+
+def _error_response(status: int) -> dict[str, Any]:
+    description = ERRORS[status][1]
+    headers = {"X-Request-Id": _header("RequestId")}
+    if status == 503:
+        headers["Retry-After"] = _header("RetryAfter")
+    return {"description": description, "headers": headers,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+
+
+# --- the document --------------------------------------------------------------------------------------
 
 def document(routes: list[tuple[str, str, str]]) -> dict[str, Any]:
-    return {"openapi": "3.1.0", "info": {"title": "Sessions service", "version": "0.1.0"}, "paths": {}}
+    wanted = {(doc.answer, "serialization") for doc in DOCS.values()}
+    wanted |= {(doc.body, "validation") for doc in DOCS.values() if doc.body is not None}
+    refs, defs = models_json_schema(sorted(wanted, key=lambda pair: (pair[0].__name__, pair[1])),
+                                    ref_template=SCHEMA_REF)
+    paths: dict[str, dict[str, Any]] = {
+        DOCUMENT_PATH: {"get": {
+            "operationId": "openapi.get", "summary": "this document", "security": [],
+            "responses": {"200": {"description": "the OpenAPI document",
+                                  "headers": {"X-Request-Id": _header("RequestId")},
+                                  "content": {"application/json": {"schema": {"type": "object"}}}},
+                          "415": {"$ref": "#/components/responses/UnsupportedMediaType"}}}},
+    }
+    for method, path, name in routes:
+        paths.setdefault(path, {})[method.lower()] = _operation(path, name, DOCS[name], refs)
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Sessions service", "version": "0.1.0",
+                 "description": "The memory layer for AI agents: a drop-in backend for the Julep v0.3 API. "
+                                "Every error answers `{\"error\": {\"code\", \"message\", \"details\"}}`; "
+                                "an unknown path is a 404 and a known path with another method a 405."},
+        "security": [{"bearer": []}],
+        "paths": paths,
+        "components": {
+            "schemas": {**_fixed_bounds(defs.get("$defs", {})), "Error": ERROR_SCHEMA},
+            "responses": {ERRORS[status][0]: _error_response(status) for status in sorted(ERRORS)},
+            "headers": HEADERS,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
+                                           "description": "an API key of the service"}},
+        },
+    }
+
+
+def _operation(path: str, name: str, doc: Doc, refs: dict[Any, Any]) -> dict[str, Any]:
+    operation = OPERATIONS[name]
+    parameters = [{"name": part[1:-1], "in": "path", "required": True, "schema": _UUID}
+                  for part in path.split("/") if part.startswith("{")]
+    parameters += doc.query or []
+    if doc.if_match:
+        parameters.append(IF_MATCH)
+    if operation.creates:
+        parameters.append(IDEMPOTENCY_KEY)
+    headers = {"X-Request-Id": _header("RequestId")}
+    if doc.versioned:
+        headers["ETag"] = _header("ETag")
+    if operation.creates:
+        headers["Idempotent-Replayed"] = _header("IdempotentReplayed")
+    answer = {"description": (doc.answer.__doc__ or doc.answer.__name__).strip().splitlines()[0], "headers": headers,
+              "content": {"application/json": {"schema": refs[(doc.answer, "serialization")]}}}
+    result: dict[str, Any] = {
+        "operationId": name,
+        "tags": [name.split(".")[0]],
+        "parameters": parameters,
+        "responses": {str(operation.status): answer, **{
+            str(status): {"$ref": f"#/components/responses/{ERRORS[status][0]}"}
+            for status in sorted({*doc.errors, *EVERY_ROUTE_ERRORS})}},
+    }
+    if doc.body is not None:
+        result["requestBody"] = {"required": True, "content": {
+            "application/json": {"schema": refs[(doc.body, "validation")]}}}
+    return result
+
+
+_BOUNDS = {"ge": "minimum", "le": "maximum", "gt": "exclusiveMinimum", "lt": "exclusiveMaximum"}
+
+
+def _fixed_bounds(schema: Any) -> Any:
+    """pydantic writes `Field(ge=...)` over a type with a BeforeValidator (models.Float) as the
+    bare keywords `ge`/`le`, which JSON Schema ignores; they become minimum/maximum here."""
+    if isinstance(schema, list):
+        return [_fixed_bounds(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    fixed = {key: _fixed_bounds(value) for key, value in schema.items()}
+    if fixed.get("type") in ("number", "integer"):
+        for keyword, standard in _BOUNDS.items():
+            if keyword in fixed:
+                fixed[standard] = fixed.pop(keyword)
+    return fixed
