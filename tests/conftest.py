@@ -84,6 +84,18 @@ def table(aws_env, dynamodb, monkeypatch):
     dynamodb.delete_table(TableName=name)
 
 
+def scan_all(store) -> list[dict[str, Any]]:
+    """Every raw item of the test's table, in key order."""
+    items: list[dict[str, Any]] = []
+    args: dict[str, Any] = {"TableName": store.table, "ConsistentRead": True}
+    while True:
+        page = store.client.scan(**args)
+        items.extend(page["Items"])
+        if "LastEvaluatedKey" not in page:
+            return sorted(items, key=lambda item: (item["pk"]["S"], item["sk"]["S"]))
+        args["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
 class InterceptedClient:
     """A boto3 client whose every API call runs as `around(operation_name, call)`."""
 

@@ -24,6 +24,7 @@ from hypothesis import given, settings, strategies as st
 from chalicelib import history, idempotency, jsonio, models, providers
 from chalicelib.errors import BadRequest
 from chalicelib.providers import Completion
+from conftest import scan_all
 
 ITEM_LIMIT = 400_000            # DynamoDB's 400 KB, read as decimal kilobytes: the stricter reading
 TRANSACTION_BYTES = 4_000_000   # TransactWriteItems: 4 MB of items, likewise
@@ -103,17 +104,6 @@ def recorder(table, monkeypatch) -> Recorder:
     recording = Recorder(table.client)
     monkeypatch.setattr(table, "client", recording)
     return recording
-
-
-def scan_all(table) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = []
-    args: dict[str, Any] = {"TableName": table.table, "ConsistentRead": True}
-    while True:
-        page = table.client.scan(**args)
-        items.extend(page["Items"])
-        if "LastEvaluatedKey" not in page:
-            return sorted(items, key=lambda item: (item["pk"]["S"], item["sk"]["S"]))
-        args["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
 def record_item(table, kind: str, record_id: str) -> dict[str, Any]:

@@ -15,18 +15,8 @@ from chalicelib.errors import BadRequest, ValidationFailed
 from chalicelib.operations import Call, dispatch
 from chalicelib.providers import Completion
 from chalicelib.service import AGENTS
-from conftest import KEYS, InterceptedClient
+from conftest import KEYS, InterceptedClient, scan_all as all_items
 from test_deletes import atomic_calls
-
-
-def all_items(table):
-    items, args = [], {"TableName": table.table}
-    while True:
-        answer = table.client.scan(**args)
-        items += answer["Items"]
-        if "LastEvaluatedKey" not in answer:
-            return items
-        args["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
 
 
 # --- versions: ETag and If-Match -----------------------------------------------------------------

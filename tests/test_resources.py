@@ -15,6 +15,8 @@ from urllib.parse import quote
 
 import pytest
 
+from conftest import scan_all as all_items
+
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 DEFAULT_MODEL = "julep-ai/samantha-1-turbo"
 KINDS = ["agents", "users", "sessions"]
@@ -94,17 +96,6 @@ def history(api, session_id: str, query: str = "") -> list[dict[str, Any]]:
     assert answer.status_code == 200, answer.json
     assert set(answer.json) == {"items", "next_cursor"}
     return answer.json["items"]
-
-
-def all_items(table) -> list[dict[str, Any]]:
-    """Every raw item of the test's table."""
-    found, args = [], {"TableName": table.table}
-    while True:
-        page = table.client.scan(**args)
-        found += page["Items"]
-        if "LastEvaluatedKey" not in page:
-            return found
-        args["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
 def items_mentioning(table, *ids: str) -> list[dict[str, Any]]:

@@ -17,7 +17,7 @@ import pytest
 
 import app as app_module
 from chalicelib import jsonio
-from conftest import KEYS
+from conftest import KEYS, scan_all
 
 ROUTES = app_module.ROUTES
 ROUTE_IDS = [f"{method} {path}" for method, path, _ in ROUTES]
@@ -57,19 +57,6 @@ def assert_error(response, status: int, code: str | None = None) -> dict[str, An
 def assert_4xx(response) -> dict[str, Any]:
     assert 400 <= response.status_code < 500, (response.status_code, response.body[:500])
     return assert_error(response, response.status_code)
-
-
-def scan_all(store) -> list[dict[str, Any]]:
-    """Every item of the moto table, in key order (raw attribute values)."""
-    items: list[dict[str, Any]] = []
-    args: dict[str, Any] = {"TableName": store.table, "ConsistentRead": True}
-    while True:
-        page = store.client.scan(**args)
-        items.extend(page["Items"])
-        if "LastEvaluatedKey" not in page:
-            break
-        args["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-    return sorted(items, key=lambda item: (item["pk"]["S"], item["sk"]["S"]))
 
 
 def developer_items(store, developer: str) -> list[dict[str, Any]]:
