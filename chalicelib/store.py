@@ -37,6 +37,16 @@ BATCH_GET_MAX = 100
 TRANSACT_ATTEMPTS = 5
 _RETRYABLE_CANCELLATIONS = {"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"}
 
+# The IAM actions the request path needs on the table, and no more (infra/ grants exactly these;
+# tests/test_iam_actions.py checks every call the API makes is covered). TransactWriteItems has no
+# action of its own: IAM authorizes each Put, Delete and ConditionCheck in it. Scan is not here:
+# only operators' tools (consistency check, admin export) scan, with their own credentials.
+RUNTIME_IAM_ACTIONS = (
+    "dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query",
+    "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:ConditionCheckItem",
+    "dynamodb:BatchWriteItem",
+)
+
 class _ExactDeserializer(TypeDeserializer):
     """Numbers as the exact Decimal of DynamoDB's text. boto3's own rounds through a 38-digit
     context that traps rounding, so a number DynamoDB hands back spelled out in full (1E+40 as
