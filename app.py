@@ -1,6 +1,7 @@
 """The sessions service's HTTP API: a table of routes onto named operations (chalicelib/operations.py)."""
 from chalice import Chalice
 
+from chalicelib import invoke
 from chalicelib.api import Web
 
 app = Chalice(app_name="sessions")
@@ -35,6 +36,9 @@ ROUTES = [
 
 for method, path, operation in ROUTES:
     web.route(method, path, operation)
+
+# The same operations for other Lambdas, by name and without API Gateway (chalicelib/invoke.py).
+app.lambda_function(name=invoke.FUNCTION_NAME)(invoke.handler(ROUTES))
 
 
 def _openapi() -> dict:

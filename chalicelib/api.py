@@ -8,13 +8,13 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 from chalice import Chalice, Response
 
-from . import auth, jsonio
-from .errors import NotFound, ServiceError, Unavailable, error_body
-from .operations import OPERATIONS, Call, dispatch
-from .store import StoreError, get_store
+from . import auth, jsonio, telemetry
+from .errors import InternalError, NotFound, ServiceError, error_body
+from .operations import OPERATIONS, Answer, Call, dispatch
+from .outcomes import answer_of, error_answer
+from .store import get_store
 
 logger = logging.getLogger("sessions")
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
@@ -30,30 +30,19 @@ class _RequestIdFilter(logging.Filter):
 
 logger.addFilter(_RequestIdFilter())
 
-# DynamoDB's answers that mean "not now" rather than "wrong": after botocore's retries (and ours
-# for transactions) they become a 503 with Retry-After. Anything else from DynamoDB is a bug.
-_TRANSIENT = frozenset({"ProvisionedThroughputExceededException", "ThrottlingException",
-                        "RequestLimitExceeded", "InternalServerError", "ServiceUnavailable",
-                        "TransactionConflictException", "TransactionInProgressException",
-                        "TransactionCanceledException"})
-
 # Chalice answers some requests itself ({"Code", "Message"} bodies); we give them our shape.
 _CHALICE_CODES = {400: "bad_request", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
                   413: "payload_too_large", 415: "unsupported_media_type", 500: "internal_error"}
 CATCH_ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"]
 
 
-def json_response(status: int, payload: Any, headers: dict[str, str] | None = None) -> Response:
-    return Response(body=jsonio.dumps(payload), status_code=status,
-                    headers={"Content-Type": "application/json", **(headers or {})})
+def json_response(answer: Answer) -> Response:
+    return Response(body=jsonio.dumps(answer.body), status_code=answer.status,
+                    headers={"Content-Type": "application/json", **answer.headers})
 
 
 def error_response(error: ServiceError) -> Response:
-    return json_response(error.status, error.body(), error.headers)
-
-
-def _internal_error() -> Response:
-    return json_response(500, error_body("internal_error", "internal error; it has been logged"))
+    return json_response(error_answer(error))
 
 
 class Web:
@@ -63,27 +52,23 @@ class Web:
     def __init__(self, app: Chalice) -> None:
         self.app = app
         self.public_paths: set[str] = set()
+        self.operations: dict[tuple[str, str], str] = {}      # (method, path) -> operation, for logs
         app.register_middleware(self._middleware, "http")
         app.route("/{proxy+}", methods=CATCH_ALL_METHODS, name="unknown_route")(self._unknown_route)
 
     def route(self, method: str, path: str, operation_name: str) -> None:
         operation = OPERATIONS[operation_name]
+        self.operations[(method, path)] = operation_name
 
         def view(**ids: str) -> Response:
             request = self.app.current_request
             headers = request.headers or {}
-            try:
-                call = Call(developer=request.context["authorizer"]["developer_id"], ids=ids,
-                            query=dict(request.query_params or {}),
-                            body=jsonio.loads_body(request.raw_body) if operation.takes_body else None,
-                            if_match=headers.get("if-match"), idempotency_key=headers.get("idempotency-key"))
-                answer = dispatch(get_store(), operation_name, call)
-                return json_response(answer.status, answer.body, answer.headers)
-            except ServiceError as error:
-                return error_response(error)
-            except (ClientError, BotoCoreError, StoreError) as error:
-                # Here, not in the middleware: Chalice turns a view's exception into its own 500.
-                return database_failure(error)
+            # Every failure answered here: Chalice would turn a view's exception into its own 500.
+            return json_response(answer_of(lambda: dispatch(get_store(), operation_name, Call(
+                developer=request.context["authorizer"]["developer_id"], ids=ids,
+                query=dict(request.query_params or {}),
+                body=jsonio.loads_body(request.raw_body) if operation.takes_body else None,
+                if_match=headers.get("if-match"), idempotency_key=headers.get("idempotency-key")))))
 
         view.__name__ = operation_name.replace(".", "_")
         self.app.route(path, methods=[method], name=view.__name__)(view)
@@ -108,42 +93,43 @@ class Web:
 
     def _middleware(self, event: Any, get_response: Callable[[Any], Response]) -> Response:
         # API Gateway's own id when there is one, so our logs and its logs agree.
-        current = str((event.context or {}).get("requestId") or uuid.uuid4())
+        context = event.context or {}
+        current = str(context.get("requestId") or uuid.uuid4())
         request_id.set(current)
-        response = self._answer(event, get_response)
+        path = context.get("resourcePath") or event.path
+        measure = telemetry.begin(current, "http", f"{event.method} {path}",
+                                  self.operations.get((event.method, path)))
+        response = self._answer(event, get_response, measure)
         response.headers["X-Request-Id"] = current
+        telemetry.finish(measure, response.status_code, _error_code(response))
         return response
 
-    def _answer(self, event: Any, get_response: Callable[[Any], Response]) -> Response:
+    def _answer(self, event: Any, get_response: Callable[[Any], Response],
+                measure: telemetry.Measure) -> Response:
+        if not (event.path in self.public_paths and event.method == "GET"):
+            headers = event.headers or {}
+            authenticated = answer_of(lambda: Answer(200, auth.authenticate(headers.get("authorization"),
+                                                                             get_store())))
+            if authenticated.status != 200:
+                return json_response(authenticated)
+            measure.developer_id = event.context.setdefault("authorizer", {})["developer_id"] = authenticated.body
         try:
-            if not (event.path in self.public_paths and event.method == "GET"):
-                headers = event.headers or {}
-                developer = auth.authenticate(headers.get("authorization"), get_store())
-                event.context.setdefault("authorizer", {})["developer_id"] = developer
             response = get_response(event)
         except ServiceError as error:
             return error_response(error)
-        except (ClientError, BotoCoreError, StoreError) as error:
-            return database_failure(error)
         except Exception:
             logger.exception("unhandled error")
-            return _internal_error()
+            return error_response(InternalError())
         return _our_shape(response)
 
 
-def database_failure(error: Exception) -> Response:
-    """503 + Retry-After for DynamoDB saying "not now" (after every retry); 500 for our own bugs."""
-    transient = _is_transient(error)
-    (logger.warning if transient else logger.exception)("DynamoDB failed: %s", type(error).__name__)
-    return error_response(Unavailable("the database is busy; retry in a moment")) if transient else _internal_error()
-
-
-def _is_transient(error: Exception) -> bool:
-    if isinstance(error, ClientError):
-        return error.response.get("Error", {}).get("Code") in _TRANSIENT
-    # Timeouts, dropped connections, batch items left unprocessed after retries; not our own
-    # malformed calls.
-    return not isinstance(error, ParamValidationError)
+def _error_code(response: Response) -> str | None:
+    if response.status_code < 400 or not isinstance(response.body, str):
+        return None
+    try:
+        return jsonio.loads(response.body)["error"]["code"]
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 def _our_shape(response: Response) -> Response:
@@ -152,8 +138,8 @@ def _our_shape(response: Response) -> Response:
     if response.status_code >= 400 and isinstance(body, dict) and "Code" in body:
         if response.status_code >= 500:
             logger.error("chalice answered %s: %s", response.status_code, body)
-            return _internal_error()
+            return error_response(InternalError())
         code = _CHALICE_CODES.get(response.status_code, "error")
-        return json_response(response.status_code, error_body(code, str(body.get("Message", code))),
-                             {k: v for k, v in response.headers.items() if k.lower() != "content-type"})
+        return json_response(Answer(response.status_code, error_body(code, str(body.get("Message", code))),
+                                    {k: v for k, v in response.headers.items() if k.lower() != "content-type"}))
     return response

@@ -2,7 +2,7 @@
 
 Every failure a caller can see is a `ServiceError`; it renders as
 `{"error": {"code", "message", "details"}}` with `status`, whether the call came over HTTP or
-(later) as a direct Lambda invocation.
+as a direct Lambda invocation (chalicelib/invoke.py).
 """
 from __future__ import annotations
 
@@ -26,6 +26,15 @@ class ServiceError(Exception):
 
 def error_body(code: str, message: str, details: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "details": details or []}}
+
+
+class InternalError(ServiceError):
+    """Our own bug, logged with its traceback; the caller learns nothing of it but the request id."""
+    status = 500
+    code = "internal_error"
+
+    def __init__(self) -> None:
+        super().__init__("internal error; it has been logged")
 
 
 class BadRequest(ServiceError):

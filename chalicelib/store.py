@@ -27,7 +27,7 @@ from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
-from . import index, schema
+from . import index, schema, telemetry
 
 RECORD = "#record"
 MESSAGE_PREFIX = "msg#"
@@ -172,6 +172,7 @@ class Store:
     def __init__(self, client: Any, table: str) -> None:
         self.client = client
         self.table = table
+        telemetry.instrument(client)   # each request's log line counts its DynamoDB calls
 
     # API keys ----------------------------------------------------------------------------------
 
