@@ -5,8 +5,7 @@ id (never the key), route and operation, status, error code, latency and the num
 calls it made. The same line carries CloudWatch's embedded metric format (the `_aws` member), so
 CloudWatch Logs turns it into the metrics `requests`, `errors` (5xx), `client_errors` (4xx) and
 `latency` per operation and for the whole service, with no agent, no API call and no extra
-import: Powertools' Logger and Metrics would do the same at several times the import cost.
-See docs/operations.md "Logs and metrics".
+import (docs/observability.md, which also says why not Powertools).
 """
 from __future__ import annotations
 
