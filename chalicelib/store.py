@@ -477,6 +477,39 @@ class Store:
                 return
             args["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
 
+    # operators' export and import (chalicelib/admin.py, docs/operations.md) -----------------------
+
+    def scan_developer_raw(self, developer: str) -> Iterator[tuple[list[dict[str, Any]], int]]:
+        """Everything that is a developer's, as DynamoDB's typed items, page by page as (items,
+        how many items the page scanned): every `dev#<d>#` item and every `apikey#` record naming
+        the developer (listed or not). A strongly consistent full-table Scan: operators only."""
+        args: dict[str, Any] = {
+            "TableName": self.table, "ConsistentRead": True,
+            "FilterExpression": "begins_with(#pk, :prefix) OR (begins_with(#pk, :apikey) AND #developer = :developer)",
+            "ExpressionAttributeNames": {"#pk": PK, "#developer": "developer_id"},
+            "ExpressionAttributeValues": {":prefix": {"S": f"dev#{developer}#"}, ":apikey": {"S": "apikey#"},
+                                          ":developer": {"S": developer}}}
+        while True:
+            answer = self.client.scan(**args)
+            yield answer["Items"], answer.get("ScannedCount", len(answer["Items"]))
+            if "LastEvaluatedKey" not in answer:
+                return
+            args["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+
+    def put_items(self, items: list[dict[str, Any]]) -> None:
+        """Write typed items exactly as given: BatchWriteItem, 25 a call, unprocessed ones sent
+        again with backoff. Not conditional and not atomic: an operator's restore, never a request."""
+        for start in range(0, len(items), BATCH_WRITE_MAX):
+            pending = {self.table: [{"PutRequest": {"Item": item}} for item in items[start:start + BATCH_WRITE_MAX]]}
+            for attempt in _backoff(attempts=12):
+                pending = self.client.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
+                if not pending:
+                    break
+
+    def delete_items(self, keys: list[dict[str, Any]]) -> None:
+        """Delete items by key ({pk, sk} typed), 25 a call (an operator's replace-import)."""
+        self._batch_delete(keys)
+
     # helpers -----------------------------------------------------------------------------------
 
     def _put(self, key: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,371 @@
+"""`sessions-admin`: the operators' console (docs/operations.md).
+
+    sessions-admin create-key --developer alice          # prints the key, this once
+    sessions-admin list-keys --developer alice [--prefix sk_ab] [--json]
+    sessions-admin revoke-key --developer alice sk_abcdefg
+    sessions-admin export --developer alice [--output alice.jsonl]
+    sessions-admin import --developer alice [--input alice.jsonl] [--replace]
+    sessions-admin check --developer alice
+    sessions-admin create-table
+
+Global options (before or after the command): --table (SESSIONS_TABLE, else "sessions"),
+--endpoint-url (else boto3's own AWS_ENDPOINT_URL[_DYNAMODB]), --region, --progress.
+
+Standard library and boto3 only. Nothing in the request path imports this module, so it costs a
+Lambda nothing. stdout carries only what a script consumes (a key, a list, an export, a check's
+result); notes, progress and errors go to stderr. Exit codes: 0 done; 1 done, but the answer is
+"no" (no single key matched, the check found problems); 2 the command could not run (bad input,
+missing table, DynamoDB refused or unreachable: one line on stderr, never a traceback); 130
+interrupted.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from typing import IO, Any
+
+from . import auth, clock, schema, transfer
+from .errors import NotFound
+from .store import Store, StoreError
+
+EXIT_OK, EXIT_NO, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class Fail(Exception):
+    """Stop with a one-line message and an exit code."""
+
+    def __init__(self, message: str, code: int = EXIT_ERROR) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class Progress:
+    """One status line on stderr, redrawn in place (`\\r`) at most ten times a second: items done,
+    of how many when known, and the rate. Drawn only when enabled (stderr is a TTY, or --progress)."""
+
+    def __init__(self, label: str, enabled: bool, total: int | None = None) -> None:
+        self.label, self.enabled, self.total = label, enabled, total
+        self.count, self.scanned = 0, None
+        self.started = self._drawn = time.monotonic()
+        self._width = 0
+
+    def add(self, items: int, scanned: int | None = None) -> None:
+        self.count += items
+        if scanned is not None:
+            self.scanned = (self.scanned or 0) + scanned
+        if self.enabled and time.monotonic() - self._drawn >= 0.1:
+            self._draw()
+
+    def finish(self) -> None:
+        if self.enabled:
+            self._draw()
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+
+    def _draw(self) -> None:
+        self._drawn = time.monotonic()
+        text = f"{self.label}: {self.count:,}"
+        if self.total:
+            text += f" of {self.total:,} ({100 * self.count // self.total}%)"
+        text += " items"
+        if self.scanned is not None:
+            text += f", {self.scanned:,} scanned"
+        text += f", {self.count / max(self._drawn - self.started, 1e-6):,.0f}/s"
+        sys.stderr.write("\r" + text.ljust(self._width))
+        sys.stderr.flush()
+        self._width = len(text)
+
+
+# --- the commands ---------------------------------------------------------------------------------
+
+def create_key(args: argparse.Namespace) -> int:
+    key = auth.create_key(_store(args), args.developer)
+    print(key)
+    _note(f"API key for developer {args.developer} created. It is shown this once and cannot be shown "
+          f"again: only its SHA-256 and its prefix {key[:auth.PREFIX_CHARS]} are stored.")
+    return EXIT_OK
+
+
+def revoke_key(args: argparse.Namespace) -> int:
+    try:
+        revoked = auth.revoke_key(_store(args), args.developer, args.prefix)
+    except NotFound as exc:
+        raise Fail(f"{exc.message} (list-keys shows them); nothing was revoked", EXIT_NO) from None
+    print(f"revoked {revoked['prefix']} (hash {revoked['key_hash'][:16]}, created {revoked['created_at']})")
+    return EXIT_OK
+
+
+def list_keys(args: argparse.Namespace) -> int:
+    prefix = args.prefix or ""
+    # The same match as revoke-key's, so `list-keys --prefix P` shows what `revoke-key P` would revoke.
+    keys = [{"prefix": k["prefix"], "hash": k["key_hash"][:16], "created_at": k["created_at"]}
+            for k in auth.list_keys(_store(args), args.developer)
+            if k["prefix"].startswith(prefix) or k["key_hash"].startswith(prefix)]
+    if args.json:
+        print(json.dumps(keys, ensure_ascii=False))
+    else:
+        for key in keys:
+            print(f"{key['prefix']:<12} {key['hash']}  {key['created_at']}")
+    return EXIT_OK
+
+
+def export(args: argparse.Namespace) -> int:
+    store = _store(args)
+    progress = Progress(f"export {args.developer}", _progress_wanted(args))
+    lines: list[tuple[tuple[str, str], str]] = []
+    for items, scanned in store.scan_developer_raw(args.developer):
+        lines += [(transfer.key_of(item), transfer.item_line(item)) for item in items]
+        progress.add(len(items), scanned)
+    progress.finish()
+    lines.sort()
+    text = "\n".join([transfer.header(args.developer, store.table, clock.now(), len(lines)),
+                      *(line for _, line in lines)]) + "\n"
+    _write_output(args.output, text.encode("utf-8"))
+    if not lines:
+        _note(f"warning: developer {args.developer} has no data in table {store.table}")
+    _note(f"exported {len(lines):,} items of developer {args.developer} from table {store.table}"
+          + (f" to {args.output}" if args.output not in (None, "-") else ""))
+    return EXIT_OK
+
+
+def import_(args: argparse.Namespace) -> int:
+    numbered = _read_input(args.input, args.developer)
+    items = [item for _, item in numbered]
+    store = _store(args)
+    # A key record must never take over a key hash another developer holds.
+    for number, item in numbered:
+        if item["pk"]["S"].startswith("apikey#"):
+            owner = store.developer_for_key(item["pk"]["S"][len("apikey#"):])
+            if owner not in (None, args.developer):
+                raise Fail(f"line {number}: that API key belongs to developer {owner!r} in table "
+                           f"{store.table}; nothing was written")
+    progress = Progress(f"read {args.developer}'s current data", _progress_wanted(args))
+    existing: list[dict[str, Any]] = []
+    for page, scanned in store.scan_developer_raw(args.developer):
+        existing += [{"pk": item["pk"], "sk": item["sk"]} for item in page]
+        progress.add(len(page), scanned)
+    progress.finish()
+    if existing and not args.replace:
+        raise Fail(f"developer {args.developer} already has {len(existing):,} items in table {store.table}; "
+                   "--replace replaces them with the file's (export them first); nothing was written")
+    incoming = {transfer.key_of(item) for item in items}
+    stale = [key for key in existing if transfer.key_of(key) not in incoming]
+    written = deleted = 0
+    try:
+        progress = Progress(f"delete {args.developer}'s items not in the file", _progress_wanted(args), len(stale))
+        for start in range(0, len(stale), 100):
+            store.delete_items(stale[start:start + 100])
+            deleted += len(stale[start:start + 100])
+            progress.add(len(stale[start:start + 100]))
+        if stale:
+            progress.finish()
+        progress = Progress(f"import {args.developer}", _progress_wanted(args), len(items))
+        for start in range(0, len(items), 100):
+            store.put_items(items[start:start + 100])
+            written += len(items[start:start + 100])
+            progress.add(len(items[start:start + 100]))
+        progress.finish()
+    except BaseException:
+        if progress.enabled:
+            sys.stderr.write("\n")
+        _note(f"the import stopped after deleting {deleted:,} of {len(stale):,} items and writing {written:,} "
+              f"of {len(items):,}: developer {args.developer}'s data is partial. Run the same import "
+              "again with --replace to finish it.")
+        raise
+    _note(f"imported {written:,} items of developer {args.developer} into table {store.table}"
+          + (f", deleted {deleted:,} not in the file" if args.replace else ""))
+    return EXIT_OK
+
+
+def check(args: argparse.Namespace) -> int:
+    from . import consistency   # the service's rules and models: only this command needs them
+
+    progress = Progress(f"check {args.developer}", _progress_wanted(args))
+    result = consistency.check(_CountingStore(_store(args), progress), args.developer)
+    progress.finish()
+    print(json.dumps(result, indent=2, ensure_ascii=False))
+    problems = len(result["missing"]) + len(result["orphaned"]) + len(result["orphaned_messages"])
+    if problems:
+        _note(f"developer {args.developer}: {problems} problems (missing, orphaned, orphaned_messages above)")
+        return EXIT_NO
+    return EXIT_OK
+
+
+def create_table(args: argparse.Namespace) -> int:
+    client = _client(args)
+    table = _table(args)
+    schema.create_table(client, table)
+    _note(f"table {table} is ready")
+    return EXIT_OK
+
+
+class _CountingStore:
+    """The store as consistency.check sees it, counting the items its scan reads."""
+
+    def __init__(self, store: Store, progress: Progress) -> None:
+        self._store, self._progress = store, progress
+
+    def scan_developer(self, developer: str):
+        for row in self._store.scan_developer(developer):
+            self._progress.add(1)
+            yield row
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
+# --- plumbing -------------------------------------------------------------------------------------
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:          # --help (0) or a usage error (2), already printed
+        return int(exc.code or 0)
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        return args.command(args)
+    except Fail as exc:
+        _note(f"error: {exc}")
+        return exc.code
+    except ClientError as exc:
+        _note(f"error: {_client_error(args, exc)}")
+        return EXIT_ERROR
+    except (BotoCoreError, StoreError) as exc:   # no credentials or region, unreachable endpoint, timeouts
+        _note(f"error: {exc}")
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        _note("interrupted")
+        return EXIT_INTERRUPTED
+
+
+def _parser() -> argparse.ArgumentParser:
+    # The global options are accepted before or after the command; SUPPRESS keeps a subcommand's
+    # absent copy from overwriting one given before it.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--table", default=argparse.SUPPRESS,
+                        help=f"the table (default: $SESSIONS_TABLE, else {schema.DEFAULT_TABLE_NAME!r})")
+    common.add_argument("--endpoint-url", default=argparse.SUPPRESS,
+                        help="a DynamoDB endpoint (default: boto3's, which honours AWS_ENDPOINT_URL_DYNAMODB)")
+    common.add_argument("--region", default=argparse.SUPPRESS,
+                        help="the AWS region (default: AWS_REGION, AWS_DEFAULT_REGION, the profile's, us-east-1)")
+    common.add_argument("--progress", action="store_true", default=argparse.SUPPRESS,
+                        help="draw progress on stderr even when it is not a terminal")
+    parser = argparse.ArgumentParser(prog="sessions-admin", parents=[common],
+                                     description="Operate the sessions service's table: API keys, export, "
+                                                 "import, consistency check (docs/operations.md).")
+    commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
+
+    def command(name: str, run: Any, help: str, developer: bool = True) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, parents=[common], help=help, description=help)
+        sub.set_defaults(command=run)
+        if developer:
+            sub.add_argument("--developer", required=True, type=_developer_id, help="the developer id")
+        return sub
+
+    command("create-key", create_key, "create an API key and print it, this once")
+    sub = command("revoke-key", revoke_key, "revoke the one key whose prefix (or hash) starts with PREFIX")
+    sub.add_argument("prefix", metavar="PREFIX")
+    sub = command("list-keys", list_keys, "list a developer's keys: prefix, hash, created_at (never a key)")
+    sub.add_argument("--prefix", help="only keys whose prefix (or hash) starts with this")
+    sub.add_argument("--json", action="store_true", help="one JSON array")
+    sub = command("export", export, "write a developer's data as JSON Lines")
+    sub.add_argument("--output", "-o", help="the file to write (default: stdout)")
+    sub = command("import", import_, "write an export back exactly")
+    sub.add_argument("--input", "-i", help="the file to read (default: stdin)")
+    sub.add_argument("--replace", action="store_true",
+                     help="replace the developer's current data: afterwards it is exactly the file's")
+    command("check", check, "check that a developer's index entries and records agree")
+    command("create-table", create_table, "create the table (and its TTL) unless it exists", developer=False)
+    return parser
+
+
+def _developer_id(value: str) -> str:
+    if not auth._DEVELOPER_ID.match(value):   # the one definition of a developer id
+        raise argparse.ArgumentTypeError(f"{value!r} is not a developer id (1 to 64 letters, digits, _ . -)")
+    return value
+
+
+def _table(args: argparse.Namespace) -> str:
+    return getattr(args, "table", None) or schema.table_name()
+
+
+def _progress_wanted(args: argparse.Namespace) -> bool:
+    return getattr(args, "progress", False) or sys.stderr.isatty()
+
+
+def _region(args: argparse.Namespace) -> str:
+    import boto3
+
+    return (getattr(args, "region", None) or os.environ.get("AWS_REGION")
+            or boto3.session.Session().region_name or "us-east-1")
+
+
+def _client(args: argparse.Namespace) -> Any:
+    """A DynamoDB client for long operator runs: the request path's client gives up within API
+    Gateway's 29 s (store.client_config); a Scan page or a throttled batch may take longer."""
+    import boto3
+    from botocore.config import Config
+
+    config = Config(connect_timeout=10, read_timeout=120, region_name=_region(args),
+                    retries={"mode": "standard", "total_max_attempts": 10})
+    return boto3.client("dynamodb", endpoint_url=getattr(args, "endpoint_url", None), config=config)
+
+
+def _store(args: argparse.Namespace) -> Store:
+    return Store(_client(args), _table(args))
+
+
+def _client_error(args: argparse.Namespace, exc: Any) -> str:
+    code = exc.response.get("Error", {}).get("Code", "")
+    if code == "ResourceNotFoundException":
+        where = getattr(args, "endpoint_url", None) or os.environ.get("AWS_ENDPOINT_URL_DYNAMODB") \
+            or os.environ.get("AWS_ENDPOINT_URL") or "AWS"
+        return (f"table {_table(args)!r} not found in region {_region(args)} at {where}; "
+                "check --table/--region/--endpoint-url, or create it with `sessions-admin create-table`")
+    return f"DynamoDB refused {exc.operation_name}: {code}: {exc.response.get('Error', {}).get('Message', '')}"
+
+
+def _read_input(path: str | None, developer: str) -> list[tuple[int, dict[str, Any]]]:
+    try:
+        if path in (None, "-"):
+            return transfer.read(sys.stdin.buffer, developer)
+        with open(path, "rb") as stream:
+            return transfer.read(stream, developer)
+    except transfer.BadFile as exc:
+        raise Fail(f"{path or 'stdin'}: {exc}; nothing was written") from None
+    except OSError as exc:
+        raise Fail(f"cannot read {path}: {exc.strerror}") from None
+
+
+def _write_output(path: str | None, data: bytes) -> None:
+    """stdout, or a file written whole under a temporary name and then renamed, readable by its
+    owner only (an export holds customer data): a failed export never leaves a file behind."""
+    if path in (None, "-"):
+        stream: IO[bytes] = getattr(sys.stdout, "buffer", None) or sys.stdout   # type: ignore[assignment]
+        sys.stdout.flush()
+        stream.write(data)
+        stream.flush()
+        return
+    partial = f"{path}.partial"
+    try:
+        descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "wb") as stream:
+            stream.write(data)
+        os.replace(partial, path)
+    except OSError as exc:
+        if os.path.exists(partial):
+            os.unlink(partial)
+        raise Fail(f"cannot write {path}: {exc.strerror}") from None
+
+
+def _note(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
