@@ -16,7 +16,7 @@ Lambda nothing. stdout carries only what a script consumes (a key, a list, an ex
 result); notes, progress and errors go to stderr. Exit codes: 0 done; 1 done, but the answer is
 "no" (no single key matched, the check found problems); 2 the command could not run (bad input,
 missing table, DynamoDB refused or unreachable: one line on stderr, never a traceback); 130
-interrupted.
+interrupted; 141 stdout closed early (`export | head`), as a shell reports SIGPIPE.
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ from . import auth, clock, schema, transfer
 from .errors import NotFound
 from .store import Store, StoreError
 
-EXIT_OK, EXIT_NO, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_NO, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 0, 1, 2, 130, 141
 
 
 class Fail(Exception):
@@ -45,6 +45,8 @@ class Fail(Exception):
 class Progress:
     """One status line on stderr, redrawn in place (`\\r`) at most ten times a second: items done,
     of how many when known, and the rate. Drawn only when enabled (stderr is a TTY, or --progress)."""
+
+    line_open = False   # some status line is on stderr without its newline yet
 
     def __init__(self, label: str, enabled: bool, total: int | None = None) -> None:
         self.label, self.enabled, self.total = label, enabled, total
@@ -62,8 +64,7 @@ class Progress:
     def finish(self) -> None:
         if self.enabled:
             self._draw()
-            sys.stderr.write("\n")
-            sys.stderr.flush()
+            _end_line()
 
     def _draw(self) -> None:
         self._drawn = time.monotonic()
@@ -77,6 +78,14 @@ class Progress:
         sys.stderr.write("\r" + text.ljust(self._width))
         sys.stderr.flush()
         self._width = len(text)
+        Progress.line_open = True
+
+
+def _end_line() -> None:
+    if Progress.line_open:
+        sys.stderr.write("\n")
+        sys.stderr.flush()
+        Progress.line_open = False
 
 
 # --- the commands ---------------------------------------------------------------------------------
@@ -169,8 +178,6 @@ def import_(args: argparse.Namespace) -> int:
             progress.add(len(items[start:start + 100]))
         progress.finish()
     except BaseException:
-        if progress.enabled:
-            sys.stderr.write("\n")
         _note(f"the import stopped after deleting {deleted:,} of {len(stale):,} items and writing {written:,} "
               f"of {len(items):,}: developer {args.developer}'s data is partial. Run the same import "
               "again with --replace to finish it.")
@@ -241,6 +248,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         _note("interrupted")
         return EXIT_INTERRUPTED
+    except BrokenPipeError:            # `export | head`: the reader has gone, which is no error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())   # no second one at exit
+        return EXIT_BROKEN_PIPE
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -364,6 +374,7 @@ def _write_output(path: str | None, data: bytes) -> None:
 
 
 def _note(message: str) -> None:
+    _end_line()    # after a progress line cut short, the message starts a line of its own
     print(message, file=sys.stderr)
 
 
