@@ -201,6 +201,23 @@ def check(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def finish_deletes(args: argparse.Namespace) -> int:
+    """Complete the cascades that interrupted DELETEs left behind (a retried DELETE does this too;
+    this is the sweep for the ones nobody retried)."""
+    from . import service   # the service's rules: only this command needs them
+
+    from .errors import DeletionInProgress
+
+    try:
+        finished = service.finish_pending_deletes(_store(args), args.developer, budget_seconds=args.budget)
+    except DeletionInProgress:
+        _note(f"developer {args.developer}: the {args.budget:g} s budget ran out with deletes still pending; "
+              "run it again to continue")
+        return EXIT_NO
+    _note(f"developer {args.developer}: {finished} pending deletes finished")
+    return EXIT_OK
+
+
 def create_table(args: argparse.Namespace) -> int:
     client = _client(args)
     table = _table(args)
@@ -290,6 +307,8 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("--replace", action="store_true",
                      help="replace the developer's current data: afterwards it is exactly the file's")
     command("check", check, "check that a developer's index entries and records agree")
+    sub = command("finish-deletes", finish_deletes, "complete the cascading deletes interrupted DELETEs left")
+    sub.add_argument("--budget", type=float, default=3600.0, help="seconds to work before stopping (3600)")
     command("create-table", create_table, "create the table (and its TTL) unless it exists", developer=False)
     return parser
 

@@ -467,7 +467,7 @@ class Store:
         """Every item of a developer as (pk, sk, attributes): a full-table Scan, for the
         consistency check only (an operator's tool, never a request path)."""
         args: dict[str, Any] = {"TableName": self.table, "FilterExpression": "begins_with(#pk, :prefix)",
-                                "ExpressionAttributeNames": {"#pk": PK},
+                                "ConsistentRead": True, "ExpressionAttributeNames": {"#pk": PK},
                                 "ExpressionAttributeValues": {":prefix": {"S": f"dev#{developer}#"}}}
         while True:
             answer = self.client.scan(**args)

@@ -208,6 +208,23 @@ def test_check_reports_clean_data_and_a_planted_orphan(table, data, capsys):
     assert "1 problems" in err
 
 
+def test_finish_deletes_completes_what_an_interrupted_delete_left(api, table, data, capsys, monkeypatch):
+    from chalicelib import service
+
+    budget = service.DELETE_BUDGET_SECONDS
+    monkeypatch.setattr(service, "DELETE_BUDGET_SECONDS", -1.0)   # the DELETE stops before its cascade
+    assert api.delete(f"/agents/{data['agent']}").status_code == 503
+    monkeypatch.setattr(service, "DELETE_BUDGET_SECONDS", budget)
+    assert table.pending_purges("alice") and data["session"] in raw(scan_all(table)).decode()
+    code, _, err = cli(capsys, "finish-deletes", "--developer", "alice", "--table", table.table, "--budget", "-1")
+    assert code == 1 and "run it again" in err and table.pending_purges("alice")
+    code, _, err = cli(capsys, "finish-deletes", "--developer", "alice", "--table", table.table)
+    assert code == 0 and "1 pending deletes finished" in err
+    assert table.pending_purges("alice") == []
+    assert data["session"] not in raw(scan_all(table)).decode()
+    assert cli(capsys, "check", "--developer", "alice", "--table", table.table)[0] == 0
+
+
 def test_progress_goes_to_stderr_and_stdout_stays_parseable(table, data, tmp_path, capsys):
     code, out, err = cli(capsys, "--progress", "export", "--developer", "alice")
     assert code == 0

@@ -260,11 +260,12 @@ def test_failures_answer_500_or_503_without_internals(lambda_client, world, monk
     def boom(*args, **kwargs):
         raise RuntimeError("secret-internal-detail")
 
+    real_get = chalicelib.service.get
     monkeypatch.setattr(chalicelib.service, "get", boom)
     answer = call(lambda_client, "agents.get", agent_id=world["agent_id"])
     assert answer["status"] == 500 and answer["body"]["error"]["code"] == "internal_error"
     assert "secret" not in json.dumps(answer)
-    monkeypatch.undo()
+    monkeypatch.setattr(chalicelib.service, "get", real_get)
 
     def throttled(*args, **kwargs):
         raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "slow down"}}, "Query")
