@@ -161,12 +161,16 @@ ContextOverflow = Literal["truncate", "adaptive"]
 TokenBudget = Annotated[int, Field(gt=0, le=MAX_TOKEN_BUDGET)]
 
 
+# defer_build: a model's validator and serializer are built when it is first used, not when this
+# module is imported, so a process pays only for the models its requests use (docs/performance.md,
+# "Cold start"). What a model is (its fields, its JSON schema) does not change.
+
 class _Input(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, defer_build=True)
 
 
 class _Output(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", defer_build=True)
 
 
 class _Versioned(_Output):

@@ -1,15 +1,40 @@
 """Every API operation by name, with the status it answers: the one table that HTTP routes (app.py)
-and direct Lambda invocation both dispatch through, so both get the same rules and errors."""
+and direct Lambda invocation both dispatch through, so both get the same rules and errors.
+
+The modules that run the operations (service, lists, history, context, chat, and the pydantic
+models under them) are imported when an operation first needs one, not when this table is: a
+cold start (`import app`) registers every route without them, and each request pays only for
+the modules it uses, once per process (docs/performance.md, "Cold start")."""
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
-from . import chat, context, history, idempotency, lists, service
-from .idempotency import Receipt
-from .service import AGENTS, SESSIONS, USERS, Kind
 from .store import Store
+
+if TYPE_CHECKING:
+    from .idempotency import Receipt
+    from .service import Kind
+
+
+class _OnFirstUse:
+    """A chalicelib module, imported when one of its attributes is first looked up."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._module: ModuleType | None = None
+
+    def __getattr__(self, attribute: str) -> Any:
+        if self._module is None:
+            self._module = importlib.import_module(f"{__package__}.{self._name}")
+        return getattr(self._module, attribute)
+
+
+chat, context, history, idempotency, lists, service = map(
+    _OnFirstUse, ("chat", "context", "history", "idempotency", "lists", "service"))
 
 
 @dataclass(frozen=True)
@@ -55,26 +80,31 @@ def dispatch(store: Store, name: str, call: Call) -> Answer:
     return Answer(operation.status, body, {"ETag": service.etag(version)} if version is not None else {})
 
 
-def _resource(kind: Kind, plural: str) -> dict[str, Operation]:
-    id_name = f"{kind.name}_id"
+def _resource(name: str, plural: str) -> dict[str, Operation]:
+    """The six operations of agents, users or sessions; `name` is the kind's (service.KINDS)."""
+    id_name = f"{name}_id"
+
+    def kind() -> Kind:
+        return service.KINDS[name]
+
     return {
-        f"{plural}.create": Operation(201, lambda s, c: service.create(s, kind, c.developer, c.body, c.receipt),
+        f"{plural}.create": Operation(201, lambda s, c: service.create(s, kind(), c.developer, c.body, c.receipt),
                                      takes_body=True, creates=True),
-        f"{plural}.list": Operation(200, lambda s, c: lists.list_records(s, kind, c.developer, c.query)),
-        f"{plural}.get": Operation(200, lambda s, c: service.get(s, kind, c.developer, c.ids[id_name])),
+        f"{plural}.list": Operation(200, lambda s, c: lists.list_records(s, kind(), c.developer, c.query)),
+        f"{plural}.get": Operation(200, lambda s, c: service.get(s, kind(), c.developer, c.ids[id_name])),
         f"{plural}.replace": Operation(200, lambda s, c: service.update(
-            s, kind, c.developer, c.ids[id_name], c.body, replace=True, if_match=c.if_match), True),
+            s, kind(), c.developer, c.ids[id_name], c.body, replace=True, if_match=c.if_match), True),
         f"{plural}.patch": Operation(200, lambda s, c: service.update(
-            s, kind, c.developer, c.ids[id_name], c.body, replace=False, if_match=c.if_match), True),
+            s, kind(), c.developer, c.ids[id_name], c.body, replace=False, if_match=c.if_match), True),
         f"{plural}.delete": Operation(202, lambda s, c: service.delete(
-            s, kind, c.developer, c.ids[id_name], if_match=c.if_match)),
+            s, kind(), c.developer, c.ids[id_name], if_match=c.if_match)),
     }
 
 
 OPERATIONS: dict[str, Operation] = {
-    **_resource(AGENTS, "agents"),
-    **_resource(USERS, "users"),
-    **_resource(SESSIONS, "sessions"),
+    **_resource("agent", "agents"),
+    **_resource("user", "users"),
+    **_resource("session", "sessions"),
     "sessions.history.get": Operation(200, lambda s, c: history.get(
         s, c.developer, c.ids["session_id"], c.query)),
     "sessions.history.append": Operation(201, lambda s, c: history.append(
