@@ -5,8 +5,10 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 BENCH_STAMP    := $(VENV)/.bench-installed
 BENCH_PACKAGES := 'langchain-community==0.4.2' 'langchain-core==1.8.3'
+INFRA_STAMP    := $(VENV)/.infra-installed
+INFRA_PACKAGES := 'aws-cdk-lib==2.275.0' cfn-lint
 
-.PHONY: install run test bench clean
+.PHONY: install run test bench infra clean
 
 install: $(STAMP)
 
@@ -40,5 +42,26 @@ $(BENCH_STAMP): $(STAMP)
 		--constraint $(VENV)/.bench-constraints.txt $(BENCH_PACKAGES)
 	touch $(BENCH_STAMP)
 
+# The CDK app (infra/app.py: stacks sessions-dev and sessions-prod) synthesized offline into infra/cdk.out
+# (`chalice package` inside it fetches the Lambda's Linux wheels from PyPI; no AWS account is asked),
+# then cfn-lint on both templates and infra/check_template.py on the promises of docs/deploy.md.
+# jsii runs on the machine's node; its end-of-life warning for node 20 is silenced, and so is CDK's own
+# built-in template validator (CDK_VALIDATION=false), which cfn-lint replaces at a third of the time.
+infra: $(STAMP) $(INFRA_STAMP)
+	rm -rf infra/cdk.out infra/chalice.out
+	cd infra && CDK_VALIDATION=false JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20 ../$(BIN)/python app.py
+	$(BIN)/cfn-lint infra/cdk.out/sessions-dev.template.json infra/cdk.out/sessions-prod.template.json
+	$(BIN)/python infra/check_template.py infra/cdk.out
+
+# The CDK library (and cfn-lint, which moto[server] already brings) go into .venv under their own stamp,
+# constrained to what is installed, as for bench: never a change to a version the service and its
+# tests rely on. --no-compile: byte-compiling aws-cdk-lib's 400 MB of bindings would take a minute, and
+# a synth imports a few of them (their bytecode is cached in infra/.pycache).
+$(INFRA_STAMP): $(STAMP)
+	$(BIN)/python -m pip freeze --exclude-editable > $(VENV)/.infra-constraints.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-compile \
+		--constraint $(VENV)/.infra-constraints.txt $(INFRA_PACKAGES)
+	touch $(INFRA_STAMP)
+
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache infra/cdk.out infra/chalice.out infra/.pycache

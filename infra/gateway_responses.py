@@ -1,0 +1,58 @@
+"""API Gateway's own answers (the ones it gives without calling the Lambda) in the service's error
+shape, `{"error": {"code", "message", "details": []}}` (chalicelib/errors.py), with
+Content-Type application/json and X-Request-Id, as every answer of the app has.
+
+Gateway response templates are not VTL, only `$context` substitution: so each type gets a fixed
+code and message, and the two defaults (any type not listed) carry API Gateway's own message,
+`$context.error.messageString`, which it writes as a JSON string, quotes and escapes included.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+# response type: (status, code, message). Codes are the app's where it has one for the status.
+RESPONSES: dict[str, tuple[int, str, str]] = {
+    # No such resource or method: the app's catch-all route answers unknown paths itself, so API
+    # Gateway answers this only for a method a known path lacks (PATCH /agents) or for "/".
+    # It says 403 "Missing Authentication Token"; the app says 404 not_found for unknown routes.
+    "MISSING_AUTHENTICATION_TOKEN": (404, "not_found", "no route for this method and path"),
+    "RESOURCE_NOT_FOUND": (404, "not_found", "no route for this method and path"),
+    # The API has no authorizer or resource policy today (keys are checked by the app, 401
+    # unauthorized); these keep the shape if one is ever added.
+    "UNAUTHORIZED": (401, "unauthorized", "missing or unknown API key"),
+    "ACCESS_DENIED": (403, "forbidden", "access denied"),
+    "THROTTLED": (429, "too_many_requests", "request rate over this API's limit; retry after a moment"),
+    "QUOTA_EXCEEDED": (429, "too_many_requests", "request quota exceeded"),
+    "REQUEST_TOO_LARGE": (413, "payload_too_large", "request over API Gateway's 10 MB limit"),
+    "BAD_REQUEST_BODY": (400, "bad_request", "the request body could not be read"),
+    "BAD_REQUEST_PARAMETERS": (400, "bad_request", "the request parameters could not be read"),
+    "UNSUPPORTED_MEDIA_TYPE": (415, "unsupported_media_type", "unsupported media type"),
+    "INTEGRATION_TIMEOUT": (504, "gateway_timeout", "the service did not answer within 29 seconds"),
+    "INTEGRATION_FAILURE": (502, "internal_error", "the service failed to answer; it has been logged"),
+}
+DEFAULTS: dict[str, tuple[int, str]] = {"DEFAULT_4XX": (400, "client_error"), "DEFAULT_5XX": (500, "internal_error")}
+
+HEADERS = {
+    "gatewayresponse.header.Content-Type": "'application/json'",
+    "gatewayresponse.header.X-Request-Id": "context.requestId",
+}
+
+
+def _template(code: str, message: str | None) -> str:
+    """The body template; message None means API Gateway's own (already a quoted JSON string)."""
+    body = json.dumps({"error": {"code": code, "message": "@MESSAGE@", "details": []}}, separators=(",", ":"))
+    return body.replace('"@MESSAGE@"', "$context.error.messageString" if message is None else json.dumps(message))
+
+
+def gateway_responses() -> dict[str, Any]:
+    """The `x-amazon-apigateway-gateway-responses` extension of the API's OpenAPI body."""
+    answers: dict[str, Any] = {}
+    for response_type, (status, code, message) in RESPONSES.items():
+        answers[response_type] = {"statusCode": str(status), "responseParameters": dict(HEADERS),
+                                  "responseTemplates": {"application/json": _template(code, message)}}
+    for response_type, (_status, code) in DEFAULTS.items():
+        # No statusCode: each type inside a default keeps its own (a 403 stays a 403).
+        answers[response_type] = {"responseParameters": dict(HEADERS),
+                                  "responseTemplates": {"application/json": _template(code, None)}}
+    return answers
