@@ -150,6 +150,7 @@ def check_functions(c: Checks, resources: dict[str, Any], table: str | None) -> 
         c.that(group in _of_type(resources, "AWS::Logs::LogGroup")
                and {"Fn::GetAtt": [group, "Arn"]} in granted_logs,
                f"{name}: logs to its own log group, which its role may write to")
+        c.that(props.get("LoggingConfig", {}).get("LogFormat") == "JSON", f"{name}: logs in Lambda's JSON format")
 
 
 def check_api(c: Checks, resources: dict[str, Any]) -> None:

@@ -168,9 +168,11 @@ class SessionsStack(cdk.Stack):
 
     def _log_group(self, name: str, function: cdk.CfnResource, removal: cdk.RemovalPolicy) -> None:
         """The function's own log group, made before it (LoggingConfig), so the role needs no
-        logs:CreateLogGroup and may write to these groups only."""
+        logs:CreateLogGroup and may write to these groups only; logs in Lambda's JSON format."""
         group = logs.LogGroup(self, f"{name}Logs", retention=self.stage.log_retention, removal_policy=removal)
-        function.add_property_override("LoggingConfig", {"LogGroup": group.log_group_name})
+        # JSON: the runtime's own log lines (warnings, tracebacks) come out as JSON objects with the
+        # request id, like the per-request lines and their EMF metrics (docs/observability.md).
+        function.add_property_override("LoggingConfig", {"LogGroup": group.log_group_name, "LogFormat": "JSON"})
         self.policy.add_statements(iam.PolicyStatement(
             sid=f"{name}Logs", actions=["logs:CreateLogStream", "logs:PutLogEvents"],
             resources=[group.log_group_arn]))
