@@ -25,10 +25,12 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
-# Benchmarks on moto: filtered lists against a full-table Scan (bench/lists.py; BENCH_SIZES=1000 for a
-# quick run), then conversation history against langchain-community's one-item-per-session history
-# (bench/history.py).
+# Benchmarks: first the cold start, `import app` and the first request in fresh processes against
+# the floor of importing the dependencies (bench/coldstart.py, a minute or two); then, on moto,
+# filtered lists against a full-table Scan (bench/lists.py; BENCH_SIZES=1000 for a quick run), then
+# conversation history against langchain-community's one-item-per-session history (bench/history.py).
 bench: $(STAMP) $(BENCH_STAMP)
+	$(BIN)/python -m bench.coldstart
 	$(BIN)/python -m bench.lists
 	$(BIN)/python -m bench.history
 
