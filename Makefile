@@ -22,8 +22,9 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/python infra/local_server.py
 
+# One pytest worker per core (pytest-xdist): every test builds its own table, so they share nothing.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto
 
 # Benchmarks: first the cold start, `import app` and the first request in fresh processes against
 # the floor of importing the dependencies (bench/coldstart.py, a minute or two); then, on moto,
