@@ -145,6 +145,9 @@ class SessionsStack(cdk.Stack):
             # A CloudFormation dynamic reference: resolved at deploy time into the functions'
             # configuration, so no function needs secretsmanager:GetSecretValue (docs/deploy.md).
             "SESSIONS_CURSOR_SECRET": self.cursor_secret.secret_value.unsafe_unwrap(),
+            # pydantic otherwise scans every installed distribution for plugins on its first model
+            # (docs/performance.md "Cold start"); the service uses none.
+            "PYDANTIC_DISABLE_PLUGINS": "__all__",
         }
         if provider:
             environment["SESSIONS_MODEL_PROVIDER"] = provider
