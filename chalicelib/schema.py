@@ -1,4 +1,4 @@
-"""The one definition of the DynamoDB table. Tests, `make run` and (later) infra/ build it from here.
+"""The one definition of the DynamoDB table. Tests, `make run` and infra/stack.py build it from here.
 
 A single table with a string partition key `pk` and sort key `sk`; the store owns what goes in
 them (see docs/design.md). No secondary index: every access pattern is a GetItem or a Query on

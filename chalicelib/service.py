@@ -1,6 +1,6 @@
 """The service rules, free of HTTP: every operation takes the developer id and plain values
 (a parsed JSON body, query parameters as strings) and returns a wire model or raises a
-ServiceError. HTTP routes and (later) direct Lambda invocation both call these.
+ServiceError. HTTP routes and direct Lambda invocation (chalicelib/invoke.py) both call these.
 """
 from __future__ import annotations
 
