@@ -2,7 +2,6 @@
 errors into JSON answers. The only module besides app.py that knows about HTTP."""
 from __future__ import annotations
 
-import contextvars
 import logging
 import uuid
 from collections.abc import Callable
@@ -17,18 +16,6 @@ from .outcomes import answer_of, error_answer
 from .store import get_store
 
 logger = logging.getLogger("sessions")
-request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
-
-
-class _RequestIdFilter(logging.Filter):
-    """Every log line of a request carries its id, as the answer's X-Request-Id does."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = request_id.get()
-        return True
-
-
-logger.addFilter(_RequestIdFilter())
 
 # Chalice answers some requests itself ({"Code", "Message"} bodies); we give them our shape.
 _CHALICE_CODES = {400: "bad_request", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
@@ -95,7 +82,6 @@ class Web:
         # API Gateway's own id when there is one, so our logs and its logs agree.
         context = event.context or {}
         current = str(context.get("requestId") or uuid.uuid4())
-        request_id.set(current)
         path = context.get("resourcePath") or event.path
         measure = telemetry.begin(current, "http", f"{event.method} {path}",
                                   self.operations.get((event.method, path)))

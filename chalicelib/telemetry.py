@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextvars
 import json
+import logging
 import os
 import sys
 import time
@@ -37,7 +38,20 @@ class Measure:
 
 
 _current: contextvars.ContextVar[Measure | None] = contextvars.ContextVar("measure", default=None)
-_out: list[TextIO] = []                    # where lines go when not stdout (tests, the admin CLI)
+_out: list[TextIO] = []                    # where lines go when not stdout (tests)
+
+
+class _RequestIdFilter(logging.Filter):
+    """Every line of the "sessions" logger carries the request's id, as its answer and its
+    request line do, over HTTP and by invocation alike."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        measure = _current.get()
+        record.request_id = measure.request_id if measure is not None else "-"
+        return True
+
+
+logging.getLogger("sessions").addFilter(_RequestIdFilter())
 
 
 def begin(request_id: str, via: str, route: str | None = None, operation: str | None = None) -> Measure:

@@ -126,3 +126,17 @@ def test_lines_go_to_stdout_by_default(api, capsys):
     api.get("/agents")
     out = capsys.readouterr().out.splitlines()
     assert len(out) == 1 and json.loads(out[0])["operation"] == "agents.list"
+
+
+def test_an_invocations_error_log_carries_its_request_id(table, monkeypatch, caplog):
+    import logging
+
+    import chalicelib.service
+
+    monkeypatch.setattr(chalicelib.service, "get", lambda *a, **k: 1 / 0)
+    with Client(app_module.app) as client, caplog.at_level(logging.ERROR, logger="sessions"):
+        answer = client.lambda_.invoke(invoke.FUNCTION_NAME, {"operation": "users.get", "developer_id": "bob",
+                                                              "params": {"user_id": "x"}}).payload
+    assert answer["status"] == 500
+    logged = [r for r in caplog.records if r.name == "sessions" and r.levelno >= logging.ERROR]
+    assert logged and {r.request_id for r in logged} == {answer["request_id"]} and answer["request_id"] != "-"
