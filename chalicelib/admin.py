@@ -314,7 +314,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _developer_id(value: str) -> str:
-    if not auth._DEVELOPER_ID.match(value):   # the one definition of a developer id
+    if not auth.DEVELOPER_ID.match(value):
         raise argparse.ArgumentTypeError(f"{value!r} is not a developer id (1 to 64 letters, digits, _ . -)")
     return value
 

@@ -14,7 +14,7 @@ from .store import Store
 
 PREFIX_CHARS = 10           # "sk_" and 7 more: enough to tell keys apart, far too little to guess
 
-_DEVELOPER_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+DEVELOPER_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
 def hash_key(key: str) -> str:
@@ -42,7 +42,7 @@ def parse_key_spec(spec: str) -> list[tuple[str, str]]:
     pairs = []
     for entry in filter(None, (part.strip() for part in spec.split(","))):
         developer, sep, key = entry.partition(":")
-        if not sep or not key or not _DEVELOPER_ID.match(developer):
+        if not sep or not key or not DEVELOPER_ID.match(developer):
             raise ValueError(f"bad SESSIONS_API_KEYS entry {entry.split(':')[0]!r}: "
                              "want developer:key, developer made of letters, digits, _ . -")
         pairs.append((developer, key))
@@ -50,7 +50,7 @@ def parse_key_spec(spec: str) -> list[tuple[str, str]]:
 
 
 def register_key(store: Store, developer: str, key: str) -> None:
-    if not _DEVELOPER_ID.match(developer):
+    if not DEVELOPER_ID.match(developer):
         raise ValueError(f"bad developer id {developer!r}")
     store.put_api_key(hash_key(key), developer, prefix=key[:PREFIX_CHARS], created_at=clock.now())
 

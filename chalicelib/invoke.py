@@ -17,14 +17,13 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from . import jsonio, telemetry
+from . import auth, jsonio, telemetry
 from .errors import BadRequest
 from .operations import OPERATIONS, Answer, Call, dispatch
 from .outcomes import answer_of
 from .store import get_store
 
 FUNCTION_NAME = "invoke"
-DEVELOPER_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")     # as API keys' developers (chalicelib/auth.py)
 HEADER_PARAMS = {"if_match", "idempotency_key"}
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
 
@@ -41,9 +40,8 @@ def handler(routes: Iterable[tuple[str, str, str]]) -> Callable[[Any, Any], dict
         request_id = str(getattr(context, "aws_request_id", "") or "-")
         measure = telemetry.begin(request_id, "invoke")
         answer = answer_of(lambda: _run(event, ids_of, measure))
-        body = answer.body if answer.status >= 400 else _plain_json(answer.body)
-        telemetry.finish(measure, answer.status,
-                         body["error"]["code"] if answer.status >= 400 else None)
+        body = _plain_json(answer.body)
+        telemetry.finish(measure, answer.status, body["error"]["code"] if answer.status >= 400 else None)
         return {"status": answer.status, "body": body, "headers": answer.headers, "request_id": request_id}
 
     return invoke
@@ -60,7 +58,7 @@ def _run(event: Any, ids_of: dict[str, tuple[str, ...]], measure: telemetry.Meas
         raise BadRequest(f"operation must be one of: {', '.join(sorted(OPERATIONS))}")
     measure.operation = name
     developer = event.get("developer_id")
-    if not isinstance(developer, str) or not DEVELOPER_ID.match(developer):
+    if not isinstance(developer, str) or not auth.DEVELOPER_ID.match(developer):
         raise BadRequest("developer_id must be 1 to 64 letters, digits, '_', '.' or '-'")
     measure.developer_id = developer
     params = event.get("params", {})
@@ -82,14 +80,13 @@ def _call(name: str, developer: str, params: dict[str, Any], id_names: tuple[str
         if value is not None and not isinstance(value, str):
             raise BadRequest(f"params.{header} must be a string")
         headers[header] = value
+    body = None
     if OPERATIONS[name].takes_body:
-        # Through the HTTP body reader: the same size limit, the same exact numbers.
-        body = jsonio.loads_body(json.dumps(params.pop("body")).encode("utf-8")) if "body" in params else \
-            jsonio.loads_body(None)
+        # Through HTTP's body reader: the same size limit, the same errors, the same exact numbers.
+        text = json.dumps(params.pop("body")).encode("utf-8") if "body" in params else None
+        body = jsonio.loads_body(text)
     elif "body" in params:
         raise BadRequest(f"{name} takes no body")
-    else:
-        body = None
     query = {key: _query_text(key, value) for key, value in params.items() if value is not None}
     return Call(developer=developer, ids=ids, query=query, body=body,
                 if_match=headers["if_match"], idempotency_key=headers["idempotency_key"])

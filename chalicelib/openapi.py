@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import BaseModel, create_model
 from pydantic.json_schema import models_json_schema
 
-from . import models
+from . import auth, models
 from .history import OFFSET_MAX, PAGE_DEFAULT, PAGE_MAX
 from .idempotency import MAX_KEY_CHARS
 from .operations import OPERATIONS
@@ -298,7 +298,7 @@ def invoke_event_schema(routes: list[tuple[str, str, str]]) -> dict[str, Any]:
         "additionalProperties": False,
         "properties": {
             "operation": {"enum": [name for _, _, name in routes]},
-            "developer_id": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,64}$"},
+            "developer_id": {"type": "string", "pattern": auth.DEVELOPER_ID.pattern},
             "params": {"type": "object"},
         },
         "allOf": cases,
