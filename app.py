@@ -1,7 +1,7 @@
 """The sessions service's HTTP API: a table of routes onto named operations (chalicelib/operations.py)."""
 from chalice import Chalice
 
-from chalicelib import invoke
+from chalicelib import invoke as invocation
 from chalicelib.api import Web
 
 app = Chalice(app_name="sessions")
@@ -38,7 +38,8 @@ for method, path, operation in ROUTES:
     web.route(method, path, operation)
 
 # The same operations for other Lambdas, by name and without API Gateway (chalicelib/invoke.py).
-app.lambda_function(name=invoke.FUNCTION_NAME)(invoke.handler(ROUTES))
+# Deployed with the handler "app.invoke", so it must be this module's `invoke`.
+invoke = app.lambda_function(name=invocation.FUNCTION_NAME)(invocation.handler(ROUTES))
 
 
 def _openapi() -> dict:

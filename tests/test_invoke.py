@@ -289,3 +289,17 @@ def test_the_schema_refuses_what_the_handler_refuses():
     assert not VALIDATOR.is_valid({"operation": "agents.list", "developer_id": "a", "params": {"colour": "red"}})
     assert VALIDATOR.is_valid({"operation": "agents.list", "developer_id": "a", "params": {"limit": "5"}})
     assert VALIDATOR.is_valid({"operation": "agents.create", "developer_id": "a", "params": {"body": {"name": "x"}}})
+
+
+def test_every_deployed_handler_string_names_a_function_of_its_module(lambda_client, table):
+    """Lambda calls `<module>.<attribute>` from the handler string chalice deploys, not the name
+    chalice's test client looks up; so resolve each one as Lambda does, and call it."""
+    import importlib
+
+    functions = app_module.app.pure_lambda_functions
+    assert {function.name for function in functions} == {invoke.FUNCTION_NAME}
+    for function in functions:
+        module, attribute = function.handler_string.rsplit(".", 1)
+        handler = getattr(importlib.import_module(module), attribute)
+        answer = handler({"operation": "users.list", "developer_id": "alice"}, None)
+        assert answer["status"] == 200 and answer["body"]["items"] == []
