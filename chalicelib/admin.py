@@ -29,7 +29,7 @@ from typing import IO, Any
 
 from . import auth, clock, schema, transfer
 from .errors import NotFound
-from .store import Store, StoreError
+from .store import API_KEY_PREFIX, Store, StoreError
 
 EXIT_OK, EXIT_NO, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 0, 1, 2, 130, 141
 
@@ -146,8 +146,8 @@ def import_(args: argparse.Namespace) -> int:
     store = _store(args)
     # A key record must never take over a key hash another developer holds.
     for number, item in numbered:
-        if item["pk"]["S"].startswith("apikey#"):
-            owner = store.developer_for_key(item["pk"]["S"][len("apikey#"):])
+        if item["pk"]["S"].startswith(API_KEY_PREFIX):
+            owner = store.developer_for_key(item["pk"]["S"][len(API_KEY_PREFIX):])
             if owner not in (None, args.developer):
                 raise Fail(f"line {number}: that API key belongs to developer {owner!r} in table "
                            f"{store.table}; nothing was written")

@@ -16,7 +16,7 @@ from .store import RECORD, Store
 
 
 def check(store: Store, developer: str) -> dict[str, Any]:
-    prefix = f"dev#{developer}#"
+    prefix = store_module.developer_prefix(developer)
     records: list[tuple[str, dict[str, Any]]] = []
     entries: set[tuple[str, str]] = set()
     message_sessions: dict[str, int] = {}

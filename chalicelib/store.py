@@ -86,6 +86,18 @@ class ReceiptTaken(StoreError):
 
 # --- keys -------------------------------------------------------------------------------------
 
+API_KEY_PREFIX = "apikey#"
+
+
+def developer_prefix(developer: str) -> str:
+    """What every partition key of a developer's items starts with (API key records aside)."""
+    return f"dev#{developer}#"
+
+
+def _api_key_pk(key_hash: str) -> str:
+    return f"{API_KEY_PREFIX}{key_hash}"
+
+
 def _record_pk(developer: str, kind: str, record_id: str) -> str:
     return f"dev#{developer}#{kind}#{record_id}"
 
@@ -177,7 +189,7 @@ class Store:
     # API keys ----------------------------------------------------------------------------------
 
     def developer_for_key(self, key_hash: str) -> str | None:
-        item = self.client.get_item(TableName=self.table, Key=_key(f"apikey#{key_hash}", RECORD),
+        item = self.client.get_item(TableName=self.table, Key=_key(_api_key_pk(key_hash), RECORD),
                                     ConsistentRead=True).get("Item")
         return item["developer_id"]["S"] if item else None
 
@@ -186,7 +198,7 @@ class Store:
         listing = {**_key(_keys_pk(developer), f"{prefix}#{key_hash}"),
                    **_serialize({"key_hash": key_hash, "prefix": prefix, "created_at": created_at})}
         self._transact([
-            self._put({**_key(f"apikey#{key_hash}", RECORD), "developer_id": {"S": developer},
+            self._put({**_key(_api_key_pk(key_hash), RECORD), "developer_id": {"S": developer},
                        **_serialize({"prefix": prefix, "created_at": created_at})}),
             self._put(listing)])
 
@@ -197,7 +209,7 @@ class Store:
     def delete_api_key(self, developer: str, key_hash: str, prefix: str) -> bool:
         """Revoke: the key and its listing entry go together. False if it was not this developer's."""
         failed = self._transact([
-            {"Delete": {"TableName": self.table, "Key": _key(f"apikey#{key_hash}", RECORD),
+            {"Delete": {"TableName": self.table, "Key": _key(_api_key_pk(key_hash), RECORD),
                         "ConditionExpression": "#developer = :developer",
                         "ExpressionAttributeNames": {"#developer": "developer_id"},
                         "ExpressionAttributeValues": {":developer": {"S": developer}}}},
@@ -468,7 +480,7 @@ class Store:
         consistency check only (an operator's tool, never a request path)."""
         args: dict[str, Any] = {"TableName": self.table, "FilterExpression": "begins_with(#pk, :prefix)",
                                 "ConsistentRead": True, "ExpressionAttributeNames": {"#pk": PK},
-                                "ExpressionAttributeValues": {":prefix": {"S": f"dev#{developer}#"}}}
+                                "ExpressionAttributeValues": {":prefix": {"S": developer_prefix(developer)}}}
         while True:
             answer = self.client.scan(**args)
             for item in answer["Items"]:
@@ -487,7 +499,8 @@ class Store:
             "TableName": self.table, "ConsistentRead": True,
             "FilterExpression": "begins_with(#pk, :prefix) OR (begins_with(#pk, :apikey) AND #developer = :developer)",
             "ExpressionAttributeNames": {"#pk": PK, "#developer": "developer_id"},
-            "ExpressionAttributeValues": {":prefix": {"S": f"dev#{developer}#"}, ":apikey": {"S": "apikey#"},
+            "ExpressionAttributeValues": {":prefix": {"S": developer_prefix(developer)},
+                                          ":apikey": {"S": API_KEY_PREFIX},
                                           ":developer": {"S": developer}}}
         while True:
             answer = self.client.scan(**args)

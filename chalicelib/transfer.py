@@ -25,12 +25,13 @@ from collections.abc import Iterable
 from typing import Any
 
 from .schema import PARTITION_KEY as PK, SORT_KEY as SK
+from .store import API_KEY_PREFIX, RECORD, developer_prefix
 
 FORMAT = "sessions-export"
 VERSION = 1
 
 _NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
-_API_KEY_PK = re.compile(r"^apikey#[0-9a-f]{64}$")
+_API_KEY_PK = re.compile(rf"^{API_KEY_PREFIX}[0-9a-f]{{64}}$")
 
 
 class BadFile(ValueError):
@@ -61,10 +62,10 @@ def key_of(item: dict[str, Any]) -> tuple[str, str]:
 def owner_problem(item: dict[str, Any], developer: str) -> str | None:
     """Why this item is not the developer's, or None when it is."""
     pk = item[PK]["S"]
-    if pk.startswith(f"dev#{developer}#"):
+    if pk.startswith(developer_prefix(developer)):
         return None
-    if pk.startswith("apikey#"):
-        if not _API_KEY_PK.match(pk) or item[SK] != {"S": "#record"}:
+    if pk.startswith(API_KEY_PREFIX):
+        if not _API_KEY_PK.match(pk) or item[SK] != {"S": RECORD}:
             return f"{pk!r} is not an API key record (apikey#<sha256>, sk #record)"
         owner = item.get("developer_id")
         if owner != {"S": developer}:
