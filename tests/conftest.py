@@ -32,39 +32,16 @@ def aws_env(monkeypatch):
         monkeypatch.delenv(name, raising=False)
 
 
-def _one_rollback_copy_per_table(transact_write_items):
-    """moto keeps a rollback copy of the table for a transaction, but deep-copies the whole table
-    once per action: a 7-action write to a table of n items copies 7n items. Copy each table once
-    per transaction instead (the same rollback, a test suite several times faster)."""
-    import copy as copy_module
-
-    real_deepcopy = copy_module.deepcopy
-
-    def patched(self, transact_items):
-        copies: dict[int, Any] = {}
-
-        def deepcopy_once(value, memo=None):
-            if id(value) not in copies:
-                copies[id(value)] = real_deepcopy(value, memo)
-            return copies[id(value)]
-        copy_module.deepcopy = deepcopy_once
-        try:
-            return transact_write_items(self, transact_items)
-        finally:
-            copy_module.deepcopy = real_deepcopy
-    return patched
-
-
 @pytest.fixture(scope="session")
 def dynamodb():
-    """One moto mock and one client for the whole run: starting them costs more than a test."""
-    from moto.dynamodb.models import DynamoDBBackend
+    """One moto mock and one client for the whole run: starting them costs more than a test. moto
+    carries the fixes that keep it fast and small (infra/moto_dynamodb.py), as make run's does."""
+    from infra import moto_dynamodb
 
+    moto_dynamodb.fix()
     with pytest.MonkeyPatch.context() as patch:
         for name, value in AWS_ENV.items():
             patch.setenv(name, value)
-        patch.setattr(DynamoDBBackend, "transact_write_items",
-                      _one_rollback_copy_per_table(DynamoDBBackend.transact_write_items))
         with mock_aws():
             yield boto3.client("dynamodb", region_name="us-east-1")
 
