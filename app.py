@@ -48,3 +48,4 @@ def _openapi() -> dict:
 
 
 web.public_document("/openapi.json", _openapi)
+web.refuse_other_methods()

@@ -10,7 +10,7 @@ from typing import Any
 from chalice import Chalice, Response
 
 from . import auth, jsonio, telemetry
-from .errors import InternalError, NotFound, ServiceError, error_body
+from .errors import InternalError, MethodNotAllowed, NotFound, ServiceError, error_body
 from .operations import OPERATIONS, Answer, Call, dispatch
 from .outcomes import answer_of, error_answer
 from .store import get_store
@@ -21,6 +21,10 @@ logger = logging.getLogger("sessions")
 _CHALICE_CODES = {400: "bad_request", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
                   413: "payload_too_large", 415: "unsupported_media_type", 500: "internal_error"}
 CATCH_ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"]
+# Every method API Gateway can route. A known path answers each it does not take with our 405, so
+# API Gateway routes them to the app instead of answering "Missing Authentication Token" itself;
+# HEAD and OPTIONS included (no route takes them; there is no CORS): docs/api.md, "Methods".
+GATEWAY_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 
 
 def json_response(answer: Answer) -> Response:
@@ -59,6 +63,22 @@ class Web:
 
         view.__name__ = operation_name.replace(".", "_")
         self.app.route(path, methods=[method], name=view.__name__)(view)
+
+    def refuse_other_methods(self) -> None:
+        """After the routes and documents: each known path answers the methods it lacks with 405
+        and Allow."""
+        taken: dict[str, list[str]] = {path: ["GET"] for path in self.public_paths}
+        for method, path in self.operations:
+            taken.setdefault(path, []).append(method)
+        for number, (path, methods) in enumerate(sorted(taken.items())):
+            others = [m for m in GATEWAY_METHODS if m not in methods]
+
+            def not_allowed(_path: str = path, _allowed: list[str] = methods, **ids: str) -> Response:
+                method = self.app.current_request.method
+                return error_response(MethodNotAllowed(
+                    f"{method} is not a method of {_path}; it takes {', '.join(_allowed)}", _allowed))
+
+            self.app.route(path, methods=others, name=f"method_not_allowed_{number}")(not_allowed)
 
     def public_document(self, path: str, make: Callable[[], Any]) -> None:
         """A GET that needs no key (the API's own description), made once per process."""

@@ -59,6 +59,15 @@ class Conflict(ServiceError):
     code = "conflict"
 
 
+class MethodNotAllowed(ServiceError):
+    """A known path, a method it does not take; `allowed` goes out as the Allow header."""
+    status = 405
+    code = "method_not_allowed"
+
+    def __init__(self, message: str, allowed: list[str]) -> None:
+        super().__init__(message, headers={"Allow": ", ".join(allowed)})
+
+
 class PreconditionFailed(ServiceError):
     """If-Match named a version the resource has moved past; nothing was changed."""
     status = 412

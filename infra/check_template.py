@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from chalicelib import errors, schema, store  # noqa: E402
+from chalicelib.api import GATEWAY_METHODS  # noqa: E402
 
 STACKS = {"sessions-dev": False, "sessions-prod": True}   # stack -> table retained
 GATEWAY_TIMEOUT_S = 29
@@ -160,6 +161,13 @@ def check_api(c: Checks, resources: dict[str, Any]) -> None:
                  if s.get("ResourcePath") == "/*" and s.get("HttpMethod") == "*"]
     c.that(len(throttles) == 1 and throttles[0].get("ThrottlingRateLimit", 0) > 0
            and throttles[0].get("ThrottlingBurstLimit", 0) > 0, "stage-wide throttling (rate and burst)")
+    # Every path but the catch-all takes every method API Gateway routes (the app answers the ones a
+    # path lacks with 405), so API Gateway never answers a known path's method itself (docs/api.md).
+    paths = api.get("DefinitionBody", {}).get("paths", {})
+    c.that(len(paths) > 1, "the API has its paths")
+    for path, methods in sorted(paths.items()):
+        if not path.endswith("{proxy+}"):
+            c.that({m.upper() for m in methods} >= set(GATEWAY_METHODS), f"{path}: every method routed to the app")
     answers = api.get("DefinitionBody", {}).get("x-amazon-apigateway-gateway-responses", {})
     for response_type, (status, code) in GATEWAY_RESPONSES.items():
         answer = answers.get(response_type)

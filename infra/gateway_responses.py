@@ -13,9 +13,10 @@ from typing import Any
 
 # response type: (status, code, message). Codes are the app's where it has one for the status.
 RESPONSES: dict[str, tuple[int, str, str]] = {
-    # No such resource or method: the app's catch-all route answers unknown paths itself, so API
-    # Gateway answers this only for a method a known path lacks (PATCH /agents) or for "/".
-    # It says 403 "Missing Authentication Token"; the app says 404 not_found for unknown routes.
+    # No such resource or method: the app's catch-all route answers unknown paths itself, and its
+    # 405 routes a method a known path lacks (chalicelib/api.py), so API Gateway answers this only
+    # for "/". It says 403 "Missing Authentication Token"; the app says 404 not_found for unknown
+    # routes.
     "MISSING_AUTHENTICATION_TOKEN": (404, "not_found", "no route for this method and path"),
     "RESOURCE_NOT_FOUND": (404, "not_found", "no route for this method and path"),
     # The API has no authorizer or resource policy today (keys are checked by the app, 401
