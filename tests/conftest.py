@@ -3,6 +3,7 @@ and chalice's test client over the real app."""
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 from typing import Any
 
@@ -32,13 +33,30 @@ def aws_env(monkeypatch):
         monkeypatch.delenv(name, raising=False)
 
 
+# The engines the real-engine tier runs on: moto in-process (fast, the default for every test) and
+# DynamoDB Local, Amazon's own engine, in a process of its own (infra/local_database.py).
+MOTO, DYNAMODB_LOCAL = "moto", "dynamodb-local"
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "real_engine: also run on DynamoDB Local, Amazon's own engine "
+                                       "(the test then runs once per engine: [moto] and [dynamodb-local])")
+
+
+def pytest_generate_tests(metafunc):
+    chosen = any("dynamodb" in (names.replace(" ", "").split(",") if isinstance(names, str) else names)
+                 for names, *_ in (marker.args for marker in metafunc.definition.iter_markers("parametrize")))
+    if metafunc.definition.get_closest_marker("real_engine") and "dynamodb" in metafunc.fixturenames and not chosen:
+        metafunc.parametrize("dynamodb", [MOTO, DYNAMODB_LOCAL], indirect=True)
+
+
 @pytest.fixture(scope="session")
-def dynamodb():
+def moto_dynamodb():
     """One moto mock and one client for the whole run: starting them costs more than a test. moto
     carries the fixes that keep it fast and small (infra/moto_dynamodb.py), as make run's does."""
-    from infra import moto_dynamodb
+    from infra import moto_dynamodb as fixes
 
-    moto_dynamodb.fix()
+    fixes.fix()
     with pytest.MonkeyPatch.context() as patch:
         for name, value in AWS_ENV.items():
             patch.setenv(name, value)
@@ -46,11 +64,47 @@ def dynamodb():
             yield boto3.client("dynamodb", region_name="us-east-1")
 
 
+@pytest.fixture(scope="session")
+def dynamodb_local(tmp_path_factory):
+    """DynamoDB Local in memory, one per test worker, started on first use. If it cannot start,
+    every real-engine test fails and says why: the tier never skips."""
+    from chalicelib.store import client_config
+    from infra import local_database
+
+    try:
+        database = local_database.start(local_database.DYNAMODB_LOCAL,
+                                        log=tmp_path_factory.mktemp("dynamodb-local") / "engine.log")
+    except local_database.StartFailed as error:
+        pytest.fail(f"DynamoDB Local did not start, so the real-engine tier cannot run: {error} "
+                    "(make test installs it: python -m infra.dynamodb_local install)", pytrace=False)
+    try:
+        yield boto3.client("dynamodb", endpoint_url=database.endpoint, config=client_config(),
+                           aws_access_key_id="local", aws_secret_access_key="local")
+    finally:
+        database.stop()
+
+
+@pytest.fixture
+def dynamodb(request):
+    """The engine's client: moto, or DynamoDB Local for tests marked real_engine (run on both)."""
+    engine = getattr(request, "param", MOTO)
+    return request.getfixturevalue("moto_dynamodb" if engine == MOTO else "dynamodb_local")
+
+
+@pytest.fixture
+def engine(request) -> str:
+    """Which engine this test runs on."""
+    callspec = getattr(request.node, "callspec", None)
+    return callspec.params.get("dynamodb", MOTO) if callspec is not None else MOTO
+
+
 @pytest.fixture
 def table(aws_env, dynamodb, monkeypatch):
     """A fresh table per test (built from the one schema), with API keys for two developers."""
     name = f"{TABLE}-{uuid.uuid4().hex[:12]}"
     monkeypatch.setenv("SESSIONS_TABLE", name)
+    if dynamodb.meta.endpoint_url.startswith("http://127.0.0.1"):   # DynamoDB Local: clients made here go there
+        monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", dynamodb.meta.endpoint_url)
     schema.create_table(dynamodb, name)
     the_store = store.Store(dynamodb, name)
     store.use_store(the_store)
@@ -59,6 +113,23 @@ def table(aws_env, dynamodb, monkeypatch):
     yield the_store
     store.use_store(None)
     dynamodb.delete_table(TableName=name)
+
+
+@pytest.fixture
+def calls_atomic(table, engine, monkeypatch):
+    """Each DynamoDB call atomic, as DynamoDB makes it, for tests of concurrent writers. moto's
+    in-process backend is not: a transaction checks its conditions and writes without a lock, so
+    threads can interleave inside one call; on moto the store's client takes a lock per call.
+    Threads still interleave between calls, which is where a read-modify-write race lives.
+    DynamoDB Local is the real thing and gets no help."""
+    if engine == MOTO:
+        lock = threading.Lock()
+
+        def locked(_name, call):
+            with lock:
+                return call()
+        monkeypatch.setattr(table, "client", InterceptedClient(table.client, locked))
+    return table
 
 
 def scan_all(store) -> list[dict[str, Any]]:

@@ -10,6 +10,9 @@ from pathlib import Path
 import pytest
 from conftest import InterceptedClient
 
+# What each operation costs in DynamoDB calls, and what a list reads: on DynamoDB Local too.
+pytestmark = pytest.mark.real_engine
+
 
 @pytest.fixture
 def counted(table, monkeypatch) -> Counter:

@@ -4,12 +4,14 @@ from __future__ import annotations
 import threading
 
 import pytest
-from conftest import InterceptedClient
 
 from chalicelib import history, service
 from chalicelib.errors import DeletionInProgress
 from chalicelib.service import AGENTS, SESSIONS
 from chalicelib.store import VersionConflict
+
+# Cascades across Query pages and BatchWriteItem batches, and concurrent writers: on DynamoDB Local too.
+pytestmark = pytest.mark.real_engine
 
 
 def table_keys(store) -> set[tuple[str, str]]:
@@ -106,24 +108,11 @@ def test_clearing_history_past_its_budget_answers_503_and_the_retry_finishes(api
     assert api.get(f"/sessions/{session_id}/history").json == {"items": [], "next_cursor": None}
 
 
-def atomic_calls(client) -> InterceptedClient:
-    """The client with each DynamoDB call made atomic, as DynamoDB makes it. moto's in-process
-    backend is not: its transactions check conditions and deep-copy tables for rollback without
-    a lock, so concurrent threads can interleave inside one call. Threads still interleave
-    between calls, which is where a read-modify-write race lives."""
-    lock = threading.Lock()
-
-    def locked(_name, call):
-        with lock:
-            return call()
-    return InterceptedClient(client, locked)
-
-
-def test_concurrent_patches_of_one_session_all_survive(table, session_id, monkeypatch):
+def test_concurrent_patches_of_one_session_all_survive(calls_atomic, session_id, monkeypatch):
     """Eight writers merge their own metadata key at once: versioned writes retry, none is lost.
     Driven through the service layer: chalice keeps one current_request per app, so its test
     client cannot carry concurrent requests (a Lambda container serves one at a time anyway)."""
-    monkeypatch.setattr(table, "client", atomic_calls(table.client))
+    table = calls_atomic
     conflicts = []
     real_replace = table.replace
 

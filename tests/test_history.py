@@ -10,7 +10,9 @@ import pytest
 
 from chalicelib import clock, history
 from chalicelib.errors import NotFound
-from test_deletes import atomic_calls
+
+# Concurrent writers, Query pages and batch deletes: on DynamoDB Local too.
+pytestmark = pytest.mark.real_engine
 
 
 def contents(api, session_id, query="?limit=1000"):
@@ -28,12 +30,12 @@ def add(api, session_id, *texts, role="user"):
 
 # --- order ---------------------------------------------------------------------------------------
 
-def test_many_writers_lose_nothing_and_keep_each_writers_order(table, session_id, monkeypatch):
+def test_many_writers_lose_nothing_and_keep_each_writers_order(calls_atomic, session_id, monkeypatch):
     """Eight writers append 1 to 3 messages at a time, 15 appends each, with one frozen clock so
     that concurrent appends share created_at and only the position tells them apart. Every
     message must be stored once, each writer's messages in the order it sent them, and each
     append's messages side by side."""
-    monkeypatch.setattr(table, "client", atomic_calls(table.client))
+    table = calls_atomic
     frozen = "2026-01-01T00:00:00.000000Z"
     monkeypatch.setattr(clock, "now", lambda: frozen)
     monkeypatch.setattr(clock, "after", lambda previous: clock._next_microsecond(max(previous, frozen)))

@@ -10,6 +10,9 @@ import pytest
 
 from conftest import KEYS
 
+# The seed page through the SDK: on DynamoDB Local too.
+pytestmark = pytest.mark.real_engine
+
 SITUATION = """
 You are Sara mental health professional, public speaker & renowned educator. You are licensed to be an intimacy and relationship coach. You are  an NLP coach who is qualified to deal with trauma, self-perceptions
 About you:

@@ -540,6 +540,7 @@ SETTINGS = settings(max_examples=12, stateful_step_count=25, deadline=None, dera
                                            HealthCheck.filter_too_much])
 
 
+@pytest.mark.real_engine
 def test_lists_agree_with_a_model_through_random_changes(dynamodb):
     ListsMachine.client = dynamodb
     run_state_machine_as_test(ListsMachine, settings=SETTINGS)

@@ -16,7 +16,6 @@ from chalicelib.operations import Call, dispatch
 from chalicelib.providers import Completion
 from chalicelib.service import AGENTS
 from conftest import KEYS, InterceptedClient, scan_all as all_items
-from test_deletes import atomic_calls
 
 
 # --- versions: ETag and If-Match -----------------------------------------------------------------
@@ -44,6 +43,7 @@ def test_get_answers_an_etag_that_if_match_must_name(api, plural, body):
     assert api.get(f"/{plural}/{rid}").status_code == 404
 
 
+@pytest.mark.real_engine
 def test_if_match_on_a_session_and_its_concurrent_writer(api, table, session_id):
     tag = api.get(f"/sessions/{session_id}").headers["ETag"]
     # Another writer changes it first: the conditional PATCH must not overwrite that change.
@@ -57,6 +57,7 @@ def test_if_match_on_a_session_and_its_concurrent_writer(api, table, session_id)
     assert "ETag" not in api.get("/sessions").headers
 
 
+@pytest.mark.real_engine
 def test_a_delete_racing_a_patch_leaves_no_stale_index_entry(api, table, session_id, monkeypatch):
     """The delete read version n; a PATCH moves the record (and its metadata entries) to n + 1
     before the delete's transaction. The delete must not remove the record with n's entries."""
@@ -79,6 +80,7 @@ def test_a_delete_racing_a_patch_leaves_no_stale_index_entry(api, table, session
 
 # --- idempotency ---------------------------------------------------------------------------------
 
+@pytest.mark.real_engine
 def test_the_same_key_and_body_create_once_and_answer_the_first_answer(api, table):
     headers = {"Idempotency-Key": "create-agent-1"}
     first = api.post("/agents", {"name": "Once"}, headers=headers)
@@ -98,6 +100,7 @@ def test_the_same_key_and_body_create_once_and_answer_the_first_answer(api, tabl
     assert not any("create-agent-1" in json.dumps(r) for r in receipts)      # stored hashed
 
 
+@pytest.mark.real_engine
 def test_replays_of_sessions_and_history_appends(api, agent_id, user_id):
     body = {"agent_id": agent_id, "user_id": user_id, "situation": "s"}
     sid = api.post("/sessions", body, headers={"Idempotency-Key": "s1"}).json["id"]
@@ -135,8 +138,9 @@ def test_a_chat_replay_neither_calls_the_model_again_nor_stores_twice(api, sessi
     assert [m["content"] for m in api.get(f"/sessions/{session_id}/history").json["items"]] == ["hi", "reply 1"]
 
 
-def test_racing_duplicates_create_exactly_one(table, monkeypatch):
-    monkeypatch.setattr(table, "client", atomic_calls(table.client))
+@pytest.mark.real_engine
+def test_racing_duplicates_create_exactly_one(calls_atomic):
+    table = calls_atomic
     barrier, answers, failures = threading.Barrier(6), [], []
 
     def create():
@@ -173,6 +177,7 @@ def test_a_failed_create_leaves_neither_record_nor_receipt(api, table, monkeypat
     assert api.post("/agents", {"name": "X"}, headers={"Idempotency-Key": "k"}).status_code == 201
 
 
+@pytest.mark.real_engine
 def test_an_expired_receipt_no_longer_replays(api, table, monkeypatch):
     first = api.post("/agents", {"name": "Old"}, headers={"Idempotency-Key": "k"}).json
     later = time.time() + 86400 + 5
@@ -302,3 +307,4 @@ def test_user_input_reaches_dynamodb_only_through_placeholders(api, table, monke
     for expression in expressions:
         for text in hostile:
             assert text not in expression, (text, expression)
+
