@@ -572,7 +572,11 @@ class Store:
     def _transact(self, actions: list[dict[str, Any]]) -> int | None:
         """Run a transaction; None on success, else the index of the first action whose
         condition failed. A transaction cancelled only by a conflict with another one (or by
-        throttling) applied nothing, so it is sent again, a few times, with jittered backoff."""
+        throttling) applied nothing, so it is sent again, a few times, with jittered backoff.
+
+        botocore fills a ClientRequestToken into each call and keeps it when it sends the call
+        again after a lost answer, so DynamoDB answers that repeat with the first outcome instead
+        of running it twice (tests/test_reliability.py shows it on DynamoDB Local)."""
         for attempt in range(TRANSACT_ATTEMPTS):
             try:
                 self.client.transact_write_items(TransactItems=actions)

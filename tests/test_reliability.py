@@ -308,3 +308,37 @@ def test_user_input_reaches_dynamodb_only_through_placeholders(api, table, monke
         for text in hostile:
             assert text not in expression, (text, expression)
 
+
+
+# --- a transaction whose answer was lost ---------------------------------------------------------
+
+@pytest.mark.parametrize("dynamodb", ["dynamodb-local"], indirect=True)   # moto keeps no tokens
+def test_a_write_whose_answer_was_lost_is_sent_again_and_applied_once(api, table, agent_id):
+    """The first attempt of each TransactWriteItems reaches DynamoDB and commits, then its answer
+    is lost (a read timeout). botocore sends it again with the same ClientRequestToken (it fills
+    one into every TransactWriteItems), and DynamoDB answers the repeat as it answered the first
+    instead of running it again, whose conditions would fail on its own writes. The answer is the
+    success, and nothing is written twice. Only the real engine keeps tokens."""
+    from botocore.exceptions import ReadTimeoutError
+
+    tokens: list[str] = []
+
+    def lose_the_first_answer(request, **kwargs):
+        tokens.append(json.loads(request.body)["ClientRequestToken"])
+        if len(tokens) % 2 == 1:
+            table.client._endpoint.http_session.send(request)      # DynamoDB commits it ...
+            raise ReadTimeoutError(endpoint_url=request.url)      # ... and the answer is lost
+
+    events = table.client.meta.events
+    events.register("before-send.dynamodb.TransactWriteItems", lose_the_first_answer, unique_id="lose-answer")
+    try:
+        created = api.post("/sessions", {"agent_id": agent_id, "metadata": {"lost": "answer"}})
+        appended = api.post(f"/sessions/{created.json['id']}/history", {"messages": [{"role": "user", "content": "hi"}]})
+    finally:
+        events.unregister("before-send.dynamodb.TransactWriteItems", unique_id="lose-answer")
+    assert created.status_code == 201, created.json
+    assert appended.status_code == 201, appended.json
+    assert len(tokens) == 4 and tokens[0] == tokens[1] and tokens[2] == tokens[3] and tokens[0] != tokens[2]
+    listed = api.get("/sessions?metadata_filter=" + json.dumps({"lost": "answer"})).json["items"]
+    assert [s["id"] for s in listed] == [created.json["id"]]
+    assert [m["content"] for m in api.get(f"/sessions/{created.json['id']}/history").json["items"]] == ["hi"]
