@@ -43,11 +43,14 @@ $(DYNAMODB_LOCAL): infra/dynamodb_local.py | $(STAMP)
 # Benchmarks: first the cold start, `import app` and the first request in fresh processes against
 # the floor of importing the dependencies (bench/coldstart.py, a minute or two); then, on moto,
 # filtered lists against a full-table Scan (bench/lists.py; BENCH_SIZES=1000 for a quick run), then
-# conversation history against langchain-community's one-item-per-session history (bench/history.py).
-bench: $(STAMP) $(BENCH_STAMP)
+# conversation history against langchain-community's one-item-per-session history (bench/history.py);
+# last, make run's own server over HTTP on DynamoDB Local and on moto's server, at 1,000 and 10,000
+# sessions and 10 and 10,000 messages (bench/local_stack.py, about 5 minutes).
+bench: $(STAMP) $(BENCH_STAMP) $(DYNAMODB_LOCAL)
 	$(BIN)/python -m bench.coldstart
 	$(BIN)/python -m bench.lists
 	$(BIN)/python -m bench.history
+	$(BIN)/python -m bench.local_stack
 
 # langchain-community is for bench/history.py's comparison only: never a runtime or test dependency,
 # so it is not in pyproject.toml. It goes into .venv under its own stamp, constrained to the versions
