@@ -22,6 +22,8 @@ ROOT = Path(__file__).resolve().parent.parent
 class Run:
     """One `make run`: its process, its URL and what it printed."""
 
+    started: list[Run] = []
+
     def __init__(self, env_extra: dict[str, str], args: tuple[str, ...] = ()) -> None:
         self.port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_ENDPOINT_URL")}
@@ -31,6 +33,7 @@ class Run:
                                         start_new_session=True)
         self.url = f"http://127.0.0.1:{self.port}"
         self.lines: list[str] = []
+        Run.started.append(self)
 
     def serving(self) -> Run:
         deadline = time.monotonic() + 90
@@ -64,6 +67,18 @@ class Run:
     def stop(self, how: int = signal.SIGTERM, group: bool = True) -> int:
         (os.killpg if group else os.kill)(self.process.pid, how)
         return self.process.wait(timeout=30)
+
+
+@pytest.fixture(autouse=True)
+def no_run_left_behind():
+    """Whatever a test did or failed to do, its make runs end with it (their databases follow:
+    Linux stops a database whose make run dies)."""
+    yield
+    for run in Run.started:
+        if run.process.poll() is None:
+            os.killpg(run.process.pid, signal.SIGKILL)
+            run.process.wait(timeout=30)
+    Run.started.clear()
 
 
 def command_of(pid: int) -> str:
