@@ -653,7 +653,8 @@ HEADING = """## Conversation history
 Figures from `make bench` (`bench/history.py`; alone: `.venv/bin/python -m bench.history`, or
 `--quick` for 10 and 100 messages): what one append and a read of the last 20 messages cost when
 the history already holds N messages, for our design (one item per message in the session's
-partition: an append reads the newest message's key and writes only the new message) next to
+partition: an append reads its session and writes the new message with the session's activity:
+its updated_at and last position, and its three update-order index entries moved) next to
 langchain-community's `DynamoDBChatMessageHistory` (the whole history as a list in one item: an
 append reads the item and writes all of it back, and the item cannot pass DynamoDB's 400 KB
 limit). Both run on the same moto with the same message texts and the same meter as above, with

@@ -32,23 +32,32 @@ def chat(store, developer: str, session_id: str, body: dict, receipt: Receipt | 
         raise ProviderFailed(f"the model's reply is longer than a history message may be "
                              f"({models.MAX_CONTENT_BYTES} bytes); lower max_tokens. Nothing was stored")
     remember = chat_input.remember is not False and chat_input.record is not False
-    stamped = history.stamp(store, developer, session_id, [*new, reply]) if remember else \
-        [{**reply, "id": clock.new_id(), "created_at": clock.now()}]
-    reply = stamped[-1]
     prompt_tokens = completion.prompt_tokens if completion.prompt_tokens is not None else assembled.tokens
     completion_tokens = (completion.completion_tokens if completion.completion_tokens is not None
                          else tokens.count_message(reply))
-    answer = models.ChatResponse(
-        id=reply["id"], finish_reason=completion.finish_reason,
-        response=[[models.Message.model_validate(reply)]],
-        usage=models.Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
-                           total_tokens=prompt_tokens + completion_tokens))
-    # Stored only now that the model answered: input, reply and receipt in one transaction.
-    if remember:
-        history.write(store, developer, session_id, stamped, receipt and receipt.record(200, answer))
-    elif receipt:
-        store.put_receipt(developer, receipt.record(200, answer))
-    return answer
+
+    def answer_for(stamped_reply: dict) -> models.ChatResponse:
+        return models.ChatResponse(
+            id=stamped_reply["id"], finish_reason=completion.finish_reason,
+            response=[[models.Message.model_validate(stamped_reply)]],
+            usage=models.Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+                               total_tokens=prompt_tokens + completion_tokens))
+
+    if not remember:
+        answer = answer_for({**reply, "id": clock.new_id(), "created_at": clock.now()})
+        if receipt:
+            store.put_receipt(developer, receipt.record(200, answer))
+        return answer
+    # Stored only now that the model answered: input, reply and receipt in one transaction (with
+    # the session's new updated_at); restamped, and the answer with it, if the session moved on.
+    answers: list[models.ChatResponse] = []
+
+    def receipt_for(stamped: list[dict]) -> dict | None:
+        answers.append(answer_for(stamped[-1]))
+        return receipt.record(200, answers[-1]) if receipt else None
+
+    history.commit(store, developer, session_id, [*new, reply], receipt_for, session=assembled.session)
+    return answers[-1]
 
 
 def _settings(agent: dict, chat_input: models.ChatInput) -> dict:

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ValidationError
 from . import clock, index, models
 from .errors import BadRequest, Conflict, DeletionInProgress, NotFound, PreconditionFailed, ValidationFailed
 from .idempotency import Receipt
-from .store import MissingRecord, Store, VersionConflict, id_in
+from .store import LAST_POSITION, MissingRecord, Store, VersionConflict, id_in
 
 UPDATE_ATTEMPTS = 10          # optimistic-concurrency rounds before a 409 (jittered backoff between)
 DELETE_BUDGET_SECONDS = 15.0  # cascading work per request: with one worst DynamoDB call (12 s) inside API Gateway's 29 s
@@ -45,7 +45,7 @@ AGENTS = Kind("agent", models.AgentCreate, models.AgentPatch, models.AgentReplac
 USERS = Kind("user", models.UserCreate, models.UserPatch, models.UserReplace, models.User,
              defaults={"metadata": {}}, unsupported=frozenset({"docs"}))
 SESSIONS = Kind("session", models.SessionCreate, models.SessionPatch, models.SessionReplace, models.Session,
-                defaults={"metadata": {}, "render_templates": False},
+                defaults={"metadata": {}, "render_templates": False, LAST_POSITION: ""},
                 immutable=frozenset({"id", "created_at", "updated_at", "agent_id", "user_id", "summary"}),
                 references=("agent_id", "user_id"))
 KINDS = {kind.name: kind for kind in (AGENTS, USERS, SESSIONS)}
@@ -123,7 +123,7 @@ def create(store: Store, kind: Kind, developer: str, body: dict[str, Any],
               "updated_at": timestamp, "version": 1}
     answer = models.Created(id=record["id"], created_at=timestamp)
     try:
-        store.create(developer, kind.name, record, kind.parents(record), _terms(kind, record),
+        store.create(developer, kind.name, record, kind.parents(record), index_terms(kind, record),
                      receipt and receipt.record(201, answer))
     except MissingRecord as missing:
         raise NotFound(f"{missing.kind} {missing.record_id} not found", details=[
@@ -157,9 +157,9 @@ def update(store: Store, kind: Kind, developer: str, record_id: str, body: dict[
         new["updated_at"] = clock.after(old["updated_at"])
         new["version"] = old["version"] + 1
         try:
-            store.replace(developer, kind.name, old, new, _terms(kind, old), _terms(kind, new))
+            store.replace(developer, kind.name, old, new, index_terms(kind, old), index_terms(kind, new))
         except VersionConflict:
-            _back_off(attempt)
+            back_off(attempt)
             continue
         except MissingRecord:
             raise NotFound(f"{kind.name} {record_id} not found") from None
@@ -169,7 +169,7 @@ def update(store: Store, kind: Kind, developer: str, record_id: str, body: dict[
     raise Conflict(f"{kind.name} {record_id} kept changing under this update; retry it")
 
 
-def _back_off(attempt: int) -> None:
+def back_off(attempt: int) -> None:
     """Full jitter, 5 ms doubling to 100 ms: colliding writers spread out instead of colliding
     again in lockstep. Ten rounds wait at most about half a second in all."""
     time.sleep(random.uniform(0, min(0.1, 0.005 * 2 ** attempt)))
@@ -211,7 +211,7 @@ def _check_templates(kind: Kind, record: dict[str, Any], changed: set[str]) -> N
         templates.check(record["situation"], "situation")
 
 
-def _terms(kind: Kind, record: dict[str, Any]) -> list[str]:
+def index_terms(kind: Kind, record: dict[str, Any]) -> list[str]:
     return index.terms_of(record, kind.parents(record))
 
 
@@ -230,13 +230,13 @@ def delete(store: Store, kind: Kind, developer: str, record_id: str,
             break
         _check_if_match(kind, record, if_match)
         try:
-            store.delete(developer, kind.name, record, _terms(kind, record), kind.parents(record))
+            store.delete(developer, kind.name, record, index_terms(kind, record), kind.parents(record))
             pending = True
             break
         except MissingRecord:
             break  # a concurrent DELETE won; if its cascade is unfinished we resume it below
         except VersionConflict:
-            _back_off(attempt)   # changed meanwhile: its index entries moved; read it again
+            back_off(attempt)   # changed meanwhile: its index entries moved; read it again
     else:
         raise Conflict(f"{kind.name} {record_id} kept changing under this delete; retry it")
     if not pending and not store.purge_pending(developer, kind.name, record_id):
@@ -292,12 +292,12 @@ def _delete_child(store: Store, developer: str, session_id: str) -> None:
         if session is None:
             return      # a concurrent cascade took it; its marker is finished by whoever holds it
         try:
-            store.delete(developer, SESSIONS.name, session, _terms(SESSIONS, session), SESSIONS.parents(session))
+            store.delete(developer, SESSIONS.name, session, index_terms(SESSIONS, session), SESSIONS.parents(session))
             return
         except MissingRecord:
             return
         except VersionConflict:
-            _back_off(attempt)
+            back_off(attempt)
     raise Conflict(f"session {session_id} kept changing during a cascading delete; repeat the DELETE")
 
 

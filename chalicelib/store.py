@@ -14,7 +14,10 @@ layer above never sees an attribute value or an error code. The layout (docs/des
     dev#<d>#idem#<sha256 of key>        #record                     an Idempotency-Key's receipt (TTL)
 
 Every item of a developer carries `dev#<d>#` in its key, so no query can reach another's data.
-A record and its index entries change in one transaction, so they never disagree.
+A record and its index entries change in one transaction, so they never disagree. A history
+append is a change of its session too: its `updated_at` and update-order entries move in the
+append's transaction, and the record keeps the position of the newest message (LAST_POSITION),
+which the next append is stamped after.
 """
 from __future__ import annotations
 
@@ -31,11 +34,15 @@ from . import index, schema, telemetry
 
 RECORD = "#record"
 MESSAGE_PREFIX = "msg#"
+# On a session record: the position of the newest message ever appended ("" before the first;
+# absent on sessions written before it was kept, whose newest message a Query finds instead).
+LAST_POSITION = "last_position"
 PK, SK = schema.PARTITION_KEY, schema.SORT_KEY
 BATCH_WRITE_MAX = 25
 BATCH_GET_MAX = 100
 TRANSACT_ATTEMPTS = 5
-_RETRYABLE_CANCELLATIONS = {"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"}
+_THROTTLED = frozenset({"ThrottlingError", "ProvisionedThroughputExceeded"})
+_RETRYABLE_CANCELLATIONS = _THROTTLED | {"TransactionConflict"}
 
 # The IAM actions the request path needs on the table, and no more (infra/ grants exactly these;
 # tests/test_iam_actions.py checks every call the API makes is covered). TransactWriteItems has no
@@ -77,7 +84,12 @@ class MissingRecord(StoreError):
 
 
 class VersionConflict(StoreError):
-    """The record changed between our read and our conditional write."""
+    """The record changed between our read and our conditional write. `current` is the record
+    as the failed condition saw it, when DynamoDB handed it back (None: read it again)."""
+
+    def __init__(self, current: dict[str, Any] | None = None) -> None:
+        super().__init__("the record changed meanwhile")
+        self.current = current
 
 
 class ReceiptTaken(StoreError):
@@ -150,6 +162,26 @@ def id_in(key: str) -> str:
 def entry_keys(developer: str, kind: str, record: dict[str, Any], terms: Iterable[str]) -> list[dict[str, Any]]:
     """The keys of every index entry a record has under these terms."""
     return [_entry_key(developer, kind, term, order, record) for term in terms for order in index.orders(term)]
+
+
+def update_order_keys(developer: str, kind: str, record: dict[str, Any], terms: Iterable[str]) -> list[dict[str, Any]]:
+    """The keys of a record's entries that are ordered by updated_at (its fixed terms')."""
+    return [_entry_key(developer, kind, term, "updated_at", record) for term in terms
+            if "updated_at" in index.orders(term)]
+
+
+def _still(record: dict[str, Any]) -> dict[str, Any]:
+    """The condition that the stored record is still the one read: the same version and the same
+    updated_at (a history append moves updated_at, and the entries with it, but not the version)."""
+    return {"ConditionExpression": "#version = :version AND #updated = :updated",
+            "ExpressionAttributeNames": {"#version": "version", "#updated": "updated_at"},
+            "ExpressionAttributeValues": {":version": {"N": str(record["version"])},
+                                          ":updated": {"S": record["updated_at"]}}}
+
+
+def _only_conflicts(exc: Any) -> bool:
+    codes = {reason.get("Code") for reason in exc.response.get("CancellationReasons") or []}
+    return bool(codes) and codes <= {"TransactionConflict", "None", None}
 
 
 def _key_tuple(key: dict[str, Any]) -> tuple[str, str]:
@@ -265,16 +297,15 @@ class Store:
 
     def replace(self, developer: str, kind: str, old: dict[str, Any], new: dict[str, Any],
                 old_terms: list[str], new_terms: list[str]) -> None:
-        """Write `new` over `old` if the stored version is still old's, and swap exactly the index
-        entries that differ, in one transaction. Raises MissingRecord or VersionConflict."""
+        """Write `new` over `old` if the stored record is still old's (its version, and its
+        updated_at, which a history append moves without a new version), and swap exactly the
+        index entries that differ, in one transaction. Raises MissingRecord or VersionConflict."""
         before = {_key_tuple(k) for k in entry_keys(developer, kind, old, old_terms)}
         after = {_key_tuple(k) for k in entry_keys(developer, kind, new, new_terms)}
         actions = [
             {"Put": {"TableName": self.table,
                      "Item": {**_record_key(developer, kind, new["id"]), **_serialize(new)},
-                     "ConditionExpression": "#version = :version",
-                     "ExpressionAttributeNames": {"#version": "version"},
-                     "ExpressionAttributeValues": {":version": {"N": str(old["version"])}}}},
+                     **_still(old)}},
             *(self._delete(_key(*k)) for k in sorted(before - after)),
             *(self._put(_key(*k)) for k in sorted(after - before)),
         ]
@@ -287,13 +318,11 @@ class Store:
                parents: list[tuple[str, str]] = ()) -> None:
         """Remove a record and its index entries, and leave a purge marker for whatever lives
         under it (history, child sessions), in one transaction, if the record is still at the
-        version read (else its entries may have moved). Raises MissingRecord if someone else
-        deleted it first, VersionConflict if it changed."""
+        version and updated_at read (else its entries may have moved). Raises MissingRecord if
+        someone else deleted it first, VersionConflict if it changed."""
         actions: list[dict[str, Any]] = [
             {"Delete": {"TableName": self.table, "Key": _record_key(developer, kind, record["id"]),
-                        "ConditionExpression": "#version = :version",
-                        "ExpressionAttributeNames": {"#version": "version"},
-                        "ExpressionAttributeValues": {":version": {"N": str(record["version"])}}}},
+                        **_still(record)}},
             *(self._delete(key) for key in entry_keys(developer, kind, record, terms)),
             # The marker names the parents, so a parent's resumed cascade can find this one.
             self._put({**_key(_purge_pk(developer), f"{kind}#{record['id']}"),
@@ -335,26 +364,49 @@ class Store:
 
     # history -----------------------------------------------------------------------------------
 
-    def append_messages(self, developer: str, session_id: str, messages: list[dict[str, Any]],
-                        receipt: dict[str, Any] | None = None) -> list[str]:
-        """Store messages atomically, only while the session exists; their positions (sort keys)
-        in the order given. All messages of one append share `created_at` and the first one's id,
-        so an append is contiguous and keeps its order; each Put is conditional, so no message
-        ever overwrites another."""
-        session_pk = _record_pk(developer, "session", session_id)
+    def append_messages(self, developer: str, session: dict[str, Any], messages: list[dict[str, Any]],
+                        updated_at: str, terms: list[str], receipt: dict[str, Any] | None = None) -> list[str]:
+        """Store messages atomically after the session's newest, and record the activity on the
+        session in the same transaction: its updated_at becomes `updated_at` (its update-order
+        entries move with it) and LAST_POSITION the last new message's. Only while the session's
+        updated_at is still the one read: a concurrent append or update raises VersionConflict
+        (so does a deleted session), and the caller reads the session again. All messages of one
+        append share `created_at` and the first one's id, so an append is contiguous and keeps
+        its order; each Put is conditional, so no message ever overwrites another. The version
+        does not change: activity is not an edit (docs/api.md, "Versions and idempotency")."""
+        session_pk = _record_pk(developer, "session", session["id"])
         positions = message_positions(messages)
+        before = [_key_tuple(key) for key in update_order_keys(developer, "session", session, terms)]
+        after = [_key_tuple(key) for key in
+                 update_order_keys(developer, "session", {**session, "updated_at": updated_at}, terms)]
         actions: list[dict[str, Any]] = [
-            {"ConditionCheck": {"TableName": self.table, "Key": _key(session_pk, RECORD),
-                                "ConditionExpression": "attribute_exists(#pk)",
-                                "ExpressionAttributeNames": {"#pk": PK}}}]
+            {"Update": {"TableName": self.table, "Key": _key(session_pk, RECORD),
+                        "UpdateExpression": "SET #updated = :updated, #last = :last",
+                        "ConditionExpression": "#updated = :seen",
+                        # the session as it is now comes back with a failure: no read before the retry
+                        "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                        "ExpressionAttributeNames": {"#updated": "updated_at", "#last": LAST_POSITION},
+                        "ExpressionAttributeValues": {":updated": {"S": updated_at}, ":last": {"S": positions[-1]},
+                                                      ":seen": {"S": session["updated_at"]}}}},
+            *(self._delete(_key(*key)) for key in before),
+            *(self._put(_key(*key)) for key in after),
+        ]
         for position, message in zip(positions, messages):
             actions.append({"Put": {"TableName": self.table,
                                     "Item": {**_key(session_pk, position), **_serialize(message)},
                                     "ConditionExpression": "attribute_not_exists(#pk)",
                                     "ExpressionAttributeNames": {"#pk": PK}}})
-        failed = self._transact(self._with_receipt(actions, developer, receipt))
+        try:
+            # A conflict is not retried here: sent again unchanged, a transaction that lost a race to
+            # another append would only fail its condition. The caller restamps instead.
+            cancelled = self._cancelled(self._with_receipt(actions, developer, receipt), _THROTTLED)
+        except self.client.exceptions.TransactionCanceledException as exc:
+            if _only_conflicts(exc):    # racing another writer of this session: read it again
+                raise VersionConflict() from None
+            raise
+        failed, current = cancelled or (None, None)
         if failed == 0:
-            raise MissingRecord("session", session_id)
+            raise VersionConflict(_deserialize(current) if current else None)
         if failed == len(actions):
             raise ReceiptTaken()
         if failed is not None:
@@ -571,8 +623,16 @@ class Store:
 
     def _transact(self, actions: list[dict[str, Any]]) -> int | None:
         """Run a transaction; None on success, else the index of the first action whose
-        condition failed. A transaction cancelled only by a conflict with another one (or by
-        throttling) applied nothing, so it is sent again, a few times, with jittered backoff.
+        condition failed (see _cancelled)."""
+        cancelled = self._cancelled(actions)
+        return None if cancelled is None else cancelled[0]
+
+    def _cancelled(self, actions: list[dict[str, Any]], retryable: frozenset[str] = _RETRYABLE_CANCELLATIONS
+                   ) -> tuple[int, dict[str, Any] | None] | None:
+        """Run a transaction; None on success, else the index of the first action whose
+        condition failed and the item it saw (if the action asked for it back). A transaction
+        cancelled only by a conflict with another one (or by throttling) applied nothing, so it
+        is sent again, a few times, with jittered backoff.
 
         botocore fills a ClientRequestToken into each call and keeps it when it sends the call
         again after a lost answer, so DynamoDB answers that repeat with the first outcome instead
@@ -582,10 +642,12 @@ class Store:
                 self.client.transact_write_items(TransactItems=actions)
                 return None
             except self.client.exceptions.TransactionCanceledException as exc:
-                codes = [reason.get("Code") for reason in exc.response.get("CancellationReasons") or []]
+                reasons = exc.response.get("CancellationReasons") or []
+                codes = [reason.get("Code") for reason in reasons]
                 if "ConditionalCheckFailed" in codes:
-                    return codes.index("ConditionalCheckFailed")
-                if attempt + 1 == TRANSACT_ATTEMPTS or not set(codes) & _RETRYABLE_CANCELLATIONS:
+                    failed = codes.index("ConditionalCheckFailed")
+                    return failed, reasons[failed].get("Item")
+                if attempt + 1 == TRANSACT_ATTEMPTS or not set(codes) & retryable:
                     raise
                 time.sleep(random.uniform(0, min(0.02 * 2 ** attempt, 0.5)))
         raise AssertionError("unreachable")

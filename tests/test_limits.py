@@ -426,7 +426,7 @@ def test_maxed_user_and_session_are_stored_and_read_back(api, table, recorder):
     stored = api.get(f"/sessions/{session_id}").json
     assert {k: stored[k] for k in session_body} == session_body and stored["summary"] == summary
     item = {**written(recorder, "session", session_id), "summary": {"S": summary}, "summary_until": {"S": until}}
-    assert 190_000 < item_size(item) <= 213_512 < ITEM_LIMIT                        # docs/reliability.md
+    assert 190_000 < item_size(item) <= 213_597 < ITEM_LIMIT                        # docs/reliability.md
     assert_transactions_within_limits(recorder)
 
 
@@ -460,11 +460,13 @@ def test_fifty_messages_of_64_kib_in_one_append(api, table, world, recorder):
     answer = history.append(table, "alice", world["session_id"], {"messages": messages}, receipt)
     assert len(answer["items"]) == 50
     (actions,) = recorder.transactions
-    assert len(actions) == 1 + 50 + 1
+    # the session's activity (its update, 3 update-order entries moved), 50 messages, the receipt
+    assert len(actions) == 1 + 6 + 50 + 1
     assert transaction_size(actions) <= 3_400_000 < TRANSACTION_BYTES   # docs/reliability.md: 3,398,334
     items = api.get(f"/sessions/{world['session_id']}/history?limit=100").json["items"]
     assert [(m["content"], m["name"]) for m in items] == [(parts, utf8(256))] * 50
-    assert max(item_size(action["Put"]["Item"]) for action in actions[1:-1]) <= 67_883
+    assert max(item_size(action["Put"]["Item"]) for action in actions
+               if action.get("Put", {}).get("Item", {}).get("sk", {}).get("S", "").startswith("msg#")) <= 67_883
     assert_transactions_within_limits(recorder)
 
 
@@ -480,7 +482,7 @@ def test_chat_at_its_limits_with_a_replay_receipt(api, table, world, echo, recor
     assert answer.status_code == 200, answer.body[:400]
     assert answer.json["response"][0][0]["content"] == echo.reply
     (actions,) = [t for t in recorder.transactions if len(t) > 2]
-    assert len(actions) == 1 + 50 + 1
+    assert len(actions) == 1 + 6 + 50 + 1
     receipt = [i for i in scan_all(table) if "#idem#" in i["pk"]["S"]]
     assert len(receipt) == 1 and item_size(receipt[0]) <= 394_500 < ITEM_LIMIT
     assert_transactions_within_limits(recorder)

@@ -1,4 +1,5 @@
-"""Lists against a model: random creates, PATCHes, PUTs, history appends and cascading deletes
+"""Lists against a model: random creates, PATCHes, PUTs, history appends (which move a session's
+updated_at) and cascading deletes
 of agents, users and sessions for two developers, driven through the service layer
 (chalicelib.service, chalicelib.lists) and checked against a plain in-memory model.
 
@@ -444,6 +445,11 @@ class ListsMachine(RuleBasedStateMachine):
         body = {"messages": [{"role": "user", "content": "hi"}]}
         if session_id in self.model[developer]["session"]:
             history.append(self.store, developer, session_id, body)
+            # An append is activity: the session moves forward in the update order.
+            record = self.model[developer]["session"][session_id]
+            moved = service.get(self.store, service.SESSIONS, developer, session_id).updated_at
+            assert moved > record["updated_at"]
+            record["updated_at"] = moved
             self.touched.add(developer)
         else:
             with pytest.raises(NotFound):
