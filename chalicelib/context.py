@@ -9,7 +9,9 @@ chalicelib/tokens.py. Over the session's `token_budget`, its `context_overflow` 
 - "truncate": the oldest turns are left out (never the system message or the new messages);
 - "adaptive": the oldest turns are folded into the session's summary by the model provider,
   and the summary goes in their place. The newest turns kept fill at most half the room, so
-  the next turns do not each need a new summary.
+  the next turns do not each need a new summary. The summary always covers every turn up to
+  the newest it folded: turns are folded oldest first, as many as one summarizer call takes in;
+  any left between those and the kept ones wait for the next context (which says `truncated`).
 
 History is read newest first and only as far as the budget reaches, so the cost follows the
 budget, not the length of the history. Design notes: docs/design.md "Context assembly".
@@ -30,6 +32,9 @@ from .store import Store
 CEILING_TOKENS = 1_000_000       # a session with no budget still stops here (a Lambda answer is at most 6 MB)
 SUMMARY_MAX_TOKENS = 1_024       # the summary gets at most this, and at most a quarter of the budget
 SUMMARY_MIN_TOKENS = 32          # below this there is no room for a useful summary
+# Turns one summarizer call takes in: the session's budget, but at least the first (a small chat
+# budget is no reason to summarize in slivers) and at most the second (one call stays bounded).
+FOLD_MIN_TOKENS, FOLD_MAX_TOKENS = 4_096, 16_384
 SUMMARY_PROMPT = (
     "You keep the memory of a conversation between a user and an AI agent. Write a concise summary "
     "of the earlier summary (if any) and the turns below: facts about the user, what was decided, "
@@ -125,19 +130,25 @@ def assemble(store: Store, developer: str, session_id: str, new_messages: list[d
             break
         newest_kept.append((position, message))
         used += cost
-    folded = kept[len(newest_kept):] + ([first_left_out] if first_left_out else [])
-    folded += _more_to_fold(newest_first, limit - tokens.count_messages([m for _, m in folded]))
+    # Fold the oldest turns the summary does not cover yet, in order, as far as one summarizer
+    # input reaches: the summary then covers every turn up to the newest folded one. Turns
+    # between that one and the kept ones (if the input could not take them all) are in neither
+    # this time: the answer says truncated, and the next context folds them.
+    kept_from = newest_kept[-1][0] if newest_kept else None
+    waiting = takewhile(lambda item: kept_from is None or item[0] < kept_from,
+                        store.messages(developer, session_id, after=until, page_size=20))
+    folded, clipped, left_out = _fold(waiting, min(max(limit, FOLD_MIN_TOKENS), FOLD_MAX_TOKENS))
     if not folded:   # only the old summary was too long: fold it alone
         text = _summarize(provider, agent, session.get("summary"), [], reserve, deadline)
         new_until = until
     else:
-        text = _summarize(provider, agent, session.get("summary"), _turns(folded), reserve, deadline)
-        new_until = folded[0][0]
+        text = _summarize(provider, agent, session.get("summary"), [m for _, m in folded], reserve, deadline)
+        new_until = folded[-1][0]
     # A session changed meanwhile keeps its own state: this answer is still right, and the
     # next one summarizes again (docs/design.md).
     store.write_summary(developer, session_id, session["version"], text, new_until)
     return _finish(assembled, system + [_summary_message(text)] + _turns(newest_kept) + new,
-                   summarized=True)
+                   truncated=clipped or left_out, summarized=True)
 
 
 def _finish(assembled: Assembled, messages: list[dict[str, Any]], truncated: bool = False,
@@ -149,20 +160,27 @@ def _finish(assembled: Assembled, messages: list[dict[str, Any]], truncated: boo
     return assembled
 
 
-def _more_to_fold(newest_first: Any, room: int) -> list[tuple[str, dict[str, Any]]]:
-    """Further older turns for the summarizer, as far as one budget of input reaches; turns
-    older still are left out of the summary (they were never in a context either)."""
-    more, used = [], 0
-    for position, message in newest_first:
-        used += tokens.count_message(message)
-        if used > room:
-            break
-        more.append((position, message))
-    return more
+def _fold(oldest_first: Any, budget: int) -> tuple[list[tuple[str, dict[str, Any]]], bool, bool]:
+    """The oldest waiting turns whose transcript fits `budget` tokens, in order; whether the one
+    turn taken alone had to be cut to fit (a turn is never skipped: the first is always taken);
+    and whether turns were left waiting."""
+    folded: list[tuple[str, dict[str, Any]]] = []
+    used, clipped = 0, False
+    for position, message in oldest_first:
+        cost = tokens.count_message(message)
+        if used + cost > budget:
+            if folded:
+                return folded, clipped, True
+            text = tokens.clip(tokens.text_of(message["content"]), budget - tokens.MESSAGE_OVERHEAD)
+            message, cost, clipped = {**message, "content": text}, budget, True
+        folded.append((position, message))
+        used += cost
+    return folded, clipped, False
 
 
 def _summarize(provider: Any, agent: dict[str, Any], old_summary: str | None,
                turns: list[dict[str, Any]], reserve: int, deadline: float | None) -> str:
+    """The new summary: the old one and `turns` (oldest first), in at most `reserve` tokens."""
     from . import providers
 
     provider = provider or providers.configured()
