@@ -2,7 +2,7 @@
 
     sessions-admin create-key --developer alice          # prints the key, this once
     sessions-admin list-keys --developer alice [--prefix sk_ab] [--json]
-    sessions-admin revoke-key --developer alice sk_abcdefg
+    sessions-admin revoke-key --developer alice sk_abcdefg     # a prefix, a hash prefix or the whole key
     sessions-admin export --developer alice [--output alice.jsonl]
     sessions-admin import --developer alice [--input alice.jsonl] [--replace]
     sessions-admin check --developer alice
@@ -28,7 +28,7 @@ import time
 from typing import IO, Any
 
 from . import auth, clock, schema, transfer
-from .errors import NotFound
+from .errors import Conflict, NotFound
 from .store import API_KEY_PREFIX, Store, StoreError
 
 EXIT_OK, EXIT_NO, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 0, 1, 2, 130, 141
@@ -103,6 +103,8 @@ def revoke_key(args: argparse.Namespace) -> int:
         revoked = auth.revoke_key(_store(args), args.developer, args.prefix)
     except NotFound as exc:
         raise Fail(f"{exc.message} (list-keys shows them); nothing was revoked", EXIT_NO) from None
+    except Conflict as exc:     # the delete deleted nothing: never say "revoked" then
+        raise Fail(exc.message, EXIT_NO) from None
     print(f"revoked {revoked['prefix']} (hash {revoked['key_hash'][:16]}, created {revoked['created_at']})")
     return EXIT_OK
 
@@ -295,8 +297,9 @@ def _parser() -> argparse.ArgumentParser:
         return sub
 
     command("create-key", create_key, "create an API key and print it, this once")
-    sub = command("revoke-key", revoke_key, "revoke the one key whose prefix (or hash) starts with PREFIX")
-    sub.add_argument("prefix", metavar="PREFIX")
+    sub = command("revoke-key", revoke_key,
+                  "revoke the one key that is KEY whole, or whose prefix (or hash) starts with KEY")
+    sub.add_argument("prefix", metavar="KEY")
     sub = command("list-keys", list_keys, "list a developer's keys: prefix, hash, created_at (never a key)")
     sub.add_argument("--prefix", help="only keys whose prefix (or hash) starts with this")
     sub.add_argument("--json", action="store_true", help="one JSON array")

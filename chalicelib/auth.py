@@ -9,8 +9,8 @@ import secrets
 from typing import Any
 
 from . import clock
-from .errors import NotFound, Unauthorized
-from .store import Store
+from .errors import Conflict, NotFound, Unauthorized
+from .store import KeyTaken, Store
 
 PREFIX_CHARS = 10           # "sk_" and 7 more: enough to tell keys apart, far too little to guess
 
@@ -38,21 +38,43 @@ def authenticate(authorization: str | None, store: Store) -> str:
 
 
 def parse_key_spec(spec: str) -> list[tuple[str, str]]:
-    """`developer:key,developer:key` (the SESSIONS_API_KEYS format) as pairs."""
-    pairs = []
+    """`developer:key,developer:key` (the SESSIONS_API_KEYS format) as pairs. One key given to two
+    developers is refused: a key names one developer."""
+    pairs: list[tuple[str, str]] = []
+    holders: dict[str, str] = {}
     for entry in filter(None, (part.strip() for part in spec.split(","))):
         developer, sep, key = entry.partition(":")
         if not sep or not key or not DEVELOPER_ID.match(developer):
             raise ValueError(f"bad SESSIONS_API_KEYS entry {entry.split(':')[0]!r}: "
                              "want developer:key, developer made of letters, digits, _ . -")
+        if holders.setdefault(key, developer) != developer:
+            raise ValueError(f"SESSIONS_API_KEYS gives developer {developer!r} the key it gives developer "
+                             f"{holders[key]!r}: a key belongs to one developer")
         pairs.append((developer, key))
     return pairs
 
 
-def register_key(store: Store, developer: str, key: str) -> None:
+class KeyHeldByAnother(Conflict):
+    """The key is another developer's already."""
+
+    def __init__(self, developer: str, owner: str | None) -> None:
+        super().__init__(f"this key is developer {owner!r}'s already; it cannot be registered for {developer!r}")
+        self.owner = owner
+
+
+def register_key(store: Store, developer: str, key: str) -> bool:
+    """Register `key` for `developer`: True if it was new, False if it was this developer's
+    already (nothing changes). A key another developer holds is refused (KeyHeldByAnother):
+    a key never changes owner."""
     if not DEVELOPER_ID.match(developer):
         raise ValueError(f"bad developer id {developer!r}")
-    store.put_api_key(hash_key(key), developer, prefix=key[:PREFIX_CHARS], created_at=clock.now())
+    try:
+        store.put_api_key(hash_key(key), developer, prefix=key[:PREFIX_CHARS], created_at=clock.now())
+    except KeyTaken as taken:
+        if taken.owner != developer:
+            raise KeyHeldByAnother(developer, taken.owner) from None
+        return False
+    return True
 
 
 def create_key(store: Store, developer: str) -> str:
@@ -68,10 +90,16 @@ def list_keys(store: Store, developer: str) -> list[dict[str, Any]]:
 
 
 def revoke_key(store: Store, developer: str, prefix: str) -> dict[str, Any]:
-    """Revoke the developer's one key that starts with `prefix` (or whose hash does)."""
-    matching = [k for k in store.api_keys(developer)
-                if k["prefix"].startswith(prefix) or k["key_hash"].startswith(prefix)] if prefix else []
+    """Revoke the developer's one key that is `prefix` whole, or starts with it, or whose hash
+    does. NotFound unless exactly one matches; Conflict if its deletion deleted nothing (the
+    key's record is not this developer's)."""
+    whole = hash_key(prefix) if prefix else None
+    keys = store.api_keys(developer)
+    matching = [k for k in keys if k["key_hash"] == whole] or (
+        [k for k in keys if k["prefix"].startswith(prefix) or k["key_hash"].startswith(prefix)] if prefix else [])
     if len(matching) != 1:
         raise NotFound(f"{len(matching)} keys of developer {developer} match {prefix!r}; name exactly one")
-    store.delete_api_key(developer, matching[0]["key_hash"], matching[0]["prefix"])
+    if not store.delete_api_key(developer, matching[0]["key_hash"], matching[0]["prefix"]):
+        raise Conflict(f"developer {developer} lists key {matching[0]['prefix']} but does not hold it; "
+                       "nothing was revoked")
     return matching[0]

@@ -92,6 +92,14 @@ class VersionConflict(StoreError):
         self.current = current
 
 
+class KeyTaken(StoreError):
+    """An API key (by hash) is registered already, to `owner`."""
+
+    def __init__(self, owner: str | None) -> None:
+        super().__init__(f"the key is registered already, to developer {owner!r}")
+        self.owner = owner
+
+
 class ReceiptTaken(StoreError):
     """An idempotency receipt with this key was written first by another request."""
 
@@ -226,13 +234,18 @@ class Store:
         return item["developer_id"]["S"] if item else None
 
     def put_api_key(self, key_hash: str, developer: str, prefix: str = "", created_at: str = "") -> None:
-        """The key (by hash) and its entry in the developer's list of keys, together."""
+        """The key (by hash) and its entry in the developer's list of keys, together, if no one
+        holds the key yet: a key never changes owner. Raises KeyTaken naming who holds it."""
         listing = {**_key(_keys_pk(developer), f"{prefix}#{key_hash}"),
                    **_serialize({"key_hash": key_hash, "prefix": prefix, "created_at": created_at})}
-        self._transact([
-            self._put({**_key(_api_key_pk(key_hash), RECORD), "developer_id": {"S": developer},
-                       **_serialize({"prefix": prefix, "created_at": created_at})}),
+        failed = self._transact([
+            {"Put": {"TableName": self.table,
+                     "Item": {**_key(_api_key_pk(key_hash), RECORD), "developer_id": {"S": developer},
+                              **_serialize({"prefix": prefix, "created_at": created_at})},
+                     "ConditionExpression": "attribute_not_exists(#pk)", "ExpressionAttributeNames": {"#pk": PK}}},
             self._put(listing)])
+        if failed is not None:
+            raise KeyTaken(self.developer_for_key(key_hash))
 
     def api_keys(self, developer: str) -> list[dict[str, Any]]:
         """A developer's keys as {key_hash, prefix, created_at}, by prefix."""

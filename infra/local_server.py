@@ -114,18 +114,17 @@ def local_key(data_dir: Path | None) -> str:
 
 
 def register(pairs: list[tuple[str, str]]) -> None:
-    """Register each key unless it is already this developer's (a restart keeps its created_at)."""
+    """Register each key (one already this developer's stays as it is, created_at included). A
+    key the data says is another developer's is refused: a key never changes owner."""
     from chalicelib import auth
     from chalicelib.store import get_store
 
-    store = get_store()
     for developer, key in pairs:
-        owner = store.developer_for_key(auth.hash_key(key))
-        if owner is None:
-            auth.register_key(store, developer, key)
-        elif owner != developer:
+        try:
+            auth.register_key(get_store(), developer, key)
+        except auth.KeyHeldByAnother as taken:
             raise StartupError(f"SESSIONS_API_KEYS gives developer {developer!r} a key that is "
-                               f"developer {owner!r}'s in this data")
+                               f"developer {taken.owner!r}'s in this data; give {developer!r} another key") from None
 
 
 class Watch:

@@ -102,6 +102,22 @@ def test_revoke_key_makes_the_api_answer_401_and_refuses_ambiguity(api, table, c
     assert api.get("/agents").status_code == 200
 
 
+def test_revoke_key_takes_the_whole_key_and_fails_when_it_deletes_nothing(api, table, capsys):
+    key = auth.create_key(table, "alice")
+    code, out, _ = cli(capsys, "revoke-key", "--developer", "alice", key)
+    assert code == 0 and out.startswith(f"revoked {key[:auth.PREFIX_CHARS]}")
+    assert api.get("/agents", key=key).status_code == 401
+    # A listing entry of alice's for a key bob holds (data from before keys were conditional).
+    moved = "sk_moved-key-0002"
+    auth.register_key(table, "bob", moved)
+    table.client.put_item(TableName=table.table, Item={
+        "pk": {"S": "dev#alice#apikeys"}, "sk": {"S": f"{moved[:auth.PREFIX_CHARS]}#{auth.hash_key(moved)}"},
+        "key_hash": {"S": auth.hash_key(moved)}, "prefix": {"S": moved[:auth.PREFIX_CHARS]}, "created_at": {"S": "x"}})
+    code, out, err = cli(capsys, "revoke-key", "--developer", "alice", moved)
+    assert code == 1 and out == "" and "nothing was revoked" in err and "revoked sk_" not in err
+    assert api.as_("bob").get("/agents").status_code == 200 and api.get("/agents", key=moved).status_code == 200
+
+
 def test_list_keys_filters_by_prefix(table, capsys):
     auth.register_key(table, "alice", "sk_aaaaaaa-one")
     auth.register_key(table, "alice", "sk_bbbbbbb-two")

@@ -180,6 +180,7 @@ def test_a_make_run_killed_outright_takes_its_database_with_it(tmp_path):
     ({"SESSIONS_LOCAL_DB": "postgres"}, (), "SESSIONS_LOCAL_DB must be dynamodb-local or moto; got 'postgres'"),
     ({"PORT": "eighty"}, (), "PORT must be a port number"),
     ({"SESSIONS_TABLE": "ab"}, (), "SESSIONS_TABLE must be 3 to 255 letters"),
+    ({"SESSIONS_API_KEYS": "alice:k,bob:k"}, (), "gives developer 'bob' the key it gives developer 'alice'"),
     ({}, ("--fresh",), "unknown argument '--fresh'"),
 ])
 def test_bad_settings_are_one_line_before_anything_starts(env, args, says):
@@ -234,6 +235,24 @@ def test_asked_for_dynamodb_local_without_java_17_it_refuses_in_one_line(tmp_pat
     code, lines = Run({**fake_java(tmp_path, "1.8.0_292"), "SESSIONS_LOCAL_DB": "dynamodb-local"}).finished()
     assert code == 2 and len(lines) == 1, lines
     assert lines[0].startswith("make run: SESSIONS_LOCAL_DB=dynamodb-local, but") and "is Java 8" in lines[0]
+
+
+def test_a_key_another_developer_holds_in_the_data_is_refused_in_one_line():
+    """A second make run on the same database giving bob alice's key must not hand alice's key
+    (and her data) to bob: it stops, naming the variable and the developers."""
+    first = Run({"SESSIONS_LOCAL_DB": "moto", "SESSIONS_API_KEYS": "alice:shared-key"}).serving()
+    try:
+        endpoint = first.printed("Database: ").split(" at ", 1)[1].split(",")[0]
+        code, lines = Run({"AWS_ENDPOINT_URL_DYNAMODB": endpoint, "SESSIONS_API_KEYS": "bob:shared-key"}).finished()
+        said = [line for line in lines if line.startswith("make run: ")]
+        assert code == 2 and len(said) == 1, lines
+        assert "SESSIONS_API_KEYS gives developer 'bob' a key that is developer 'alice''s" in said[0]
+        mine = httpx.get(f"{first.url}/agents", headers={"Authorization": "Bearer shared-key"})
+        assert mine.status_code == 200
+        created = httpx.post(f"{first.url}/users", json={"name": "Ann"}, headers={"Authorization": "Bearer shared-key"})
+        assert created.status_code == 201   # still alice's key, for alice's data
+    finally:
+        first.stop()
 
 
 def test_moto_when_asked_and_an_endpoint_given_starts_nothing():

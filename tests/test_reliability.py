@@ -11,7 +11,7 @@ import uuid
 import pytest
 
 from chalicelib import auth, lists, providers, service
-from chalicelib.errors import BadRequest, ValidationFailed
+from chalicelib.errors import BadRequest, Conflict, ValidationFailed
 from chalicelib.operations import Call, dispatch
 from chalicelib.providers import Completion
 from chalicelib.service import AGENTS
@@ -245,6 +245,45 @@ def test_a_revoked_key_is_refused_at_once(api, table):
     assert api.get("/agents").status_code == 200                           # alice's key unaffected
     with pytest.raises(Exception):
         auth.revoke_key(table, "carol", key[:auth.PREFIX_CHARS])           # nothing left to revoke
+
+
+@pytest.mark.real_engine
+def test_a_key_never_changes_owner(api, table):
+    """Registering a key another developer holds is refused and changes nothing: the key still
+    opens only its owner's data, and only its owner lists it (issue 12, item 3)."""
+    alices = KEYS["alice"]
+    before = all_items(table)
+    with pytest.raises(auth.KeyHeldByAnother) as refused:
+        auth.register_key(table, "bob", alices)
+    assert refused.value.owner == "alice" and refused.value.status == 409
+    assert all_items(table) == before
+    assert table.developer_for_key(auth.hash_key(alices)) == "alice"
+    assert [k["key_hash"] for k in auth.list_keys(table, "bob")] == [auth.hash_key(KEYS["bob"])]
+    assert auth.register_key(table, "alice", alices) is False       # its owner again: nothing changes
+    assert all_items(table) == before
+    with pytest.raises(ValueError, match="gives developer 'bob' the key it gives developer 'alice'"):
+        auth.parse_key_spec("alice:k,bob:k")
+    assert auth.parse_key_spec("alice:k,alice:k") == [("alice", "k"), ("alice", "k")]
+
+
+def test_a_revoke_that_deletes_nothing_says_so(table):
+    """A listing entry whose key record is another developer's (written before keys were
+    conditional): revoking it deletes nothing, and says so instead of "revoked"."""
+    key = "sk_moved-key-0001"
+    auth.register_key(table, "bob", key)
+    table.client.put_item(TableName=table.table, Item={
+        "pk": {"S": "dev#alice#apikeys"}, "sk": {"S": f"{key[:auth.PREFIX_CHARS]}#{auth.hash_key(key)}"},
+        "key_hash": {"S": auth.hash_key(key)}, "prefix": {"S": key[:auth.PREFIX_CHARS]}, "created_at": {"S": "x"}})
+    with pytest.raises(Conflict, match="nothing was revoked"):
+        auth.revoke_key(table, "alice", key)
+    assert table.developer_for_key(auth.hash_key(key)) == "bob"
+
+
+def test_a_key_can_be_revoked_by_the_whole_key(table):
+    first, second = auth.create_key(table, "dave"), auth.create_key(table, "dave")
+    assert auth.revoke_key(table, "dave", second)["key_hash"] == auth.hash_key(second)
+    assert table.developer_for_key(auth.hash_key(second)) is None
+    assert table.developer_for_key(auth.hash_key(first)) == "dave"
 
 
 def test_revoking_needs_exactly_one_matching_key_of_that_developer(table):
