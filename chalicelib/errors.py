@@ -95,6 +95,19 @@ class Unavailable(ServiceError):
         super().__init__(message, headers={"Retry-After": "1"})
 
 
+class WriteOutcomeUnknown(ServiceError):
+    """A write was sent and DynamoDB never answered it for sure (timeouts, dropped connections or
+    its own 500s past every retry): it may have been applied. Not "retry": read first, or retry
+    with the same Idempotency-Key."""
+    status = 503
+    code = "write_outcome_unknown"
+
+    def __init__(self) -> None:
+        super().__init__("the database did not confirm the write, which may have been applied: read before "
+                         "sending it again, or send it again with the same Idempotency-Key, which makes that safe",
+                         headers={"Retry-After": "1"})
+
+
 class DeletionInProgress(ServiceError):
     """A cascading delete ran out of its time budget; retrying the DELETE continues it."""
     status = 503

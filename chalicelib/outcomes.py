@@ -8,9 +8,9 @@ from collections.abc import Callable
 
 from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
-from .errors import InternalError, ServiceError, Unavailable
+from .errors import InternalError, ServiceError, Unavailable, WriteOutcomeUnknown
 from .operations import Answer
-from .store import StoreError
+from .store import StoreError, begin_request, write_outcome_unknown
 
 logger = logging.getLogger("sessions")
 
@@ -23,6 +23,7 @@ _TRANSIENT = frozenset({"ProvisionedThroughputExceededException", "ThrottlingExc
 
 
 def answer_of(run: Callable[[], Answer]) -> Answer:
+    begin_request()
     try:
         return run()
     except ServiceError as error:
@@ -39,15 +40,22 @@ def error_answer(error: ServiceError) -> Answer:
 
 
 def database_error(error: Exception) -> ServiceError:
-    """503 + Retry-After for DynamoDB saying "not now" (after every retry); 500 for our own bugs."""
+    """503 + Retry-After for DynamoDB saying "not now" (after every retry), which says so when a
+    write of the request may have been applied all the same; 500 for our own bugs."""
     transient = _is_transient(error)
     (logger.warning if transient else logger.exception)("DynamoDB failed: %s", type(error).__name__)
-    return Unavailable("the database is busy; retry in a moment") if transient else InternalError()
+    if not transient:
+        return InternalError()
+    if write_outcome_unknown():
+        return WriteOutcomeUnknown()
+    return Unavailable("the database is busy; retry in a moment")
 
 
 def _is_transient(error: Exception) -> bool:
     if isinstance(error, ClientError):
-        return error.response.get("Error", {}).get("Code") in _TRANSIENT
+        # DynamoDB's 5xx, named or not (a 5xx whose body has no error code is still its own fault)
+        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+        return error.response.get("Error", {}).get("Code") in _TRANSIENT or status >= 500
     # Timeouts, dropped connections, batch items left unprocessed after retries; not our own
     # malformed calls.
     return not isinstance(error, ParamValidationError)

@@ -21,6 +21,7 @@ which the next append is stamped after.
 """
 from __future__ import annotations
 
+import contextvars
 import os
 import random
 import time
@@ -220,11 +221,43 @@ def _deserialize(item: dict[str, Any]) -> dict[str, Any]:
 
 # --- the store ----------------------------------------------------------------------------------
 
+# --- writes whose outcome is unknown -----------------------------------------------------------------
+
+_WRITES = frozenset({"PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems", "BatchWriteItem"})
+_unsettled: contextvars.ContextVar[bool] = contextvars.ContextVar("unsettled write", default=False)
+
+
+def _write_sent(model: Any, **_: Any) -> None:
+    if model.name in _WRITES:
+        _unsettled.set(True)
+
+
+def _write_answered(http_response: Any, model: Any, **_: Any) -> None:
+    # DynamoDB answered. Below 500 the answer says what happened (done, or refused: a condition,
+    # a conflict, throttling); a 500 may come after the write was applied. A timeout or a dropped
+    # connection (botocore's after-call-error) leaves the write unsettled too.
+    if model.name in _WRITES and http_response.status_code < 500:
+        _unsettled.set(False)
+
+
+def begin_request() -> None:
+    """A request starts with no write in flight (chalicelib/outcomes.py)."""
+    _unsettled.set(False)
+
+
+def write_outcome_unknown() -> bool:
+    """Whether this request's last write was sent and never answered for sure: it may have been
+    applied. botocore retried it already (a transaction with the same ClientRequestToken)."""
+    return _unsettled.get()
+
+
 class Store:
     def __init__(self, client: Any, table: str) -> None:
         self.client = client
         self.table = table
         telemetry.instrument(client)   # each request's log line counts its DynamoDB calls
+        client.meta.events.register("before-call.dynamodb", _write_sent, unique_id="sessions-write-sent")
+        client.meta.events.register("after-call.dynamodb", _write_answered, unique_id="sessions-write-answered")
 
     # API keys ----------------------------------------------------------------------------------
 

@@ -381,3 +381,47 @@ def test_a_write_whose_answer_was_lost_is_sent_again_and_applied_once(api, table
     listed = api.get("/sessions?metadata_filter=" + json.dumps({"lost": "answer"})).json["items"]
     assert [s["id"] for s in listed] == [created.json["id"]]
     assert [m["content"] for m in api.get(f"/sessions/{created.json['id']}/history").json["items"]] == ["hi"]
+
+
+@pytest.mark.parametrize("dynamodb", ["dynamodb-local"], indirect=True)
+def test_a_write_whose_every_answer_was_lost_says_its_outcome_is_unknown(api, table, agent_id):
+    """Every attempt commits (the first) or is answered idempotently (the repeats), and every
+    answer is lost: botocore gives up. The create was applied, so the answer must not be a plain
+    "busy, retry": it is 503 write_outcome_unknown, and a retry with an Idempotency-Key is safe."""
+    from botocore.exceptions import ReadTimeoutError
+
+    def lose_every_answer(request, **kwargs):
+        table.client._endpoint.http_session.send(request)
+        raise ReadTimeoutError(endpoint_url=request.url)
+
+    events = table.client.meta.events
+    events.register("before-send.dynamodb.TransactWriteItems", lose_every_answer, unique_id="lose-all")
+    try:
+        body = {"agent_id": agent_id, "metadata": {"lost": "every answer"}}
+        failed = api.post("/sessions", body, headers={"Idempotency-Key": "lost-1"})
+    finally:
+        events.unregister("before-send.dynamodb.TransactWriteItems", unique_id="lose-all")
+    assert failed.status_code == 503 and failed.headers["Retry-After"] == "1"
+    assert failed.json["error"]["code"] == "write_outcome_unknown"
+    assert "may have been applied" in failed.json["error"]["message"]
+    listed = api.get("/sessions?metadata_filter=" + json.dumps({"lost": "every answer"})).json["items"]
+    assert len(listed) == 1                                                   # it was applied
+    again = api.post("/sessions", body, headers={"Idempotency-Key": "lost-1"})
+    assert again.status_code == 201 and again.json["id"] == listed[0]["id"]    # and the retry is safe
+    assert again.headers.get("Idempotent-Replayed") == "true"
+
+
+def test_a_dynamodb_5xx_without_an_error_code_is_a_503(api, table, session_id, monkeypatch):
+    """Seen with 30 concurrent direct invocations: a 5xx whose body names no error code was a 500
+    internal_error. It is DynamoDB's fault, not ours: the documented 503 with Retry-After."""
+    def bare_500(name, call):
+        if name == "get_item" and bare_500.armed:
+            raise table.client.exceptions.ClientError(
+                {"Error": {}, "ResponseMetadata": {"HTTPStatusCode": 500}}, "GetItem")
+        return call()
+    bare_500.armed = False
+    monkeypatch.setattr(table, "client", InterceptedClient(table.client, bare_500))
+    bare_500.armed = True
+    answer = api.get(f"/sessions/{session_id}")
+    assert answer.status_code == 503, answer.json
+    assert answer.json["error"]["code"] == "service_unavailable" and answer.headers["Retry-After"] == "1"
