@@ -117,6 +117,7 @@ def create(store: Store, kind: Kind, developer: str, body: dict[str, Any],
     for name in kind.references:
         _require_uuid(name, data.get(name))
     _check_indexable(data.get("metadata", {}))
+    _check_default_settings(data)
     _check_templates(kind, data, set(data))
     timestamp = clock.now()
     record = {**kind.defaults, **data, "id": clock.new_id(), "created_at": timestamp,
@@ -147,6 +148,7 @@ def update(store: Store, kind: Kind, developer: str, record_id: str, body: dict[
     changes = _validate(kind.replace_model if replace else kind.patch_model, body)
     if "metadata" in changes and replace:
         _check_indexable(changes["metadata"])
+    _check_default_settings(changes)
     for attempt in range(UPDATE_ATTEMPTS):
         old = existing(store, kind, developer, record_id)
         _check_if_match(kind, old, if_match)
@@ -198,6 +200,26 @@ def _check_indexable(metadata: dict[str, Any]) -> None:
             f"{index.MAX_INDEXED_VALUES} are allowed (each is an index entry)",
             details=[{"field": "metadata", "message": f"at most {index.MAX_INDEXED_VALUES} indexable values",
                       "type": "too_many_indexed_values"}])
+
+
+def _check_default_settings(fields: dict[str, Any]) -> None:
+    """An agent's default_settings are generation settings, held to the chat's own rules when
+    written (models.ChatSettings: known names, ranges, types), so that a bad one is a 422 now
+    instead of in every chat of the agent later."""
+    settings = fields.get("default_settings")
+    if not settings:
+        return
+    import json
+
+    from . import jsonio
+
+    try:   # through JSON, stored numbers (Decimal) become the ints and floats the model expects
+        models.ChatSettings.model_validate(json.loads(jsonio.dumps(settings)))
+    except ValidationError as exc:
+        raise ValidationFailed("default_settings hold an invalid generation setting; nothing was changed", details=[
+            {"field": ".".join(["default_settings", *(str(part) for part in error["loc"])]),
+             "message": error["msg"], "type": error["type"]}
+            for error in exc.errors(include_url=False, include_context=False, include_input=False)]) from None
 
 
 def _check_templates(kind: Kind, record: dict[str, Any], changed: set[str]) -> None:

@@ -219,9 +219,34 @@ def test_the_agents_default_settings_go_under_the_chats_own(api, openai):
     assert (body["temperature"], body["max_tokens"], body["top_p"], body["stop"]) == (0.7, 50, 0.9, ["STOP"])
 
 
-def test_an_invalid_default_setting_is_a_422_and_the_provider_is_not_called(api, openai):
-    agent = api.post("/agents", {"name": "Sara", "about": "coach", "default_settings": {"temperature": 9}}).json["id"]
+@pytest.mark.parametrize("method", ["POST", "PUT", "PATCH"])
+@pytest.mark.parametrize("settings, field, why", [
+    ({"temperature": "hot"}, "default_settings.temperature", "float_type"),
+    ({"temperature": 99}, "default_settings.temperature", "less_than_equal"),
+    ({"temprature": 0.5}, "default_settings.temprature", "extra_forbidden"),
+    ({"max_tokens": 0}, "default_settings.max_tokens", "greater_than_equal"),
+    ({"stream": True}, "default_settings.stream", "value_error"),
+])
+def test_default_settings_are_held_to_the_chats_rules_when_written(api, table, method, settings, field, why):
+    """Issue 12, item 5: they were accepted (201), and then every chat of the agent was a 422."""
+    from conftest import scan_all
+    agent = api.post("/agents", {"name": "Sara", "about": "coach"}).json["id"]
+    before = scan_all(table)
+    path = "/agents" if method == "POST" else f"/agents/{agent}"
+    body = {"name": "Sara", "about": "coach", "default_settings": settings} if method != "PATCH" else \
+        {"default_settings": settings}
+    error = assert_error(api.request(method, path, body), 422, "validation_error")
+    assert [(d["field"], d["type"]) for d in error["details"]] == [(field, why)], error
+    assert scan_all(table) == before
+    assert api.patch(f"/agents/{agent}", {"default_settings": {"temperature": 0.5, "top_p": None}}).status_code == 200
+
+
+def test_an_invalid_default_setting_stored_before_it_was_checked_is_a_422_at_chat(api, table, openai):
+    agent = api.post("/agents", {"name": "Sara", "about": "coach"}).json["id"]
     session = api.post("/sessions", {"agent_id": agent, "situation": "s"}).json["id"]
+    table.client.update_item(   # written before default_settings were checked when written
+        TableName=table.table, Key={"pk": {"S": f"dev#alice#agent#{agent}"}, "sk": {"S": "#record"}},
+        UpdateExpression="SET default_settings = :s", ExpressionAttributeValues={":s": {"M": {"temperature": {"N": "9"}}}})
     error = assert_error(chat(api, session), 422, "validation_error")
     assert "default_settings" in json.dumps(error)
     assert openai.requests == []

@@ -278,7 +278,7 @@ def test_session_update_as_the_sdk_sends_it_writes_only_non_null_fields(api, age
 
 def test_agent_patch_changes_only_the_field_given(api):
     aid = created(api.post("/agents", {"name": "Sara", "about": "coach", "instructions": ["i"],
-                                       "metadata": {"m": 1}, "default_settings": {"t": 1}}))
+                                       "metadata": {"m": 1}, "default_settings": {"temperature": 1}}))
     before = fetch(api, "agents", aid)
     answer = api.patch(f"/agents/{aid}", {"about": "x"})
     assert answer.status_code == 200
