@@ -7,6 +7,7 @@ from __future__ import annotations
 import random
 import time
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -143,7 +144,8 @@ def update(store: Store, kind: Kind, developer: str, record_id: str, body: dict[
     a key set to null removing it; PUT (replace=True) requires the model's required fields and
     replaces metadata whole. Read, change, write conditionally on the version: a concurrent
     change is retried on the fresh record, so none is lost. With `if_match`, the write happens
-    only on the version the caller named: no retry, a 412 if it moved on."""
+    only on the version the caller named: no retry, a 412 if it moved on. An update that would
+    change nothing writes nothing and answers the current version (docs/api.md)."""
     _refuse_immutable(kind, body)
     changes = _validate(kind.replace_model if replace else kind.patch_model, body)
     if "metadata" in changes and replace:
@@ -155,6 +157,10 @@ def update(store: Store, kind: Kind, developer: str, record_id: str, body: dict[
         new = {**old, **changes}
         if "metadata" in changes and not replace:
             new["metadata"] = _merged_metadata(kind, old.get("metadata", {}), changes["metadata"])
+        if _same(old, new):     # nothing to change: no write, no new version, no move in lists
+            answer = models.Updated(id=record_id, updated_at=old["updated_at"])
+            answer._version = old["version"]
+            return answer
         _check_templates(kind, new, set(changes))
         new["updated_at"] = clock.after(old["updated_at"])
         new["version"] = old["version"] + 1
@@ -169,6 +175,27 @@ def update(store: Store, kind: Kind, developer: str, record_id: str, body: dict[
         answer._version = new["version"]
         return answer
     raise Conflict(f"{kind.name} {record_id} kept changing under this update; retry it")
+
+
+def _same(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    """Whether `new` would store exactly what `old` holds: numbers as written (1 and 1.0 differ
+    in the answers, so they differ here), types distinct (true is not 1), key order aside."""
+    import json
+
+    def typed(value: Any) -> Any:
+        if value is None:
+            return None
+        if isinstance(value, bool):
+            return ["b", value]
+        if isinstance(value, (int, Decimal)):     # as written: a body's 1 is stored as Decimal("1")
+            return ["n", str(Decimal(value))]
+        if isinstance(value, dict):
+            return {key: typed(item) for key, item in value.items()}
+        if isinstance(value, (list, tuple)):
+            return ["l", [typed(item) for item in value]]
+        return ["s", str(value)]
+
+    return json.dumps(typed(old), sort_keys=True) == json.dumps(typed(new), sort_keys=True)
 
 
 def back_off(attempt: int) -> None:

@@ -185,7 +185,7 @@ class ListsMachine(RuleBasedStateMachine):
             return
         self.touched.add(developer)
         updated = service.update(self.store, KINDS[kind], developer, record_id, body, replace=replace)
-        assert updated.id == record_id and updated.updated_at > record["updated_at"]
+        before = _spelled({k: v for k, v in record.items() if k != "updated_at"})
         for name, value in body.items():
             if value is None:
                 continue  # null means "not given"
@@ -197,6 +197,11 @@ class ListsMachine(RuleBasedStateMachine):
                         record["metadata"][key] = copy.deepcopy(item)
             else:
                 record[name] = copy.deepcopy(value)
+        # An update that changes nothing (as written: 1 and 1.0 differ) writes nothing.
+        if _spelled({k: v for k, v in record.items() if k != "updated_at"}) == before:
+            assert updated.id == record_id and updated.updated_at == record["updated_at"]
+        else:
+            assert updated.id == record_id and updated.updated_at > record["updated_at"]
         record["updated_at"] = updated.updated_at
         self.written = (kind, developer, record)
         self._check_item(kind, service.get(self.store, KINDS[kind], developer, record_id), record)
@@ -539,6 +544,21 @@ class ListsMachine(RuleBasedStateMachine):
             assert report["orphaned_messages"] == [], report
             assert report["records"] == sum(len(records) for records in self.model[developer].values()), report
         self.touched.clear()
+
+
+def _spelled(value: Any) -> Any:
+    """A value as it is written, for "did anything change": typed, numbers by their text."""
+    if isinstance(value, bool) or value is None:
+        return ("b", value)
+    if isinstance(value, (int, Decimal)):
+        return ("n", str(Decimal(value)))
+    if isinstance(value, str):
+        return ("s", value)
+    if isinstance(value, list):
+        return ("l", [_spelled(item) for item in value])
+    if isinstance(value, dict):
+        return ("o", sorted((key, _spelled(item)) for key, item in value.items()))
+    raise AssertionError(f"unexpected {value!r}")
 
 
 SETTINGS = settings(max_examples=12, stateful_step_count=25, deadline=None, derandomize=True, database=None,

@@ -57,6 +57,36 @@ def test_if_match_on_a_session_and_its_concurrent_writer(api, table, session_id)
     assert "ETag" not in api.get("/sessions").headers
 
 
+@pytest.mark.parametrize("method, body", [
+    ("patch", {}),
+    ("patch", {"situation": None, "metadata": None, "token_budget": None}),    # what the SDK sends
+    ("patch", {"situation": "hi", "metadata": {"db_uuid": "1234"}}),            # the values stored
+    ("patch", {"metadata": {"never-set": None}}),                               # removing an absent key
+    ("put", {"situation": "hi", "metadata": {"db_uuid": "1234"}}),
+], ids=["empty", "nulls", "equal", "remove-absent", "put-equal"])
+def test_an_update_that_changes_nothing_writes_nothing(api, table, session_id, monkeypatch, method, body):
+    """Issue 12, item 6 (chosen: 200 with the current version, nothing written): it bumped the
+    version and updated_at, so other clients got spurious 412s and lists reordered."""
+    before = api.get(f"/sessions/{session_id}")
+    stored = all_items(table)
+    writes = []
+    monkeypatch.setattr(table, "client", InterceptedClient(
+        table.client, lambda name, call: (writes.append(name) if "write" in name else None, call())[1]))
+    answer = getattr(api, method)(f"/sessions/{session_id}", body, headers={"If-Match": before.headers["ETag"]})
+    assert answer.status_code == 200, answer.json
+    assert answer.headers["ETag"] == before.headers["ETag"] and answer.json["updated_at"] == before.json["updated_at"]
+    assert writes == [] and all_items(table) == stored
+    stale = api.patch(f"/sessions/{session_id}", {}, headers={"If-Match": '"999"'})
+    assert stale.status_code == 412                                  # the precondition still holds
+
+
+def test_an_update_that_changes_how_a_number_is_written_is_a_change(api, session_id):
+    assert api.patch(f"/sessions/{session_id}", {"metadata": {"n": 1}}).headers["ETag"] == '"2"'
+    assert api.patch(f"/sessions/{session_id}", {"metadata": {"n": 1}}).headers["ETag"] == '"2"'
+    respelled = api.request("PATCH", f"/sessions/{session_id}", raw='{"metadata": {"n": 1.0}}')
+    assert respelled.headers["ETag"] == '"3"' and b'"n":1.0' in api.get(f"/sessions/{session_id}").body
+
+
 @pytest.mark.real_engine
 def test_a_delete_racing_a_patch_leaves_no_stale_index_entry(api, table, session_id, monkeypatch):
     """The delete read version n; a PATCH moves the record (and its metadata entries) to n + 1
