@@ -10,7 +10,7 @@ from typing import Any
 from chalice import Chalice, Response
 
 from . import auth, jsonio, telemetry
-from .errors import InternalError, MethodNotAllowed, NotFound, ServiceError, error_body
+from .errors import BadRequest, InternalError, MethodNotAllowed, NotFound, ServiceError, error_body
 from .operations import OPERATIONS, Answer, Call, dispatch
 from .outcomes import answer_of, error_answer
 from .store import get_store
@@ -57,7 +57,7 @@ class Web:
             # Every failure answered here: Chalice would turn a view's exception into its own 500.
             return json_response(answer_of(lambda: dispatch(get_store(), operation_name, Call(
                 developer=request.context["authorizer"]["developer_id"], ids=ids,
-                query=dict(request.query_params or {}),
+                query=_one_value_each(request.query_params),
                 body=jsonio.loads_body(request.raw_body) if operation.takes_body else None,
                 if_match=headers.get("if-match"), idempotency_key=headers.get("idempotency-key")))))
 
@@ -127,6 +127,16 @@ class Web:
             logger.exception("unhandled error")
             return error_response(InternalError())
         return _our_shape(response)
+
+
+def _one_value_each(params: Any) -> dict[str, str]:
+    """The query parameters, each given once: `limit=1&limit=2` is a 400, not the last one silently."""
+    if not params:
+        return {}
+    repeated = sorted(name for name in params.keys() if len(params.getlist(name)) > 1)
+    if repeated:
+        raise BadRequest(f"query parameter {', '.join(repeated)} given more than once; give each once")
+    return dict(params)
 
 
 def _error_code(response: Response) -> str | None:

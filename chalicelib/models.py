@@ -319,6 +319,11 @@ class MessageIn(_Input):
     name: Name | None = None
 
 
+class MetadataFilter(_Input):
+    """A list's `metadata_filter`, held to the rules of the metadata it is compared with."""
+    metadata_filter: JsonObject
+
+
 class HistoryAppend(_Input):
     messages: Annotated[list[MessageIn], Field(min_length=1, max_length=MAX_MESSAGES_PER_APPEND)]
 

@@ -363,10 +363,10 @@ def int_param(params: dict[str, str], name: str, default: int, low: int, high: i
     raw = params.get(name)
     if raw is None:
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise BadRequest(f"{name} must be an integer from {low} to {high}") from None
+    # ASCII digits only: int() would take "٣", a full-width "５" and "1_0" too.
+    if not (raw.isascii() and raw.lstrip("-").isdigit()):
+        raise BadRequest(f"{name} must be an integer from {low} to {high}, in ASCII digits; got {raw!r}")
+    value = int(raw)
     if not low <= value <= high:
         raise BadRequest(f"{name} must be from {low} to {high}; got {value}")
     return value
@@ -375,4 +375,5 @@ def int_param(params: dict[str, str], name: str, default: int, low: int, high: i
 def refuse_unknown_params(params: dict[str, str], known: set[str]) -> None:
     unknown = sorted(set(params) - known)
     if unknown:
-        raise BadRequest(f"unknown query parameter {', '.join(unknown)}; accepted: {', '.join(sorted(known))}")
+        accepted = f"accepted: {', '.join(sorted(known))}" if known else "this route takes no query parameters"
+        raise BadRequest(f"unknown query parameter {', '.join(unknown)}; {accepted}")

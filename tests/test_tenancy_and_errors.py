@@ -446,7 +446,33 @@ def test_situation_over_64_kib_is_422(api, table, world):
 BAD_QUERIES = ["limit=0", "limit=-1", "limit=1001", "limit=abc", "limit=1.5", "limit=", "offset=-1", "offset=x",
                "sort_by=name", "order=up", "unknown=1", "metadata_filter=" + q("[1]"),
                "metadata_filter=" + q("{bad"), "metadata_filter=" + q('{"x": NaN}'),
-               "metadata_filter=" + q('{"x": "\\ud800"}')]
+               "metadata_filter=" + q('{"x": "\\ud800"}'),
+               # issue 12, item 7: int() takes these, so they were answered as 3, 5 and 10
+               "limit=" + q("\u0663"), "limit=" + q("\uff15"), "limit=1_0", "offset=" + q("\u0661"),
+               "limit=1&limit=2", "order=asc&order=desc"]
+
+
+@pytest.mark.parametrize("query, field, kind", [
+    ('{"a": 1e400}', "metadata_filter.a", "number_not_storable"),
+    ('{"a": [1, 12345678901234567890123456789012345678901]}', "metadata_filter.a.1", "number_not_storable"),
+    ('{"a": {"": 1}}', "metadata_filter.a", "key_length"),
+    ('{"%s": 1}' % ("k" * 257), "metadata_filter", "key_length"),
+])
+def test_a_metadata_filter_is_held_to_the_rules_of_metadata(api, world, query, field, kind):
+    """The same number rules as bodies: 1e400 in a body is a 422, and was a silent empty list here."""
+    error = assert_error(api.get("/sessions?metadata_filter=" + q(query)), 400, "bad_request")
+    assert [(d["field"], d["type"]) for d in error["details"]] == [(field, kind)], error
+    assert "metadata_filter" in error["message"]
+
+
+def test_a_route_without_query_parameters_says_so(api, world):
+    error = assert_error(api.get(f"{fill('/sessions/{session_id}/context', world)}?limit=1"), 400, "bad_request")
+    assert error["message"] == "unknown query parameter limit; this route takes no query parameters"
+
+
+def test_a_query_parameter_given_twice_is_400_not_the_last_one(api, world):
+    error = assert_error(api.get("/sessions?limit=1&limit=2"), 400, "bad_request")
+    assert "limit given more than once" in error["message"]
 
 
 def test_bad_query_parameters_are_400(api, world):
