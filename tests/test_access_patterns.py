@@ -1,6 +1,7 @@
 """The access patterns of docs/design.md, counted: which DynamoDB calls each operation makes."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -77,3 +78,28 @@ def test_importing_the_app_touches_no_network_and_makes_no_client():
                           timeout=60)
     assert done.returncode == 0, done.stderr
     assert int(done.stdout) >= 8
+
+
+def test_a_filter_no_record_could_match_is_refused_before_any_read(api, counted):
+    """Issue 12, item 8: 300 keys cost 301 calls and 2.8 s; 41 conditions likewise 42."""
+    from urllib.parse import quote
+    impossible = {"300 keys": {f"k{n}": n for n in range(300)},
+                  "41 indexable conditions": {f"k{n}": n for n in range(41)}}
+    for what, wanted in impossible.items():
+        answers = []
+        made = calls_of(counted, lambda: answers.append(api.get("/sessions?metadata_filter=" + quote(json.dumps(wanted)))))
+        assert answers[0].status_code == 400, what
+        assert made == KEY_CHECK, (what, made)
+    assert "at most 40 such values, so none could match" in answers[0].json["error"]["message"]
+
+
+def test_a_filter_probes_at_most_four_terms_however_many_conditions_it_has(api, counted, agent_id):
+    from urllib.parse import quote
+    from chalicelib import lists
+    metadata = {f"k{n}": 1 for n in range(40)}
+    sessions = {api.post("/sessions", {"agent_id": agent_id, "metadata": metadata}).json["id"] for _ in range(20)}
+    answers = []
+    made = calls_of(counted, lambda: answers.append(api.get("/sessions?metadata_filter=" + quote(json.dumps(metadata)))))
+    assert {s["id"] for s in answers[0].json["items"]} == sessions
+    # 4 terms probed to 8, 16 and 32 entries (each holds 20): 12 Queries, not 40 x 3.
+    assert made["query"] <= lists.PROBED_TERMS * 5 and made == {**KEY_CHECK, "query": 12, "batch_get_item": 1}, made
