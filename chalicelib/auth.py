@@ -33,7 +33,7 @@ def authenticate(authorization: str | None, store: Store) -> str:
         raise Unauthorized("missing API key: send 'Authorization: Bearer <key>'")
     developer = store.developer_for_key(hash_key(key))
     if developer is None:
-        raise Unauthorized("unknown API key")
+        raise Unauthorized("unknown API key", key_sent=True)
     return developer
 
 

@@ -44,8 +44,14 @@ class BadRequest(ServiceError):
 
 
 class Unauthorized(ServiceError):
+    """No key, or one we do not know. The answer names the scheme (RFC 6750: WWW-Authenticate),
+    and for a key that was sent, says it is not a valid one."""
     status = 401
     code = "unauthorized"
+
+    def __init__(self, message: str, key_sent: bool = False) -> None:
+        challenge = 'Bearer realm="sessions"' + (', error="invalid_token"' if key_sent else "")
+        super().__init__(message, headers={"WWW-Authenticate": challenge})
 
 
 class NotFound(ServiceError):

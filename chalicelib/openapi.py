@@ -149,6 +149,9 @@ HEADERS = {
     "ETag": {"description": "the resource's version; send it back as If-Match", "required": True,
              "schema": {"type": "string"}},
     "RetryAfter": {"description": "seconds to wait before retrying", "schema": {"type": "string"}},
+    "WWWAuthenticate": {"description": "the scheme to authenticate with (RFC 6750): "
+                        "`Bearer realm=\"sessions\"`, with `error=\"invalid_token\"` when a key was sent",
+                        "schema": {"type": "string"}},
     "IdempotentReplayed": {"description": "`true` when this is the stored answer of an earlier request "
                                           "with the same Idempotency-Key", "schema": {"type": "string"}},
 }
@@ -169,6 +172,8 @@ def _error_response(status: int) -> dict[str, Any]:
     headers = {"X-Request-Id": _header("RequestId")}
     if status == 503:
         headers["Retry-After"] = _header("RetryAfter")
+    if status == 401:
+        headers["WWW-Authenticate"] = _header("WWWAuthenticate")
     return {"description": description, "headers": headers,
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
 

@@ -190,6 +190,9 @@ def test_every_route_refuses_a_request_without_a_valid_key(api, table, world, me
                                headers=_auth_headers(BAD_AUTHORIZATION[authorization]))
         assert response.status_code == 401, (authorization, response.status_code, response.body[:300])
         assert_error(response, 401, "unauthorized")
+        # RFC 6750: the scheme to use, and for a key that was sent, that it is not valid (issue 12, item 9)
+        assert header(response, "WWW-Authenticate") == ('Bearer realm="sessions", error="invalid_token"'
+                                                        if authorization == "wrong-key" else 'Bearer realm="sessions"')
     assert scan_all(table) == before
 
 
