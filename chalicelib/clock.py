@@ -19,6 +19,12 @@ def is_uuid(value: str) -> bool:
         return False
 
 
+def canonical_id(value: str) -> str:
+    """A UUID in lower case, as ids are stored and answered (UUIDs are case-insensitive: RFC 9562);
+    anything else as it is, to be refused or not found as it is."""
+    return value.lower() if is_uuid(value) else value
+
+
 _lock = threading.Lock()
 _last = ""
 

@@ -60,7 +60,7 @@ def parse_list_query(kind: Kind, developer: str, params: dict[str, str]) -> List
         if params.get(name) is not None:
             if not clock.is_uuid(params[name]):
                 raise BadRequest(f"{name} must be a UUID")
-            parents.append((name.removesuffix("_id"), params[name]))
+            parents.append((name.removesuffix("_id"), clock.canonical_id(params[name])))
     query = ListQuery(limit=int_param(params, "limit", LIST_LIMIT_DEFAULT, 1, LIST_LIMIT_MAX),
                       offset=int_param(params, "offset", 0, 0, 10**9),
                       metadata_filter=filters.parse_metadata_filter(params.get("metadata_filter")),

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from . import clock
 from .store import Store
 
 if TYPE_CHECKING:
@@ -68,6 +69,8 @@ def dispatch(store: Store, name: str, call: Call) -> Answer:
     """Run the named operation; its answer with the ETag of the version it read or wrote. A
     creating operation with an Idempotency-Key runs at most once per key (chalicelib/idempotency.py)."""
     operation = OPERATIONS[name]
+    # Path ids in either case name the same record: stored and answered in lower case.
+    call = replace(call, ids={key: clock.canonical_id(value) for key, value in call.ids.items()})
     if operation.creates and call.idempotency_key is not None:
         body = idempotency.run(store, call.developer, call.idempotency_key,
                                {"operation": name, "ids": call.ids, "body": call.body},

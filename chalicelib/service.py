@@ -117,6 +117,8 @@ def create(store: Store, kind: Kind, developer: str, body: dict[str, Any],
         data.pop(name, None)
     for name in kind.references:
         _require_uuid(name, data.get(name))
+        if data.get(name) is not None:
+            data[name] = clock.canonical_id(data[name])
     _check_indexable(data.get("metadata", {}))
     _check_default_settings(data)
     _check_templates(kind, data, set(data))

@@ -899,3 +899,20 @@ def test_patch_merged_metadata_stays_within_its_bound(api, make, kind):
         assert answer.status_code in (200, 422), (n, answer.status_code, answer.json)
         stored = fetch(api, kind, rid)["metadata"]
         assert len(json.dumps(stored, ensure_ascii=False).encode()) <= 64 * 1024, (n, answer.status_code)
+
+
+def test_ids_are_case_insensitive_and_answered_in_lower_case(api, agent_id, user_id):
+    """Issue 12, item 10: UUIDs are case-insensitive (RFC 9562); an upper-case one was a 404."""
+    session = api.post("/sessions", {"agent_id": agent_id.upper(), "user_id": user_id.upper(), "situation": "s"})
+    assert session.status_code == 201, session.json
+    sid = session.json["id"]
+    got = api.get(f"/sessions/{sid.upper()}")
+    assert got.status_code == 200
+    assert (got.json["id"], got.json["agent_id"], got.json["user_id"]) == (sid, agent_id, user_id)
+    assert [s["id"] for s in api.get(f"/sessions?agent_id={agent_id.upper()}&user_id={user_id.upper()}").json["items"]] == [sid]
+    assert api.post(f"/sessions/{sid.upper()}/history", {"messages": [{"role": "user", "content": "hi"}]}).status_code == 201
+    assert [m["content"] for m in api.get(f"/sessions/{sid.upper()}/history").json["items"]] == ["hi"]
+    assert api.patch(f"/agents/{agent_id.upper()}", {"about": "x"}).json["id"] == agent_id
+    assert api.get(f"/agents/{agent_id.upper()}").json["about"] == "x"
+    assert api.delete(f"/sessions/{sid.upper()}").status_code == 202
+    assert api.get(f"/sessions/{sid}").status_code == 404
