@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+from pathlib import Path
 
 import httpx
 import pytest
@@ -143,3 +144,23 @@ def test_concurrent_requests_of_two_developers_never_mix(base_url, client):
     for thread in threads:
         thread.join()
     assert wrong == []
+
+
+def test_the_readme_says_what_the_sdk_cannot_do_here(client, base_url):
+    """Issue 12, item 11: the README's notes hold. The SDK's session model drops metadata the
+    answer carries, and its methods without a route here are 404s in our shape."""
+    agent = client.agents.create(name="Sara", about="A coach")
+    session = client.sessions.create(agent_id=agent.id, situation="s", metadata={"db_uuid": "1234"})
+    assert json.loads(client.sessions.get(session.id).json())["metadata"] == {}          # hidden by the SDK
+    raw = httpx.get(f"{base_url}/sessions/{session.id}", headers={"Authorization": f"Bearer {KEYS['alice']}"})
+    assert raw.json()["metadata"] == {"db_uuid": "1234"}                                 # carried all the same
+    from julep.api.core.api_error import ApiError
+    for call in (lambda: client.memories.list(agent_id=agent.id, query="x", user_id=None),
+                 lambda: client.docs.list(agent_id=agent.id),
+                 lambda: client.sessions.suggestions(session_id=session.id)):
+        with pytest.raises(ApiError) as refused:
+            call()
+        assert refused.value.status_code == 404 and refused.value.body["error"]["code"] == "not_found"
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    for name in ("client.memories.list", "client.docs.*", "client.sessions.suggestions", "SDK hides metadata"):
+        assert name in readme, name
