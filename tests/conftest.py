@@ -2,6 +2,7 @@
 and chalice's test client over the real app."""
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import uuid
@@ -130,6 +131,34 @@ def calls_atomic(table, engine, monkeypatch):
                 return call()
         monkeypatch.setattr(table, "client", InterceptedClient(table.client, locked))
     return table
+
+
+def count_conflicts(monkeypatch, table, method: str) -> list[int]:
+    """A list that grows by one each time the store's `method` raises VersionConflict (the race
+    was lost and is retried): a concurrency test asserts it is not empty, so it proved something."""
+    lost: list[int] = []
+    real = getattr(table, method)
+
+    def counting(*args, **kwargs):
+        try:
+            return real(*args, **kwargs)
+        except store.VersionConflict:
+            lost.append(1)
+            raise
+
+    monkeypatch.setattr(table, method, counting)
+    return lost
+
+
+@contextlib.contextmanager
+def model_provider(provider):
+    """`provider` answers the model calls inside the block."""
+    from chalicelib import providers
+    providers.use_provider(provider)
+    try:
+        yield provider
+    finally:
+        providers.use_provider(None)
 
 
 def scan_all(store) -> list[dict[str, Any]]:

@@ -14,8 +14,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chalicelib import context, history, providers, service
+from chalicelib import context, history, service
 from chalicelib.providers import Completion
+from conftest import model_provider
 
 TAG = re.compile(r"<t(\d+)>")
 
@@ -55,9 +56,7 @@ def coverage(summarizer: Summarizer, answer) -> tuple[frozenset[int], set[int]]:
 @given(token_budget=st.integers(150, 1500),
        batches=st.lists(st.lists(st.integers(0, 400), min_size=1, max_size=8), min_size=1, max_size=6))
 def test_every_turn_is_in_the_summary_or_the_context_unless_it_says_truncated(table, token_budget, batches):
-    summarizer = Summarizer()
-    providers.use_provider(summarizer)
-    try:
+    with model_provider(Summarizer()) as summarizer:
         agent = service.create(table, service.AGENTS, "alice", {"name": "a"}).id
         session = service.create(table, service.SESSIONS, "alice", {
             "agent_id": agent, "situation": "hi", "token_budget": token_budget,
@@ -80,16 +79,12 @@ def test_every_turn_is_in_the_summary_or_the_context_unless_it_says_truncated(ta
                 break
         covered, carried = coverage(summarizer, answer)
         assert not answer.truncated and covered | carried == said, sorted(said - covered - carried)
-    finally:
-        providers.use_provider(None)
 
 
 @pytest.fixture
 def summarizer():
-    fake = Summarizer()
-    providers.use_provider(fake)
-    yield fake
-    providers.use_provider(None)
+    with model_provider(Summarizer()) as fake:
+        yield fake
 
 
 def test_the_reported_case_twelve_turns_in_a_budget_of_300(table, summarizer):

@@ -8,7 +8,7 @@ import pytest
 from chalicelib import history, service
 from chalicelib.errors import DeletionInProgress
 from chalicelib.service import AGENTS, SESSIONS
-from chalicelib.store import VersionConflict
+from conftest import count_conflicts
 
 # Cascades across Query pages and BatchWriteItem batches, and concurrent writers: on DynamoDB Local too.
 pytestmark = pytest.mark.real_engine
@@ -113,17 +113,7 @@ def test_concurrent_patches_of_one_session_all_survive(calls_atomic, session_id,
     Driven through the service layer: chalice keeps one current_request per app, so its test
     client cannot carry concurrent requests (a Lambda container serves one at a time anyway)."""
     table = calls_atomic
-    conflicts = []
-    real_replace = table.replace
-
-    def counting_replace(*args, **kwargs):
-        try:
-            return real_replace(*args, **kwargs)
-        except VersionConflict:
-            conflicts.append(1)
-            raise
-
-    monkeypatch.setattr(table, "replace", counting_replace)
+    conflicts = count_conflicts(monkeypatch, table, "replace")
     barrier = threading.Barrier(8)
     failures: list[BaseException] = []
 

@@ -10,7 +10,8 @@ import pytest
 
 from chalicelib import clock, history
 from chalicelib.errors import NotFound
-from chalicelib.store import StoreError, VersionConflict
+from chalicelib.store import StoreError
+from conftest import count_conflicts
 
 # Concurrent writers, Query pages and batch deletes: on DynamoDB Local too.
 pytestmark = pytest.mark.real_engine
@@ -38,17 +39,7 @@ def test_many_writers_lose_nothing_and_keep_each_writers_order(calls_atomic, ses
     once, each writer's messages in the order it sent them, each append's messages side by side,
     and every append must succeed."""
     table = calls_atomic
-    lost_races = []
-    real_append = table.append_messages
-
-    def counting_append(*args, **kwargs):
-        try:
-            return real_append(*args, **kwargs)
-        except VersionConflict:
-            lost_races.append(1)
-            raise
-
-    monkeypatch.setattr(table, "append_messages", counting_append)
+    lost_races = count_conflicts(monkeypatch, table, "append_messages")
     frozen = "2026-01-01T00:00:00.000000Z"
     monkeypatch.setattr(clock, "now", lambda: frozen)
     monkeypatch.setattr(clock, "after", lambda previous: clock._next_microsecond(max(previous, frozen)))
