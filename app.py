@@ -1,8 +1,8 @@
-"""The sessions service's HTTP API: a table of routes onto named operations (chalicelib/operations.py)."""
+"""The sessions service's HTTP API: a table of routes onto named operations (chalicelib/web/operations.py)."""
 from chalice import Chalice
 
-from chalicelib import invoke as invocation
-from chalicelib.api import Web
+from chalicelib.web import invoke as invocation
+from chalicelib.web.http import Web
 
 app = Chalice(app_name="sessions")
 web = Web(app)
@@ -37,13 +37,13 @@ ROUTES = [
 for method, path, operation in ROUTES:
     web.route(method, path, operation)
 
-# The same operations for other Lambdas, by name and without API Gateway (chalicelib/invoke.py).
+# The same operations for other Lambdas, by name and without API Gateway (chalicelib/web/invoke.py).
 # Deployed with the handler "app.invoke", so it must be this module's `invoke`.
 invoke = app.lambda_function(name=invocation.FUNCTION_NAME)(invocation.handler(ROUTES))
 
 
 def _openapi() -> dict:
-    from chalicelib import openapi   # pydantic's schema generation only when asked for
+    from chalicelib.web import openapi   # pydantic's schema generation only when asked for
     return openapi.document(ROUTES)
 
 

@@ -26,7 +26,7 @@ cached there).
   floor, and this says what the app's own modules add to what they do import.
 - import app: `import app` with every route registered. Target: at most 1.3 x the floor, with
   caches and without. After it, the process reports which optional heavy modules are loaded
-  (jinja2, chalicelib.templates, chalicelib.providers*, chalicelib.openapi, moto, aws_cdk: none
+  (jinja2, chalicelib.rules.templates, chalicelib.providers*, chalicelib.web.openapi, moto, aws_cdk: none
   may be), whether pydantic is, and which chalicelib modules are.
 - first request: in a fresh process, `import app`, then one API Gateway proxy event (REST API,
   as Lambda hands it to the function) through `app.app(event, context)`, timed: GET /agents with
@@ -43,8 +43,8 @@ cached there).
 DynamoDB is moto's server, started by the benchmark in its own process on a free loopback port
 (`python -m moto.server`), reached through `AWS_ENDPOINT_URL` with dummy credentials: every
 request crosses a real HTTP connection, as on Lambda, and moto's work is in another process. The
-table is built with chalicelib.schema.create_table, the key registered with
-chalicelib.auth.register_key, and three agents created through chalicelib.service, before any
+table is built with chalicelib.store.schema.create_table, the key registered with
+chalicelib.rules.auth.register_key, and three agents created through chalicelib.rules.service, before any
 timed process starts.
 """
 from __future__ import annotations
@@ -86,7 +86,7 @@ WRITER, WRITER_KEY = "bench-coldstart-writer", "sk_bench_coldstart_writer_not_a_
 AGENTS = 3
 # Loaded by `import app`, these would be paid by every cold start; each is needed only by some
 # requests (a template, a chat, the API's description) or never at run time (moto, the CDK).
-HEAVY = ("jinja2", "chalicelib.templates", "chalicelib.providers", "chalicelib.openapi", "moto", "aws_cdk")
+HEAVY = ("jinja2", "chalicelib.rules.templates", "chalicelib.providers", "chalicelib.web.openapi", "moto", "aws_cdk")
 
 # --- what the fresh processes run -------------------------------------------------------------------
 # Each prints one JSON line. They import nothing of the benchmark, so they pay only what they time.
@@ -276,7 +276,8 @@ def seed(env: dict[str, str]) -> None:
     try:
         import boto3
 
-        from chalicelib import auth, schema, service
+        from chalicelib.rules import auth, service
+        from chalicelib.store import schema
         from chalicelib.store import Store, client_config
 
         client = boto3.client("dynamodb", config=client_config())

@@ -23,7 +23,7 @@ the last 20 are the same 20 at every N (10 messages at N = 10), and any differen
 from N alone.
 
 Seeding: ours through `history.append_messages` in appends of 50 (the API's maximum), after the
-agent, user and session are made through `service.create` in a table built from chalicelib.schema;
+agent, user and session are made through `service.create` in a table built from chalicelib.store.schema;
 theirs through `add_messages` in batches of 50, in its own table keyed by `SessionId` as langchain
 expects. When langchain's item would pass DynamoDB's 400 KB item limit, its UpdateItem is refused
 (ValidationException "Item size to update has exceeded the maximum allowed size"); the benchmark
@@ -91,7 +91,9 @@ from boto3.dynamodb.types import TypeSerializer  # noqa: E402
 from botocore.exceptions import ClientError  # noqa: E402
 from moto import mock_aws  # noqa: E402
 
-from chalicelib import history, schema, service, store  # noqa: E402
+from chalicelib.rules import history, service
+from chalicelib.store import schema
+from chalicelib import store  # noqa: E402
 
 from .lists import _GuardedClient, moto_transactions_without_snapshot  # noqa: E402
 from .report import log, publish, update_doc  # noqa: E402
@@ -211,7 +213,7 @@ def dynamodb_item_limit() -> Iterator[bool]:
 # --- the two designs -----------------------------------------------------------------------------
 
 class Ours:
-    """chalicelib.history on a table from chalicelib.schema."""
+    """chalicelib.rules.history on a table from chalicelib.store.schema."""
 
     name = "ours"
 

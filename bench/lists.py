@@ -4,7 +4,7 @@
     BENCH_SIZES=1000 make bench             # or: .venv/bin/python -m bench.lists --quick
     .venv/bin/python -m bench.lists --sizes 1000,10000 --reps 5
 
-For every N it makes a fresh moto table (from chalicelib.schema), seeds N sessions for two
+For every N it makes a fresh moto table (from chalicelib.store.schema), seeds N sessions for two
 developers through `service.create`, then for each filter compares, in the same run:
 
 - ours: `lists.list_records(store, SESSIONS, developer, {"metadata_filter": ..., "limit": "20"})`;
@@ -46,7 +46,9 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer  # noqa: E402
 from botocore.exceptions import ClientError  # noqa: E402
 from moto import mock_aws  # noqa: E402
 
-from chalicelib import lists, schema, service, store  # noqa: E402
+from chalicelib.rules import lists, service
+from chalicelib.store import schema
+from chalicelib import store  # noqa: E402
 
 from .meter import WRITE_OPS, Meter, Tally, read_cost, write_cost  # noqa: E402
 from .report import log, publish, update_doc  # noqa: E402

@@ -45,7 +45,7 @@ from typing import Any, Callable, Iterator
 
 from botocore import xform_name
 
-from chalicelib import schema
+from chalicelib.store import schema
 
 PK, SK = schema.PARTITION_KEY, schema.SORT_KEY
 READ_UNIT, WRITE_UNIT = 4096, 1024

@@ -3,13 +3,13 @@
     python infra/check_template.py infra/cdk.out
 
 For every stack of the cloud assembly (sessions-dev and sessions-prod must both be there): the
-table is the one of chalicelib/schema.py, on demand, with point-in-time recovery, TTL on its TTL
+table is the one of chalicelib/store/schema.py, on demand, with point-in-time recovery, TTL on its TTL
 attribute and server-side encryption, retained (and deletion-protected) in prod only; each Lambda
 function runs as a role of this stack whose only DynamoDB grant is exactly
-chalicelib.store.RUNTIME_IAM_ACTIONS on the table's ARN, nothing on "*" and no managed policy;
+chalicelib.store.iam.RUNTIME_IAM_ACTIONS on the table's ARN, nothing on "*" and no managed policy;
 each function has SESSIONS_TABLE and SESSIONS_CURSOR_SECRET and a timeout under API Gateway's
 29 s; the API stage is throttled; API Gateway's own answers are in the error shape of
-chalicelib/errors.py with Content-Type and X-Request-Id. Prints what it checked; exits 1 on the
+chalicelib/shared/errors.py with Content-Type and X-Request-Id. Prints what it checked; exits 1 on the
 first stack with failures, listing them all.
 """
 from __future__ import annotations
@@ -22,8 +22,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from chalicelib import errors, schema, store  # noqa: E402
-from chalicelib.api import GATEWAY_METHODS  # noqa: E402
+from chalicelib.shared import errors  # noqa: E402
+from chalicelib.store import iam, schema  # noqa: E402
+from chalicelib.web.http import GATEWAY_METHODS  # noqa: E402
 
 STACKS = {"sessions-dev": False, "sessions-prod": True}   # stack -> table retained
 GATEWAY_TIMEOUT_S = 29
@@ -106,8 +107,8 @@ def check_role(c: Checks, resources: dict[str, Any], role_name: str, statements:
     dynamodb = [s for s in statements if any(a.lower().startswith("dynamodb:") for a in _as_list(s["Action"]))]
     c.that(len(dynamodb) == 1, f"{role_name}: one DynamoDB statement (found {len(dynamodb)})")
     for statement in dynamodb:
-        c.that(sorted(_as_list(statement["Action"])) == sorted(store.RUNTIME_IAM_ACTIONS),
-               f"{role_name}: DynamoDB actions are exactly store.RUNTIME_IAM_ACTIONS")
+        c.that(sorted(_as_list(statement["Action"])) == sorted(iam.RUNTIME_IAM_ACTIONS),
+               f"{role_name}: DynamoDB actions are exactly iam.RUNTIME_IAM_ACTIONS")
         c.that(_as_list(statement["Resource"]) == [{"Fn::GetAtt": [table, "Arn"]}],
                f"{role_name}: DynamoDB actions on the table's ARN only")
     for statement in statements:

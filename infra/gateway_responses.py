@@ -1,5 +1,5 @@
 """API Gateway's own answers (the ones it gives without calling the Lambda) in the service's error
-shape, `{"error": {"code", "message", "details": []}}` (chalicelib/errors.py), with
+shape, `{"error": {"code", "message", "details": []}}` (chalicelib/shared/errors.py), with
 Content-Type application/json and X-Request-Id, as every answer of the app has.
 
 Gateway response templates are not VTL, only `$context` substitution: so each type gets a fixed
@@ -14,7 +14,7 @@ from typing import Any
 # response type: (status, code, message). Codes are the app's where it has one for the status.
 RESPONSES: dict[str, tuple[int, str, str]] = {
     # No such resource or method: the app's catch-all route answers unknown paths itself, and its
-    # 405 routes a method a known path lacks (chalicelib/api.py), so API Gateway answers this only
+    # 405 routes a method a known path lacks (chalicelib/web/http.py), so API Gateway answers this only
     # for "/". It says 403 "Missing Authentication Token"; the app says 404 not_found for unknown
     # routes. make run's server (infra/local_gateway.py) answers with these same entries.
     "MISSING_AUTHENTICATION_TOKEN": (404, "not_found", "no route for this method and path"),

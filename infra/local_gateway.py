@@ -12,7 +12,7 @@ the answers the server makes itself are HTML. This server:
 - writes each answer in one write, on a socket with TCP_NODELAY;
 - answers what it refuses itself (a stalled or oversized body, an overlong request line or
   header, an unknown method, a method or path no route has) as JSON in the one error shape
-  (chalicelib/errors.py), with an X-Request-Id, as the gateway responses of the deployed API do
+  (chalicelib/shared/errors.py), with an X-Request-Id, as the gateway responses of the deployed API do
   (infra/gateway_responses.py): a path or method no route has is API Gateway's "missing
   authentication token", which the deployed API answers 404 `not_found` (only `/` is such a path:
   the app has a catch-all route, which takes any depth here as API Gateway's `{proxy+}` does, and
@@ -33,8 +33,8 @@ from chalice import Chalice
 from chalice.config import Config
 from chalice.local import LambdaContext, LambdaEventConverter, MatchResult, RouteMatcher
 
-from chalicelib import jsonio
-from chalicelib.errors import error_body
+from chalicelib.shared import jsonio
+from chalicelib.shared.errors import error_body
 from infra.gateway_responses import RESPONSES
 
 MAX_BODY = 10 * 1024 * 1024      # API Gateway's payload limit
@@ -213,7 +213,7 @@ class GatewayHandler(BaseHTTPRequestHandler):
         self.wfile.write(head if self.command == "HEAD" else head + body)
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        pass   # the app logs one JSON line per request (chalicelib/telemetry.py)
+        pass   # the app logs one JSON line per request (chalicelib/shared/telemetry.py)
 
     def log_error(self, format: str, *args: Any) -> None:
         if "timed out" not in format:    # an idle kept-alive connection closing is not news

@@ -49,7 +49,8 @@ class Settings:
 
 
 def read_settings(environ: dict[str, str], argv: list[str]) -> Settings:
-    from chalicelib import auth, schema
+    from chalicelib.rules import auth
+    from chalicelib.store import schema
 
     unknown = [arg for arg in argv if arg != "--empty"]
     if unknown:
@@ -99,7 +100,7 @@ def empty(data_dir: Path) -> None:
 def local_key(data_dir: Path | None) -> str:
     """Developer `local`'s key: the one kept beside the data, else a new one (kept there if the
     data is kept)."""
-    from chalicelib import auth
+    from chalicelib.rules import auth
 
     path = data_dir / KEY_FILE if data_dir is not None else None
     if path is not None and path.exists():
@@ -116,7 +117,7 @@ def local_key(data_dir: Path | None) -> str:
 def register(pairs: list[tuple[str, str]]) -> None:
     """Register each key (one already this developer's stays as it is, created_at included). A
     key the data says is another developer's is refused: a key never changes owner."""
-    from chalicelib import auth
+    from chalicelib.rules import auth
     from chalicelib.store import get_store
 
     for developer, key in pairs:
@@ -184,7 +185,7 @@ def serve(settings: Settings) -> int:
             say(f"Database: {database.description} at {database.endpoint}, {kept}")
         import boto3
 
-        from chalicelib import schema
+        from chalicelib.store import schema
         try:
             schema.create_table(boto3.client("dynamodb"), settings.table)
             pairs = settings.api_keys or [("local", local_key(database.data_dir if database else None))]

@@ -1,6 +1,6 @@
 """The sessions service on AWS: one stack per stage (docs/deploy.md says why each setting).
 
-The stack holds the DynamoDB table (built from chalicelib/schema.py's one definition), the
+The stack holds the DynamoDB table (built from chalicelib/store/schema.py's one definition), the
 cursor-signing secret, the Lambda role (written here, least privilege: Chalice's generated
 policy is switched off), one log group per function, and the Chalice app itself, packaged by
 chalice.cdk.Chalice from the repository root and included as its SAM template, to which the API
@@ -27,7 +27,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from chalicelib import schema, store  # noqa: E402
+from chalicelib.store import schema  # noqa: E402
+from chalicelib.store.iam import RUNTIME_IAM_ACTIONS  # noqa: E402
 from gateway_responses import gateway_responses  # noqa: E402
 
 API_STAGE = "api"              # the path prefix, as in .chalice/config.json
@@ -90,7 +91,7 @@ class SessionsStack(cdk.Stack):
 
         # The role's one inline policy; the log statements are added once the functions are known.
         self.policy = iam.PolicyDocument(statements=[iam.PolicyStatement(
-            sid="SessionsTable", actions=list(store.RUNTIME_IAM_ACTIONS), resources=[self.table.attr_arn])])
+            sid="SessionsTable", actions=list(RUNTIME_IAM_ACTIONS), resources=[self.table.attr_arn])])
         provider = str(context(self, stage.name, "model_provider", "")).strip().lower()
         if provider == "bedrock":
             self.policy.add_statements(iam.PolicyStatement(

@@ -12,7 +12,9 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from chalicelib import auth, schema, store
+from chalicelib.rules import auth
+from chalicelib.store import schema
+from chalicelib import store
 
 TABLE = "sessions-test"
 KEYS = {"alice": "key-alice-123", "bob": "key-bob-456"}

@@ -71,7 +71,7 @@ def test_importing_the_app_touches_no_network_and_makes_no_client():
              "def refuse(*a, **k): raise AssertionError('network touched at import')\n"
              "socket.socket.connect = refuse\n"
              "import app\n"
-             "from chalicelib import store\n"
+             "from chalicelib.store import client as store\n"
              "assert store._store is None, 'a DynamoDB client was made at import'\n"
              "print(len(app.app.routes))\n")
     done = subprocess.run([sys.executable, "-c", probe], cwd=root, env=env, capture_output=True, text=True,
@@ -95,7 +95,7 @@ def test_a_filter_no_record_could_match_is_refused_before_any_read(api, counted)
 
 def test_a_filter_probes_at_most_four_terms_however_many_conditions_it_has(api, counted, agent_id):
     from urllib.parse import quote
-    from chalicelib import lists
+    from chalicelib.rules import lists
     metadata = {f"k{n}": 1 for n in range(40)}
     sessions = {api.post("/sessions", {"agent_id": agent_id, "metadata": metadata}).json["id"] for _ in range(20)}
     answers = []

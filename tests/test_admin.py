@@ -1,4 +1,4 @@
-"""The operators' console, `sessions-admin` (chalicelib/admin.py, docs/operations.md): keys made,
+"""The operators' console, `sessions-admin` (chalicelib/tools/admin.py, docs/operations.md): keys made,
 listed and revoked; export and import exact to the byte; refusals that write nothing; the
 consistency check; progress on stderr only; and the installed script against a moto server."""
 from __future__ import annotations
@@ -12,7 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from chalicelib import admin, auth, transfer
+from chalicelib.tools import admin, transfer
+from chalicelib.rules import auth
+from chalicelib.store import scans
+from chalicelib.store.codec import only_key
 from conftest import AWS_ENV, scan_all
 
 
@@ -40,8 +43,8 @@ def raw(items: list[dict]) -> bytes:
 
 
 def wipe(table, developer: str) -> None:
-    table.delete_items([{"pk": item["pk"], "sk": item["sk"]}
-                        for page, _ in table.scan_developer_raw(developer) for item in page])
+    scans.delete_items(table, [only_key(item) for page, _ in scans.developer_pages_typed(table, developer)
+                               for item in page])
 
 
 def write_file(path: Path, lines: list[str]) -> str:
@@ -132,7 +135,7 @@ def test_export_wipe_import_is_exact_to_the_byte(api, table, data, tmp_path):
     for n in range(3):   # 1.1 MB in all: the Scan answers in 1 MB pages, and the export follows them
         table.client.put_item(TableName=table.table, Item={"pk": {"S": f"dev#alice#big#{n}"}, "sk": {"S": "#record"},
                                                            "text": {"S": f"{n}" * 380_000}})
-    assert len(list(table.scan_developer_raw("alice"))) > 1
+    assert len(list(scans.developer_pages_typed(table, "alice"))) > 1
     original = scan_all(table)
     lines = export_lines(tmp_path)
     head = json.loads(lines[0])
@@ -225,7 +228,7 @@ def test_check_reports_clean_data_and_a_planted_orphan(table, data, capsys):
 
 
 def test_finish_deletes_completes_what_an_interrupted_delete_left(api, table, data, capsys, monkeypatch):
-    from chalicelib import service
+    from chalicelib.rules import service
 
     budget = service.DELETE_BUDGET_SECONDS
     monkeypatch.setattr(service, "DELETE_BUDGET_SECONDS", -1.0)   # the DELETE stops before its cascade

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from chalicelib import history, providers, tokens
+from chalicelib.rules import history, tokens
+from chalicelib import providers
 from chalicelib.providers import Completion
 from conftest import InterceptedClient
 

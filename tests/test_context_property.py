@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chalicelib import context, history, service
+from chalicelib.rules import context, history, service
 from chalicelib.providers import Completion
 from conftest import model_provider
 

@@ -5,9 +5,9 @@ import threading
 
 import pytest
 
-from chalicelib import history, service
-from chalicelib.errors import DeletionInProgress
-from chalicelib.service import AGENTS, SESSIONS
+from chalicelib.rules import history, service
+from chalicelib.shared.errors import DeletionInProgress
+from chalicelib.rules.service import AGENTS, SESSIONS
 from conftest import count_conflicts
 
 # Cascades across Query pages and BatchWriteItem batches, and concurrent writers: on DynamoDB Local too.

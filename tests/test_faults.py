@@ -1,9 +1,9 @@
 """The service under DynamoDB faults: throttling, transaction conflicts, DynamoDB's own 500s and
 timeouts, injected at the HTTP layer so that botocore's real retries (get_store()'s Config) run.
 
-The promise (chalicelib/api.py, docs/design.md): every answer is a success or a 503 with
+The promise (chalicelib/web/http.py, docs/design.md): every answer is a success or a 503 with
 Retry-After, never a 500 nor any other code the fault caused; afterwards, once pending cascades
-are finished, chalicelib/consistency.py finds no half-written state; every acknowledged (2xx)
+are finished, chalicelib/tools/consistency.py finds no half-written state; every acknowledged (2xx)
 write reads back; a create answered 503 exists whole or not at all.
 
 How faults get in. moto answers DynamoDB from a botocore `before-send` handler. botocore calls
@@ -47,8 +47,10 @@ from botocore.retries import standard
 from moto.core.botocore_stubber import MockRawResponse
 from moto.core.models import botocore_stubber
 
-from chalicelib import consistency, service
+from chalicelib.tools import consistency
+from chalicelib.rules import service
 from chalicelib import store as store_module
+from chalicelib.store import table as store_table
 
 DDB = "com.amazonaws.dynamodb.v20120810#"
 API_GATEWAY_SECONDS = 29
@@ -228,7 +230,7 @@ def faulty(table, monkeypatch) -> Faulty:
     store_module.use_store(store_module.Store(wire.client, table.table))
     backoff, store_sleeps = Sleeps(), Sleeps()
     monkeypatch.setattr(botocore.endpoint, "time", backoff)
-    monkeypatch.setattr(store_module, "time", store_sleeps)
+    monkeypatch.setattr(store_table, "time", store_sleeps)
     monkeypatch.setattr(service, "time", store_sleeps)
     return Faulty(wire, backoff, store_sleeps)
 
@@ -419,7 +421,7 @@ def test_a_create_whose_faults_outlive_every_retry_is_whole_or_absent_and_its_re
     failed, agent_id, _ = run_scenario(api, faulty, "create", kind)
     assert failed.status_code == 503
     if kind == "TransactionConflict":
-        assert wire.calls["TransactWriteItems"] == store_module.TRANSACT_ATTEMPTS
+        assert wire.calls["TransactWriteItems"] == store_table.TRANSACT_ATTEMPTS
     else:
         attempts = attempts_of(wire.client.meta.config)
         assert wire.sent["TransactWriteItems"] == attempts and wire.calls["TransactWriteItems"] == 1

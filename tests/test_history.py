@@ -8,8 +8,9 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from chalicelib import clock, history
-from chalicelib.errors import NotFound
+from chalicelib.shared import clock
+from chalicelib.rules import history
+from chalicelib.shared.errors import NotFound
 from chalicelib.store import StoreError
 from conftest import count_conflicts
 
@@ -135,7 +136,8 @@ class Echo:
 @pytest.mark.parametrize("how", ["append", "chat"])
 def test_activity_moves_the_session_to_the_front_of_its_users_sessions(api, table, agent_id, user_id, how):
     """docs/api.md: newest activity first with `?user_id=...&sort_by=updated_at`."""
-    from chalicelib import consistency, providers
+    from chalicelib.tools import consistency
+    from chalicelib import providers
     older = api.post("/sessions", {"agent_id": agent_id, "user_id": user_id}).json["id"]
     newer = api.post("/sessions", {"agent_id": agent_id, "user_id": user_id}).json["id"]
     before = api.get(f"/sessions/{older}")
@@ -171,7 +173,7 @@ def test_an_append_between_the_read_and_the_write_of_an_update_leaves_no_stale_e
     """The update (or delete) read the session; an append moves its updated_at and its
     update-order entries before the update's transaction. The update must not write the record
     back with the entries it read (they moved), nor leave the append's behind: it reads again."""
-    from chalicelib import consistency
+    from chalicelib.tools import consistency
     method = table.replace if racer == "patch" else table.delete
     raced = []
 

@@ -1,4 +1,4 @@
-"""The Lambda role's DynamoDB grant (infra/stack.py) is exactly store.RUNTIME_IAM_ACTIONS: every
+"""The Lambda role's DynamoDB grant (infra/stack.py) is exactly iam.RUNTIME_IAM_ACTIONS: every
 DynamoDB call a broad run of the API makes needs only those actions, and each of them is needed.
 
 Every call is recorded below botocore's client (so no client the request path could make is
@@ -15,6 +15,7 @@ import pytest
 from botocore.client import BaseClient
 
 from chalicelib import providers, store
+from chalicelib.store import iam
 from chalicelib.providers import Completion
 
 TRANSACT_WRITE_ITEMS = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "DeleteItem",
@@ -111,8 +112,8 @@ def exercise(api, agent_id: str, session_id: str) -> None:
 
 def test_the_api_needs_exactly_the_runtime_iam_actions(used, model, api, agent_id, session_id):
     exercise(api, agent_id, session_id)
-    granted = set(store.RUNTIME_IAM_ACTIONS)
-    assert len(granted) == len(store.RUNTIME_IAM_ACTIONS), "RUNTIME_IAM_ACTIONS repeats an action"
+    granted = set(iam.RUNTIME_IAM_ACTIONS)
+    assert len(granted) == len(iam.RUNTIME_IAM_ACTIONS), "RUNTIME_IAM_ACTIONS repeats an action"
     missing = set(used) - granted
     assert not missing, f"the API used actions the role is not granted: {sorted(missing)} (counts {dict(used)})"
     unused = granted - set(used)

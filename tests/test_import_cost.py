@@ -15,11 +15,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # Never needed to answer most requests: templates, model providers, the API's description, and
 # packages that are never runtime dependencies at all.
-OPTIONAL_HEAVY = ["jinja2", "chalicelib.templates", "chalicelib.providers", "chalicelib.openapi", "moto", "aws_cdk"]
-# Imported by chalicelib/operations.py when an operation first runs; with them the pydantic
-# models (chalicelib.models) and pydantic's model machinery (pydantic.main).
-ON_FIRST_USE = ["chalicelib.service", "chalicelib.lists", "chalicelib.history", "chalicelib.context",
-                "chalicelib.chat", "chalicelib.idempotency", "chalicelib.models", "pydantic.main"]
+OPTIONAL_HEAVY = ["jinja2", "chalicelib.rules.templates", "chalicelib.providers", "chalicelib.web.openapi", "moto", "aws_cdk"]
+# Imported by chalicelib/web/operations.py when an operation first runs; with them the pydantic
+# models (chalicelib.rules.models) and pydantic's model machinery (pydantic.main).
+ON_FIRST_USE = ["chalicelib.rules.service", "chalicelib.rules.lists", "chalicelib.rules.history", "chalicelib.rules.context",
+                "chalicelib.rules.chat", "chalicelib.rules.idempotency", "chalicelib.rules.models", "pydantic.main"]
 
 
 def fresh(script: str) -> dict:
@@ -50,7 +50,7 @@ print(json.dumps({{"heavy": loaded({OPTIONAL_HEAVY!r}), "deferred": loaded({ON_F
 
 def test_an_operation_imports_its_modules_when_it_first_runs():
     """The deferred imports do happen, through the operations table, and only the ones needed."""
-    answer = fresh("import app\nfrom chalicelib import operations\n" + LOADED + f"""
+    answer = fresh("import app\nfrom chalicelib.web import operations\n" + LOADED + f"""
 operations.OPERATIONS["agents.get"].run  # looking an operation up imports nothing
 before = loaded({ON_FIRST_USE!r})
 kind = operations.service.KINDS["agent"]
@@ -59,18 +59,18 @@ print(json.dumps({{"before": before, "after": loaded({ON_FIRST_USE!r}), "kind": 
 """)
     assert answer["before"] == []
     assert answer["kind"] == "agent"
-    assert {"chalicelib.service", "chalicelib.models", "chalicelib.idempotency"} <= set(answer["after"])
-    assert not {"chalicelib.chat", "chalicelib.context"} & set(answer["after"])
+    assert {"chalicelib.rules.service", "chalicelib.rules.models", "chalicelib.rules.idempotency"} <= set(answer["after"])
+    assert not {"chalicelib.rules.chat", "chalicelib.rules.context"} & set(answer["after"])
     assert answer["heavy"] == []
 
 
 def test_importing_the_models_builds_no_validator():
-    """chalicelib.models defers each model's validator to its first use (defer_build), so the first
+    """chalicelib.rules.models defers each model's validator to its first use (defer_build), so the first
     request builds only the models it uses. DocIds is built at import: ChatResponse's default is
     an instance of it."""
     answer = fresh("""
 import json, pydantic
-from chalicelib import models
+from chalicelib.rules import models
 models_ = {name: value for name, value in vars(models).items()
            if isinstance(value, type) and issubclass(value, pydantic.BaseModel) and not name.startswith("_")}
 built = sorted(name for name, model in models_.items() if model.__pydantic_complete__)

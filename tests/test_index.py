@@ -7,7 +7,9 @@ from urllib.parse import quote
 import pytest
 from conftest import InterceptedClient
 
-from chalicelib import consistency, index, lists
+from chalicelib.tools import consistency
+from chalicelib.store import index
+from chalicelib.rules import lists
 
 
 def q(value) -> str:

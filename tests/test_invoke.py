@@ -1,4 +1,4 @@
-"""Direct invocation (chalicelib/invoke.py) through chalice's own Lambda test client: every
+"""Direct invocation (chalicelib/web/invoke.py) through chalice's own Lambda test client: every
 operation, the same answers and errors as HTTP, the event's schema, and nothing written by a
 refused event."""
 from __future__ import annotations
@@ -12,8 +12,9 @@ from botocore.exceptions import ClientError
 from chalice.test import Client
 
 import app as app_module
-from chalicelib import invoke, openapi, providers
-from chalicelib.operations import OPERATIONS
+from chalicelib.web import invoke, openapi
+from chalicelib import providers
+from chalicelib.web.operations import OPERATIONS
 from chalicelib.providers import Completion
 
 from conftest import scan_all
@@ -255,22 +256,22 @@ def test_a_malformed_event_is_a_400_that_writes_nothing(lambda_client, table, ev
 
 
 def test_failures_answer_500_or_503_without_internals(lambda_client, world, monkeypatch, table):
-    import chalicelib.service
+    import chalicelib.rules.service
 
     def boom(*args, **kwargs):
         raise RuntimeError("secret-internal-detail")
 
-    real_get = chalicelib.service.get
-    monkeypatch.setattr(chalicelib.service, "get", boom)
+    real_get = chalicelib.rules.service.get
+    monkeypatch.setattr(chalicelib.rules.service, "get", boom)
     answer = call(lambda_client, "agents.get", agent_id=world["agent_id"])
     assert answer["status"] == 500 and answer["body"]["error"]["code"] == "internal_error"
     assert "secret" not in json.dumps(answer)
-    monkeypatch.setattr(chalicelib.service, "get", real_get)
+    monkeypatch.setattr(chalicelib.rules.service, "get", real_get)
 
     def throttled(*args, **kwargs):
         raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "slow down"}}, "Query")
 
-    monkeypatch.setattr(table, "get", throttled)
+    monkeypatch.setattr(table.client, "get_item", throttled)   # DynamoDB throttles the read
     answer = call(lambda_client, "users.get", user_id=world["user_id"])
     assert answer["status"] == 503 and answer["headers"]["Retry-After"] == "1"
     assert answer["body"]["error"]["code"] == "service_unavailable"
@@ -280,7 +281,7 @@ def test_failures_answer_500_or_503_without_internals(lambda_client, world, monk
 
 def test_the_schema_in_docs_is_the_one_the_code_generates():
     assert SCHEMA == openapi.invoke_event_schema(app_module.ROUTES), \
-        "docs/invoke-event.schema.json is stale: run `python -m chalicelib.openapi`"
+        "docs/invoke-event.schema.json is stale: run `python -m chalicelib.web.openapi`"
     assert set(SCHEMA["properties"]["operation"]["enum"]) == set(OPERATIONS)
 
 

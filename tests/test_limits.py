@@ -21,8 +21,10 @@ import pytest
 from boto3.dynamodb.types import TypeSerializer
 from hypothesis import given, settings, strategies as st
 
-from chalicelib import history, idempotency, jsonio, models, providers
-from chalicelib.errors import BadRequest
+from chalicelib.rules import history, idempotency, models
+from chalicelib.shared import jsonio
+from chalicelib import providers
+from chalicelib.shared.errors import BadRequest
 from chalicelib.providers import Completion
 from conftest import scan_all
 

@@ -1,7 +1,7 @@
 """Lists against a model: random creates, PATCHes, PUTs, history appends (which move a session's
 updated_at) and cascading deletes
 of agents, users and sessions for two developers, driven through the service layer
-(chalicelib.service, chalicelib.lists) and checked against a plain in-memory model.
+(chalicelib.rules.service, chalicelib.rules.lists) and checked against a plain in-memory model.
 
 - Every list check walks all pages by `cursor` (the drawn list rules walk them again by
   `offset`) and must give exactly the model's matching records in (sort field, id) order: no
@@ -19,7 +19,7 @@ Metadata keys and values come from a small domain, weighted so that filters hit 
 equality matters: `1` and `1.0` are equal; `1`, `"1"` and `true` are not, nor `{"o": 1}` and
 `{"o": true}` (objects are never indexed, so only typed equality tells those apart); `null` is a
 value on create and PUT but removes its key on PATCH. The model's equality (`_canon`) is written
-independently of chalicelib.filters, so breaking that module cannot break the oracle. Bulk creates
+independently of chalicelib.rules.filters, so breaking that module cannot break the oracle. Bulk creates
 make terms longer than one probe round, and half the runs shrink the planner's read sizes
 (TINY_SIZES) so that a few records take the paths of large sets.
 
@@ -41,8 +41,11 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 
-from chalicelib import consistency, history, lists, schema, service, store
-from chalicelib.errors import BadRequest, NotFound
+from chalicelib.tools import consistency
+from chalicelib.rules import history, lists, service
+from chalicelib.store import schema
+from chalicelib import store
+from chalicelib.shared.errors import BadRequest, NotFound
 
 DEVELOPERS = ("alice", "bob")
 KINDS = {"agent": service.AGENTS, "user": service.USERS, "session": service.SESSIONS}
@@ -51,7 +54,7 @@ FIELDS = {"agent": ("name", "about"), "user": ("name", "about"),
           "session": ("agent_id", "user_id", "situation", "render_templates")}
 
 KEYS = ["a", "b", "#k = :v OR", "x.y"]
-# As chalicelib.jsonio.loads would parse them: non-integers are Decimal.
+# As chalicelib.shared.jsonio.loads would parse them: non-integers are Decimal.
 # {"o": true} beside {"o": 1}: objects are never indexed, so only typed equality tells them apart.
 VALUES = [1, Decimal("1.0"), "1", True, False, None, "s", ["l"], {"o": 1}, {"o": True}]
 # Typed look-alikes, by the kind of stored value: what a filter built from it may say instead.
@@ -66,7 +69,7 @@ SHAPES = list(itertools.product(["none", "one key", "all keys", "look-alike", "a
                                 [(), ("agent",), ("user",), ("agent", "user")],
                                 ["created_at", "updated_at"], ["asc", "desc"], [1, 2, 3]))
 random.Random(20261125).shuffle(SHAPES)
-# chalicelib.lists read sizes for "tiny" runs (see ListsMachine.seed).
+# chalicelib.rules.lists read sizes for "tiny" runs (see ListsMachine.seed).
 TINY_SIZES = {"READ_CHUNK": 3, "GATHER_MAX": 4}
 
 # Weighted towards 1 and 1.0 (one value, so filters on it match many records, across pages), their
@@ -104,7 +107,7 @@ def _body(**fields: Any) -> dict[str, Any]:
 
 
 def _canon(value: Any) -> Any:
-    """JSON's typed equality as a comparable value, independent of chalicelib.filters."""
+    """JSON's typed equality as a comparable value, independent of chalicelib.rules.filters."""
     if isinstance(value, bool):
         return ("b", value)
     if isinstance(value, (int, float, Decimal)):

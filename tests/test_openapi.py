@@ -13,8 +13,10 @@ import schemathesis
 from openapi_spec_validator import validate
 
 import app as app_module
-from chalicelib import history, openapi, providers, service
-from chalicelib.operations import OPERATIONS
+from chalicelib.rules import history, service
+from chalicelib.web import openapi
+from chalicelib import providers
+from chalicelib.web.operations import OPERATIONS
 from chalicelib.providers import Completion
 from conftest import KEYS
 
@@ -188,7 +190,7 @@ def test_the_service_keeps_to_its_document(case, base_url, live):
 @pytest.mark.parametrize("path", ["/agents", "/users", "/sessions", "/sessions/{session_id}/history"])
 def test_a_cursor_with_a_non_ascii_signature_is_a_400(base_url, live, path):
     """Found by schemathesis (seed 777, 300 cases per operation): GET /agents?cursor=x.%C3%A9
-    answered 500 (hmac.compare_digest raised on a non-ASCII str); fixed in chalicelib/cursor.py."""
+    answered 500 (hmac.compare_digest raised on a non-ASCII str); fixed in chalicelib/rules/cursor.py."""
     answer = httpx.get(base_url + path.format(**live.current()), params={"cursor": "x.é"}, headers=AUTHORIZATION)
     assert answer.status_code == 400, answer.text
     assert answer.json()["error"]["code"] == "bad_request"

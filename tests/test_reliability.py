@@ -10,11 +10,12 @@ import uuid
 
 import pytest
 
-from chalicelib import auth, lists, providers, service
-from chalicelib.errors import BadRequest, Conflict, ValidationFailed
-from chalicelib.operations import Call, dispatch
+from chalicelib.rules import auth, lists, service
+from chalicelib import providers
+from chalicelib.shared.errors import BadRequest, Conflict, ValidationFailed
+from chalicelib.web.operations import Call, dispatch
 from chalicelib.providers import Completion
-from chalicelib.service import AGENTS
+from chalicelib.rules.service import AGENTS
 from conftest import KEYS, InterceptedClient, scan_all as all_items
 
 
@@ -91,7 +92,7 @@ def test_an_update_that_changes_how_a_number_is_written_is_a_change(api, session
 def test_a_delete_racing_a_patch_leaves_no_stale_index_entry(api, table, session_id, monkeypatch):
     """The delete read version n; a PATCH moves the record (and its metadata entries) to n + 1
     before the delete's transaction. The delete must not remove the record with n's entries."""
-    from chalicelib import consistency
+    from chalicelib.tools import consistency
     real_delete = table.delete
     raced = []
 
@@ -211,8 +212,8 @@ def test_a_failed_create_leaves_neither_record_nor_receipt(api, table, monkeypat
 def test_an_expired_receipt_no_longer_replays(api, table, monkeypatch):
     first = api.post("/agents", {"name": "Old"}, headers={"Idempotency-Key": "k"}).json
     later = time.time() + 86400 + 5
-    monkeypatch.setattr("chalicelib.idempotency.time.time", lambda: later)
-    monkeypatch.setattr("chalicelib.store.time.time", lambda: later)
+    monkeypatch.setattr("chalicelib.rules.idempotency.time.time", lambda: later)
+    monkeypatch.setattr("chalicelib.store.table.time.time", lambda: later)
     second = api.post("/agents", {"name": "Old"}, headers={"Idempotency-Key": "k"})
     assert second.status_code == 201 and second.json["id"] != first["id"]
 
@@ -247,8 +248,8 @@ def test_an_unhandled_error_is_logged_with_the_request_id_and_answers_nothing_in
     def explode(*args, **kwargs):
         raise RuntimeError("secret internal detail /srv/app.py")
     monkeypatch.setattr(service, "get", explode)
-    monkeypatch.setitem(__import__("chalicelib.operations", fromlist=["OPERATIONS"]).OPERATIONS, "agents.get",
-                        __import__("chalicelib.operations", fromlist=["Operation"]).Operation(
+    monkeypatch.setitem(__import__("chalicelib.web.operations", fromlist=["OPERATIONS"]).OPERATIONS, "agents.get",
+                        __import__("chalicelib.web.operations", fromlist=["Operation"]).Operation(
                             200, lambda s, c: service.get(s, AGENTS, c.developer, c.ids["agent_id"])))
     with caplog.at_level(logging.INFO, logger="sessions"):
         answer = api.get(f"/agents/{uuid.uuid4()}")

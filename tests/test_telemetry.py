@@ -1,4 +1,4 @@
-"""One JSON line per request (chalicelib/telemetry.py): what it says, that it is valid CloudWatch
+"""One JSON line per request (chalicelib/shared/telemetry.py): what it says, that it is valid CloudWatch
 embedded metric format, that it counts the DynamoDB calls really made and never carries a key."""
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ import pytest
 from chalice.test import Client
 
 import app as app_module
-from chalicelib import invoke, store as store_module, telemetry
+from chalicelib.web import invoke
+from chalicelib import store as store_module
+from chalicelib.shared import telemetry
 from conftest import KEYS, InterceptedClient
 
 
@@ -75,9 +77,9 @@ def test_refusals_are_client_errors_and_bugs_are_errors(api, agent_id, lines, mo
     api.get("/agents", key="not-a-key")
     api.get("/nothing")
     api.post("/agents", {"name": 5})
-    import chalicelib.service
+    import chalicelib.rules.service
 
-    monkeypatch.setattr(chalicelib.service, "get", lambda *a, **k: 1 / 0)
+    monkeypatch.setattr(chalicelib.rules.service, "get", lambda *a, **k: 1 / 0)
     api.get(f"/agents/{agent_id}")
     unauthorized, unknown, invalid, broken = lines()
     assert (unauthorized["status"], unauthorized["error_code"], unauthorized["developer_id"]) == \
@@ -131,9 +133,9 @@ def test_lines_go_to_stdout_by_default(api, capsys):
 def test_an_invocations_error_log_carries_its_request_id(table, monkeypatch, caplog):
     import logging
 
-    import chalicelib.service
+    import chalicelib.rules.service
 
-    monkeypatch.setattr(chalicelib.service, "get", lambda *a, **k: 1 / 0)
+    monkeypatch.setattr(chalicelib.rules.service, "get", lambda *a, **k: 1 / 0)
     with Client(app_module.app) as client, caplog.at_level(logging.ERROR, logger="sessions"):
         answer = client.lambda_.invoke(invoke.FUNCTION_NAME, {"operation": "users.get", "developer_id": "bob",
                                                               "params": {"user_id": "x"}}).payload

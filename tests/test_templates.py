@@ -1,4 +1,4 @@
-"""Templates in the sandbox (chalicelib/templates.py), called directly: what renders, what is
+"""Templates in the sandbox (chalicelib/rules/templates.py), called directly: what renders, what is
 refused at write time, and every bound: escapes, output, operators, methods, filters, range,
 memory, the deadline, threads, and messages that carry the reason and nothing internal."""
 from __future__ import annotations
@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from chalicelib import errors, templates
+from chalicelib.shared import errors
+from chalicelib.rules import templates
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -473,6 +474,6 @@ def test_check_messages_never_leak_internals():
 # --- import --------------------------------------------------------------------------------------
 
 def test_importing_the_module_does_not_import_jinja2():
-    code = "import sys, chalicelib.templates; print('jinja2' in sys.modules, 'ctypes' in sys.modules)"
+    code = "import sys, chalicelib.rules.templates; print('jinja2' in sys.modules, 'ctypes' in sys.modules)"
     answer = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert answer.stdout.split() == ["False", "False"]

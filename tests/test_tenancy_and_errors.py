@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 import app as app_module
-from chalicelib import jsonio
+from chalicelib.shared import jsonio
 from conftest import KEYS, scan_all
 
 ROUTES = app_module.ROUTES
@@ -630,8 +630,8 @@ def _assert_internal_error(response) -> None:
 
 
 def test_failure_in_the_service_is_a_500_without_internals(api, world, monkeypatch):
-    import chalicelib.service
-    monkeypatch.setattr(chalicelib.service, "get", _boom)
+    import chalicelib.rules.service
+    monkeypatch.setattr(chalicelib.rules.service, "get", _boom)
     _assert_internal_error(api.get(f"/agents/{world['agent_id']}"))
     _assert_internal_error(api.get(f"/sessions/{world['session_id']}"))
 
@@ -650,12 +650,12 @@ def test_failure_while_authenticating_is_a_500_without_internals(api, table, wor
 
 
 def test_failures_do_not_leak_the_exception_type_either(api, world, monkeypatch):
-    import chalicelib.lists
+    import chalicelib.rules.lists
 
     def fail(*args, **kwargs):
         raise KeyError("pk")  # a programming error of the kind a typo causes
 
-    monkeypatch.setattr(chalicelib.lists, "list_records", fail)
+    monkeypatch.setattr(chalicelib.rules.lists, "list_records", fail)
     response = api.get("/agents")
     _assert_internal_error(response)
     assert not re.search(r"KeyError|'pk'", response.body.decode())

@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ..errors import ProviderNotConfigured
+from chalicelib.shared.errors import ProviderNotConfigured
 
 DEFAULT_TIMEOUT_SECONDS = 20.0     # one model call; a chat's calls together stay inside API Gateway's 29 s
 FINISH_REASONS = ("stop", "length", "tool_calls", "content_filter", "function_call")

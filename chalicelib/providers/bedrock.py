@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from ..errors import ProviderFailed, ProviderTimeout
+from chalicelib.shared.errors import ProviderFailed, ProviderTimeout
 from . import Completion
 
 STOP_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length",

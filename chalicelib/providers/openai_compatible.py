@@ -10,7 +10,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from ..errors import ProviderFailed, ProviderTimeout
+from chalicelib.shared.errors import ProviderFailed, ProviderTimeout
 from . import FINISH_REASONS, Completion
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"

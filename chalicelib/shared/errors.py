@@ -2,7 +2,7 @@
 
 Every failure a caller can see is a `ServiceError`; it renders as
 `{"error": {"code", "message", "details"}}` with `status`, whether the call came over HTTP or
-as a direct Lambda invocation (chalicelib/invoke.py).
+as a direct Lambda invocation (chalicelib/web/invoke.py).
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Lists of agents, users and sessions, planned over index terms (chalicelib/index.py).
+"""Lists of agents, users and sessions, planned over index terms (chalicelib/store/index.py).
 
 Every condition that has a term is a candidate source; the most selective one is found by
 probing (reading a few entries of each), then streamed in sort order while the records are
@@ -14,10 +14,13 @@ from dataclasses import dataclass, field, replace
 from itertools import islice
 from typing import Any
 
-from . import clock, cursor, filters, index, jsonio
-from .errors import BadRequest
-from .service import LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX, Kind, int_param, refuse_unknown_params, wire
-from .store import Store, id_in, sort_key
+from chalicelib.shared import clock, jsonio
+from chalicelib.rules import cursor, filters
+from chalicelib.store import index
+from chalicelib.shared.errors import BadRequest
+from chalicelib.rules.service import LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX, Kind, int_param, refuse_unknown_params, wire
+from chalicelib.store import Store
+from chalicelib.store.keys import id_in, sort_key
 
 READ_CHUNK = 100          # records per BatchGetItem, entries per Query page, at most
 

@@ -17,11 +17,12 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from . import auth, jsonio, telemetry
-from .errors import BadRequest
-from .operations import OPERATIONS, Answer, Call, dispatch
-from .outcomes import answer_of
-from .store import get_store
+from chalicelib.rules import auth
+from chalicelib.shared import jsonio, telemetry
+from chalicelib.shared.errors import BadRequest
+from chalicelib.web.operations import OPERATIONS, Answer, Call, dispatch
+from chalicelib.web.answers import answer_of
+from chalicelib.store import get_store
 
 FUNCTION_NAME = "invoke"
 HEADER_PARAMS = {"if_match", "idempotency_key"}

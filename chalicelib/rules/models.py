@@ -13,7 +13,7 @@ from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fi
                       ValidationError, ValidationInfo, WithJsonSchema, field_validator)
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from . import jsonio
+from chalicelib.shared import jsonio
 
 # Bounds, in UTF-8 bytes unless said otherwise. Together they keep every item under DynamoDB's
 # 400 KB and every transaction under 100 actions and 4 MB, with every field at its limit at once:
@@ -34,7 +34,7 @@ MAX_CONTENT_BYTES = 64 * 1024         # one history message
 MAX_MESSAGES_PER_APPEND = 50          # one transaction: 50 x 64 KiB < 4 MB, 51 actions < 100
 MAX_CONTENT_PARTS = 100               # text parts of one message's content
 MAX_REPLY_TOKENS = 16_384             # a reply must fit one history message (64 KiB)
-MAX_SUMMARY_BYTES = 16 * 1024         # a session's stored summary (chalicelib/context.py clips to it)
+MAX_SUMMARY_BYTES = 16 * 1024         # a session's stored summary (chalicelib/rules/context.py clips to it)
 MAX_TOKEN_BUDGET = 1_000_000_000
 DEFAULT_MODEL = "julep-ai/samantha-1-turbo"
 
@@ -339,7 +339,7 @@ class Message(_Output):
 # --- chat -----------------------------------------------------------------------------------
 
 def _plain_number(value: Any) -> Any:
-    """JSON fractions arrive as Decimal (chalicelib/jsonio.py); settings are plain floats."""
+    """JSON fractions arrive as Decimal (chalicelib/shared/jsonio.py); settings are plain floats."""
     return float(value) if isinstance(value, Decimal) else value
 
 

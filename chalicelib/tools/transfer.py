@@ -24,14 +24,15 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from .schema import PARTITION_KEY as PK, SORT_KEY as SK
-from .store import API_KEY_PREFIX, RECORD, developer_prefix
+from chalicelib.store import keys
+from chalicelib.store.codec import key_of
+from chalicelib.store.schema import PARTITION_KEY as PK, SORT_KEY as SK
 
 FORMAT = "sessions-export"
 VERSION = 1
 
 _NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
-_API_KEY_PK = re.compile(rf"^{API_KEY_PREFIX}[0-9a-f]{{64}}$")
+_API_KEY_PK = re.compile(rf"^{keys.API_KEY_PREFIX}[0-9a-f]{{64}}$")
 
 
 class BadFile(ValueError):
@@ -55,23 +56,20 @@ def item_line(item: dict[str, Any]) -> str:
 _LINE_BREAKS = {0x85: "\\u0085", 0x2028: "\\u2028", 0x2029: "\\u2029"}
 
 
-def key_of(item: dict[str, Any]) -> tuple[str, str]:
-    return item[PK]["S"], item[SK]["S"]
-
-
 def owner_problem(item: dict[str, Any], developer: str) -> str | None:
     """Why this item is not the developer's, or None when it is."""
-    pk = item[PK]["S"]
-    if pk.startswith(developer_prefix(developer)):
+    pk, sk = key_of(item)
+    found = keys.parse(pk, sk)
+    if found.developer == developer:
         return None
-    if pk.startswith(API_KEY_PREFIX):
-        if not _API_KEY_PK.match(pk) or item[SK] != {"S": RECORD}:
+    if found.what == "api_key":
+        if not _API_KEY_PK.match(pk) or sk != keys.RECORD:
             return f"{pk!r} is not an API key record (apikey#<sha256>, sk #record)"
         owner = item.get("developer_id")
         if owner != {"S": developer}:
             return f"API key record {pk[:19]}... belongs to developer {_text(owner)!r}, not {developer!r}"
         return None
-    return f"pk {pk!r} is not developer {developer!r}'s (not under dev#{developer}#)"
+    return f"pk {pk!r} is not developer {developer!r}'s (not under {keys.developer_prefix(developer)})"
 
 
 def read(lines: Iterable[bytes], developer: str) -> list[tuple[int, dict[str, Any]]]:

@@ -9,10 +9,12 @@ from __future__ import annotations
 import json
 import time
 
-from . import clock, context, history, jsonio, models, providers, tokens
-from .errors import ProviderFailed, ValidationFailed
-from .idempotency import Receipt
-from .service import parse_body
+from chalicelib.shared import clock, jsonio
+from chalicelib.rules import context, history, models, tokens
+from chalicelib import providers
+from chalicelib.shared.errors import ProviderFailed, ValidationFailed
+from chalicelib.rules.idempotency import Receipt
+from chalicelib.rules.service import parse_body
 
 SETTING_NAMES = frozenset(models.ChatSettings.model_fields)
 

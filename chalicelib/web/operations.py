@@ -13,12 +13,12 @@ from dataclasses import dataclass, field, replace
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from . import clock
-from .store import Store
+from chalicelib.shared import clock
+from chalicelib.store import Store
 
 if TYPE_CHECKING:
-    from .idempotency import Receipt
-    from .service import Kind
+    from chalicelib.rules.idempotency import Receipt
+    from chalicelib.rules.service import Kind
 
 
 class _OnFirstUse:
@@ -30,7 +30,7 @@ class _OnFirstUse:
 
     def __getattr__(self, attribute: str) -> Any:
         if self._module is None:
-            self._module = importlib.import_module(f"{__package__}.{self._name}")
+            self._module = importlib.import_module(f"chalicelib.rules.{self._name}")
         return getattr(self._module, attribute)
 
 
@@ -67,7 +67,7 @@ class Answer:
 
 def dispatch(store: Store, name: str, call: Call) -> Answer:
     """Run the named operation; its answer with the ETag of the version it read or wrote. A
-    creating operation with an Idempotency-Key runs at most once per key (chalicelib/idempotency.py)."""
+    creating operation with an Idempotency-Key runs at most once per key (chalicelib/rules/idempotency.py)."""
     operation = OPERATIONS[name]
     # Path ids in either case name the same record: stored and answered in lower case.
     call = replace(call, ids={key: clock.canonical_id(value) for key, value in call.ids.items()})

@@ -8,7 +8,7 @@ import secrets
 from decimal import Decimal
 from typing import Any
 
-from .errors import BadRequest, PayloadTooLarge
+from chalicelib.shared.errors import BadRequest, PayloadTooLarge
 
 MAX_BODY_BYTES = 1024 * 1024
 

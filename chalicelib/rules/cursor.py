@@ -14,7 +14,7 @@ import logging
 import os
 import secrets
 
-from .errors import BadRequest
+from chalicelib.shared.errors import BadRequest
 
 _process_secret: bytes | None = None
 

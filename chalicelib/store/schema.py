@@ -1,6 +1,7 @@
-"""The one definition of the DynamoDB table. Tests, `make run` and infra/stack.py build it from here.
+"""The one definition of the DynamoDB table. Tests, `make run`, the admin CLI and infra/stack.py
+build it from here.
 
-A single table with a string partition key `pk` and sort key `sk`; the store owns what goes in
+A single table with a string partition key `pk` and sort key `sk`; store/keys.py owns what goes in
 them (see docs/design.md). No secondary index: every access pattern is a GetItem or a Query on
 the base table, so reads are strongly consistent and writes happen in one transaction.
 """
@@ -8,6 +9,8 @@ from __future__ import annotations
 
 import os
 from typing import Any
+
+from .client import translated
 
 PARTITION_KEY = "pk"
 SORT_KEY = "sk"
@@ -35,6 +38,7 @@ def table_definition(name: str) -> dict[str, Any]:
     }
 
 
+@translated
 def create_table(client: Any, name: str) -> None:
     """Create the table (and turn on its TTL) unless it exists already."""
     try:

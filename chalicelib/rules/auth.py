@@ -8,9 +8,9 @@ import re
 import secrets
 from typing import Any
 
-from . import clock
-from .errors import Conflict, NotFound, Unauthorized
-from .store import KeyTaken, Store
+from chalicelib.shared import clock
+from chalicelib.shared.errors import Conflict, NotFound, Unauthorized
+from chalicelib.store import KeyTaken, Store
 
 PREFIX_CHARS = 10           # "sk_" and 7 more: enough to tell keys apart, far too little to guess
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from . import jsonio
-from .errors import BadRequest
+from chalicelib.shared import jsonio
+from chalicelib.shared.errors import BadRequest
 
 
 def parse_metadata_filter(text: str | None) -> dict[str, Any]:
@@ -24,7 +24,7 @@ def parse_metadata_filter(text: str | None) -> dict[str, Any]:
         raise BadRequest("metadata_filter must be a JSON object, such as {\"db_uuid\": \"1234\"}")
     from pydantic import ValidationError
 
-    from . import models
+    from chalicelib.rules import models
     try:
         # Compared, never written: an integer counts its significant digits, as stored numbers do
         # (10**40 written out matches a stored 1E+40, where a body could not write it so).

@@ -20,9 +20,10 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from . import jsonio, models
-from .errors import BadRequest, ValidationFailed
-from .store import ReceiptTaken, Store
+from chalicelib.shared import jsonio
+from chalicelib.rules import models
+from chalicelib.shared.errors import BadRequest, ValidationFailed
+from chalicelib.store import ReceiptTaken, Store
 
 TTL_SECONDS = 24 * 3600
 MAX_KEY_CHARS = 255

@@ -1,6 +1,6 @@
 """The service rules, free of HTTP: every operation takes the developer id and plain values
 (a parsed JSON body, query parameters as strings) and returns a wire model or raises a
-ServiceError. HTTP routes and direct Lambda invocation (chalicelib/invoke.py) both call these.
+ServiceError. HTTP routes and direct Lambda invocation (chalicelib/web/invoke.py) both call these.
 """
 from __future__ import annotations
 
@@ -12,10 +12,13 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from . import clock, index, models
-from .errors import BadRequest, Conflict, DeletionInProgress, NotFound, PreconditionFailed, ValidationFailed
-from .idempotency import Receipt
-from .store import LAST_POSITION, MissingRecord, Store, VersionConflict, id_in
+from chalicelib.shared import clock
+from chalicelib.store import index
+from chalicelib.rules import models
+from chalicelib.shared.errors import BadRequest, Conflict, DeletionInProgress, NotFound, PreconditionFailed, ValidationFailed
+from chalicelib.rules.idempotency import Receipt
+from chalicelib.store import LAST_POSITION, MissingRecord, Store, VersionConflict
+from chalicelib.store.keys import id_in
 
 UPDATE_ATTEMPTS = 10          # optimistic-concurrency rounds before a 409 (jittered backoff between)
 DELETE_BUDGET_SECONDS = 15.0  # cascading work per request: with one worst DynamoDB call (12 s) inside API Gateway's 29 s
@@ -240,7 +243,7 @@ def _check_default_settings(fields: dict[str, Any]) -> None:
         return
     import json
 
-    from . import jsonio
+    from chalicelib.shared import jsonio
 
     try:   # through JSON, stored numbers (Decimal) become the ints and floats the model expects
         models.ChatSettings.model_validate(json.loads(jsonio.dumps(settings)))
@@ -257,7 +260,7 @@ def _check_templates(kind: Kind, record: dict[str, Any], changed: set[str]) -> N
     variables, and surface at chat or context time)."""
     if kind is SESSIONS and record.get("render_templates") and record.get("situation") \
             and changed & {"situation", "render_templates"}:
-        from . import templates
+        from chalicelib.rules import templates
 
         templates.check(record["situation"], "situation")
 

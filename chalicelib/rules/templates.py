@@ -30,7 +30,7 @@ import threading
 from collections.abc import ItemsView, Iterator, KeysView, ValuesView
 from typing import Any
 
-from chalicelib import errors
+from chalicelib.shared import errors
 
 MAX_RENDERED_BYTES = 64 * 1024      # one rendered field (UTF-8), the size of a stored situation
 RENDER_SECONDS = 1.0                # wall-clock time to render one field

@@ -27,9 +27,14 @@ import sys
 import time
 from typing import IO, Any
 
-from . import auth, clock, schema, transfer
-from .errors import Conflict, NotFound
-from .store import API_KEY_PREFIX, Store, StoreError
+from chalicelib.rules import auth
+from chalicelib.shared import clock
+from chalicelib.store import schema
+from chalicelib.tools import transfer
+from chalicelib.shared.errors import Conflict, NotFound
+from chalicelib.store import Store, StoreError, StoreFailed, keys, scans
+from chalicelib.store.client import operator_client, operator_region
+from chalicelib.store.codec import key_of, only_key
 
 EXIT_OK, EXIT_NO, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 0, 1, 2, 130, 141
 
@@ -127,8 +132,8 @@ def export(args: argparse.Namespace) -> int:
     store = _store(args)
     progress = Progress(f"export {args.developer}", _progress_wanted(args))
     lines: list[tuple[tuple[str, str], str]] = []
-    for items, scanned in store.scan_developer_raw(args.developer):
-        lines += [(transfer.key_of(item), transfer.item_line(item)) for item in items]
+    for items, scanned in scans.developer_pages_typed(store, args.developer):
+        lines += [(key_of(item), transfer.item_line(item)) for item in items]
         progress.add(len(items), scanned)
     progress.finish()
     lines.sort()
@@ -148,34 +153,35 @@ def import_(args: argparse.Namespace) -> int:
     store = _store(args)
     # A key record must never take over a key hash another developer holds.
     for number, item in numbered:
-        if item["pk"]["S"].startswith(API_KEY_PREFIX):
-            owner = store.developer_for_key(item["pk"]["S"][len(API_KEY_PREFIX):])
+        pk, sk = key_of(item)
+        if keys.parse(pk, sk).what == "api_key":
+            owner = store.developer_for_key(pk[len(keys.API_KEY_PREFIX):])
             if owner not in (None, args.developer):
                 raise Fail(f"line {number}: that API key belongs to developer {owner!r} in table "
                            f"{store.table}; nothing was written")
     progress = Progress(f"read {args.developer}'s current data", _progress_wanted(args))
     existing: list[dict[str, Any]] = []
-    for page, scanned in store.scan_developer_raw(args.developer):
-        existing += [{"pk": item["pk"], "sk": item["sk"]} for item in page]
+    for page, scanned in scans.developer_pages_typed(store, args.developer):
+        existing += [only_key(item) for item in page]
         progress.add(len(page), scanned)
     progress.finish()
     if existing and not args.replace:
         raise Fail(f"developer {args.developer} already has {len(existing):,} items in table {store.table}; "
                    "--replace replaces them with the file's (export them first); nothing was written")
-    incoming = {transfer.key_of(item) for item in items}
-    stale = [key for key in existing if transfer.key_of(key) not in incoming]
+    incoming = {key_of(item) for item in items}
+    stale = [key for key in existing if key_of(key) not in incoming]
     written = deleted = 0
     try:
         progress = Progress(f"delete {args.developer}'s items not in the file", _progress_wanted(args), len(stale))
         for start in range(0, len(stale), 100):
-            store.delete_items(stale[start:start + 100])
+            scans.delete_items(store, stale[start:start + 100])
             deleted += len(stale[start:start + 100])
             progress.add(len(stale[start:start + 100]))
         if stale:
             progress.finish()
         progress = Progress(f"import {args.developer}", _progress_wanted(args), len(items))
         for start in range(0, len(items), 100):
-            store.put_items(items[start:start + 100])
+            scans.put_items(store, items[start:start + 100])
             written += len(items[start:start + 100])
             progress.add(len(items[start:start + 100]))
         progress.finish()
@@ -190,10 +196,10 @@ def import_(args: argparse.Namespace) -> int:
 
 
 def check(args: argparse.Namespace) -> int:
-    from . import consistency   # the service's rules and models: only this command needs them
+    from chalicelib.tools import consistency   # the service's rules and models: only this command needs them
 
     progress = Progress(f"check {args.developer}", _progress_wanted(args))
-    result = consistency.check(_CountingStore(_store(args), progress), args.developer)
+    result = consistency.check(_store(args), args.developer, progress=lambda: progress.add(1))
     progress.finish()
     print(json.dumps(result, indent=2, ensure_ascii=False))
     problems = len(result["missing"]) + len(result["orphaned"]) + len(result["orphaned_messages"])
@@ -206,9 +212,9 @@ def check(args: argparse.Namespace) -> int:
 def finish_deletes(args: argparse.Namespace) -> int:
     """Complete the cascades that interrupted DELETEs left behind (a retried DELETE does this too;
     this is the sweep for the ones nobody retried)."""
-    from . import service   # the service's rules: only this command needs them
+    from chalicelib.rules import service   # the service's rules: only this command needs them
 
-    from .errors import DeletionInProgress
+    from chalicelib.shared.errors import DeletionInProgress
 
     try:
         finished = service.finish_pending_deletes(_store(args), args.developer, budget_seconds=args.budget)
@@ -228,21 +234,6 @@ def create_table(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-class _CountingStore:
-    """The store as consistency.check sees it, counting the items its scan reads."""
-
-    def __init__(self, store: Store, progress: Progress) -> None:
-        self._store, self._progress = store, progress
-
-    def scan_developer(self, developer: str):
-        for row in self._store.scan_developer(developer):
-            self._progress.add(1)
-            yield row
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._store, name)
-
-
 # --- plumbing -------------------------------------------------------------------------------------
 
 def main(argv: list[str] | None = None) -> int:
@@ -251,17 +242,15 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:          # --help (0) or a usage error (2), already printed
         return int(exc.code or 0)
-    from botocore.exceptions import BotoCoreError, ClientError
-
     try:
         return args.command(args)
     except Fail as exc:
         _note(f"error: {exc}")
         return exc.code
-    except ClientError as exc:
-        _note(f"error: {_client_error(args, exc)}")
+    except StoreFailed as exc:
+        _note(f"error: {_refusal(args, exc)}")
         return EXIT_ERROR
-    except (BotoCoreError, StoreError) as exc:   # no credentials or region, unreachable endpoint, timeouts
+    except StoreError as exc:   # no credentials or region, unreachable endpoint, timeouts
         _note(f"error: {exc}")
         return EXIT_ERROR
     except KeyboardInterrupt:
@@ -331,35 +320,24 @@ def _progress_wanted(args: argparse.Namespace) -> bool:
 
 
 def _region(args: argparse.Namespace) -> str:
-    import boto3
-
-    return (getattr(args, "region", None) or os.environ.get("AWS_REGION")
-            or boto3.session.Session().region_name or "us-east-1")
+    return operator_region(getattr(args, "region", None))
 
 
 def _client(args: argparse.Namespace) -> Any:
-    """A DynamoDB client for long operator runs: the request path's client gives up within API
-    Gateway's 29 s (store.client_config); a Scan page or a throttled batch may take longer."""
-    import boto3
-    from botocore.config import Config
-
-    config = Config(connect_timeout=10, read_timeout=120, region_name=_region(args),
-                    retries={"mode": "standard", "total_max_attempts": 10})
-    return boto3.client("dynamodb", endpoint_url=getattr(args, "endpoint_url", None), config=config)
+    return operator_client(getattr(args, "endpoint_url", None), _region(args))
 
 
 def _store(args: argparse.Namespace) -> Store:
     return Store(_client(args), _table(args))
 
 
-def _client_error(args: argparse.Namespace, exc: Any) -> str:
-    code = exc.response.get("Error", {}).get("Code", "")
-    if code == "ResourceNotFoundException":
+def _refusal(args: argparse.Namespace, exc: StoreFailed) -> str:
+    if exc.code == "ResourceNotFoundException":
         where = getattr(args, "endpoint_url", None) or os.environ.get("AWS_ENDPOINT_URL_DYNAMODB") \
             or os.environ.get("AWS_ENDPOINT_URL") or "AWS"
         return (f"table {_table(args)!r} not found in region {_region(args)} at {where}; "
                 "check --table/--region/--endpoint-url, or create it with `sessions-admin create-table`")
-    return f"DynamoDB refused {exc.operation_name}: {code}: {exc.response.get('Error', {}).get('Message', '')}"
+    return str(exc)
 
 
 def _read_input(path: str | None, developer: str) -> list[tuple[int, dict[str, Any]]]:

@@ -3,7 +3,7 @@
 In order: one system message (the situation and the agent's instructions, rendered as Jinja
 templates when the session says `render_templates`), the session's summary when it has one, the
 history after what the summary covers, and the new messages of a chat. Budgets count with
-chalicelib/tokens.py. Over the session's `token_budget`, its `context_overflow` decides:
+chalicelib/rules/tokens.py. Over the session's `token_budget`, its `context_overflow` decides:
 
 - null: ContextOverBudget (422), nothing read past the point where the budget ran out;
 - "truncate": the oldest turns are left out (never the system message or the new messages);
@@ -24,10 +24,11 @@ from dataclasses import dataclass
 from itertools import takewhile
 from typing import Any
 
-from . import jsonio, models, tokens
-from .errors import ContextOverBudget
-from .service import AGENTS, SESSIONS, USERS, existing, refuse_unknown_params, wire
-from .store import Store
+from chalicelib.shared import jsonio
+from chalicelib.rules import models, tokens
+from chalicelib.shared.errors import ContextOverBudget
+from chalicelib.rules.service import AGENTS, SESSIONS, USERS, existing, refuse_unknown_params, wire
+from chalicelib.store import Store
 
 CEILING_TOKENS = 1_000_000       # a session with no budget still stops here (a Lambda answer is at most 6 MB)
 SUMMARY_MAX_TOKENS = 1_024       # the summary gets at most this, and at most a quarter of the budget
@@ -181,7 +182,7 @@ def _fold(oldest_first: Any, budget: int) -> tuple[list[tuple[str, dict[str, Any
 def _summarize(provider: Any, agent: dict[str, Any], old_summary: str | None,
                turns: list[dict[str, Any]], reserve: int, deadline: float | None) -> str:
     """The new summary: the old one and `turns` (oldest first), in at most `reserve` tokens."""
-    from . import providers
+    from chalicelib import providers
 
     provider = provider or providers.configured()
     transcript = "\n".join(
@@ -200,7 +201,7 @@ def _summarize(provider: Any, agent: dict[str, Any], old_summary: str | None,
 
 
 def remaining(deadline: float | None) -> float:
-    from . import providers
+    from chalicelib import providers
 
     budget = providers.timeout_seconds()
     return budget if deadline is None else max(1.0, min(budget, deadline - time.monotonic()))
@@ -210,7 +211,7 @@ def _system_messages(session: dict[str, Any], agent: dict[str, Any], user: dict[
     situation = session.get("situation") or ""
     instructions = list(agent.get("instructions") or [])
     if session.get("render_templates"):
-        from . import templates
+        from chalicelib.rules import templates
 
         variables = {"agent": _public(AGENTS, agent) if agent else None,
                      "user": _public(USERS, user) if user else None,

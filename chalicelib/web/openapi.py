@@ -1,8 +1,8 @@
 """The API's OpenAPI 3.1 description, generated from the routes table (app.py) and the wire models
-(chalicelib/models.py), so that neither can drift from it.
+(chalicelib/rules/models.py), so that neither can drift from it.
 
 Each operation's status, whether it takes a body and whether it honours Idempotency-Key come from
-chalicelib/operations.py; what this module adds is the table below: the models a route reads and
+chalicelib/web/operations.py; what this module adds is the table below: the models a route reads and
 answers, its query parameters and the errors it can answer besides those every route can. Served
 at GET /openapi.json (no key needed); app.py imports this module only when that is first asked for.
 """
@@ -15,11 +15,11 @@ from typing import Any
 from pydantic import BaseModel, create_model
 from pydantic.json_schema import models_json_schema
 
-from . import auth, models
-from .history import OFFSET_MAX, PAGE_DEFAULT, PAGE_MAX
-from .idempotency import MAX_KEY_CHARS
-from .operations import OPERATIONS
-from .service import LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX
+from chalicelib.rules import auth, models
+from chalicelib.rules.history import OFFSET_MAX, PAGE_DEFAULT, PAGE_MAX
+from chalicelib.rules.idempotency import MAX_KEY_CHARS
+from chalicelib.web.operations import OPERATIONS
+from chalicelib.rules.service import LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX
 
 DOCUMENT_PATH = "/openapi.json"      # where app.py serves this document
 SCHEMA_REF = "#/components/schemas/{model}"
@@ -261,7 +261,7 @@ def _fixed_bounds(schema: Any) -> Any:
     return fixed
 
 
-# --- the direct invocation event (chalicelib/invoke.py) ------------------------------------------------
+# --- the direct invocation event (chalicelib/web/invoke.py) ------------------------------------------------
 
 INVOKE_SCHEMA_PATH = "docs/invoke-event.schema.json"
 

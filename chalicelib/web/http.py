@@ -9,11 +9,12 @@ from typing import Any
 
 from chalice import Chalice, Response
 
-from . import auth, jsonio, telemetry
-from .errors import BadRequest, InternalError, MethodNotAllowed, NotFound, ServiceError, error_body
-from .operations import OPERATIONS, Answer, Call, dispatch
-from .outcomes import answer_of, error_answer
-from .store import get_store
+from chalicelib.rules import auth
+from chalicelib.shared import jsonio, telemetry
+from chalicelib.shared.errors import BadRequest, InternalError, MethodNotAllowed, NotFound, ServiceError, error_body
+from chalicelib.web.operations import OPERATIONS, Answer, Call, dispatch
+from chalicelib.web.answers import answer_of, error_answer
+from chalicelib.store import get_store
 
 logger = logging.getLogger("sessions")
 

@@ -1,4 +1,4 @@
-"""Conversation history: one item per message in its session's partition (chalicelib/store.py).
+"""Conversation history: one item per message in its session's partition (chalicelib/store/table.py).
 
 Order is total and stable: a message's position is `<created_at>#<append>#<n>`, fixed when it is
 written. An append reads its session (which keeps its newest position) and stamps its messages
@@ -20,12 +20,14 @@ from itertools import islice
 from collections.abc import Callable
 from typing import Any
 
-from . import clock, cursor, models
-from .errors import BadRequest, Conflict, DeletionInProgress
-from .service import (SESSIONS, back_off, deadline_after, existing, int_param, parse_body,
+from chalicelib.shared import clock
+from chalicelib.rules import cursor, models
+from chalicelib.shared.errors import BadRequest, Conflict, DeletionInProgress
+from chalicelib.rules.service import (SESSIONS, back_off, deadline_after, existing, int_param, parse_body,
                       index_terms, refuse_unknown_params)
-from .idempotency import Receipt
-from .store import LAST_POSITION, Store, VersionConflict, message_positions
+from chalicelib.rules.idempotency import Receipt
+from chalicelib.store import LAST_POSITION, Store, VersionConflict
+from chalicelib.store.keys import message_positions
 
 PAGE_DEFAULT, PAGE_MAX = 100, 1000
 # Rounds an append may lose to other appends of its session before a 409: eight writers appending

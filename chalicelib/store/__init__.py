@@ -1,0 +1,23 @@
+"""The DynamoDB store: the only package that knows keys, expressions, typed values and botocore.
+
+Above it, code speaks in records (plain dicts of a resource's fields) and the store's named
+errors. Its modules:
+
+    keys.py     the key layout (every pk and sk), and `parse` to read one back
+    index.py    which index partitions ("terms") a record has entries in
+    codec.py    plain values <-> DynamoDB's typed values
+    table.py    Store: the request path's operations
+    scans.py    operators' full-table Scans and batch writes
+    client.py   the boto3 client's settings, the process-wide store, botocore errors translated
+    errors.py   the named errors
+    schema.py   the table's one definition
+    iam.py      the IAM actions the request path needs
+"""
+from .client import begin_request, client_config, get_store, use_store, write_outcome_unknown
+from .errors import (KeyTaken, MissingRecord, ReceiptTaken, StoreError, StoreFailed, StoreUnavailable,
+                     VersionConflict)
+from .table import LAST_POSITION, Store
+
+__all__ = ["LAST_POSITION", "KeyTaken", "MissingRecord", "ReceiptTaken", "Store", "StoreError", "StoreFailed",
+           "StoreUnavailable", "VersionConflict", "begin_request", "client_config", "get_store", "use_store",
+           "write_outcome_unknown"]

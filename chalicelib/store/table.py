@@ -1,0 +1,469 @@
+"""The store's request-path operations on the one table: records with their index entries,
+history, API keys, idempotency receipts and cascading deletes, each as the fewest calls DynamoDB
+allows. It speaks in records (plain dicts of a resource's fields) and named errors
+(store/errors.py); keys are store/keys.py's, typed values store/codec.py's.
+
+A record and its index entries change in one transaction, so they never disagree. A history
+append is a change of its session too: its `updated_at` and update-order entries move in the
+append's transaction, and the record keeps the position of the newest message (LAST_POSITION),
+which the next append is stamped after.
+"""
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from chalicelib.shared import telemetry
+
+from . import codec, keys, schema
+from .client import translating, unavailable, watch_writes
+from .codec import deserialize, key, serialize
+from .errors import KeyTaken, MissingRecord, ReceiptTaken, VersionConflict
+from .keys import MESSAGE_PREFIX, RECORD
+
+# On a session record: the position of the newest message ever appended ("" before the first;
+# absent on sessions written before it was kept, whose newest message a Query finds instead).
+LAST_POSITION = "last_position"
+PK, SK = schema.PARTITION_KEY, schema.SORT_KEY
+BATCH_WRITE_MAX = 25
+BATCH_GET_MAX = 100
+TRANSACT_ATTEMPTS = 5
+BATCH_ATTEMPTS = 8
+_THROTTLED = frozenset({"ThrottlingError", "ProvisionedThroughputExceeded"})
+_RETRYABLE_CANCELLATIONS = _THROTTLED | {"TransactionConflict"}
+
+
+def _still(record: dict[str, Any]) -> dict[str, Any]:
+    """The condition that the stored record is still the one read: the same version and the same
+    updated_at (a history append moves updated_at, and the entries with it, but not the version)."""
+    return {"ConditionExpression": "#version = :version AND #updated = :updated",
+            "ExpressionAttributeNames": {"#version": "version", "#updated": "updated_at"},
+            "ExpressionAttributeValues": {":version": {"N": str(record["version"])},
+                                          ":updated": {"S": record["updated_at"]}}}
+
+
+def _only_conflicts(exc: Any) -> bool:
+    codes = {reason.get("Code") for reason in exc.response.get("CancellationReasons") or []}
+    return bool(codes) and codes <= {"TransactionConflict", "None", None}
+
+
+def _record_key(developer: str, kind: str, record_id: str) -> dict[str, Any]:
+    return key(keys.record_pk(developer, kind, record_id), RECORD)
+
+
+@translating
+class Store:
+    def __init__(self, client: Any, table: str) -> None:
+        self.client = client
+        self.table = table
+        telemetry.instrument(client)   # each request's log line counts its DynamoDB calls
+        watch_writes(client)
+
+    # API keys ----------------------------------------------------------------------------------
+
+    def developer_for_key(self, key_hash: str) -> str | None:
+        item = self.client.get_item(TableName=self.table, Key=key(keys.api_key_pk(key_hash), RECORD),
+                                    ConsistentRead=True).get("Item")
+        return item["developer_id"]["S"] if item else None
+
+    def put_api_key(self, key_hash: str, developer: str, prefix: str = "", created_at: str = "") -> None:
+        """The key (by hash) and its entry in the developer's list of keys, together, if no one
+        holds the key yet: a key never changes owner. Raises KeyTaken naming who holds it."""
+        listing = {**key(keys.keys_pk(developer), keys.key_listing_sk(prefix, key_hash)),
+                   **serialize({"key_hash": key_hash, "prefix": prefix, "created_at": created_at})}
+        failed = self._transact([
+            {"Put": {"TableName": self.table,
+                     "Item": {**key(keys.api_key_pk(key_hash), RECORD), "developer_id": {"S": developer},
+                              **serialize({"prefix": prefix, "created_at": created_at})},
+                     "ConditionExpression": "attribute_not_exists(#pk)", "ExpressionAttributeNames": {"#pk": PK}}},
+            self._put(listing)])
+        if failed is not None:
+            raise KeyTaken(self.developer_for_key(key_hash))
+
+    def api_keys(self, developer: str) -> list[dict[str, Any]]:
+        """A developer's keys as {key_hash, prefix, created_at}, by prefix."""
+        return [deserialize(item) for item in self._query(keys.keys_pk(developer))]
+
+    def delete_api_key(self, developer: str, key_hash: str, prefix: str) -> bool:
+        """Revoke: the key and its listing entry go together. False if it was not this developer's."""
+        failed = self._transact([
+            {"Delete": {"TableName": self.table, "Key": key(keys.api_key_pk(key_hash), RECORD),
+                        "ConditionExpression": "#developer = :developer",
+                        "ExpressionAttributeNames": {"#developer": "developer_id"},
+                        "ExpressionAttributeValues": {":developer": {"S": developer}}}},
+            self._delete(key(keys.keys_pk(developer), keys.key_listing_sk(prefix, key_hash)))])
+        return failed is None
+
+    # records -----------------------------------------------------------------------------------
+
+    def get(self, developer: str, kind: str, record_id: str) -> dict[str, Any] | None:
+        item = self.client.get_item(TableName=self.table, Key=_record_key(developer, kind, record_id),
+                                    ConsistentRead=True).get("Item")
+        return deserialize(item) if item else None
+
+    def get_many(self, developer: str, kind: str, ids: list[str]) -> dict[str, dict[str, Any]]:
+        """Records by id (consistent reads); ids that do not exist are simply absent."""
+        found: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(ids), BATCH_GET_MAX):
+            wanted = [_record_key(developer, kind, i) for i in ids[start:start + BATCH_GET_MAX]]
+            for item in self._batch_get(wanted):
+                record = deserialize(item)
+                found[record["id"]] = record
+        return found
+
+    def create(self, developer: str, kind: str, record: dict[str, Any],
+               parents: list[tuple[str, str]], terms: list[str], receipt: dict[str, Any] | None = None) -> None:
+        """Write a new record and its index entries in one transaction that also checks every
+        parent exists (and writes the request's idempotency receipt, if any). Raises
+        MissingRecord naming the first absent parent, ReceiptTaken if the receipt exists."""
+        actions: list[dict[str, Any]] = [
+            {"ConditionCheck": {"TableName": self.table, "Key": _record_key(developer, *parent),
+                                "ConditionExpression": "attribute_exists(#pk)",
+                                "ExpressionAttributeNames": {"#pk": PK}}}
+            for parent in parents
+        ]
+        actions.append({"Put": {"TableName": self.table,
+                                "Item": {**_record_key(developer, kind, record["id"]), **serialize(record)},
+                                "ConditionExpression": "attribute_not_exists(#pk)",
+                                "ExpressionAttributeNames": {"#pk": PK}}})
+        actions += [self._put(key(*k)) for k in keys.entry_keys(developer, kind, record, terms)]
+        failed = self._transact(self._with_receipt(actions, developer, receipt))
+        if failed is not None:
+            if failed < len(parents):
+                raise MissingRecord(*parents[failed])
+            if failed == len(actions):
+                raise ReceiptTaken()
+            raise VersionConflict()  # an id collision: astronomically unlikely with UUIDv4
+
+    def replace(self, developer: str, kind: str, old: dict[str, Any], new: dict[str, Any],
+                old_terms: list[str], new_terms: list[str]) -> None:
+        """Write `new` over `old` if the stored record is still old's (its version, and its
+        updated_at, which a history append moves without a new version), and swap exactly the
+        index entries that differ, in one transaction. Raises MissingRecord or VersionConflict."""
+        before = set(keys.entry_keys(developer, kind, old, old_terms))
+        after = set(keys.entry_keys(developer, kind, new, new_terms))
+        actions = [
+            {"Put": {"TableName": self.table,
+                     "Item": {**_record_key(developer, kind, new["id"]), **serialize(new)},
+                     **_still(old)}},
+            *(self._delete(key(*k)) for k in sorted(before - after)),
+            *(self._put(key(*k)) for k in sorted(after - before)),
+        ]
+        if self._transact(actions) is not None:
+            if self.get(developer, kind, old["id"]) is None:
+                raise MissingRecord(kind, old["id"])
+            raise VersionConflict()
+
+    def delete(self, developer: str, kind: str, record: dict[str, Any], terms: list[str],
+               parents: list[tuple[str, str]] = ()) -> None:
+        """Remove a record and its index entries, and leave a purge marker for whatever lives
+        under it (history, child sessions), in one transaction, if the record is still at the
+        version and updated_at read (else its entries may have moved). Raises MissingRecord if
+        someone else deleted it first, VersionConflict if it changed."""
+        actions: list[dict[str, Any]] = [
+            {"Delete": {"TableName": self.table, "Key": _record_key(developer, kind, record["id"]),
+                        **_still(record)}},
+            *(self._delete(key(*k)) for k in keys.entry_keys(developer, kind, record, terms)),
+            # The marker names the parents, so a parent's resumed cascade can find this one.
+            self._put({**key(keys.purge_pk(developer), keys.purge_sk(kind, record["id"])),
+                       **serialize({"parents": [keys.purge_sk(k, i) for k, i in parents] or None})}),
+        ]
+        if self._transact(actions) is not None:
+            if self.get(developer, kind, record["id"]) is None:
+                raise MissingRecord(kind, record["id"])
+            raise VersionConflict()
+
+    # index reads ---------------------------------------------------------------------------------
+
+    def index_keys(self, developer: str, kind: str, term: str, order: str, descending: bool,
+                   after: str | None = None, page_size: int = 100, limit: int | None = None) -> Iterator[str]:
+        """Sort keys (`<value>#<id>`) of a term's entries in order, strictly past `after`, read
+        as the caller consumes them in pages that start at `page_size` and double up to 100, at
+        most `limit` in all."""
+        args = self._query_args(keys.index_pk(developer, kind, term, order), descending=descending, projection=SK)
+        if after is not None:
+            args["KeyConditionExpression"] += f" AND #sk {'<' if descending else '>'} :after"
+            args["ExpressionAttributeNames"]["#sk"] = SK
+            args["ExpressionAttributeValues"][":after"] = {"S": after}
+        read = 0
+        sizes = _doubling(page_size, 100)
+
+        def next_limit() -> int:
+            size = next(sizes)
+            return size if limit is None else min(size, limit - read)
+
+        for answer in self._pages("query", args, next_limit):
+            for item in answer["Items"]:
+                read += 1
+                yield item[SK]["S"]
+            if limit is not None and read >= limit:
+                return
+
+    # cascading deletes ---------------------------------------------------------------------------
+
+    def purge_pending(self, developer: str, kind: str, record_id: str) -> bool:
+        item = self.client.get_item(TableName=self.table, Key=key(keys.purge_pk(developer), keys.purge_sk(kind, record_id)),
+                                    ConsistentRead=True).get("Item")
+        return item is not None
+
+    def pending_purges(self, developer: str) -> list[tuple[str, str]]:
+        return [keys.purge_target(item[SK]["S"]) for item in self._query(keys.purge_pk(developer), projection=SK)]
+
+    def pending_child_purges(self, developer: str, parent_kind: str, parent_id: str) -> list[str]:
+        """Ids of sessions whose purge is pending and whose marker names this parent."""
+        parent = keys.purge_sk(parent_kind, parent_id)
+        return [keys.purge_target(item[SK]["S"])[1]
+                for item in self._query(keys.purge_pk(developer), prefix=keys.PURGE_PREFIX_OF_SESSIONS)
+                if parent in deserialize(item).get("parents", [])]
+
+    def finish_purge(self, developer: str, kind: str, record_id: str) -> None:
+        self.client.delete_item(TableName=self.table, Key=key(keys.purge_pk(developer), keys.purge_sk(kind, record_id)))
+
+    def delete_history_batch(self, developer: str, session_id: str) -> bool:
+        """Delete one Query page (up to 200) of a session's messages; True while more may remain.
+        Callers loop until it is False, so an interrupted purge simply resumes."""
+        answer = self.client.query(**self._query_args(
+            keys.record_pk(developer, "session", session_id), prefix=MESSAGE_PREFIX, projection=f"{PK}, {SK}",
+            limit=BATCH_WRITE_MAX * 8))
+        self._batch_write([{"DeleteRequest": {"Key": codec.only_key(item)}} for item in answer["Items"]])
+        return "LastEvaluatedKey" in answer
+
+    # history -----------------------------------------------------------------------------------
+
+    def append_messages(self, developer: str, session: dict[str, Any], messages: list[dict[str, Any]],
+                        updated_at: str, terms: list[str], receipt: dict[str, Any] | None = None) -> list[str]:
+        """Store messages atomically after the session's newest, and record the activity on the
+        session in the same transaction: its updated_at becomes `updated_at` (its update-order
+        entries move with it) and LAST_POSITION the last new message's. Only while the session's
+        updated_at is still the one read: a concurrent append or update raises VersionConflict
+        (so does a deleted session), and the caller reads the session again. All messages of one
+        append share `created_at` and the first one's id, so an append is contiguous and keeps
+        its order; each Put is conditional, so no message ever overwrites another. The version
+        does not change: activity is not an edit (docs/api.md, "Versions and idempotency")."""
+        session_pk = keys.record_pk(developer, "session", session["id"])
+        positions = keys.message_positions(messages)
+        before = keys.update_order_keys(developer, "session", session, terms)
+        after = keys.update_order_keys(developer, "session", {**session, "updated_at": updated_at}, terms)
+        actions: list[dict[str, Any]] = [
+            {"Update": {"TableName": self.table, "Key": key(session_pk, RECORD),
+                        "UpdateExpression": "SET #updated = :updated, #last = :last",
+                        "ConditionExpression": "#updated = :seen",
+                        # the session as it is now comes back with a failure: no read before the retry
+                        "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                        "ExpressionAttributeNames": {"#updated": "updated_at", "#last": LAST_POSITION},
+                        "ExpressionAttributeValues": {":updated": {"S": updated_at}, ":last": {"S": positions[-1]},
+                                                      ":seen": {"S": session["updated_at"]}}}},
+            *(self._delete(key(*k)) for k in before),
+            *(self._put(key(*k)) for k in after),
+        ]
+        for position, message in zip(positions, messages):
+            actions.append({"Put": {"TableName": self.table,
+                                    "Item": {**key(session_pk, position), **serialize(message)},
+                                    "ConditionExpression": "attribute_not_exists(#pk)",
+                                    "ExpressionAttributeNames": {"#pk": PK}}})
+        try:
+            # A conflict is not retried here: sent again unchanged, a transaction that lost a race to
+            # another append would only fail its condition. The caller restamps instead.
+            cancelled = self._cancelled(self._with_receipt(actions, developer, receipt), _THROTTLED)
+        except self.client.exceptions.TransactionCanceledException as exc:
+            if _only_conflicts(exc):    # racing another writer of this session: read it again
+                raise VersionConflict() from None
+            raise
+        failed, current = cancelled or (None, None)
+        if failed == 0:
+            raise VersionConflict(deserialize(current) if current else None)
+        if failed == len(actions):
+            raise ReceiptTaken()
+        if failed is not None:
+            raise unavailable("a message position was taken")   # ids are random: not expected
+        return positions
+
+    def messages_at(self, developer: str, session_id: str, positions: list[str]) -> list[dict[str, Any]]:
+        """The messages still at these positions, in the order given (one BatchGetItem)."""
+        pk = keys.record_pk(developer, "session", session_id)
+        found = {item[SK]["S"]: deserialize(item) for item in self._batch_get([key(pk, p) for p in positions])}
+        return [found[position] for position in positions if position in found]
+
+    def last_message_time(self, developer: str, session_id: str) -> str | None:
+        """`created_at` of the session's newest message: one key-only item read."""
+        answer = self.client.query(**self._query_args(
+            keys.record_pk(developer, "session", session_id), prefix=MESSAGE_PREFIX, descending=True,
+            projection=SK, limit=1))
+        return keys.message_time(answer["Items"][0][SK]["S"]) if answer["Items"] else None
+
+    def messages(self, developer: str, session_id: str, descending: bool = False,
+                 after: str | None = None, page_size: int = 100) -> Iterator[tuple[str, dict[str, Any]]]:
+        """A session's messages as (position, message), oldest first (or newest first), strictly
+        past the position `after`, read page by page as the caller consumes them."""
+        args = self._query_args(keys.record_pk(developer, "session", session_id), descending=descending)
+        # BETWEEN keeps the range inside the messages (never the session's own item); its ends
+        # are inclusive, so the item at `after` itself is skipped below.
+        low, high = MESSAGE_PREFIX, MESSAGE_PREFIX[:-1] + chr(ord(MESSAGE_PREFIX[-1]) + 1)
+        if after is not None:
+            low, high = (low, after) if descending else (after, high)
+        args["KeyConditionExpression"] += " AND #sk BETWEEN :low AND :high"
+        args["ExpressionAttributeNames"]["#sk"] = SK
+        args["ExpressionAttributeValues"].update({":low": {"S": low}, ":high": {"S": high}})
+        sizes = _doubling(page_size + (after is not None), 1000)
+        for answer in self._pages("query", args, lambda: next(sizes)):
+            for item in answer["Items"]:
+                position = item[SK]["S"]
+                if position != after:
+                    yield position, deserialize(item)
+
+    def write_summary(self, developer: str, session_id: str, version: int,
+                      summary: str | None, until: str | None) -> bool:
+        """Set the session's summary (and the position of the last message it covers) if the
+        session is still at `version`; bumps the version so no read-modify-write that started
+        earlier can overwrite it. False when the session changed meanwhile (or is gone)."""
+        try:
+            self.client.update_item(
+                TableName=self.table, Key=_record_key(developer, "session", session_id),
+                UpdateExpression="SET #summary = :summary, #until = :until, #version = :next",
+                ConditionExpression="#version = :version",
+                ExpressionAttributeNames={"#summary": "summary", "#until": "summary_until", "#version": "version"},
+                ExpressionAttributeValues={":summary": codec.value(summary), ":until": codec.value(until),
+                                           ":version": {"N": str(version)}, ":next": {"N": str(version + 1)}})
+            return True
+        except self.client.exceptions.ConditionalCheckFailedException:
+            return False
+
+    # idempotency receipts ------------------------------------------------------------------------
+
+    def receipt(self, developer: str, key_hash: str) -> dict[str, Any] | None:
+        item = self.client.get_item(TableName=self.table, Key=key(keys.receipt_pk(developer, key_hash), RECORD),
+                                    ConsistentRead=True).get("Item")
+        return deserialize(item) if item else None
+
+    def put_receipt(self, developer: str, receipt: dict[str, Any]) -> None:
+        """Write a receipt on its own (a request that writes nothing else). Raises ReceiptTaken."""
+        if self._transact(self._with_receipt([], developer, receipt)) is not None:
+            raise ReceiptTaken()
+
+    def _with_receipt(self, actions: list[dict[str, Any]], developer: str,
+                      receipt: dict[str, Any] | None) -> list[dict[str, Any]]:
+        """`actions` and, last, a Put of the receipt that only succeeds if no live receipt has
+        this key (one whose TTL has passed but which DynamoDB has not yet removed counts as gone)."""
+        if receipt is None:
+            return actions
+        return [*actions, {"Put": {
+            "TableName": self.table,
+            "Item": {**key(keys.receipt_pk(developer, receipt["key_hash"]), RECORD), **serialize(receipt)},
+            "ConditionExpression": "attribute_not_exists(#pk) OR #expires < :now",
+            "ExpressionAttributeNames": {"#pk": PK, "#expires": schema.TTL_ATTRIBUTE},
+            "ExpressionAttributeValues": {":now": {"N": str(int(time.time()))}}}}]
+
+    # helpers -----------------------------------------------------------------------------------
+
+    def _put(self, item: dict[str, Any]) -> dict[str, Any]:
+        return {"Put": {"TableName": self.table, "Item": item}}
+
+    def _delete(self, typed_key: dict[str, Any]) -> dict[str, Any]:
+        return {"Delete": {"TableName": self.table, "Key": typed_key}}
+
+    def _query_args(self, pk: str, prefix: str | None = None, descending: bool = False,
+                    projection: str | None = None, limit: int | None = None) -> dict[str, Any]:
+        args: dict[str, Any] = {
+            "TableName": self.table, "ConsistentRead": True, "ScanIndexForward": not descending,
+            "KeyConditionExpression": "#pk = :pk", "ExpressionAttributeNames": {"#pk": PK},
+            "ExpressionAttributeValues": {":pk": {"S": pk}},
+        }
+        if prefix is not None:
+            args["KeyConditionExpression"] += " AND begins_with(#sk, :prefix)"
+            args["ExpressionAttributeNames"]["#sk"] = SK
+            args["ExpressionAttributeValues"][":prefix"] = {"S": prefix}
+        if projection is not None:
+            # Projected names go through placeholders too (pk/sk are not reserved, but stay uniform).
+            names = [name.strip() for name in projection.split(",")]
+            args["ProjectionExpression"] = ", ".join(f"#p{i}" for i in range(len(names)))
+            args["ExpressionAttributeNames"].update({f"#p{i}": n for i, n in enumerate(names)})
+        if limit is not None:
+            args["Limit"] = limit
+        return args
+
+    def _pages(self, operation: str, args: dict[str, Any],
+               next_limit: Callable[[], int] | None = None) -> Iterator[dict[str, Any]]:
+        """Each answer of a Query or Scan, following LastEvaluatedKey past DynamoDB's 1 MB pages,
+        read as the caller consumes them; `next_limit()`, if given, sets each page's Limit."""
+        while True:
+            if next_limit is not None:
+                args["Limit"] = next_limit()
+            answer = getattr(self.client, operation)(**args)
+            yield answer
+            if "LastEvaluatedKey" not in answer:
+                return
+            args["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+
+    def _query(self, pk: str, **options: Any) -> Iterator[dict[str, Any]]:
+        """Every item of a Query."""
+        for answer in self._pages("query", self._query_args(pk, **options)):
+            yield from answer["Items"]
+
+    def _until_processed(self, operation: str, request: dict[str, Any], leftover: str,
+                         attempts: int = BATCH_ATTEMPTS) -> Iterator[dict[str, Any]]:
+        """Each answer of a batch call, what DynamoDB left unprocessed (under throttling) sent
+        again after a backoff, until nothing is left."""
+        for attempt in range(attempts):
+            if attempt:
+                time.sleep(min(0.05 * 2 ** attempt, 1.0))
+            answer = getattr(self.client, operation)(RequestItems=request)
+            yield answer
+            request = answer.get(leftover) or {}
+            if not request:
+                return
+        raise unavailable("DynamoDB kept items unprocessed after retries")
+
+    def _batch_get(self, typed_keys: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        """The items at up to 100 keys (consistent reads); absent ones are simply not there."""
+        request = {self.table: {"Keys": typed_keys, "ConsistentRead": True}}
+        for answer in self._until_processed("batch_get_item", request, "UnprocessedKeys"):
+            yield from answer["Responses"].get(self.table, [])
+
+    def _batch_write(self, requests: list[dict[str, Any]], attempts: int = BATCH_ATTEMPTS) -> None:
+        """Put and delete requests, 25 a call. Not conditional and not atomic."""
+        for start in range(0, len(requests), BATCH_WRITE_MAX):
+            for _ in self._until_processed("batch_write_item", {self.table: requests[start:start + BATCH_WRITE_MAX]},
+                                           "UnprocessedItems", attempts):
+                pass
+
+    def _transact(self, actions: list[dict[str, Any]]) -> int | None:
+        """Run a transaction; None on success, else the index of the first action whose
+        condition failed (see _cancelled)."""
+        cancelled = self._cancelled(actions)
+        return None if cancelled is None else cancelled[0]
+
+    def _cancelled(self, actions: list[dict[str, Any]], retryable: frozenset[str] = _RETRYABLE_CANCELLATIONS
+                   ) -> tuple[int, dict[str, Any] | None] | None:
+        """Run a transaction; None on success, else the index of the first action whose
+        condition failed and the item it saw (if the action asked for it back). A transaction
+        cancelled only by a conflict with another one (or by throttling) applied nothing, so it
+        is sent again, a few times, with jittered backoff.
+
+        botocore fills a ClientRequestToken into each call and keeps it when it sends the call
+        again after a lost answer, so DynamoDB answers that repeat with the first outcome instead
+        of running it twice (tests/test_reliability.py shows it on DynamoDB Local)."""
+        for attempt in range(TRANSACT_ATTEMPTS):
+            try:
+                self.client.transact_write_items(TransactItems=actions)
+                return None
+            except self.client.exceptions.TransactionCanceledException as exc:
+                reasons = exc.response.get("CancellationReasons") or []
+                codes = [reason.get("Code") for reason in reasons]
+                if "ConditionalCheckFailed" in codes:
+                    failed = codes.index("ConditionalCheckFailed")
+                    return failed, reasons[failed].get("Item")
+                if attempt + 1 == TRANSACT_ATTEMPTS or not set(codes) & retryable:
+                    raise
+                time.sleep(random.uniform(0, min(0.02 * 2 ** attempt, 0.5)))
+        raise AssertionError("unreachable")
+
+
+def _doubling(first: int, most: int) -> Iterator[int]:
+    """Page sizes: `first`, then doubling up to `most` (a short answer reads little, a long one
+    few times)."""
+    size = first
+    while True:
+        yield size
+        size = min(size * 2, most)
