@@ -276,7 +276,7 @@ def seed(env: dict[str, str]) -> None:
     try:
         import boto3
 
-        from chalicelib.rules import auth, service
+        from chalicelib.rules import auth, kinds, records
         from chalicelib.store import schema
         from chalicelib.store import Store, client_config
 
@@ -286,7 +286,7 @@ def seed(env: dict[str, str]) -> None:
         auth.register_key(store, DEVELOPER, KEY)
         auth.register_key(store, WRITER, WRITER_KEY)
         for n in range(AGENTS):
-            service.create(store, service.KINDS["agent"], DEVELOPER,
+            records.create(store, kinds.KINDS["agent"], DEVELOPER,
                            {"name": f"Agent {n}", "about": "seeded by bench.coldstart", "metadata": {"n": n}})
     finally:
         os.environ.clear()

@@ -13,7 +13,7 @@ a session whose history already holds N messages, and, in the same run, the benc
   what it has to read first (items, bytes, RCU), what it writes (items, bytes, WCU), its DynamoDB
   calls, and the median wall time of a few repetitions (each repetition appends one more message);
 - reading the last 20 messages: ours `history.get(store, developer, session_id,
-  {"limit": "20", "order": "desc"})`, theirs the `.messages` property (the whole item), then its
+  HistoryQuery(limit=20, descending=True))`, theirs the `.messages` property (the whole item), then its
   last 20; both answers are checked against what was seeded.
 
 Content is realistic text, 400 to 600 bytes a message, from a seeded random, and the same for
@@ -23,7 +23,7 @@ the last 20 are the same 20 at every N (10 messages at N = 10), and any differen
 from N alone.
 
 Seeding: ours through `history.append_messages` in appends of 50 (the API's maximum), after the
-agent, user and session are made through `service.create` in a table built from chalicelib.store.schema;
+agent, user and session are made through `records.create` in a table built from chalicelib.store.schema;
 theirs through `add_messages` in batches of 50, in its own table keyed by `SessionId` as langchain
 expects. When langchain's item would pass DynamoDB's 400 KB item limit, its UpdateItem is refused
 (ValidationException "Item size to update has exceeded the maximum allowed size"); the benchmark
@@ -91,7 +91,7 @@ from boto3.dynamodb.types import TypeSerializer  # noqa: E402
 from botocore.exceptions import ClientError  # noqa: E402
 from moto import mock_aws  # noqa: E402
 
-from chalicelib.rules import history, service
+from chalicelib.rules import history, kinds, records
 from chalicelib.store import schema
 from chalicelib import store  # noqa: E402
 
@@ -220,13 +220,13 @@ class Ours:
     def __init__(self, bench: "Bench") -> None:
         self.bench = bench
         self.store = bench.store
-        self.agent = service.create(self.store, service.AGENTS, DEVELOPER,
+        self.agent = records.create(self.store, kinds.AGENTS, DEVELOPER,
                                     {"name": "Sara", "about": "A running coach"}).id
-        self.user = service.create(self.store, service.USERS, DEVELOPER,
+        self.user = records.create(self.store, kinds.USERS, DEVELOPER,
                                    {"name": "Ann", "about": "Training for a half marathon"}).id
 
     def new_session(self, n: int) -> str:
-        return service.create(self.store, service.SESSIONS, DEVELOPER, {
+        return records.create(self.store, kinds.SESSIONS, DEVELOPER, {
             "agent_id": self.agent, "user_id": self.user, "situation": SITUATION,
             "metadata": {"bench": f"history-{n}"}}).id
 
@@ -235,7 +235,7 @@ class Ours:
 
     def last(self, session: str) -> list[tuple[str, str]]:
         """The last 20, newest first, as (role, content)."""
-        page = history.get(self.store, DEVELOPER, session, {"limit": str(LAST), "order": "desc"})
+        page = history.get(self.store, DEVELOPER, session, history.HistoryQuery(limit=LAST, descending=True))
         return [(m.role, m.content) for m in page["items"]]
 
 

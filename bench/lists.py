@@ -5,16 +5,17 @@
     .venv/bin/python -m bench.lists --sizes 1000,10000 --reps 5
 
 For every N it makes a fresh moto table (from chalicelib.store.schema), seeds N sessions for two
-developers through `service.create`, then for each filter compares, in the same run:
+developers through `records.create`, then for each filter compares, in the same run:
 
-- ours: `lists.list_records(store, SESSIONS, developer, {"metadata_filter": ..., "limit": "20"})`;
+- ours: `lists.list_records(store, SESSIONS, developer, queries.list_query(...))` of
+  `{"metadata_filter": ..., "limit": "20"}`;
 - baseline: one Scan of the whole table with a FilterExpression, paged through LastEvaluatedKey
   (what Julep did), then sorted like ours.
 
 It counts DynamoDB calls, items read and RCU (bench/meter.py says how), times the median of a few
 repetitions, checks both answers against the seeded data, measures what a session create and a
 metadata PATCH write, prints a Markdown report, writes bench/results/lists.json and rewrites the
-figures section of docs/performance.md. It relies only on service.create / update /
+figures section of docs/performance.md. It relies only on records.create / update /
 list_records, store.Store and schema, never on the store's keys, so it measures whatever list
 design is in place.
 """
@@ -46,9 +47,10 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer  # noqa: E402
 from botocore.exceptions import ClientError  # noqa: E402
 from moto import mock_aws  # noqa: E402
 
-from chalicelib.rules import lists, service
-from chalicelib.store import schema
 from chalicelib import store  # noqa: E402
+from chalicelib.rules import kinds, lists, records  # noqa: E402
+from chalicelib.store import schema  # noqa: E402
+from chalicelib.web import queries  # noqa: E402
 
 from .meter import WRITE_OPS, Meter, Tally, read_cost, write_cost  # noqa: E402
 from .report import log, publish, update_doc  # noqa: E402
@@ -186,14 +188,14 @@ class Bench:
 
     def seed(self) -> dict[str, Any]:
         per_developer = self.n // len(DEVELOPERS)
-        agents = {d: service.create(self.store, service.AGENTS, d, {"name": "a"}).id for d in DEVELOPERS}
+        agents = {d: records.create(self.store, kinds.AGENTS, d, {"name": "a"}).id for d in DEVELOPERS}
         started = time.perf_counter()
         step = max(1, self.n // 10)
         done = 0
         for index in range(per_developer):
             for developer in DEVELOPERS:   # interleaved, as two live developers would be
                 metadata = self.metadata(index, per_developer)
-                created = service.create(self.store, service.SESSIONS, developer, {
+                created = records.create(self.store, kinds.SESSIONS, developer, {
                     "agent_id": agents[developer], "situation": SITUATION, "metadata": metadata})
                 self.sessions[developer].append({"id": created.id, "created_at": created.created_at,
                                                  "metadata": metadata})
@@ -216,8 +218,9 @@ class Bench:
     # the two ways to list ------------------------------------------------------------------------
 
     def ours(self, developer: str, wanted: dict[str, Any]) -> list[str]:
-        answer = lists.list_records(self.store, service.SESSIONS, developer,
-                                      {"metadata_filter": json.dumps(wanted), "limit": str(PAGE)})
+        params = {"metadata_filter": json.dumps(wanted), "limit": str(PAGE)}   # as the query string says it
+        answer = lists.list_records(self.store, kinds.SESSIONS, developer,
+                                    queries.list_query(kinds.SESSIONS, developer, params))
         return [_id_of(item) for item in answer["items"]]
 
     def baseline(self, developer: str, wanted: dict[str, Any]) -> list[str]:
@@ -280,7 +283,7 @@ class Bench:
     def write_costs(self, developer: str) -> list[dict[str, Any]]:
         """Create and PATCH, for a session with several indexed metadata values and one with none.
         Each is done 3 times on fresh sessions; the figures are the median."""
-        agent = service.create(self.store, service.AGENTS, developer, {"name": "a"}).id
+        agent = records.create(self.store, kinds.AGENTS, developer, {"name": "a"}).id
         with_metadata = lambda: {"agent_id": agent, "situation": SITUATION, "metadata": {  # noqa: E731
             "env": "prod", "plan": "pro", "db_uuid": str(uuid.uuid4()), "tenant": "t-bench-writes"}}
         without = lambda: {"agent_id": agent, "situation": SITUATION}  # noqa: E731
@@ -294,15 +297,15 @@ class Bench:
         for name, body, patch in cases:
             samples = []
             for _ in range(3):
-                sid = None if patch is None else service.create(
-                    self.store, service.SESSIONS, developer, body()).id
+                sid = None if patch is None else records.create(
+                    self.store, kinds.SESSIONS, developer, body()).id
                 tally = Tally(writes=True)
                 self.meter.tally = tally
                 try:
                     if patch is None:
-                        service.create(self.store, service.SESSIONS, developer, body())
+                        records.create(self.store, kinds.SESSIONS, developer, body())
                     else:
-                        service.update(self.store, service.SESSIONS, developer, sid, patch, replace=False)
+                        records.update(self.store, kinds.SESSIONS, developer, sid, patch, replace=False)
                 finally:
                     self.meter.tally = None
                 samples.append(write_cost(tally.calls).as_dict())
@@ -360,7 +363,7 @@ def run_size(raw: Any, n: int, reps: int) -> dict[str, Any]:
     try:
         seeding = bench.seed()
         log(f"  seeding: {seeding['sessions']:,} sessions in {seeding['seconds']} s "
-            f"({seeding['ms_per_session']} ms/session, through service.create)")
+            f"({seeding['ms_per_session']} ms/session, through records.create)")
         developer = DEVELOPERS[0]
         lists = []
         for name, wanted in filters_for(bench):
@@ -453,7 +456,7 @@ def markdown(report: dict[str, Any]) -> str:
     out += ["", "### Seeding", ""]
     for n in sizes:
         s = report["seeding"][str(n)]
-        out.append(f"- N = {n:,}: {s['sessions']:,} sessions through `service.create` in {s['seconds']} s "
+        out.append(f"- N = {n:,}: {s['sessions']:,} sessions through `records.create` in {s['seconds']} s "
                    f"({s['ms_per_session']} ms/session).")
     out += ["", "Latency on moto is not a target: moto's Query sorts the whole table on every call "
             "(`all_items()` in `moto/dynamodb/models/table.py`), so on moto any query's latency grows "
@@ -484,7 +487,7 @@ How it counts (`bench/meter.py`):
   after it; WCU is 1 per 1 KB per item (of the larger of before and after), doubled inside a
   TransactWriteItems. Condition checks are counted apart.
 - The per-request API-key GetItem is not included (both sides would pay it).
-- Seeding goes through `service.create`, so the table holds exactly what the service writes. To
+- Seeding goes through `records.create`, so the table holds exactly what the service writes. To
   make it affordable, the benchmark stops moto from deep-copying the whole table before each
   transaction (its rollback snapshot, which makes seeding quadratic: 250 creates took 85 s);
   moto still checks every condition, and the run stops if any transaction is cancelled.

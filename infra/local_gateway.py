@@ -34,7 +34,7 @@ from chalice.config import Config
 from chalice.local import LambdaContext, LambdaEventConverter, MatchResult, RouteMatcher
 
 from chalicelib.shared import jsonio
-from chalicelib.shared.errors import error_body
+from chalicelib.shared.errors import STATUSES, code_for, error_body
 from infra.gateway_responses import RESPONSES
 
 MAX_BODY = 10 * 1024 * 1024      # API Gateway's payload limit
@@ -48,9 +48,9 @@ _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 class _Refused(Exception):
     """A request the gateway answers itself, without the app."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+        self.code, self.message = code, message
 
 
 class _GreedyRouteMatcher(RouteMatcher):
@@ -120,15 +120,15 @@ class GatewayHandler(BaseHTTPRequestHandler):
             body = self._read_body()
             answer = self.server.call_app(self.command, self.path, dict(self.headers), body)
         except _Refused as refused:
-            self._send_error(refused.status, refused.code, refused.message)
+            self._send_error(refused.code, refused.message)
             return
         except TimeoutError:
-            self._send_error(408, "request_timeout",
+            self._send_error("request_timeout",
                              f"the request body did not arrive within {self.server.read_timeout:g} s", close=True)
             return
         except Exception:   # the app answers its own failures; this would be the glue's bug
             self.log_error("the app raised:\n%s", traceback.format_exc())
-            self._send_error(500, "internal_error", "internal error; it has been logged")
+            self._send_error("internal_error", "internal error; it has been logged")
             return
         headers = dict(answer.get("headers") or {})
         for name, values in (answer.get("multiValueHeaders") or {}).items():
@@ -147,13 +147,13 @@ class GatewayHandler(BaseHTTPRequestHandler):
         if encoding is not None:
             if length is not None or encoding.strip().lower() != "chunked":
                 self.close_connection = True
-                raise _Refused(400, "bad_request", "only Transfer-Encoding: chunked, and never with Content-Length")
+                raise _Refused("bad_request", "only Transfer-Encoding: chunked, and never with Content-Length")
             return self._read_chunked()
         if length is None:
             return None
         if not length.strip().isdigit():
             self.close_connection = True
-            raise _Refused(400, "bad_request", f"Content-Length must be a number of bytes; got {length!r}")
+            raise _Refused("bad_request", f"Content-Length must be a number of bytes; got {length!r}")
         size = int(length)
         if size > MAX_BODY:
             self.close_connection = True   # the body is not read: the connection cannot be reused
@@ -161,7 +161,7 @@ class GatewayHandler(BaseHTTPRequestHandler):
         body = self.rfile.read(size)
         if len(body) < size:
             self.close_connection = True
-            raise _Refused(400, "bad_request", f"the connection closed after {len(body)} of {size} body bytes")
+            raise _Refused("bad_request", f"the connection closed after {len(body)} of {size} body bytes")
         return body or None
 
     def _read_chunked(self) -> bytes | None:
@@ -173,7 +173,7 @@ class GatewayHandler(BaseHTTPRequestHandler):
                 size = int(line.split(b";", 1)[0].strip(), 16)
             except ValueError:
                 self.close_connection = True
-                raise _Refused(400, "bad_request", "a malformed chunk size") from None
+                raise _Refused("bad_request", "a malformed chunk size") from None
             if size == 0:
                 break
             total += size
@@ -183,7 +183,7 @@ class GatewayHandler(BaseHTTPRequestHandler):
             chunk = self.rfile.read(size)
             if len(chunk) < size or self.rfile.readline(3) not in (b"\r\n", b"\n"):
                 self.close_connection = True
-                raise _Refused(400, "bad_request", "a chunk ended early")
+                raise _Refused("bad_request", "a chunk ended early")
             chunks.append(chunk)
         while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):   # trailers, ignored
             pass
@@ -191,13 +191,11 @@ class GatewayHandler(BaseHTTPRequestHandler):
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """What http.server refuses before a handler runs (400, 414, 431, 501, 505), in our shape."""
-        status = HTTPStatus(code)
-        name = status.phrase.lower().replace(" ", "_").replace("-", "_")
-        self._send_error(code, name, message or status.phrase, close=True)
+        self._send_error(code_for(code), message or HTTPStatus(code).phrase, close=True)
 
-    def _send_error(self, status: int, code: str, message: str, close: bool = False) -> None:
+    def _send_error(self, code: str, message: str, close: bool = False) -> None:
         body = jsonio.dumps(error_body(code, message)).encode()
-        self._send(status, {"Content-Type": "application/json", "X-Request-Id": str(uuid.uuid4())}, body, close)
+        self._send(STATUSES[code], {"Content-Type": "application/json", "X-Request-Id": str(uuid.uuid4())}, body, close)
 
     def _send(self, status: int, headers: dict[str, str], body: bytes, close: bool = False) -> None:
         """The whole answer in one write (no Nagle stall between headers and body); none for HEAD."""

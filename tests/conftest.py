@@ -12,9 +12,13 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from chalicelib import store
 from chalicelib.rules import auth
 from chalicelib.store import schema
-from chalicelib import store
+from chalicelib.web.operations import OPERATIONS
+
+# Every HTTP route, as (method, path, operation name), read off the operations table.
+ROUTES = [(operation.method, operation.path, operation.name) for operation in OPERATIONS.values()]
 
 TABLE = "sessions-test"
 KEYS = {"alice": "key-alice-123", "bob": "key-bob-456"}

@@ -71,7 +71,7 @@ def test_importing_the_app_touches_no_network_and_makes_no_client():
              "def refuse(*a, **k): raise AssertionError('network touched at import')\n"
              "socket.socket.connect = refuse\n"
              "import app\n"
-             "from chalicelib.store import client as store\n"
+             "from chalicelib.store import current as store\n"
              "assert store._store is None, 'a DynamoDB client was made at import'\n"
              "print(len(app.app.routes))\n")
     done = subprocess.run([sys.executable, "-c", probe], cwd=root, env=env, capture_output=True, text=True,

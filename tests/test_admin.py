@@ -228,12 +228,12 @@ def test_check_reports_clean_data_and_a_planted_orphan(table, data, capsys):
 
 
 def test_finish_deletes_completes_what_an_interrupted_delete_left(api, table, data, capsys, monkeypatch):
-    from chalicelib.rules import service
+    from chalicelib.rules import deletes
 
-    budget = service.DELETE_BUDGET_SECONDS
-    monkeypatch.setattr(service, "DELETE_BUDGET_SECONDS", -1.0)   # the DELETE stops before its cascade
+    budget = deletes.DELETE_BUDGET_SECONDS
+    monkeypatch.setattr(deletes, "DELETE_BUDGET_SECONDS", -1.0)   # the DELETE stops before its cascade
     assert api.delete(f"/agents/{data['agent']}").status_code == 503
-    monkeypatch.setattr(service, "DELETE_BUDGET_SECONDS", budget)
+    monkeypatch.setattr(deletes, "DELETE_BUDGET_SECONDS", budget)
     assert table.pending_purges("alice") and data["session"] in raw(scan_all(table)).decode()
     code, _, err = cli(capsys, "finish-deletes", "--developer", "alice", "--table", table.table, "--budget", "-1")
     assert code == 1 and "run it again" in err and table.pending_purges("alice")

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chalicelib.rules import context, history, service
+from chalicelib.rules import context, history, kinds, records
 from chalicelib.providers import Completion
 from conftest import model_provider
 
@@ -57,8 +57,8 @@ def coverage(summarizer: Summarizer, answer) -> tuple[frozenset[int], set[int]]:
        batches=st.lists(st.lists(st.integers(0, 400), min_size=1, max_size=8), min_size=1, max_size=6))
 def test_every_turn_is_in_the_summary_or_the_context_unless_it_says_truncated(table, token_budget, batches):
     with model_provider(Summarizer()) as summarizer:
-        agent = service.create(table, service.AGENTS, "alice", {"name": "a"}).id
-        session = service.create(table, service.SESSIONS, "alice", {
+        agent = records.create(table, kinds.AGENTS, "alice", {"name": "a"}).id
+        session = records.create(table, kinds.SESSIONS, "alice", {
             "agent_id": agent, "situation": "hi", "token_budget": token_budget,
             "context_overflow": "adaptive"}).id
         said: set[int] = set()
@@ -67,14 +67,14 @@ def test_every_turn_is_in_the_summary_or_the_context_unless_it_says_truncated(ta
             history.append_messages(table, "alice", session, [
                 {"role": "user", "content": text(first + k, words), "name": None} for k, words in enumerate(batch)])
             said |= set(range(first, first + len(batch)))
-            answer = context.get(table, "alice", session, {})
+            answer = context.get(table, "alice", session)
             covered, carried = coverage(summarizer, answer)
             assert answer.tokens <= token_budget
             assert covered | carried == said or answer.truncated, (sorted(said - covered - carried), answer)
             assert not carried & covered or answer.truncated   # a turn is summarized or present, not both
         # Asked again, the context folds what waited, and nothing is lost for good.
         for _ in range(len(said) + 1):
-            answer = context.get(table, "alice", session, {})
+            answer = context.get(table, "alice", session)
             if not answer.truncated:
                 break
         covered, carried = coverage(summarizer, answer)
@@ -91,12 +91,12 @@ def test_the_reported_case_twelve_turns_in_a_budget_of_300(table, summarizer):
     """The review's case: with 12 turns and token_budget 300, the summarizer was given turns 2
     to 9, the context kept 10 and 11, turns 0 and 1 were in neither and the answer said
     truncated: false. Now the summary covers 0 to 9."""
-    agent = service.create(table, service.AGENTS, "alice", {"name": "a"}).id
-    session = service.create(table, service.SESSIONS, "alice", {
+    agent = records.create(table, kinds.AGENTS, "alice", {"name": "a"}).id
+    session = records.create(table, kinds.SESSIONS, "alice", {
         "agent_id": agent, "situation": "hi", "token_budget": 300, "context_overflow": "adaptive"}).id
     history.append_messages(table, "alice", session, [
         {"role": "user", "content": text(n, 40), "name": None} for n in range(12)])
-    answer = context.get(table, "alice", session, {})
+    answer = context.get(table, "alice", session)
     covered, carried = coverage(summarizer, answer)
     assert covered | carried == set(range(12)) and not answer.truncated
     assert covered == frozenset(range(min(carried))) and carried == set(range(min(carried), 12))
@@ -104,14 +104,14 @@ def test_the_reported_case_twelve_turns_in_a_budget_of_300(table, summarizer):
 
 def test_a_turn_longer_than_the_summarizer_takes_is_cut_and_the_answer_says_truncated(table, summarizer, monkeypatch):
     monkeypatch.setattr(context, "FOLD_MIN_TOKENS", 200)
-    agent = service.create(table, service.AGENTS, "alice", {"name": "a"}).id
-    session = service.create(table, service.SESSIONS, "alice", {
+    agent = records.create(table, kinds.AGENTS, "alice", {"name": "a"}).id
+    session = records.create(table, kinds.SESSIONS, "alice", {
         "agent_id": agent, "situation": "hi", "token_budget": 200, "context_overflow": "adaptive"}).id
     history.append_messages(table, "alice", session, [
         {"role": "user", "content": text(0, 600), "name": None},
         {"role": "user", "content": text(1, 5), "name": None}])
-    answer = context.get(table, "alice", session, {})
+    answer = context.get(table, "alice", session)
     covered, carried = coverage(summarizer, answer)
     assert answer.truncated and 0 in covered and 1 in carried
-    again = context.get(table, "alice", session, {})
+    again = context.get(table, "alice", session)
     assert not again.truncated and coverage(summarizer, again) == (covered, carried)

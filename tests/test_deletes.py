@@ -5,9 +5,9 @@ import threading
 
 import pytest
 
-from chalicelib.rules import history, service
+from chalicelib.rules import deletes, history, records
 from chalicelib.shared.errors import DeletionInProgress
-from chalicelib.rules.service import AGENTS, SESSIONS
+from chalicelib.rules.kinds import AGENTS, SESSIONS
 from conftest import count_conflicts
 
 # Cascades across Query pages and BatchWriteItem batches, and concurrent writers: on DynamoDB Local too.
@@ -54,7 +54,7 @@ def test_an_agent_delete_past_its_budget_answers_503_and_the_retry_finishes_it(a
     sessions = [api.post("/sessions", {"agent_id": agent_id, "user_id": user_id}).json["id"] for _ in range(3)]
     for session_id in sessions:
         append(api, session_id, 30)
-    monkeypatch.setattr(service, "DELETE_BUDGET_SECONDS", -1.0)  # every check finds the budget spent
+    monkeypatch.setattr(deletes, "DELETE_BUDGET_SECONDS", -1.0)  # every check finds the budget spent
 
     stopped = api.delete(f"/agents/{agent_id}")
     assert stopped.status_code == 503
@@ -63,7 +63,7 @@ def test_an_agent_delete_past_its_budget_answers_503_and_the_retry_finishes_it(a
     assert api.get(f"/agents/{agent_id}").status_code == 404  # gone at once, cascade or not
     assert mentioning(table, *sessions)  # the cascade has not run yet
 
-    monkeypatch.setattr(service, "DELETE_BUDGET_SECONDS", 20.0)
+    monkeypatch.setattr(deletes, "DELETE_BUDGET_SECONDS", 20.0)
     finished = api.delete(f"/agents/{agent_id}")
     assert finished.status_code == 202 and finished.json["id"] == agent_id
     assert mentioning(table, agent_id, *sessions) == set()
@@ -88,15 +88,15 @@ def test_a_cascade_that_crashed_midway_is_finished_by_the_sweep(api, table, agen
 
     monkeypatch.setattr(table, "delete_history_batch", crash_on_third)
     with pytest.raises(RuntimeError):
-        service.delete(table, AGENTS, "alice", agent_id)
+        deletes.delete(table, AGENTS, "alice", agent_id)
     monkeypatch.setattr(table, "delete_history_batch", real_batch)
     assert mentioning(table, *sessions), "the crash left work behind"
     assert {kind for kind, _ in table.pending_purges("alice")} == {"agent", "session"}
 
-    assert service.finish_pending_deletes(table, "alice") == 2
+    assert deletes.finish_pending_deletes(table, "alice") == 2
     assert mentioning(table, agent_id, *sessions) == set()
     assert table.pending_purges("alice") == []
-    assert service.finish_pending_deletes(table, "alice") == 0
+    assert deletes.finish_pending_deletes(table, "alice") == 0
 
 
 def test_clearing_history_past_its_budget_answers_503_and_the_retry_finishes(api, table, session_id):
@@ -120,7 +120,7 @@ def test_concurrent_patches_of_one_session_all_survive(calls_atomic, session_id,
     def writer(n: int) -> None:
         barrier.wait()
         try:
-            service.update(table, SESSIONS, "alice", session_id, {"metadata": {f"writer{n}": n}}, replace=False)
+            records.update(table, SESSIONS, "alice", session_id, {"metadata": {f"writer{n}": n}}, replace=False)
         except BaseException as exc:  # noqa: BLE001 - reported below
             failures.append(exc)
 
@@ -130,6 +130,6 @@ def test_concurrent_patches_of_one_session_all_survive(calls_atomic, session_id,
     for thread in threads:
         thread.join()
     assert failures == []
-    metadata = service.get(table, SESSIONS, "alice", session_id).metadata
+    metadata = records.get(table, SESSIONS, "alice", session_id).answer.metadata
     assert metadata == {"db_uuid": "1234", **{f"writer{n}": n for n in range(8)}}
     assert conflicts, "the writers never collided, so this run proved nothing"

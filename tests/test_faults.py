@@ -48,7 +48,7 @@ from moto.core.botocore_stubber import MockRawResponse
 from moto.core.models import botocore_stubber
 
 from chalicelib.tools import consistency
-from chalicelib.rules import service
+from chalicelib.rules import conflicts, deletes, records
 from chalicelib import store as store_module
 from chalicelib.store import table as store_table
 
@@ -231,7 +231,8 @@ def faulty(table, monkeypatch) -> Faulty:
     backoff, store_sleeps = Sleeps(), Sleeps()
     monkeypatch.setattr(botocore.endpoint, "time", backoff)
     monkeypatch.setattr(store_table, "time", store_sleeps)
-    monkeypatch.setattr(service, "time", store_sleeps)
+    monkeypatch.setattr(conflicts, "time", store_sleeps)
+    monkeypatch.setattr(deletes, "time", store_sleeps)
     return Faulty(wire, backoff, store_sleeps)
 
 
@@ -272,8 +273,8 @@ def test_one_dynamodb_call_at_its_worst_ends_inside_api_gateways_29_seconds(tabl
     assert worst < API_GATEWAY_SECONDS, f"one call can take {worst:.0f} s"
     # A DELETE's cascade checks its budget between calls, so one more call may start just before
     # the budget runs out: budget + one call must fit too (docs/design.md "Cascading deletes").
-    assert service.DELETE_BUDGET_SECONDS + worst <= API_GATEWAY_SECONDS, \
-        f"{service.DELETE_BUDGET_SECONDS:.0f} s budget + {worst:.0f} s call"
+    assert deletes.DELETE_BUDGET_SECONDS + worst <= API_GATEWAY_SECONDS, \
+        f"{deletes.DELETE_BUDGET_SECONDS:.0f} s budget + {worst:.0f} s call"
 
 
 # --- one fault, retried -------------------------------------------------------------------------
@@ -462,7 +463,7 @@ def test_a_cascade_cut_by_faults_leaves_nothing_readable_and_the_retry_and_sweep
     faulty.wire.persistent.clear()
     assert api.delete(f"/agents/{agent_id}").status_code == 202
     assert [api.get(f"/sessions/{s}").status_code for s in sessions] == [404, 404]
-    service.finish_pending_deletes(table, "alice")
+    deletes.finish_pending_deletes(table, "alice")
     assert mentioning(table, agent_id, *sessions) == set()
     assert table.pending_purges("alice") == []
     assert_consistent(table, "alice")
@@ -800,7 +801,7 @@ def test_under_faults_nothing_is_half_written_and_every_acknowledged_write_is_th
 
     # Faults off. Finish what faults cut short, as the sweep would, then nothing is half-written.
     for developer in ("alice", "bob"):
-        service.finish_pending_deletes(table, developer)
+        deletes.finish_pending_deletes(table, developer)
         assert table.pending_purges(developer) == []
     assert_consistent(table, "alice", "bob")
 

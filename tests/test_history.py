@@ -81,7 +81,7 @@ def test_many_writers_lose_nothing_and_keep_each_writers_order(calls_atomic, ses
     assert created == sorted(created)
     assert lost_races, "no append ever lost a race to another, so this run proved nothing"
     # The API answers the same order, page after page.
-    assert [m.content for m in history.get(table, "alice", session_id, {"limit": "1000"})["items"]] == texts
+    assert [m.content for m in history.get(table, "alice", session_id, history.HistoryQuery(limit=1000))["items"]] == texts
 
 
 def test_an_append_from_a_lagging_clock_still_lands_after_the_newest(api, session_id, monkeypatch):

@@ -18,8 +18,10 @@ ROOT = Path(__file__).resolve().parent.parent
 OPTIONAL_HEAVY = ["jinja2", "chalicelib.rules.templates", "chalicelib.providers", "chalicelib.web.openapi", "moto", "aws_cdk"]
 # Imported by chalicelib/web/operations.py when an operation first runs; with them the pydantic
 # models (chalicelib.rules.models) and pydantic's model machinery (pydantic.main).
-ON_FIRST_USE = ["chalicelib.rules.service", "chalicelib.rules.lists", "chalicelib.rules.history", "chalicelib.rules.context",
-                "chalicelib.rules.chat", "chalicelib.rules.idempotency", "chalicelib.rules.models", "pydantic.main"]
+ON_FIRST_USE = ["chalicelib.rules.kinds", "chalicelib.rules.records", "chalicelib.rules.deletes",
+                "chalicelib.rules.validation", "chalicelib.rules.conflicts", "chalicelib.rules.lists",
+                "chalicelib.rules.history", "chalicelib.rules.context", "chalicelib.rules.chat",
+                "chalicelib.rules.idempotency", "chalicelib.rules.models", "pydantic.main"]
 
 
 def fresh(script: str) -> dict:
@@ -38,9 +40,10 @@ def loaded(names):
 
 def test_import_app_registers_every_route_and_loads_nothing_it_can_leave_for_later():
     answer = fresh("import app\n" + LOADED + f"""
-routes = [[method, path] for method, path, _ in app.ROUTES if method not in app.app.routes.get(path, {{}})]
+from chalicelib.web.operations import OPERATIONS
+routes = [[op.method, op.path] for op in OPERATIONS.values() if op.method not in app.app.routes.get(op.path, {{}})]
 print(json.dumps({{"heavy": loaded({OPTIONAL_HEAVY!r}), "deferred": loaded({ON_FIRST_USE!r}),
-                   "unregistered": routes, "routes": len(app.ROUTES)}}))
+                   "unregistered": routes, "routes": len(OPERATIONS)}}))
 """)
     assert answer["routes"] >= 23 and answer["unregistered"] == [], "import app must still register every route"
     assert answer["heavy"] == [], f"import app loads optional heavy modules: {answer['heavy']}"
@@ -53,13 +56,13 @@ def test_an_operation_imports_its_modules_when_it_first_runs():
     answer = fresh("import app\nfrom chalicelib.web import operations\n" + LOADED + f"""
 operations.OPERATIONS["agents.get"].run  # looking an operation up imports nothing
 before = loaded({ON_FIRST_USE!r})
-kind = operations.service.KINDS["agent"]
+kind = operations.kind_of("agent")
 print(json.dumps({{"before": before, "after": loaded({ON_FIRST_USE!r}), "kind": kind.name,
                    "heavy": loaded({OPTIONAL_HEAVY!r})}}))
 """)
     assert answer["before"] == []
     assert answer["kind"] == "agent"
-    assert {"chalicelib.rules.service", "chalicelib.rules.models", "chalicelib.rules.idempotency"} <= set(answer["after"])
+    assert {"chalicelib.rules.kinds", "chalicelib.rules.models"} <= set(answer["after"])
     assert not {"chalicelib.rules.chat", "chalicelib.rules.context"} & set(answer["after"])
     assert answer["heavy"] == []
 

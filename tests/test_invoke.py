@@ -12,6 +12,7 @@ from botocore.exceptions import ClientError
 from chalice.test import Client
 
 import app as app_module
+from conftest import ROUTES
 from chalicelib.web import invoke, openapi
 from chalicelib import providers
 from chalicelib.web.operations import OPERATIONS
@@ -100,11 +101,11 @@ def cases(w):
 
 def test_the_cases_cover_every_operation_and_every_route():
     fake = {"agent_id": "a", "user_id": "u", "session_id": "s"}
-    assert set(cases(fake)) == set(OPERATIONS) == {name for _, _, name in app_module.ROUTES}
+    assert set(cases(fake)) == set(OPERATIONS) == {name for _, _, name in ROUTES}
 
 
 def _route(name):
-    return next((method, path) for method, path, op in app_module.ROUTES if op == name)
+    return next((method, path) for method, path, op in ROUTES if op == name)
 
 
 def _http_path(path, params):
@@ -256,17 +257,17 @@ def test_a_malformed_event_is_a_400_that_writes_nothing(lambda_client, table, ev
 
 
 def test_failures_answer_500_or_503_without_internals(lambda_client, world, monkeypatch, table):
-    import chalicelib.rules.service
+    import chalicelib.rules.records
 
     def boom(*args, **kwargs):
         raise RuntimeError("secret-internal-detail")
 
-    real_get = chalicelib.rules.service.get
-    monkeypatch.setattr(chalicelib.rules.service, "get", boom)
+    real_get = chalicelib.rules.records.get
+    monkeypatch.setattr(chalicelib.rules.records, "get", boom)
     answer = call(lambda_client, "agents.get", agent_id=world["agent_id"])
     assert answer["status"] == 500 and answer["body"]["error"]["code"] == "internal_error"
     assert "secret" not in json.dumps(answer)
-    monkeypatch.setattr(chalicelib.rules.service, "get", real_get)
+    monkeypatch.setattr(chalicelib.rules.records, "get", real_get)
 
     def throttled(*args, **kwargs):
         raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "slow down"}}, "Query")
@@ -280,7 +281,7 @@ def test_failures_answer_500_or_503_without_internals(lambda_client, world, monk
 # --- the documented schema -----------------------------------------------------------------------------
 
 def test_the_schema_in_docs_is_the_one_the_code_generates():
-    assert SCHEMA == openapi.invoke_event_schema(app_module.ROUTES), \
+    assert SCHEMA == openapi.invoke_event_schema(), \
         "docs/invoke-event.schema.json is stale: run `python -m chalicelib.web.openapi`"
     assert set(SCHEMA["properties"]["operation"]["enum"]) == set(OPERATIONS)
 

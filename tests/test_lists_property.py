@@ -42,13 +42,20 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 
 from chalicelib.tools import consistency
-from chalicelib.rules import history, lists, service
+from chalicelib.rules import deletes, history, kinds, lists
+from chalicelib.rules import records as record_rules
+from chalicelib.web import queries
 from chalicelib.store import schema
 from chalicelib import store
 from chalicelib.shared.errors import BadRequest, NotFound
 
 DEVELOPERS = ("alice", "bob")
-KINDS = {"agent": service.AGENTS, "user": service.USERS, "session": service.SESSIONS}
+KINDS = {"agent": kinds.AGENTS, "user": kinds.USERS, "session": kinds.SESSIONS}
+
+
+def listed(store, kind, developer: str, params: dict[str, str]) -> dict[str, Any]:
+    """A list as the edge runs it: the query string read (web/queries.py), then the rules."""
+    return lists.list_records(store, kind, developer, queries.list_query(kind, developer, params))
 # Fields besides metadata and timestamps that the model tracks per kind.
 FIELDS = {"agent": ("name", "about"), "user": ("name", "about"),
           "session": ("agent_id", "user_id", "situation", "render_templates")}
@@ -164,9 +171,9 @@ class ListsMachine(RuleBasedStateMachine):
                 missing_parent: bool, read_back: bool = True) -> None:
         if missing_parent:
             with pytest.raises(NotFound):
-                service.create(self.store, KINDS[kind], developer, body)
+                record_rules.create(self.store, KINDS[kind], developer, body)
             return
-        created = service.create(self.store, KINDS[kind], developer, body)
+        created = record_rules.create(self.store, KINDS[kind], developer, body)
         record = {**defaults, **{k: copy.deepcopy(v) for k, v in body.items() if v is not None},
                   "id": created.id, "created_at": created.created_at, "updated_at": created.created_at}
         self.model[developer][kind][created.id] = record
@@ -175,7 +182,7 @@ class ListsMachine(RuleBasedStateMachine):
         self.touched.add(developer)
         self.written = (kind, developer, record)
         if read_back:
-            self._check_item(kind, service.get(self.store, KINDS[kind], developer, created.id), record)
+            self._check_item(kind, record_rules.get(self.store, KINDS[kind], developer, created.id).answer, record)
 
     def _update(self, kind: str, pick: int, other: bool, body: dict[str, Any], replace: bool) -> None:
         record_id = self._pick(kind, pick)
@@ -183,11 +190,11 @@ class ListsMachine(RuleBasedStateMachine):
         record = self.model[developer][kind].get(record_id)
         if record is None:
             with pytest.raises(NotFound):
-                service.update(self.store, KINDS[kind], developer, record_id, body, replace=replace)
+                record_rules.update(self.store, KINDS[kind], developer, record_id, body, replace=replace)
             self._unchanged(kind, record_id)
             return
         self.touched.add(developer)
-        updated = service.update(self.store, KINDS[kind], developer, record_id, body, replace=replace)
+        updated = record_rules.update(self.store, KINDS[kind], developer, record_id, body, replace=replace).answer
         before = _spelled({k: v for k, v in record.items() if k != "updated_at"})
         for name, value in body.items():
             if value is None:
@@ -207,7 +214,7 @@ class ListsMachine(RuleBasedStateMachine):
             assert updated.id == record_id and updated.updated_at > record["updated_at"]
         record["updated_at"] = updated.updated_at
         self.written = (kind, developer, record)
-        self._check_item(kind, service.get(self.store, KINDS[kind], developer, record_id), record)
+        self._check_item(kind, record_rules.get(self.store, KINDS[kind], developer, record_id).answer, record)
 
     def _delete(self, kind: str, pick: int, other: bool) -> None:
         record_id = self._pick(kind, pick)
@@ -215,11 +222,11 @@ class ListsMachine(RuleBasedStateMachine):
         records = self.model[developer]
         if record_id not in records[kind]:
             with pytest.raises(NotFound):
-                service.delete(self.store, KINDS[kind], developer, record_id)
+                deletes.delete(self.store, KINDS[kind], developer, record_id)
             self._unchanged(kind, record_id)
             return
         self.touched.add(developer)
-        service.delete(self.store, KINDS[kind], developer, record_id)
+        deletes.delete(self.store, KINDS[kind], developer, record_id)
         self.written = (kind, developer, records[kind][record_id])  # lists around it must lack it
         gone = [(kind, record_id)]
         del records[kind][record_id]
@@ -228,13 +235,13 @@ class ListsMachine(RuleBasedStateMachine):
         for gone_kind, gone_id in gone:
             records[gone_kind].pop(gone_id, None)
             with pytest.raises(NotFound):
-                service.get(self.store, KINDS[gone_kind], developer, gone_id)
+                record_rules.get(self.store, KINDS[gone_kind], developer, gone_id).answer
 
     def _unchanged(self, kind: str, record_id: str) -> None:
         """After a refused write: the record, if its owner still has it, is as it was."""
         owner = self.owner[record_id]
         if record_id in self.model[owner][kind]:
-            self._check_item(kind, service.get(self.store, KINDS[kind], owner, record_id),
+            self._check_item(kind, record_rules.get(self.store, KINDS[kind], owner, record_id).answer,
                              self.model[owner][kind][record_id])
 
     def _filter_from(self, data: st.DataObject, kind: str, developer: str,
@@ -283,7 +290,7 @@ class ListsMachine(RuleBasedStateMachine):
         """One page holding the whole answer: the model's matching records, in order."""
         expected = self._expected(kind, developer, wanted, parents, sort_by, order)
         params = {"metadata_filter": _json(wanted), "sort_by": sort_by, "order": order, **parents}
-        answer = lists.list_records(self.store, KINDS[kind], developer, params)
+        answer = listed(self.store, KINDS[kind], developer, params)
         assert [item.id for item in answer["items"]] == [r["id"] for r in expected], (kind, params)
         for item, record in zip(answer["items"], expected):
             self._check_item(kind, item, record)
@@ -306,7 +313,7 @@ class ListsMachine(RuleBasedStateMachine):
         got: list[str] = []
         params = {**base, "limit": str(limit)}
         for page in range(len(expected) // limit + 1):
-            answer = lists.list_records(self.store, KINDS[kind], developer, params)
+            answer = listed(self.store, KINDS[kind], developer, params)
             chunk = expected[page * limit:(page + 1) * limit]
             ids = [item.id for item in answer["items"]]
             assert not set(ids) & other_ids, f"{developer} sees {other}'s records"
@@ -322,7 +329,7 @@ class ListsMachine(RuleBasedStateMachine):
                 break
             if page == 0:  # a cursor continues one developer's one query only
                 with pytest.raises(BadRequest):
-                    lists.list_records(self.store, KINDS[kind], other, {**params, "cursor": answer["next_cursor"]})
+                    listed(self.store, KINDS[kind], other, {**params, "cursor": answer["next_cursor"]})
             params = {**base, "limit": str(limit), "cursor": answer["next_cursor"]}
         assert got == want_ids
 
@@ -331,7 +338,7 @@ class ListsMachine(RuleBasedStateMachine):
             return
         got = []
         for offset in range(0, len(expected) + 1, offset_limit):
-            answer = lists.list_records(self.store, KINDS[kind], developer,
+            answer = listed(self.store, KINDS[kind], developer,
                                           {**base, "limit": str(offset_limit), "offset": str(offset)})
             ids = [item.id for item in answer["items"]]
             assert ids == want_ids[offset:offset + offset_limit], (
@@ -455,7 +462,7 @@ class ListsMachine(RuleBasedStateMachine):
             history.append(self.store, developer, session_id, body)
             # An append is activity: the session moves forward in the update order.
             record = self.model[developer]["session"][session_id]
-            moved = service.get(self.store, service.SESSIONS, developer, session_id).updated_at
+            moved = record_rules.get(self.store, kinds.SESSIONS, developer, session_id).answer.updated_at
             assert moved > record["updated_at"]
             record["updated_at"] = moved
             self.touched.add(developer)

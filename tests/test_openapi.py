@@ -13,10 +13,11 @@ import schemathesis
 from openapi_spec_validator import validate
 
 import app as app_module
-from chalicelib.rules import history, service
+from conftest import ROUTES
+from chalicelib.rules import history, kinds, records
 from chalicelib.web import openapi
 from chalicelib import providers
-from chalicelib.web.operations import OPERATIONS
+from chalicelib.web.operations import OPENAPI_PATH, OPERATIONS
 from chalicelib.providers import Completion
 from conftest import KEYS
 
@@ -25,7 +26,7 @@ MAX_EXAMPLES = 20          # fuzzed cases per operation, besides the coverage ph
 DEVELOPER = "alice"
 AUTHORIZATION = {"Authorization": f"Bearer {KEYS[DEVELOPER]}"}
 
-DOCUMENT = openapi.document(app_module.ROUTES)
+DOCUMENT = openapi.document()
 CONFIG = schemathesis.Config.from_dict({
     "seed": SEED,
     "generation": {"max-examples": MAX_EXAMPLES, "deterministic": True, "database": "none",
@@ -78,11 +79,11 @@ def test_the_document_is_served_without_a_key(base_url):
 def test_the_document_lists_every_route_exactly():
     documented = {(method.upper(), path, operation["operationId"])
                   for path, item in DOCUMENT["paths"].items() for method, operation in item.items()}
-    assert documented == {*app_module.ROUTES, ("GET", openapi.DOCUMENT_PATH, "openapi.get")}
+    assert documented == {*ROUTES, ("GET", OPENAPI_PATH, "openapi.get")}
 
 
 def test_each_operation_has_the_status_body_and_idempotency_it_runs_with():
-    for method, path, name in app_module.ROUTES:
+    for method, path, name in ROUTES:
         operation, documented = OPERATIONS[name], DOCUMENT["paths"][path][method.lower()]
         successes = [status for status in documented["responses"] if int(status) < 400]
         headers = {p["name"] for p in documented["parameters"] if p["in"] == "header"}
@@ -101,7 +102,7 @@ def test_every_route_but_the_document_needs_a_key():
         "type": "http", "scheme": "bearer", "description": "an API key of the service"}
     public = [(path, method) for path, item in DOCUMENT["paths"].items()
               for method, operation in item.items() if operation.get("security") == []]
-    assert public == [(openapi.DOCUMENT_PATH, "get")]
+    assert public == [(OPENAPI_PATH, "get")]
 
 
 def test_every_error_has_the_one_error_schema():
@@ -134,9 +135,9 @@ class Live:
 
     def current(self) -> dict[str, str]:
         if not self.ids:
-            agent = service.create(self.store, service.AGENTS, DEVELOPER, {"name": "Sara", "instructions": ["Be kind"]})
-            user = service.create(self.store, service.USERS, DEVELOPER, {"name": "Ann"})
-            session = service.create(self.store, service.SESSIONS, DEVELOPER, {
+            agent = records.create(self.store, kinds.AGENTS, DEVELOPER, {"name": "Sara", "instructions": ["Be kind"]})
+            user = records.create(self.store, kinds.USERS, DEVELOPER, {"name": "Ann"})
+            session = records.create(self.store, kinds.SESSIONS, DEVELOPER, {
                 "agent_id": agent.id, "user_id": user.id, "situation": "a coach", "metadata": {"db_uuid": "1234"}})
             history.append(self.store, DEVELOPER, session.id, {"messages": [
                 {"role": "user", "content": "hello"}, {"role": "assistant", "content": "hi"}]})

@@ -10,12 +10,12 @@ import uuid
 
 import pytest
 
-from chalicelib.rules import auth, lists, service
+from chalicelib.rules import auth, kinds, lists, records
 from chalicelib import providers
 from chalicelib.shared.errors import BadRequest, Conflict, ValidationFailed
-from chalicelib.web.operations import Call, dispatch
+from chalicelib.web.operations import OPERATIONS, Call, dispatch
 from chalicelib.providers import Completion
-from chalicelib.rules.service import AGENTS
+from chalicelib.rules.kinds import AGENTS
 from conftest import KEYS, InterceptedClient, scan_all as all_items
 
 
@@ -48,7 +48,7 @@ def test_get_answers_an_etag_that_if_match_must_name(api, plural, body):
 def test_if_match_on_a_session_and_its_concurrent_writer(api, table, session_id):
     tag = api.get(f"/sessions/{session_id}").headers["ETag"]
     # Another writer changes it first: the conditional PATCH must not overwrite that change.
-    service.update(table, service.SESSIONS, "alice", session_id, {"metadata": {"other": 1}}, replace=False)
+    records.update(table, kinds.SESSIONS, "alice", session_id, {"metadata": {"other": 1}}, replace=False)
     answer = api.patch(f"/sessions/{session_id}", {"metadata": {"mine": 1}}, headers={"If-Match": tag})
     assert answer.status_code == 412
     assert api.get(f"/sessions/{session_id}").json["metadata"] == {"db_uuid": "1234", "other": 1}
@@ -99,7 +99,7 @@ def test_a_delete_racing_a_patch_leaves_no_stale_index_entry(api, table, session
     def delete_after_a_patch(developer, kind, record, terms, parents=()):
         if not raced:
             raced.append(1)
-            service.update(table, service.SESSIONS, "alice", session_id, {"metadata": {"moved": True}}, replace=False)
+            records.update(table, kinds.SESSIONS, "alice", session_id, {"metadata": {"moved": True}}, replace=False)
         return real_delete(developer, kind, record, terms, parents)
 
     monkeypatch.setattr(table, "delete", delete_after_a_patch)
@@ -177,7 +177,7 @@ def test_racing_duplicates_create_exactly_one(calls_atomic):
     def create():
         barrier.wait()
         try:
-            answers.append(dispatch(table, "agents.create", Call(
+            answers.append(dispatch(table, OPERATIONS["agents.create"], Call(
                 developer="alice", body={"name": "Racer"}, idempotency_key="race")))
         except BaseException as exc:  # noqa: BLE001 - reported below
             failures.append(exc)
@@ -192,7 +192,7 @@ def test_racing_duplicates_create_exactly_one(calls_atomic):
     assert len(answers) == 6 and len(ids) == 1
     replayed = [answer for answer in answers if answer.headers.get("Idempotent-Replayed")]
     assert len(replayed) == 5
-    assert [a.id for a in lists.list_records(table, AGENTS, "alice", {})["items"]] == list(ids)
+    assert [a.id for a in lists.list_records(table, AGENTS, "alice")["items"]] == list(ids)
 
 
 def test_a_failed_create_leaves_neither_record_nor_receipt(api, table, monkeypatch):
@@ -229,10 +229,10 @@ def test_a_malformed_key_is_400_and_creates_nothing(api, key):
 def test_a_malformed_key_is_refused_in_the_service_too(table):
     for key in ("tab\there", "é", ""):
         with pytest.raises(BadRequest):
-            dispatch(table, "agents.create", Call(developer="alice", body={"name": "A"}, idempotency_key=key))
+            dispatch(table, OPERATIONS["agents.create"], Call(developer="alice", body={"name": "A"}, idempotency_key=key))
     with pytest.raises(ValidationFailed):
-        dispatch(table, "agents.create", Call(developer="alice", body={"name": 5}, idempotency_key="ok"))
-    assert lists.list_records(table, AGENTS, "alice", {})["items"] == []
+        dispatch(table, OPERATIONS["agents.create"], Call(developer="alice", body={"name": 5}, idempotency_key="ok"))
+    assert lists.list_records(table, AGENTS, "alice")["items"] == []
 
 
 # --- request ids ---------------------------------------------------------------------------------
@@ -247,10 +247,7 @@ def test_every_answer_carries_a_request_id(api, agent_id):
 def test_an_unhandled_error_is_logged_with_the_request_id_and_answers_nothing_internal(api, monkeypatch, caplog):
     def explode(*args, **kwargs):
         raise RuntimeError("secret internal detail /srv/app.py")
-    monkeypatch.setattr(service, "get", explode)
-    monkeypatch.setitem(__import__("chalicelib.web.operations", fromlist=["OPERATIONS"]).OPERATIONS, "agents.get",
-                        __import__("chalicelib.web.operations", fromlist=["Operation"]).Operation(
-                            200, lambda s, c: service.get(s, AGENTS, c.developer, c.ids["agent_id"])))
+    monkeypatch.setattr(records, "get", explode)
     with caplog.at_level(logging.INFO, logger="sessions"):
         answer = api.get(f"/agents/{uuid.uuid4()}")
     assert answer.status_code == 500

@@ -77,9 +77,9 @@ def test_refusals_are_client_errors_and_bugs_are_errors(api, agent_id, lines, mo
     api.get("/agents", key="not-a-key")
     api.get("/nothing")
     api.post("/agents", {"name": 5})
-    import chalicelib.rules.service
+    import chalicelib.rules.records
 
-    monkeypatch.setattr(chalicelib.rules.service, "get", lambda *a, **k: 1 / 0)
+    monkeypatch.setattr(chalicelib.rules.records, "get", lambda *a, **k: 1 / 0)
     api.get(f"/agents/{agent_id}")
     unauthorized, unknown, invalid, broken = lines()
     assert (unauthorized["status"], unauthorized["error_code"], unauthorized["developer_id"]) == \
@@ -133,9 +133,9 @@ def test_lines_go_to_stdout_by_default(api, capsys):
 def test_an_invocations_error_log_carries_its_request_id(table, monkeypatch, caplog):
     import logging
 
-    import chalicelib.rules.service
+    import chalicelib.rules.records
 
-    monkeypatch.setattr(chalicelib.rules.service, "get", lambda *a, **k: 1 / 0)
+    monkeypatch.setattr(chalicelib.rules.records, "get", lambda *a, **k: 1 / 0)
     with Client(app_module.app) as client, caplog.at_level(logging.ERROR, logger="sessions"):
         answer = client.lambda_.invoke(invoke.FUNCTION_NAME, {"operation": "users.get", "developer_id": "bob",
                                                               "params": {"user_id": "x"}}).payload

@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 
 import app as app_module
+from conftest import ROUTES
 from chalicelib.shared import jsonio
 from conftest import KEYS, scan_all
 
-ROUTES = app_module.ROUTES
 ROUTE_IDS = [f"{method} {path}" for method, path, _ in ROUTES]
 PER_ID_ROUTES = [route for route in ROUTES if "{" in route[1]]
 BODY_OPERATIONS = {"create", "replace", "patch", "append"}
@@ -630,8 +630,8 @@ def _assert_internal_error(response) -> None:
 
 
 def test_failure_in_the_service_is_a_500_without_internals(api, world, monkeypatch):
-    import chalicelib.rules.service
-    monkeypatch.setattr(chalicelib.rules.service, "get", _boom)
+    import chalicelib.rules.records
+    monkeypatch.setattr(chalicelib.rules.records, "get", _boom)
     _assert_internal_error(api.get(f"/agents/{world['agent_id']}"))
     _assert_internal_error(api.get(f"/sessions/{world['session_id']}"))
 

@@ -10,17 +10,16 @@ import json
 import time
 
 from chalicelib.shared import clock, jsonio
-from chalicelib.rules import context, history, models, tokens
+from chalicelib.rules import context, history, models, tokens, validation
 from chalicelib import providers
 from chalicelib.shared.errors import ProviderFailed, ValidationFailed
 from chalicelib.rules.idempotency import Receipt
-from chalicelib.rules.service import parse_body
 
 SETTING_NAMES = frozenset(models.ChatSettings.model_fields)
 
 
 def chat(store, developer: str, session_id: str, body: dict, receipt: Receipt | None = None) -> models.ChatResponse:
-    chat_input = parse_body(models.ChatInput, body)
+    chat_input = validation.parse(models.ChatInput, body)
     deadline = time.monotonic() + providers.timeout_seconds()
     new = [message.model_dump() for message in chat_input.messages]
     assembled = context.assemble(store, developer, session_id, new, recall=chat_input.recall is not False,

@@ -27,7 +27,8 @@ from typing import Any
 from chalicelib.shared import jsonio
 from chalicelib.rules import models, tokens
 from chalicelib.shared.errors import ContextOverBudget
-from chalicelib.rules.service import AGENTS, SESSIONS, USERS, existing, refuse_unknown_params, wire
+from chalicelib.rules.kinds import AGENTS, SESSIONS, USERS
+from chalicelib.rules.records import existing, wire
 from chalicelib.store import Store
 
 CEILING_TOKENS = 1_000_000       # a session with no budget still stops here (a Lambda answer is at most 6 MB)
@@ -54,9 +55,8 @@ class Assembled:
     summarized: bool = False
 
 
-def get(store: Store, developer: str, session_id: str, params: dict[str, str]) -> models.Context:
-    """GET /sessions/{id}/context, for callers that run their own model."""
-    refuse_unknown_params(params, set())
+def get(store: Store, developer: str, session_id: str) -> models.Context:
+    """The context a model would get now, for callers that run their own model."""
     assembled = assemble(store, developer, session_id)
     return models.Context(messages=assembled.messages, tokens=assembled.tokens,
                           token_budget=assembled.session.get("token_budget"),

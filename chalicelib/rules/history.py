@@ -16,18 +16,21 @@ from __future__ import annotations
 
 import hashlib
 import time
-from itertools import islice
 from collections.abc import Callable
+from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 
-from chalicelib.shared import clock
-from chalicelib.rules import cursor, models
-from chalicelib.shared.errors import BadRequest, Conflict, DeletionInProgress
-from chalicelib.rules.service import (SESSIONS, back_off, deadline_after, existing, int_param, parse_body,
-                      index_terms, refuse_unknown_params)
+from chalicelib.rules import cursor, models, validation
+from chalicelib.rules.conflicts import retry_on_conflict
+from chalicelib.rules.deletes import deadline_after
 from chalicelib.rules.idempotency import Receipt
+from chalicelib.rules.kinds import SESSIONS
+from chalicelib.rules.records import existing
+from chalicelib.shared import clock
+from chalicelib.shared.errors import DeletionInProgress
 from chalicelib.store import LAST_POSITION, Store, VersionConflict
-from chalicelib.store.keys import message_positions
+from chalicelib.store.keys import message_positions, message_time
 
 PAGE_DEFAULT, PAGE_MAX = 100, 1000
 # Rounds an append may lose to other appends of its session before a 409: eight writers appending
@@ -36,28 +39,30 @@ APPEND_ATTEMPTS = 60
 OFFSET_MAX = 10_000      # offsets are read through; past this, page with the cursor
 
 
-def get(store: Store, developer: str, session_id: str, params: dict[str, str]) -> dict[str, Any]:
-    """One page of a session's history: oldest first, or newest first with `order=desc` ("the
-    last N turns" in one query); `next_cursor` continues it while more remain."""
-    refuse_unknown_params(params, {"limit", "offset", "cursor", "order"})
-    limit = int_param(params, "limit", PAGE_DEFAULT, 1, PAGE_MAX)
-    offset = int_param(params, "offset", 0, 0, OFFSET_MAX)
-    order = params.get("order", "asc")
-    if order not in ("asc", "desc"):
-        raise BadRequest(f"order must be asc or desc; got {order!r}")
-    digest = hashlib.sha256(f"history|{session_id}|{order}".encode()).hexdigest()[:32]
-    after = None
-    if "cursor" in params:
-        if offset:
-            raise BadRequest("pass either cursor or offset, not both")
-        after = cursor.decode(params["cursor"], developer, digest)
+@dataclass(frozen=True)
+class HistoryQuery:
+    limit: int = PAGE_DEFAULT
+    offset: int = 0
+    descending: bool = False
+    after: str | None = None          # from a cursor: the position of the last message answered
+
+
+def cursor_digest(session_id: str, descending: bool) -> str:
+    """What a history cursor is bound to: the session and the order."""
+    return hashlib.sha256(f"history|{session_id}|{'desc' if descending else 'asc'}".encode()).hexdigest()[:32]
+
+
+def get(store: Store, developer: str, session_id: str, query: HistoryQuery = HistoryQuery()) -> dict[str, Any]:
+    """One page of a session's history: oldest first, or newest first (`descending`: "the last N
+    turns" in one query); `next_cursor` continues it while more remain."""
     existing(store, SESSIONS, developer, session_id)
     # One item past the page tells whether another page follows.
-    read = store.messages(developer, session_id, descending=order == "desc", after=after,
-                          page_size=min(offset + limit + 1, PAGE_MAX + 1))
-    page = list(islice(read, offset, offset + limit + 1))
-    more = len(page) > limit
-    page = page[:limit]
+    read = store.messages(developer, session_id, descending=query.descending, after=query.after,
+                          page_size=min(query.offset + query.limit + 1, PAGE_MAX + 1))
+    page = list(islice(read, query.offset, query.offset + query.limit + 1))
+    more = len(page) > query.limit
+    page = page[:query.limit]
+    digest = cursor_digest(session_id, query.descending)
     return {"items": [models.Message.model_validate(message) for _, message in page],
             "next_cursor": cursor.encode(developer, digest, page[-1][0]) if more else None}
 
@@ -65,7 +70,7 @@ def get(store: Store, developer: str, session_id: str, params: dict[str, str]) -
 def append(store: Store, developer: str, session_id: str, body: dict[str, Any],
            receipt: Receipt | None = None) -> dict[str, Any]:
     """Append messages in the order given, atomically (all stored or none)."""
-    parsed = parse_body(models.HistoryAppend, body)
+    parsed = validation.parse(models.HistoryAppend, body)
     stamped = commit(store, developer, session_id, [message.model_dump() for message in parsed.messages],
                      receipt and (lambda stamped: receipt.record(
                          201, positions=message_positions(stamped), session_id=session_id)))
@@ -87,18 +92,16 @@ def commit(store: Store, developer: str, session_id: str, messages: list[dict[st
     restamp. `receipt_for(stamped)` makes the request's idempotency receipt (which may hold an
     answer built from the stamps); `session`, a record read moments ago, saves the first read.
     The stored messages, with their ids and created_at."""
-    for attempt in range(APPEND_ATTEMPTS):
-        if session is None:
-            session = existing(store, SESSIONS, developer, session_id)
-        stamped = _stamp(store, developer, session, messages)
-        try:
-            store.append_messages(developer, session, stamped, clock.after(session["updated_at"]),
-                                  index_terms(SESSIONS, session), receipt_for and receipt_for(stamped))
-            return stamped
-        except VersionConflict as conflict:
-            back_off(attempt)
-            session = conflict.current      # the session as it is now, or None: read it again
-    raise Conflict(f"session {session_id} kept changing under this append; retry it")
+    def attempt(lost: VersionConflict | None) -> list[dict[str, Any]]:
+        # the session as the lost race left it, when DynamoDB handed it back; else read it
+        current = (lost.current if lost else session) or existing(store, SESSIONS, developer, session_id)
+        stamped = _stamp(store, developer, current, messages)
+        store.append_messages(developer, current, stamped, clock.after(current["updated_at"]),
+                              SESSIONS.terms(current), receipt_for and receipt_for(stamped))
+        return stamped
+
+    return retry_on_conflict(attempt, f"session {session_id} kept changing under this append; retry it",
+                             attempts=APPEND_ATTEMPTS)
 
 
 def _stamp(store: Store, developer: str, session: dict[str, Any], messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -107,7 +110,7 @@ def _stamp(store: Store, developer: str, session: dict[str, Any], messages: list
     if last is None:     # a session from before positions were kept on it: ask the history
         newest = store.last_message_time(developer, session["id"])
     else:
-        newest = last.split("#")[1] if last else None
+        newest = message_time(last) if last else None
     timestamp = clock.after(newest) if newest else clock.now()
     return [{"id": clock.new_id(), "role": m["role"], "content": m["content"], "name": m.get("name"),
              "created_at": timestamp} for m in messages]

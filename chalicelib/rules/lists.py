@@ -10,18 +10,18 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
 
-from chalicelib.shared import clock, jsonio
 from chalicelib.rules import cursor, filters
-from chalicelib.store import index
-from chalicelib.shared.errors import BadRequest
-from chalicelib.rules.service import LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX, Kind, int_param, refuse_unknown_params, wire
-from chalicelib.store import Store
+from chalicelib.rules.kinds import Kind
+from chalicelib.rules.records import wire
+from chalicelib.shared import jsonio
+from chalicelib.store import Store, index
 from chalicelib.store.keys import id_in, sort_key
 
+LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX = 100, 1000
 READ_CHUNK = 100          # records per BatchGetItem, entries per Query page, at most
 
 PROBE_ENTRIES = 100       # entries read at most per candidate term to compare selectivity
@@ -49,38 +49,9 @@ class ListQuery:
         return hashlib.sha256(jsonio.dumps(shape).encode("utf-8")).hexdigest()[:32]
 
 
-def parse_list_query(kind: Kind, developer: str, params: dict[str, str]) -> ListQuery:
-    known = {"limit", "offset", "metadata_filter", "sort_by", "order", "cursor", *kind.references}
-    refuse_unknown_params(params, known)
-    sort_by = params.get("sort_by", "created_at")
-    if sort_by not in ("created_at", "updated_at"):
-        raise BadRequest("sort_by must be created_at or updated_at")
-    order = params.get("order", "desc")
-    if order not in ("asc", "desc"):
-        raise BadRequest("order must be asc or desc")
-    parents = []
-    for name in kind.references:
-        if params.get(name) is not None:
-            if not clock.is_uuid(params[name]):
-                raise BadRequest(f"{name} must be a UUID")
-            parents.append((name.removesuffix("_id"), clock.canonical_id(params[name])))
-    query = ListQuery(limit=int_param(params, "limit", LIST_LIMIT_DEFAULT, 1, LIST_LIMIT_MAX),
-                      offset=int_param(params, "offset", 0, 0, 10**9),
-                      metadata_filter=filters.parse_metadata_filter(params.get("metadata_filter")),
-                      parents=tuple(parents), sort_by=sort_by, descending=order == "desc")
-    indexable = len(index.metadata_terms(query.metadata_filter))
-    if indexable > index.MAX_INDEXED_VALUES:
-        raise BadRequest(f"metadata_filter has {indexable} conditions on top-level strings, numbers or booleans; "
-                         f"a record holds at most {index.MAX_INDEXED_VALUES} such values, so none could match")
-    if params.get("cursor"):
-        if query.offset:
-            raise BadRequest("give cursor or offset, not both: a cursor already says where to continue")
-        query = replace(query, after=cursor.decode(params["cursor"], developer, query.digest(kind)))
-    return query
-
-
-def list_records(store: Store, kind: Kind, developer: str, params: dict[str, str]) -> dict[str, Any]:
-    query = parse_list_query(kind, developer, params)
+def list_records(store: Store, kind: Kind, developer: str, query: ListQuery = ListQuery()) -> dict[str, Any]:
+    """One page of a developer's records of a kind, and the cursor to the next (web/queries.py
+    reads a ListQuery from the query string)."""
     wanted = query.offset + query.limit + 1  # one more than the page: is there a next page?
     matching = (record for record in _candidates(store, kind, developer, query) if _matches(record, query))
     found = list(islice(matching, query.offset, wanted))

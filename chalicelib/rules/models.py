@@ -9,7 +9,7 @@ from __future__ import annotations
 from decimal import Context as DecimalContext, Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainValidator, PrivateAttr,
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainValidator,
                       ValidationError, ValidationInfo, WithJsonSchema, field_validator)
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
@@ -173,11 +173,6 @@ class _Output(BaseModel):
     model_config = ConfigDict(extra="ignore", defer_build=True)
 
 
-class _Versioned(_Output):
-    """A resource's version rides along to become the answer's ETag; it is never in the body."""
-    _version: int | None = PrivateAttr(default=None)
-
-
 # --- agents ---------------------------------------------------------------------------------
 
 class AgentCreate(_Input):
@@ -205,7 +200,7 @@ class AgentReplace(AgentPatch):
     about: About
 
 
-class Agent(_Versioned):
+class Agent(_Output):
     id: str
     name: str
     about: str | None = None
@@ -237,7 +232,7 @@ class UserReplace(UserPatch):
     about: About
 
 
-class User(_Versioned):
+class User(_Output):
     id: str
     name: str | None = None
     about: str | None = None
@@ -270,7 +265,7 @@ class SessionReplace(SessionPatch):
     situation: Situation
 
 
-class Session(_Versioned):
+class Session(_Output):
     id: str
     agent_id: str
     user_id: str | None = None
@@ -432,7 +427,7 @@ class Created(_Output):
     jobs: list[str] = []
 
 
-class Updated(_Versioned):
+class Updated(_Output):
     id: str
     updated_at: str
     jobs: list[str] = []
@@ -441,3 +436,30 @@ class Updated(_Versioned):
 class Deleted(_Output):
     id: str
     deleted_at: str
+
+
+# --- pages: a list's answer, and the cursor to the next page (null at the end) ------------------------
+
+class AgentList(_Output):
+    items: list[Agent]
+    next_cursor: str | None
+
+
+class UserList(_Output):
+    items: list[User]
+    next_cursor: str | None
+
+
+class SessionList(_Output):
+    items: list[Session]
+    next_cursor: str | None
+
+
+class HistoryPage(_Output):
+    items: list[Message]
+    next_cursor: str | None
+
+
+class Appended(_Output):
+    """POST /sessions/{id}/history: the messages as stored, with their ids and created_at."""
+    items: list[Message]

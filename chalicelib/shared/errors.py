@@ -1,16 +1,57 @@
-"""The one error shape of the service, and the named errors the service layer raises.
+"""The one error shape of the service, the one table of error codes and their HTTP statuses, and
+the named errors the rules raise.
 
 Every failure a caller can see is a `ServiceError`; it renders as
-`{"error": {"code", "message", "details"}}` with `status`, whether the call came over HTTP or
-as a direct Lambda invocation (chalicelib/web/invoke.py).
+`{"error": {"code", "message", "details"}}` with the status its code has in STATUSES, whether the
+call came over HTTP or as a direct Lambda invocation (web/invoke.py). The rules raise these by
+name and never spell a status; the edge (web/), API Gateway's own answers
+(infra/gateway_responses.py), make run's server (infra/local_gateway.py) and the OpenAPI document
+all read statuses from this one table.
 """
 from __future__ import annotations
 
 from typing import Any
 
+# Every error code any part of the service answers, with its status. For a status answered
+# without a code of ours (Chalice's, http.server's), the first code listed for it is used.
+STATUSES: dict[str, int] = {
+    "bad_request": 400,
+    "client_error": 400,                   # API Gateway's other 4xx (their own status stays)
+    "unauthorized": 401,
+    "forbidden": 403,
+    "not_found": 404,
+    "method_not_allowed": 405,
+    "request_timeout": 408,
+    "conflict": 409,
+    "precondition_failed": 412,
+    "payload_too_large": 413,
+    "request_uri_too_long": 414,
+    "unsupported_media_type": 415,
+    "validation_error": 422,
+    "template_error": 422,
+    "context_over_budget": 422,
+    "too_many_requests": 429,
+    "request_header_fields_too_large": 431,
+    "internal_error": 500,
+    "not_implemented": 501,
+    "model_provider_failed": 502,
+    "service_unavailable": 503,
+    "write_outcome_unknown": 503,
+    "deletion_in_progress": 503,
+    "model_provider_not_configured": 503,
+    "model_provider_timeout": 504,
+    "gateway_timeout": 504,
+    "http_version_not_supported": 505,
+}
+
+
+def code_for(status: int) -> str:
+    """The code of an answer that has only a status (Chalice's own, http.server's)."""
+    return next((code for code, known in STATUSES.items() if known == status),
+                "client_error" if status < 500 else "internal_error")
+
 
 class ServiceError(Exception):
-    status = 500
     code = "internal_error"
 
     def __init__(self, message: str, details: list[dict[str, Any]] | None = None,
@@ -19,6 +60,10 @@ class ServiceError(Exception):
         self.message = message
         self.details = details or []
         self.headers = headers or {}
+
+    @property
+    def status(self) -> int:
+        return STATUSES[self.code]
 
     def body(self) -> dict[str, Any]:
         return error_body(self.code, self.message, self.details)
@@ -30,7 +75,6 @@ def error_body(code: str, message: str, details: list[dict[str, Any]] | None = N
 
 class InternalError(ServiceError):
     """Our own bug, logged with its traceback; the caller learns nothing of it but the request id."""
-    status = 500
     code = "internal_error"
 
     def __init__(self) -> None:
@@ -39,14 +83,12 @@ class InternalError(ServiceError):
 
 class BadRequest(ServiceError):
     """The request itself cannot be read: malformed JSON, bad query parameters."""
-    status = 400
     code = "bad_request"
 
 
 class Unauthorized(ServiceError):
     """No key, or one we do not know. The answer names the scheme (RFC 6750: WWW-Authenticate),
     and for a key that was sent, says it is not a valid one."""
-    status = 401
     code = "unauthorized"
 
     def __init__(self, message: str, key_sent: bool = False) -> None:
@@ -55,19 +97,16 @@ class Unauthorized(ServiceError):
 
 
 class NotFound(ServiceError):
-    status = 404
     code = "not_found"
 
 
 class Conflict(ServiceError):
     """A concurrent change won every retry; the caller may retry."""
-    status = 409
     code = "conflict"
 
 
 class MethodNotAllowed(ServiceError):
     """A known path, a method it does not take; `allowed` goes out as the Allow header."""
-    status = 405
     code = "method_not_allowed"
 
     def __init__(self, message: str, allowed: list[str]) -> None:
@@ -75,26 +114,27 @@ class MethodNotAllowed(ServiceError):
 
 
 class PreconditionFailed(ServiceError):
-    """If-Match named a version the resource has moved past; nothing was changed."""
-    status = 412
+    """If-Match named a version the resource has moved past; nothing was changed. The edge names
+    `current_version` in the answer, as the ETag to send instead."""
     code = "precondition_failed"
+
+    def __init__(self, message: str, current_version: int) -> None:
+        super().__init__(message)
+        self.current_version = current_version
 
 
 class PayloadTooLarge(ServiceError):
-    status = 413
     code = "payload_too_large"
 
 
 class ValidationFailed(ServiceError):
     """The body parsed but breaks the schema; `details` name each field."""
-    status = 422
     code = "validation_error"
 
 
 class Unavailable(ServiceError):
     """DynamoDB throttled or failed past every retry; nothing half-done remains, so the caller may
     retry after a moment."""
-    status = 503
     code = "service_unavailable"
 
     def __init__(self, message: str) -> None:
@@ -105,7 +145,6 @@ class WriteOutcomeUnknown(ServiceError):
     """A write was sent and DynamoDB never answered it for sure (timeouts, dropped connections or
     its own 500s past every retry): it may have been applied. Not "retry": read first, or retry
     with the same Idempotency-Key."""
-    status = 503
     code = "write_outcome_unknown"
 
     def __init__(self) -> None:
@@ -116,7 +155,6 @@ class WriteOutcomeUnknown(ServiceError):
 
 class DeletionInProgress(ServiceError):
     """A cascading delete ran out of its time budget; retrying the DELETE continues it."""
-    status = 503
     code = "deletion_in_progress"
 
     def __init__(self, message: str) -> None:
@@ -125,28 +163,23 @@ class DeletionInProgress(ServiceError):
 
 class TemplateFailed(ServiceError):
     """A situation or instruction template would not parse or render in the sandbox."""
-    status = 422
     code = "template_error"
 
 
 class ContextOverBudget(ServiceError):
     """The session's context exceeds its token_budget and its context_overflow is null."""
-    status = 422
     code = "context_over_budget"
 
 
 class ProviderNotConfigured(ServiceError):
-    status = 503
     code = "model_provider_not_configured"
 
 
 class ProviderFailed(ServiceError):
     """The model provider answered with an error or something unreadable; nothing was stored."""
-    status = 502
     code = "model_provider_failed"
 
 
 class ProviderTimeout(ServiceError):
     """The model provider did not answer in time; nothing was stored."""
-    status = 504
     code = "model_provider_timeout"

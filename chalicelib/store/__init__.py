@@ -8,12 +8,14 @@ errors. Its modules:
     codec.py    plain values <-> DynamoDB's typed values
     table.py    Store: the request path's operations
     scans.py    operators' full-table Scans and batch writes
-    client.py   the boto3 client's settings, the process-wide store, botocore errors translated
+    client.py   the boto3 client's settings, botocore's errors translated
+    current.py  the process-wide store, made on first use
     errors.py   the named errors
     schema.py   the table's one definition
     iam.py      the IAM actions the request path needs
 """
-from .client import begin_request, client_config, get_store, use_store, write_outcome_unknown
+from .client import begin_request, client_config, write_outcome_unknown
+from .current import get_store, use_store
 from .errors import (KeyTaken, MissingRecord, ReceiptTaken, StoreError, StoreFailed, StoreUnavailable,
                      VersionConflict)
 from .table import LAST_POSITION, Store

@@ -1,4 +1,4 @@
-"""The boto3 client: its settings, the process-wide store, and DynamoDB's failures translated
+"""The boto3 client: its settings, and DynamoDB's failures translated
 into the store's named errors (store/errors.py), so that no botocore name is used above the store.
 
 A write whose answer never came (a timeout, a dropped connection, DynamoDB's own 500) may have
@@ -12,12 +12,9 @@ import inspect
 import logging
 import os
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from .errors import StoreError, StoreFailed, StoreUnavailable
-
-if TYPE_CHECKING:
-    from .table import Store
 
 logger = logging.getLogger("sessions")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -63,30 +60,6 @@ def operator_client(endpoint_url: str | None = None, region: str | None = None) 
     config = Config(connect_timeout=10, read_timeout=120, region_name=operator_region(region),
                     retries={"mode": "standard", "total_max_attempts": 10})
     return boto3.client("dynamodb", endpoint_url=endpoint_url, config=config)
-
-
-# --- the process-wide store -----------------------------------------------------------------------
-
-_store: Store | None = None
-
-
-def get_store() -> Store:
-    """The store for this process, made on first use (not at import: cold starts stay small)."""
-    global _store
-    if _store is None:
-        import boto3
-
-        from .schema import table_name
-        from .table import Store
-
-        _store = Store(boto3.client("dynamodb", config=client_config()), table_name())
-    return _store
-
-
-def use_store(store: Store | None) -> None:
-    """Make `store` the process-wide one (None: make a fresh one from the environment on next use)."""
-    global _store
-    _store = store
 
 
 # --- writes whose outcome is unknown -----------------------------------------------------------------

@@ -212,12 +212,12 @@ def check(args: argparse.Namespace) -> int:
 def finish_deletes(args: argparse.Namespace) -> int:
     """Complete the cascades that interrupted DELETEs left behind (a retried DELETE does this too;
     this is the sweep for the ones nobody retried)."""
-    from chalicelib.rules import service   # the service's rules: only this command needs them
+    from chalicelib.rules import deletes   # the service's rules: only this command needs them
 
     from chalicelib.shared.errors import DeletionInProgress
 
     try:
-        finished = service.finish_pending_deletes(_store(args), args.developer, budget_seconds=args.budget)
+        finished = deletes.finish_pending_deletes(_store(args), args.developer, budget_seconds=args.budget)
     except DeletionInProgress:
         _note(f"developer {args.developer}: the {args.budget:g} s budget ran out with deletes still pending; "
               "run it again to continue")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from chalicelib.rules.service import KINDS
+from chalicelib.rules.kinds import KINDS
 from chalicelib.store import Store, index, keys, scans
 
 

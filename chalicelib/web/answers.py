@@ -7,8 +7,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from chalicelib.shared.errors import InternalError, ServiceError, Unavailable, WriteOutcomeUnknown
+from chalicelib.shared.errors import (InternalError, PreconditionFailed, ServiceError, Unavailable, WriteOutcomeUnknown,
+                                      error_body)
 from chalicelib.store import StoreError, StoreFailed, StoreUnavailable, begin_request, write_outcome_unknown
+from chalicelib.web import queries
 from chalicelib.web.operations import Answer
 
 logger = logging.getLogger("sessions")
@@ -28,6 +30,10 @@ def answer_of(run: Callable[[], Answer]) -> Answer:
 
 
 def error_answer(error: ServiceError) -> Answer:
+    if isinstance(error, PreconditionFailed):
+        message = (f"{error.message}: its ETag is now {queries.etag(error.current_version)}; "
+                   "read it again and retry with that If-Match")
+        return Answer(error.status, error_body(error.code, message, error.details), dict(error.headers))
     return Answer(error.status, error.body(), dict(error.headers))
 
 

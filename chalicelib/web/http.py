@@ -1,5 +1,5 @@
-"""Chalice glue: authentication middleware, body and query parsing, and turning results and
-errors into JSON answers. The only module besides app.py that knows about HTTP."""
+"""Chalice glue: authentication middleware, one route per operation (web/operations.py), the
+request read into a Call, and results and errors turned into JSON answers."""
 from __future__ import annotations
 
 import logging
@@ -11,16 +11,15 @@ from chalice import Chalice, Response
 
 from chalicelib.rules import auth
 from chalicelib.shared import jsonio, telemetry
-from chalicelib.shared.errors import BadRequest, InternalError, MethodNotAllowed, NotFound, ServiceError, error_body
-from chalicelib.web.operations import OPERATIONS, Answer, Call, dispatch
-from chalicelib.web.answers import answer_of, error_answer
+from chalicelib.shared.errors import (InternalError, MethodNotAllowed, NotFound, ServiceError, Unauthorized, code_for,
+                                      error_body)
 from chalicelib.store import get_store
+from chalicelib.web import queries
+from chalicelib.web.answers import answer_of, error_answer
+from chalicelib.web.operations import Answer, Call, Operation, dispatch
 
 logger = logging.getLogger("sessions")
 
-# Chalice answers some requests itself ({"Code", "Message"} bodies); we give them our shape.
-_CHALICE_CODES = {400: "bad_request", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
-                  413: "payload_too_large", 415: "unsupported_media_type", 500: "internal_error"}
 CATCH_ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"]
 # Every method API Gateway can route. A known path answers each it does not take with our 405, so
 # API Gateway routes them to the app instead of answering "Missing Authentication Token" itself;
@@ -48,22 +47,21 @@ class Web:
         app.register_middleware(self._middleware, "http")
         app.route("/{proxy+}", methods=CATCH_ALL_METHODS, name="unknown_route")(self._unknown_route)
 
-    def route(self, method: str, path: str, operation_name: str) -> None:
-        operation = OPERATIONS[operation_name]
-        self.operations[(method, path)] = operation_name
+    def route(self, operation: Operation) -> None:
+        self.operations[(operation.method, operation.path)] = operation.name
 
         def view(**ids: str) -> Response:
             request = self.app.current_request
             headers = request.headers or {}
             # Every failure answered here: Chalice would turn a view's exception into its own 500.
-            return json_response(answer_of(lambda: dispatch(get_store(), operation_name, Call(
+            return json_response(answer_of(lambda: dispatch(get_store(), operation, Call(
                 developer=request.context["authorizer"]["developer_id"], ids=ids,
-                query=_one_value_each(request.query_params),
+                query=queries.one_value_each(request.query_params),
                 body=jsonio.loads_body(request.raw_body) if operation.takes_body else None,
                 if_match=headers.get("if-match"), idempotency_key=headers.get("idempotency-key")))))
 
-        view.__name__ = operation_name.replace(".", "_")
-        self.app.route(path, methods=[method], name=view.__name__)(view)
+        view.__name__ = operation.name.replace(".", "_")
+        self.app.route(operation.path, methods=[operation.method], name=view.__name__)(view)
 
     def refuse_other_methods(self) -> None:
         """After the routes and documents: each known path answers the methods it lacks with 405
@@ -115,8 +113,7 @@ class Web:
                 measure: telemetry.Measure) -> Response:
         if not (event.path in self.public_paths and event.method == "GET"):
             headers = event.headers or {}
-            authenticated = answer_of(lambda: Answer(200, auth.authenticate(headers.get("authorization"),
-                                                                             get_store())))
+            authenticated = answer_of(lambda: Answer(200, _developer(headers.get("authorization"))))
             if authenticated.status != 200:
                 return json_response(authenticated)
             measure.developer_id = event.context.setdefault("authorizer", {})["developer_id"] = authenticated.body
@@ -130,14 +127,12 @@ class Web:
         return _our_shape(response)
 
 
-def _one_value_each(params: Any) -> dict[str, str]:
-    """The query parameters, each given once: `limit=1&limit=2` is a 400, not the last one silently."""
-    if not params:
-        return {}
-    repeated = sorted(name for name in params.keys() if len(params.getlist(name)) > 1)
-    if repeated:
-        raise BadRequest(f"query parameter {', '.join(repeated)} given more than once; give each once")
-    return dict(params)
+def _developer(authorization: str | None) -> str:
+    """Whose key the request carries; Unauthorized without one, or with one no one holds."""
+    key = queries.bearer_key(authorization)
+    if key is None:
+        raise Unauthorized("missing API key: send 'Authorization: Bearer <key>'")
+    return auth.developer_of(get_store(), key)
 
 
 def _error_code(response: Response) -> str | None:
@@ -156,7 +151,7 @@ def _our_shape(response: Response) -> Response:
         if response.status_code >= 500:
             logger.error("chalice answered %s: %s", response.status_code, body)
             return error_response(InternalError())
-        code = _CHALICE_CODES.get(response.status_code, "error")
+        code = code_for(response.status_code)
         return json_response(Answer(response.status_code, error_body(code, str(body.get("Message", code))),
                                     {k: v for k, v in response.headers.items() if k.lower() != "content-type"}))
     return response

@@ -13,42 +13,31 @@ same error shape. The event's JSON schema: docs/invoke-event.schema.json; docs/i
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import Callable, Iterable
 from typing import Any
 
 from chalicelib.rules import auth
 from chalicelib.shared import jsonio, telemetry
 from chalicelib.shared.errors import BadRequest
-from chalicelib.web.operations import OPERATIONS, Answer, Call, dispatch
+from chalicelib.web.operations import OPERATIONS, Answer, Call, Operation, dispatch
 from chalicelib.web.answers import answer_of
 from chalicelib.store import get_store
 
 FUNCTION_NAME = "invoke"
 HEADER_PARAMS = {"if_match", "idempotency_key"}
-_PLACEHOLDER = re.compile(r"\{(\w+)\}")
 
 
-def path_ids(routes: Iterable[tuple[str, str, str]]) -> dict[str, tuple[str, ...]]:
-    """Each operation's path ids, read off the HTTP routes table (app.ROUTES)."""
-    return {operation: tuple(_PLACEHOLDER.findall(path)) for _, path, operation in routes}
+def invoke(event: Any, context: Any) -> dict[str, Any]:
+    """The Lambda handler. app.py deploys it as `app.invoke`: chalice names the handler after the
+    function, so it must be called `invoke`."""
+    request_id = str(getattr(context, "aws_request_id", "") or "-")
+    measure = telemetry.begin(request_id, "invoke")
+    answer = answer_of(lambda: _run(event, measure))
+    body = _plain_json(answer.body)
+    telemetry.finish(measure, answer.status, body["error"]["code"] if answer.status >= 400 else None)
+    return {"status": answer.status, "body": body, "headers": answer.headers, "request_id": request_id}
 
 
-def handler(routes: Iterable[tuple[str, str, str]]) -> Callable[[Any, Any], dict[str, Any]]:
-    ids_of = path_ids(routes)
-
-    def invoke(event: Any, context: Any) -> dict[str, Any]:
-        request_id = str(getattr(context, "aws_request_id", "") or "-")
-        measure = telemetry.begin(request_id, "invoke")
-        answer = answer_of(lambda: _run(event, ids_of, measure))
-        body = _plain_json(answer.body)
-        telemetry.finish(measure, answer.status, body["error"]["code"] if answer.status >= 400 else None)
-        return {"status": answer.status, "body": body, "headers": answer.headers, "request_id": request_id}
-
-    return invoke
-
-
-def _run(event: Any, ids_of: dict[str, tuple[str, ...]], measure: telemetry.Measure) -> Answer:
+def _run(event: Any, measure: telemetry.Measure) -> Answer:
     if not isinstance(event, dict):
         raise BadRequest("the event must be a JSON object: {operation, developer_id, params}")
     unknown = sorted(set(event) - {"operation", "developer_id", "params"})
@@ -65,12 +54,13 @@ def _run(event: Any, ids_of: dict[str, tuple[str, ...]], measure: telemetry.Meas
     params = event.get("params", {})
     if not isinstance(params, dict):
         raise BadRequest("params must be a JSON object")
-    return dispatch(get_store(), name, _call(name, developer, dict(params), ids_of[name]))
+    operation = OPERATIONS[name]
+    return dispatch(get_store(), operation, _call(operation, developer, dict(params)))
 
 
-def _call(name: str, developer: str, params: dict[str, Any], id_names: tuple[str, ...]) -> Call:
+def _call(operation: Operation, developer: str, params: dict[str, Any]) -> Call:
     ids = {}
-    for id_name in id_names:
+    for id_name in operation.path_ids:
         value = params.pop(id_name, None)
         if not isinstance(value, str) or not value:
             raise BadRequest(f"params.{id_name} is required: a string")
@@ -82,12 +72,12 @@ def _call(name: str, developer: str, params: dict[str, Any], id_names: tuple[str
             raise BadRequest(f"params.{header} must be a string")
         headers[header] = value
     body = None
-    if OPERATIONS[name].takes_body:
+    if operation.takes_body:
         # Through HTTP's body reader: the same size limit, the same errors, the same exact numbers.
         text = json.dumps(params.pop("body")).encode("utf-8") if "body" in params else None
         body = jsonio.loads_body(text)
     elif "body" in params:
-        raise BadRequest(f"{name} takes no body")
+        raise BadRequest(f"{operation.name} takes no body")
     query = {key: _query_text(key, value) for key, value in params.items() if value is not None}
     return Call(developer=developer, ids=ids, query=query, body=body,
                 if_match=headers["if_match"], idempotency_key=headers["idempotency_key"])

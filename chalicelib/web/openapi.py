@@ -1,39 +1,26 @@
-"""The API's OpenAPI 3.1 description, generated from the routes table (app.py) and the wire models
-(chalicelib/rules/models.py), so that neither can drift from it.
-
-Each operation's status, whether it takes a body and whether it honours Idempotency-Key come from
-chalicelib/web/operations.py; what this module adds is the table below: the models a route reads and
-answers, its query parameters and the errors it can answer besides those every route can. Served
-at GET /openapi.json (no key needed); app.py imports this module only when that is first asked for.
+"""The API's OpenAPI 3.1 description, generated from the operations table (web/operations.py) and
+the wire models (rules/models.py), so that neither can drift from it. What this module adds is how
+each kind of query is described, and what each error status means. Served at GET /openapi.json
+(no key needed); imported only when that is first asked for. `python -m chalicelib.web.openapi`
+writes the direct invocation event's schema (docs/invoke-event.schema.json).
 """
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, create_model
+from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from chalicelib.rules import auth, models
 from chalicelib.rules.history import OFFSET_MAX, PAGE_DEFAULT, PAGE_MAX
 from chalicelib.rules.idempotency import MAX_KEY_CHARS
-from chalicelib.web.operations import OPERATIONS
-from chalicelib.rules.service import LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX
+from chalicelib.rules.lists import LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX
+from chalicelib.shared.errors import STATUSES
+from chalicelib.web import queries
+from chalicelib.web.operations import OPENAPI_PATH, OPERATIONS, Operation
 
-DOCUMENT_PATH = "/openapi.json"      # where app.py serves this document
 SCHEMA_REF = "#/components/schemas/{model}"
-
-
-def _page(name: str, item: type[BaseModel]) -> type[BaseModel]:
-    return create_model(name, items=(list[item], ...), next_cursor=(str | None, ...))
-
-
-AgentList = _page("AgentList", models.Agent)
-UserList = _page("UserList", models.User)
-SessionList = _page("SessionList", models.Session)
-HistoryPage = _page("HistoryPage", models.Message)
-Appended = create_model("Appended", items=(list[models.Message], ...))
 
 
 # --- query parameters -------------------------------------------------------------------------------
@@ -49,7 +36,7 @@ _CURSOR = _query("cursor", {"type": "string"},
 LIST_QUERY = [
     _query("limit", {"type": "integer", "minimum": 1, "maximum": LIST_LIMIT_MAX, "default": LIST_LIMIT_DEFAULT},
            "items per page"),
-    _query("offset", {"type": "integer", "minimum": 0, "maximum": 10**9, "default": 0},
+    _query("offset", {"type": "integer", "minimum": 0, "maximum": queries.OFFSET_MAX, "default": 0},
            "matching items to skip (read and skipped: prefer the cursor)"),
     _CURSOR,
     {"name": "metadata_filter", "in": "query", "required": False,
@@ -71,50 +58,9 @@ HISTORY_QUERY = [
 ]
 
 
-# --- what each operation reads and answers ----------------------------------------------------------
-
-@dataclass(frozen=True)
-class Doc:
-    answer: type[BaseModel]
-    body: type[BaseModel] | None = None
-    query: list[dict[str, Any]] | None = None     # None: any query parameter is ignored
-    errors: tuple[int, ...] = ()                  # besides 401, 415 and 503, which every route can answer
-    versioned: bool = False                       # the answer carries the resource's ETag
-    if_match: bool = False
-
-
-_BODY = (400, 413, 422)     # unreadable, too large, against the schema
-_WRITE = (404, 409, 412)    # absent, lost every concurrency retry, a stale If-Match
-
-
-def _resource(plural: str, create: type[BaseModel], patch: type[BaseModel], replace: type[BaseModel],
-              wire: type[BaseModel], page: type[BaseModel], query: list[dict[str, Any]],
-              create_errors: tuple[int, ...] = ()) -> dict[str, Doc]:
-    return {
-        f"{plural}.create": Doc(models.Created, create, errors=(*_BODY, *create_errors)),
-        f"{plural}.list": Doc(page, query=query, errors=(400,)),
-        f"{plural}.get": Doc(wire, errors=(404,), versioned=True),
-        f"{plural}.replace": Doc(models.Updated, replace, errors=(*_BODY, *_WRITE), versioned=True, if_match=True),
-        f"{plural}.patch": Doc(models.Updated, patch, errors=(*_BODY, *_WRITE), versioned=True, if_match=True),
-        f"{plural}.delete": Doc(models.Deleted, errors=_WRITE, if_match=True),
-    }
-
-
-DOCS: dict[str, Doc] = {
-    **_resource("agents", models.AgentCreate, models.AgentPatch, models.AgentReplace, models.Agent,
-                AgentList, LIST_QUERY),
-    **_resource("users", models.UserCreate, models.UserPatch, models.UserReplace, models.User,
-                UserList, LIST_QUERY),
-    # A session names its agent and user: either absent is a 404.
-    **_resource("sessions", models.SessionCreate, models.SessionPatch, models.SessionReplace, models.Session,
-                SessionList, SESSION_LIST_QUERY, create_errors=(404,)),
-    "sessions.history.get": Doc(HistoryPage, query=HISTORY_QUERY, errors=(400, 404)),
-    "sessions.history.append": Doc(Appended, models.HistoryAppend, errors=(*_BODY, 404)),
-    "sessions.history.delete": Doc(models.Deleted, errors=(404,)),
-    # An adaptive context has the model provider summarize: its failures are the chat's.
-    "sessions.context.get": Doc(models.Context, query=[], errors=(400, 404, 422, 502, 504)),
-    "sessions.chat": Doc(models.ChatResponse, models.ChatInput, errors=(*_BODY, 404, 502, 504)),
-}
+# The query parameters of each kind of query an operation takes (Operation.query).
+QUERIES: dict[str, list[dict[str, Any]]] = {
+    "list": LIST_QUERY, "session_list": SESSION_LIST_QUERY, "history": HISTORY_QUERY, "none": []}
 EVERY_ROUTE_ERRORS = (401, 415, 503)
 
 
@@ -168,7 +114,8 @@ def _header(name: str) -> dict[str, str]:
 
 
 def _error_response(status: int) -> dict[str, Any]:
-    description = ERRORS[status][1]
+    codes = ", ".join(f"`{code}`" for code, known in STATUSES.items() if known == status)
+    description = f"{ERRORS[status][1]} (error codes: {codes})"
     headers = {"X-Request-Id": _header("RequestId")}
     if status == 503:
         headers["Retry-After"] = _header("RetryAfter")
@@ -180,21 +127,25 @@ def _error_response(status: int) -> dict[str, Any]:
 
 # --- the document --------------------------------------------------------------------------------------
 
-def document(routes: list[tuple[str, str, str]]) -> dict[str, Any]:
-    wanted = {(doc.answer, "serialization") for doc in DOCS.values()}
-    wanted |= {(doc.body, "validation") for doc in DOCS.values() if doc.body is not None}
+def _model(name: str) -> type[BaseModel]:
+    return getattr(models, name)
+
+
+def document() -> dict[str, Any]:
+    wanted = {(_model(op.response), "serialization") for op in OPERATIONS.values()}
+    wanted |= {(_model(op.request), "validation") for op in OPERATIONS.values() if op.request is not None}
     refs, defs = models_json_schema(sorted(wanted, key=lambda pair: (pair[0].__name__, pair[1])),
                                     ref_template=SCHEMA_REF)
     paths: dict[str, dict[str, Any]] = {
-        DOCUMENT_PATH: {"get": {
+        OPENAPI_PATH: {"get": {
             "operationId": "openapi.get", "summary": "this document", "security": [],
             "responses": {"200": {"description": "the OpenAPI document",
                                   "headers": {"X-Request-Id": _header("RequestId")},
                                   "content": {"application/json": {"schema": {"type": "object"}}}},
                           "415": {"$ref": "#/components/responses/UnsupportedMediaType"}}}},
     }
-    for method, path, name in routes:
-        paths.setdefault(path, {})[method.lower()] = _operation(path, name, DOCS[name], refs)
+    for operation in OPERATIONS.values():
+        paths.setdefault(operation.path, {})[operation.method.lower()] = _operation(operation, refs)
     return {
         "openapi": "3.1.0",
         "info": {"title": "Sessions service", "version": "0.1.0",
@@ -213,33 +164,33 @@ def document(routes: list[tuple[str, str, str]]) -> dict[str, Any]:
     }
 
 
-def _operation(path: str, name: str, doc: Doc, refs: dict[Any, Any]) -> dict[str, Any]:
-    operation = OPERATIONS[name]
-    parameters = [{"name": part[1:-1], "in": "path", "required": True, "schema": _UUID}
-                  for part in path.split("/") if part.startswith("{")]
-    parameters += doc.query or []
-    if doc.if_match:
+def _operation(operation: Operation, refs: dict[Any, Any]) -> dict[str, Any]:
+    response = _model(operation.response)
+    parameters = [{"name": name, "in": "path", "required": True, "schema": _UUID} for name in operation.path_ids]
+    parameters += QUERIES[operation.query] if operation.query is not None else []
+    if operation.if_match:
         parameters.append(IF_MATCH)
     if operation.creates:
         parameters.append(IDEMPOTENCY_KEY)
     headers = {"X-Request-Id": _header("RequestId")}
-    if doc.versioned:
+    if operation.versioned:
         headers["ETag"] = _header("ETag")
     if operation.creates:
         headers["Idempotent-Replayed"] = _header("IdempotentReplayed")
-    answer = {"description": (doc.answer.__doc__ or doc.answer.__name__).strip().splitlines()[0], "headers": headers,
-              "content": {"application/json": {"schema": refs[(doc.answer, "serialization")]}}}
+    answer = {"description": (response.__doc__ or response.__name__).strip().splitlines()[0], "headers": headers,
+              "content": {"application/json": {"schema": refs[(response, "serialization")]}}}
     result: dict[str, Any] = {
-        "operationId": name,
-        "tags": [name.split(".")[0]],
+        "operationId": operation.name,
+        "summary": operation.summary,
+        "tags": [operation.name.split(".")[0]],
         "parameters": parameters,
         "responses": {str(operation.status): answer, **{
             str(status): {"$ref": f"#/components/responses/{ERRORS[status][0]}"}
-            for status in sorted({*doc.errors, *EVERY_ROUTE_ERRORS})}},
+            for status in sorted({*operation.errors, *EVERY_ROUTE_ERRORS})}},
     }
-    if doc.body is not None:
+    if operation.request is not None:
         result["requestBody"] = {"required": True, "content": {
-            "application/json": {"schema": refs[(doc.body, "validation")]}}}
+            "application/json": {"schema": refs[(_model(operation.request), "validation")]}}}
     return result
 
 
@@ -266,15 +217,16 @@ def _fixed_bounds(schema: Any) -> Any:
 INVOKE_SCHEMA_PATH = "docs/invoke-event.schema.json"
 
 
-def invoke_event_schema(routes: list[tuple[str, str, str]]) -> dict[str, Any]:
+def invoke_event_schema() -> dict[str, Any]:
     """The JSON Schema of a direct invocation's event, read off the same document as HTTP's
     contract: each operation's params are its path ids, its query parameters (a number, boolean or
     object may come as itself or as the text HTTP would carry), `body`, `if_match` and
     `idempotency_key` where HTTP takes them."""
-    openapi = document(routes)
+    openapi = document()
     cases = []
-    for _, path, name in routes:
-        spec = next(op for op in openapi["paths"][path].values() if op["operationId"] == name)
+    for operation in OPERATIONS.values():
+        name = operation.name
+        spec = openapi["paths"][operation.path][operation.method.lower()]
         properties: dict[str, Any] = {}
         required = []
         for parameter in spec["parameters"]:
@@ -297,12 +249,12 @@ def invoke_event_schema(routes: list[tuple[str, str, str]]) -> dict[str, Any]:
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "Sessions service: direct invocation event",
         "description": "The event of the `invoke` Lambda function (docs/invoke.md). Generated by "
-                       "`python -m chalicelib.openapi` from the routes table and the wire models.",
+                       "`python -m chalicelib.web.openapi` from the operations table and the wire models.",
         "type": "object",
         "required": ["operation", "developer_id"],
         "additionalProperties": False,
         "properties": {
-            "operation": {"enum": [name for _, _, name in routes]},
+            "operation": {"enum": list(OPERATIONS)},
             "developer_id": {"type": "string", "pattern": auth.DEVELOPER_ID.pattern},
             "params": {"type": "object"},
         },
@@ -314,11 +266,7 @@ def invoke_event_schema(routes: list[tuple[str, str, str]]) -> dict[str, Any]:
 
 if __name__ == "__main__":
     import pathlib
-    import sys
 
-    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
-    import app
-
-    target = pathlib.Path(__file__).resolve().parent.parent / INVOKE_SCHEMA_PATH
-    target.write_text(json.dumps(invoke_event_schema(app.ROUTES), indent=2, sort_keys=True) + "\n")
+    target = pathlib.Path(__file__).resolve().parents[2] / INVOKE_SCHEMA_PATH
+    target.write_text(json.dumps(invoke_event_schema(), indent=2, sort_keys=True) + "\n")
     print(f"wrote {target}")

@@ -1,41 +1,28 @@
-"""Every API operation by name, with the status it answers: the one table that HTTP routes (app.py)
-and direct Lambda invocation both dispatch through, so both get the same rules and errors.
+"""Every API operation, once: its route, the function that runs it, its status, its request and
+response models and its summary. HTTP routes (app.py, web/http.py), direct Lambda invocation
+(web/invoke.py) and the OpenAPI document (web/openapi.py) are all read off this one table, so
+every path gets the same rules and errors and the description cannot drift.
 
-The modules that run the operations (service, lists, history, context, chat, and the pydantic
-models under them) are imported when an operation first needs one, not when this table is: a
-cold start (`import app`) registers every route without them, and each request pays only for
-the modules it uses, once per process (docs/performance.md, "Cold start")."""
+The rules that run the operations (rules/records.py, lists.py, history.py, context.py, chat.py,
+and the pydantic models under them) are imported inside each function, when it first runs, not
+when this table is: a cold start (`import app`) registers every route without them, and each
+request pays only for the modules it uses, once per process (docs/performance.md, "Cold start").
+Models are named here, not imported, for the same reason.
+"""
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from types import ModuleType
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from chalicelib.shared import clock
 from chalicelib.store import Store
+from chalicelib.web import queries
 
 if TYPE_CHECKING:
     from chalicelib.rules.idempotency import Receipt
-    from chalicelib.rules.service import Kind
-
-
-class _OnFirstUse:
-    """A chalicelib module, imported when one of its attributes is first looked up."""
-
-    def __init__(self, name: str) -> None:
-        self._name = name
-        self._module: ModuleType | None = None
-
-    def __getattr__(self, attribute: str) -> Any:
-        if self._module is None:
-            self._module = importlib.import_module(f"chalicelib.rules.{self._name}")
-        return getattr(self._module, attribute)
-
-
-chat, context, history, idempotency, lists, service = map(
-    _OnFirstUse, ("chat", "context", "history", "idempotency", "lists", "service"))
+    from chalicelib.rules.kinds import Kind
 
 
 @dataclass(frozen=True)
@@ -51,71 +38,185 @@ class Call:
 
 
 @dataclass(frozen=True)
-class Operation:
-    status: int
-    run: Callable[[Store, Call], Any]
-    takes_body: bool = False
-    creates: bool = False          # honours Idempotency-Key
-
-
-@dataclass(frozen=True)
 class Answer:
     status: int
     body: Any
     headers: dict[str, str] = field(default_factory=dict)
 
 
-def dispatch(store: Store, name: str, call: Call) -> Answer:
-    """Run the named operation; its answer with the ETag of the version it read or wrote. A
-    creating operation with an Idempotency-Key runs at most once per key (chalicelib/rules/idempotency.py)."""
-    operation = OPERATIONS[name]
+@dataclass(frozen=True)
+class Operation:
+    name: str
+    method: str
+    path: str
+    run: Callable[[Store, Call], Any]
+    status: int
+    summary: str
+    response: str                    # the answer's model, by its name in rules/models.py
+    request: str | None = None       # the body's model; None: the operation takes no body
+    query: str | None = None         # its query parameters (web/openapi.py QUERIES); None: ignored
+    errors: tuple[int, ...] = ()     # besides those every route can answer (web/openapi.py)
+    creates: bool = False            # honours Idempotency-Key
+    if_match: bool = False           # honours If-Match
+    versioned: bool = False          # answers the resource's ETag
+
+    @property
+    def takes_body(self) -> bool:
+        return self.request is not None
+
+    @property
+    def path_ids(self) -> tuple[str, ...]:
+        return tuple(part[1:-1] for part in self.path.split("/") if part.startswith("{"))
+
+
+def dispatch(store: Store, operation: Operation, call: Call) -> Answer:
+    """Run the operation; its answer, with the ETag of the version it read or wrote. A creating
+    operation with an Idempotency-Key runs at most once per key (rules/idempotency.py)."""
+    from chalicelib.rules.records import Versioned
+
     # Path ids in either case name the same record: stored and answered in lower case.
     call = replace(call, ids={key: clock.canonical_id(value) for key, value in call.ids.items()})
     if operation.creates and call.idempotency_key is not None:
-        body = idempotency.run(store, call.developer, call.idempotency_key,
-                               {"operation": name, "ids": call.ids, "body": call.body},
-                               lambda receipt: operation.run(store, replace(call, receipt=receipt)))
-        if isinstance(body, idempotency.Replay):
-            return Answer(body.status, body.body, {"Idempotent-Replayed": "true"})
+        from chalicelib.rules import idempotency
+
+        result = idempotency.run(store, call.developer, call.idempotency_key,
+                                 {"operation": operation.name, "ids": call.ids, "body": call.body},
+                                 lambda receipt: operation.run(store, replace(call, receipt=receipt)))
+        if isinstance(result, idempotency.Replay):
+            return Answer(result.status, result.body, {"Idempotent-Replayed": "true"})
     else:
-        body = operation.run(store, call)
-    version = getattr(body, "_version", None)
-    return Answer(operation.status, body, {"ETag": service.etag(version)} if version is not None else {})
+        result = operation.run(store, call)
+    if isinstance(result, Versioned):
+        return Answer(operation.status, result.answer, {"ETag": queries.etag(result.version)})
+    return Answer(operation.status, result)
 
 
-def _resource(name: str, plural: str) -> dict[str, Operation]:
-    """The six operations of agents, users or sessions; `name` is the kind's (service.KINDS)."""
-    id_name = f"{name}_id"
+# --- what each operation runs ---------------------------------------------------------------------
 
-    def kind() -> Kind:
-        return service.KINDS[name]
+def kind_of(name: str) -> Kind:
+    from chalicelib.rules.kinds import KINDS
 
-    return {
-        f"{plural}.create": Operation(201, lambda s, c: service.create(s, kind(), c.developer, c.body, c.receipt),
-                                     takes_body=True, creates=True),
-        f"{plural}.list": Operation(200, lambda s, c: lists.list_records(s, kind(), c.developer, c.query)),
-        f"{plural}.get": Operation(200, lambda s, c: service.get(s, kind(), c.developer, c.ids[id_name])),
-        f"{plural}.replace": Operation(200, lambda s, c: service.update(
-            s, kind(), c.developer, c.ids[id_name], c.body, replace=True, if_match=c.if_match), True),
-        f"{plural}.patch": Operation(200, lambda s, c: service.update(
-            s, kind(), c.developer, c.ids[id_name], c.body, replace=False, if_match=c.if_match), True),
-        f"{plural}.delete": Operation(202, lambda s, c: service.delete(
-            s, kind(), c.developer, c.ids[id_name], if_match=c.if_match)),
-    }
+    return KINDS[name]
 
 
-OPERATIONS: dict[str, Operation] = {
-    **_resource("agent", "agents"),
-    **_resource("user", "users"),
-    **_resource("session", "sessions"),
-    "sessions.history.get": Operation(200, lambda s, c: history.get(
-        s, c.developer, c.ids["session_id"], c.query)),
-    "sessions.history.append": Operation(201, lambda s, c: history.append(
-        s, c.developer, c.ids["session_id"], c.body, c.receipt), takes_body=True, creates=True),
-    "sessions.history.delete": Operation(202, lambda s, c: history.clear(
-        s, c.developer, c.ids["session_id"])),
-    "sessions.context.get": Operation(200, lambda s, c: context.get(
-        s, c.developer, c.ids["session_id"], c.query)),
-    "sessions.chat": Operation(200, lambda s, c: chat.chat(
-        s, c.developer, c.ids["session_id"], c.body, c.receipt), takes_body=True, creates=True),
-}
+def create_record(kind: str, store: Store, call: Call) -> Any:
+    from chalicelib.rules import records
+
+    return records.create(store, kind_of(kind), call.developer, call.body, call.receipt)
+
+
+def list_records(kind: str, store: Store, call: Call) -> Any:
+    from chalicelib.rules import lists
+
+    return lists.list_records(store, kind_of(kind), call.developer,
+                              queries.list_query(kind_of(kind), call.developer, call.query))
+
+
+def get_record(kind: str, store: Store, call: Call) -> Any:
+    from chalicelib.rules import records
+
+    return records.get(store, kind_of(kind), call.developer, call.ids[f"{kind}_id"])
+
+
+def replace_record(kind: str, store: Store, call: Call) -> Any:
+    from chalicelib.rules import records
+
+    return records.update(store, kind_of(kind), call.developer, call.ids[f"{kind}_id"], call.body,
+                          replace=True, expected=queries.expected_versions(call.if_match))
+
+
+def patch_record(kind: str, store: Store, call: Call) -> Any:
+    from chalicelib.rules import records
+
+    return records.update(store, kind_of(kind), call.developer, call.ids[f"{kind}_id"], call.body,
+                          replace=False, expected=queries.expected_versions(call.if_match))
+
+
+def delete_record(kind: str, store: Store, call: Call) -> Any:
+    from chalicelib.rules import deletes
+
+    return deletes.delete(store, kind_of(kind), call.developer, call.ids[f"{kind}_id"],
+                          expected=queries.expected_versions(call.if_match))
+
+
+def get_history(store: Store, call: Call) -> Any:
+    from chalicelib.rules import history
+
+    session_id = call.ids["session_id"]
+    return history.get(store, call.developer, session_id, queries.history_query(call.developer, session_id, call.query))
+
+
+def append_history(store: Store, call: Call) -> Any:
+    from chalicelib.rules import history
+
+    return history.append(store, call.developer, call.ids["session_id"], call.body, call.receipt)
+
+
+def clear_history(store: Store, call: Call) -> Any:
+    from chalicelib.rules import history
+
+    return history.clear(store, call.developer, call.ids["session_id"])
+
+
+def get_context(store: Store, call: Call) -> Any:
+    from chalicelib.rules import context
+
+    queries.no_query(call.query)
+    return context.get(store, call.developer, call.ids["session_id"])
+
+
+def chat_in_session(store: Store, call: Call) -> Any:
+    from chalicelib.rules import chat
+
+    return chat.chat(store, call.developer, call.ids["session_id"], call.body, call.receipt)
+
+
+# --- the table ---------------------------------------------------------------------------------------
+
+OPENAPI_PATH = "/openapi.json"   # the API's own description (web/openapi.py), served without a key
+_BODY = (400, 413, 422)     # unreadable, too large, against the schema
+_WRITE = (404, 409, 412)    # absent, lost every concurrency retry, a stale If-Match
+
+
+def _resource(kind: str, model: str, plural: str, list_query: str, create_errors: tuple[int, ...] = ()
+              ) -> list[Operation]:
+    """The six operations of agents, users or sessions; `kind` is the kind's name (rules/kinds.py)."""
+    collection, item = f"/{plural}", f"/{plural}/{{{kind}_id}}"
+    return [
+        Operation(f"{plural}.create", "POST", collection, partial(create_record, kind), 201,
+                  f"create a {kind}", "Created", f"{model}Create", errors=(*_BODY, *create_errors), creates=True),
+        Operation(f"{plural}.list", "GET", collection, partial(list_records, kind), 200,
+                  f"list {plural}, filtered and ordered", f"{model}List", query=list_query, errors=(400,)),
+        Operation(f"{plural}.get", "GET", item, partial(get_record, kind), 200,
+                  f"read a {kind}", model, errors=(404,), versioned=True),
+        Operation(f"{plural}.replace", "PUT", item, partial(replace_record, kind), 200,
+                  f"replace a {kind}'s fields", "Updated", f"{model}Replace", errors=(*_BODY, *_WRITE),
+                  if_match=True, versioned=True),
+        Operation(f"{plural}.patch", "PATCH", item, partial(patch_record, kind), 200,
+                  f"change some of a {kind}'s fields", "Updated", f"{model}Patch", errors=(*_BODY, *_WRITE),
+                  if_match=True, versioned=True),
+        Operation(f"{plural}.delete", "DELETE", item, partial(delete_record, kind), 202,
+                  f"delete a {kind} and everything under it", "Deleted", errors=_WRITE, if_match=True),
+    ]
+
+
+_HISTORY, _CONTEXT, _CHAT = "/sessions/{session_id}/history", "/sessions/{session_id}/context", "/sessions/{session_id}/chat"
+OPERATIONS: dict[str, Operation] = {operation.name: operation for operation in [
+    *_resource("agent", "Agent", "agents", "list"),
+    *_resource("user", "User", "users", "list"),
+    # A session names its agent and user: either absent is a 404.
+    *_resource("session", "Session", "sessions", "session_list", create_errors=(404,)),
+    Operation("sessions.history.get", "GET", _HISTORY, get_history, 200,
+              "read a page of a session's history", "HistoryPage", query="history", errors=(400, 404)),
+    Operation("sessions.history.append", "POST", _HISTORY, append_history, 201,
+              "append messages to a session's history", "Appended", "HistoryAppend", errors=(*_BODY, 404),
+              creates=True),
+    Operation("sessions.history.delete", "DELETE", _HISTORY, clear_history, 202,
+              "clear a session's history (the session stays)", "Deleted", errors=(404,)),
+    # An adaptive context has the model provider summarize: its failures are the chat's.
+    Operation("sessions.context.get", "GET", _CONTEXT, get_context, 200,
+              "the context a model would get now", "Context", query="none", errors=(400, 404, 422, 502, 504)),
+    Operation("sessions.chat", "POST", _CHAT, chat_in_session, 200,
+              "send messages and get the model's answer", "ChatResponse", "ChatInput",
+              errors=(*_BODY, 404, 502, 504), creates=True),
+]}

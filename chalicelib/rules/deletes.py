@@ -1,0 +1,101 @@
+"""Deleting agents, users and sessions with everything under them. The record vanishes at once,
+with a purge marker in the same transaction; the cascade (a session's history, a parent's
+sessions) then runs under a time budget. Past the budget the answer is 503
+`deletion_in_progress`, and the same DELETE again resumes from the marker; an operator's sweep
+(finish_pending_deletes) finishes what nobody retried."""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from chalicelib.rules import models
+from chalicelib.rules.conflicts import retry_on_conflict
+from chalicelib.rules.kinds import KINDS, SESSIONS, Kind
+from chalicelib.rules.records import check_expected
+from chalicelib.shared import clock
+from chalicelib.shared.errors import DeletionInProgress, NotFound
+from chalicelib.store import MissingRecord, Store, VersionConflict, index
+from chalicelib.store.keys import id_in
+
+DELETE_BUDGET_SECONDS = 15.0  # cascading work per request: with one worst DynamoDB call (12 s) inside API Gateway's 29 s
+
+
+def deadline_after(budget_seconds: float | None) -> float:
+    # Read at call time, so configuration (and tests) can change the module's budget.
+    return time.monotonic() + (DELETE_BUDGET_SECONDS if budget_seconds is None else budget_seconds)
+
+
+def delete(store: Store, kind: Kind, developer: str, record_id: str,
+           budget_seconds: float | None = None, expected: frozenset[int] | None = None) -> models.Deleted:
+    """Delete a record and everything under it; `expected`: the versions If-Match allows."""
+    deadline = deadline_after(budget_seconds)
+    if not clock.is_uuid(record_id):
+        raise NotFound(f"{kind.name} {record_id} not found")
+
+    def attempt(_: VersionConflict | None) -> bool:
+        """Whether this request deleted the record (False: it was gone already)."""
+        record = store.get(developer, kind.name, record_id)
+        if record is None:
+            return False
+        check_expected(kind, record, expected)
+        try:
+            store.delete(developer, kind.name, record, kind.terms(record), kind.parents(record))
+        except MissingRecord:
+            return False  # a concurrent DELETE won; if its cascade is unfinished we resume it below
+        return True       # a VersionConflict: changed meanwhile, its index entries moved; read it again
+
+    deleted = retry_on_conflict(attempt, f"{kind.name} {record_id} kept changing under this delete; retry it")
+    if not deleted and not store.purge_pending(developer, kind.name, record_id):
+        raise NotFound(f"{kind.name} {record_id} not found")
+    _purge(store, kind, developer, record_id, deadline)
+    return models.Deleted(id=record_id, deleted_at=clock.now())
+
+
+def finish_pending_deletes(store: Store, developer: str, budget_seconds: float | None = None) -> int:
+    """Complete every cascade an interrupted DELETE left behind; returns how many it finished.
+    For an operator's sweep (admin CLI), safe to run at any time and any number of times."""
+    deadline = deadline_after(budget_seconds)
+    pending = store.pending_purges(developer)
+    for kind_name, record_id in pending:
+        _purge(store, KINDS[kind_name], developer, record_id, deadline)
+    return len(pending)
+
+
+def _purge(store: Store, kind: Kind, developer: str, record_id: str, deadline: float) -> None:
+    def check_budget() -> None:
+        if time.monotonic() > deadline:
+            raise DeletionInProgress(f"deleting {kind.name} {record_id} is under way; "
+                                     "repeat the DELETE to continue it")
+
+    if kind is SESSIONS:
+        while store.delete_history_batch(developer, record_id):
+            check_budget()
+    else:
+        children = store.index_keys(developer, SESSIONS.name, index.parent_term(kind.name, record_id),
+                                    "created_at", descending=False)
+        for session_id in (id_in(key) for key in children):
+            check_budget()
+            _delete_child(store, developer, session_id)
+            _purge(store, SESSIONS, developer, session_id, deadline)
+        # Children whose own delete went through before an interruption are no longer in the
+        # index, only in the purge markers that name this parent: finish those too.
+        for session_id in store.pending_child_purges(developer, kind.name, record_id):
+            check_budget()
+            _purge(store, SESSIONS, developer, session_id, deadline)
+    store.finish_purge(developer, kind.name, record_id)
+
+
+def _delete_child(store: Store, developer: str, session_id: str) -> None:
+    """Delete a session found under a parent being deleted (its history follows in _purge)."""
+
+    def attempt(_: VersionConflict | None) -> Any:
+        session = store.get(developer, SESSIONS.name, session_id)
+        if session is None:
+            return None     # a concurrent cascade took it; its marker is finished by whoever holds it
+        try:
+            store.delete(developer, SESSIONS.name, session, SESSIONS.terms(session), SESSIONS.parents(session))
+        except MissingRecord:
+            pass
+        return None
+
+    retry_on_conflict(attempt, f"session {session_id} kept changing during a cascading delete; repeat the DELETE")

@@ -1,0 +1,44 @@
+"""What differs between agents, users and sessions: their models, defaults, the fields that never
+change and the parents they name. Everything else (records.py, deletes.py, lists.py) is shared."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel
+
+from chalicelib.rules import models
+from chalicelib.store import LAST_POSITION, index
+
+
+@dataclass(frozen=True)
+class Kind:
+    name: str
+    create_model: type[BaseModel]
+    patch_model: type[BaseModel]
+    replace_model: type[BaseModel]
+    wire_model: type[BaseModel]
+    defaults: dict[str, Any]
+    immutable: frozenset[str] = frozenset({"id", "created_at", "updated_at"})
+    unsupported: frozenset[str] = frozenset()        # accepted only empty, never stored
+    references: tuple[str, ...] = ()                 # fields naming a parent: "agent_id" -> agent
+
+    def parents(self, record: dict[str, Any]) -> list[tuple[str, str]]:
+        """(kind, id) of each parent the record names; they must exist, and hold a link to it."""
+        return [(name.removesuffix("_id"), record[name]) for name in self.references if record.get(name)]
+
+    def terms(self, record: dict[str, Any]) -> list[str]:
+        """The index terms the record has entries under (store/index.py)."""
+        return index.terms_of(record, self.parents(record))
+
+
+AGENTS = Kind("agent", models.AgentCreate, models.AgentPatch, models.AgentReplace, models.Agent,
+              defaults={"instructions": [], "model": models.DEFAULT_MODEL, "default_settings": {}, "metadata": {}},
+              unsupported=frozenset({"tools", "docs"}))
+USERS = Kind("user", models.UserCreate, models.UserPatch, models.UserReplace, models.User,
+             defaults={"metadata": {}}, unsupported=frozenset({"docs"}))
+SESSIONS = Kind("session", models.SessionCreate, models.SessionPatch, models.SessionReplace, models.Session,
+                defaults={"metadata": {}, "render_templates": False, LAST_POSITION: ""},
+                immutable=frozenset({"id", "created_at", "updated_at", "agent_id", "user_id", "summary"}),
+                references=("agent_id", "user_id"))
+KINDS = {kind.name: kind for kind in (AGENTS, USERS, SESSIONS)}

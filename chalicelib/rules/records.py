@@ -1,0 +1,143 @@
+"""Agents, users and sessions: create, read and update, each record with its index entries in one
+transaction (store/table.py). Deleting, which cascades, is deletes.py's."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from pydantic import BaseModel
+
+from chalicelib.rules import models, validation
+from chalicelib.rules.conflicts import retry_on_conflict
+from chalicelib.rules.idempotency import Receipt
+from chalicelib.rules.kinds import Kind
+from chalicelib.shared import clock
+from chalicelib.shared.errors import NotFound, PreconditionFailed
+from chalicelib.store import MissingRecord, Store, VersionConflict
+
+
+@dataclass(frozen=True)
+class Versioned:
+    """An answer and the version of the record it read or wrote (which the edge answers as the
+    ETag, and takes back as If-Match)."""
+    answer: BaseModel
+    version: int
+
+
+def wire(kind: Kind, record: dict[str, Any]) -> BaseModel:
+    return kind.wire_model.model_validate(record)
+
+
+def existing(store: Store, kind: Kind, developer: str, record_id: str) -> dict[str, Any]:
+    record = store.get(developer, kind.name, record_id) if clock.is_uuid(record_id) else None
+    if record is None:
+        raise NotFound(f"{kind.name} {record_id} not found")
+    return record
+
+
+def check_expected(kind: Kind, record: dict[str, Any], expected: frozenset[int] | None) -> None:
+    """`expected`: the versions the caller's If-Match allows (None: any). Another one is a 412
+    and changes nothing."""
+    if expected is not None and int(record["version"]) not in expected:
+        raise PreconditionFailed(f"{kind.name} {record['id']} has changed", int(record["version"]))
+
+
+def create(store: Store, kind: Kind, developer: str, body: dict[str, Any],
+           receipt: Receipt | None = None) -> models.Created:
+    data = validation.given_fields(kind.create_model, body)
+    for name in kind.unsupported:
+        data.pop(name, None)
+    for name in kind.references:
+        validation.require_uuid(name, data.get(name))
+        if data.get(name) is not None:
+            data[name] = clock.canonical_id(data[name])
+    validation.check_indexable(data.get("metadata", {}))
+    validation.check_default_settings(data)
+    validation.check_templates(kind, data, set(data))
+    timestamp = clock.now()
+    record = {**kind.defaults, **data, "id": clock.new_id(), "created_at": timestamp,
+              "updated_at": timestamp, "version": 1}
+    answer = models.Created(id=record["id"], created_at=timestamp)
+    try:
+        store.create(developer, kind.name, record, kind.parents(record), kind.terms(record),
+                     receipt and receipt.record(201, answer))
+    except MissingRecord as missing:
+        raise NotFound(f"{missing.kind} {missing.record_id} not found", details=[
+            {"field": f"{missing.kind}_id", "message": f"no {missing.kind} with this id", "type": "not_found"}
+        ]) from None
+    return answer
+
+
+def get(store: Store, kind: Kind, developer: str, record_id: str) -> Versioned:
+    record = existing(store, kind, developer, record_id)
+    return Versioned(wire(kind, record), int(record["version"]))
+
+
+def update(store: Store, kind: Kind, developer: str, record_id: str, body: dict[str, Any],
+           replace: bool, expected: frozenset[int] | None = None) -> Versioned:
+    """PATCH (replace=False) writes the non-null fields given and merges metadata key by key,
+    a key set to null removing it; PUT (replace=True) requires the model's required fields and
+    replaces metadata whole. Read, change, write conditionally on the version: a concurrent
+    change is retried on the fresh record, so none is lost. With `expected` versions (If-Match),
+    the write happens only on one of them: no retry, a 412 if it moved on. An update that would
+    change nothing writes nothing and answers the current version (docs/api.md)."""
+    validation.refuse_immutable(kind, body)
+    changes = validation.given_fields(kind.replace_model if replace else kind.patch_model, body)
+    if "metadata" in changes and replace:
+        validation.check_indexable(changes["metadata"])
+    validation.check_default_settings(changes)
+
+    def attempt(_: VersionConflict | None) -> Versioned:
+        old = existing(store, kind, developer, record_id)
+        check_expected(kind, old, expected)
+        new = {**old, **changes}
+        if "metadata" in changes and not replace:
+            new["metadata"] = _merged_metadata(kind, old.get("metadata", {}), changes["metadata"])
+        if _same(old, new):     # nothing to change: no write, no new version, no move in lists
+            return Versioned(models.Updated(id=record_id, updated_at=old["updated_at"]), int(old["version"]))
+        validation.check_templates(kind, new, set(changes))
+        new["updated_at"] = clock.after(old["updated_at"])
+        new["version"] = old["version"] + 1
+        try:
+            store.replace(developer, kind.name, old, new, kind.terms(old), kind.terms(new))
+        except MissingRecord:
+            raise NotFound(f"{kind.name} {record_id} not found") from None
+        return Versioned(models.Updated(id=record_id, updated_at=new["updated_at"]), int(new["version"]))
+
+    return retry_on_conflict(attempt, f"{kind.name} {record_id} kept changing under this update; retry it")
+
+
+def _same(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    """Whether `new` would store exactly what `old` holds: numbers as written (1 and 1.0 differ
+    in the answers, so they differ here), types distinct (true is not 1), key order aside."""
+
+    def typed(value: Any) -> Any:
+        if value is None:
+            return None
+        if isinstance(value, bool):
+            return ["b", value]
+        if isinstance(value, (int, Decimal)):     # as written: a body's 1 is stored as Decimal("1")
+            return ["n", str(Decimal(value))]
+        if isinstance(value, dict):
+            return {key: typed(item) for key, item in value.items()}
+        if isinstance(value, (list, tuple)):
+            return ["l", [typed(item) for item in value]]
+        return ["s", str(value)]
+
+    return json.dumps(typed(old), sort_keys=True) == json.dumps(typed(new), sort_keys=True)
+
+
+def _merged_metadata(kind: Kind, stored: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    """Key by key: a key patched to null is removed, the others are set; keys the patch does not
+    name stay as stored (null values included). The result must still fit the metadata bounds."""
+    merged = dict(stored)
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = value
+    validation.parse(kind.patch_model, {"metadata": merged})
+    validation.check_indexable(merged)
+    return merged
