@@ -156,6 +156,37 @@ def count_conflicts(monkeypatch, table, method: str) -> list[int]:
     return lost
 
 
+class FakeModel:
+    """The tests' one model provider. It records each call in `calls` ({model, messages,
+    settings}) and runs `on_call()` if set; it answers a chat with `reply` and a request to
+    summarize with `summary` (the reply too, when None). `reply` and `summary` may be functions of
+    the request's last message; `usage` is (prompt, completion) tokens, or None to let the service
+    count them."""
+
+    def __init__(self, reply: Any = "reply", summary: Any = None, usage: tuple[int, int] | None = (1, 1)) -> None:
+        self.reply, self.summary, self.usage = reply, summary, usage
+        self.calls: list[dict[str, Any]] = []
+        self.on_call = None
+
+    def complete(self, model, messages, settings, timeout):
+        from chalicelib.providers import Completion
+
+        self.calls.append({"model": model, "messages": messages, "settings": settings})
+        if self.on_call:
+            self.on_call()
+        request = str(messages[-1]["content"])
+        answer = self.summary if self.summary is not None and "Turns to add" in request else self.reply
+        tokens = {} if self.usage is None else {"prompt_tokens": self.usage[0], "completion_tokens": self.usage[1]}
+        return Completion(content=answer(request) if callable(answer) else answer, finish_reason="stop", **tokens)
+
+
+@pytest.fixture
+def model():
+    """A FakeModel answering every model call of the test."""
+    with model_provider(FakeModel()) as fake:
+        yield fake
+
+
 @contextlib.contextmanager
 def model_provider(provider):
     """`provider` answers the model calls inside the block."""
@@ -165,6 +196,16 @@ def model_provider(provider):
         yield provider
     finally:
         providers.use_provider(None)
+
+
+def table_keys(store) -> set[tuple[str, str]]:
+    """(pk, sk) of every item of the test's table."""
+    return {(item["pk"]["S"], item["sk"]["S"]) for item in scan_all(store)}
+
+
+def mentioning(store, *ids: str) -> set[tuple[str, str]]:
+    """(pk, sk) of every item whose key names one of the ids."""
+    return {key for key in table_keys(store) if any(i in key[0] or i in key[1] for i in ids)}
 
 
 def scan_all(store) -> list[dict[str, Any]]:

@@ -12,29 +12,15 @@ from conftest import InterceptedClient
 SYSTEM = {"role": "system", "content": "hi\n\nInstructions:\n- be kind", "name": None}
 
 
-class ScriptedModel:
-    """A provider that records its calls; summaries say how many turns they were given."""
-
-    def __init__(self) -> None:
-        self.calls: list[dict] = []
-        self.on_call = None
-
-    def complete(self, model, messages, settings, timeout):
-        self.calls.append({"model": model, "messages": messages, "settings": settings})
-        if self.on_call:
-            self.on_call()
-        if "Turns to add" in str(messages[-1]["content"]):
-            turns = messages[-1]["content"].split("Turns to add:\n")[1]
-            return Completion(content=f"S[{turns.count(chr(10)) + 1} turns]", finish_reason="stop")
-        return Completion(content="reply", finish_reason="stop", prompt_tokens=1, completion_tokens=1)
-
-
 @pytest.fixture
-def model():
-    scripted = ScriptedModel()
-    providers.use_provider(scripted)
-    yield scripted
-    providers.use_provider(None)
+def model(model):
+    """The fake model, its summaries saying how many turns they were given."""
+    def summary(request: str) -> str:
+        turns = request.split("Turns to add:\n")[1]
+        return f"S[{turns.count(chr(10)) + 1} turns]"
+
+    model.summary = summary
+    return model
 
 
 def say(table, session_id, *texts):

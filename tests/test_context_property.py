@@ -16,29 +16,33 @@ from hypothesis import strategies as st
 
 from chalicelib.rules import context, history, kinds, records
 from chalicelib.providers import Completion
-from conftest import model_provider
+from conftest import FakeModel, model_provider
 
 TAG = re.compile(r"<t(\d+)>")
 
 
-class Summarizer:
-    def __init__(self) -> None:
-        self.covers: dict[str, frozenset[int]] = {}
+def covering_summarizer() -> FakeModel:
+    """The fake model, summarizing as S<n> and remembering in `covers` the turns each summary
+    covers (its earlier summary's, and the turns it was given)."""
+    covers: dict[str, frozenset[int]] = {}
 
-    def complete(self, model, messages, settings, timeout):
-        request = messages[-1]["content"]
+    def summarize(request: str) -> str:
         old = request.split("Earlier summary:\n", 1)[1].split("\n\nTurns to add:", 1)[0]
         turns = request.split("Turns to add:\n", 1)[1]
-        name = f"S{len(self.covers)}"
-        self.covers[name] = self.covers.get(old, frozenset()) | {int(n) for n in TAG.findall(turns)}
-        return Completion(content=name, finish_reason="stop", prompt_tokens=1, completion_tokens=1)
+        name = f"S{len(covers)}"
+        covers[name] = covers.get(old, frozenset()) | {int(n) for n in TAG.findall(turns)}
+        return name
+
+    fake = FakeModel(summary=summarize)
+    fake.covers = covers
+    return fake
 
 
 def text(n: int, words: int) -> str:
     return f"<t{n}> " + "word " * words
 
 
-def coverage(summarizer: Summarizer, answer) -> tuple[frozenset[int], set[int]]:
+def coverage(summarizer: FakeModel, answer) -> tuple[frozenset[int], set[int]]:
     """The turns the answer's summary covers, and the turns it carries itself."""
     covered: frozenset[int] = frozenset()
     carried: set[int] = set()
@@ -56,7 +60,7 @@ def coverage(summarizer: Summarizer, answer) -> tuple[frozenset[int], set[int]]:
 @given(token_budget=st.integers(150, 1500),
        batches=st.lists(st.lists(st.integers(0, 400), min_size=1, max_size=8), min_size=1, max_size=6))
 def test_every_turn_is_in_the_summary_or_the_context_unless_it_says_truncated(table, token_budget, batches):
-    with model_provider(Summarizer()) as summarizer:
+    with model_provider(covering_summarizer()) as summarizer:
         agent = records.create(table, kinds.AGENTS, "alice", {"name": "a"}).id
         session = records.create(table, kinds.SESSIONS, "alice", {
             "agent_id": agent, "situation": "hi", "token_budget": token_budget,
@@ -83,7 +87,7 @@ def test_every_turn_is_in_the_summary_or_the_context_unless_it_says_truncated(ta
 
 @pytest.fixture
 def summarizer():
-    with model_provider(Summarizer()) as fake:
+    with model_provider(covering_summarizer()) as fake:
         yield fake
 
 

@@ -8,24 +8,10 @@ import pytest
 from chalicelib.rules import deletes, history, records
 from chalicelib.shared.errors import DeletionInProgress
 from chalicelib.rules.kinds import AGENTS, SESSIONS
-from conftest import count_conflicts
+from conftest import count_conflicts, mentioning, table_keys
 
 # Cascades across Query pages and BatchWriteItem batches, and concurrent writers: on DynamoDB Local too.
 pytestmark = pytest.mark.real_engine
-
-
-def table_keys(store) -> set[tuple[str, str]]:
-    keys, args = set(), {"TableName": store.table}
-    while True:
-        page = store.client.scan(**args)
-        keys |= {(item["pk"]["S"], item["sk"]["S"]) for item in page["Items"]}
-        if "LastEvaluatedKey" not in page:
-            return keys
-        args["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-
-
-def mentioning(store, *ids: str) -> set[tuple[str, str]]:
-    return {key for key in table_keys(store) if any(i in key[0] or i in key[1] for i in ids)}
 
 
 def append(api, session_id: str, count: int) -> None:

@@ -51,6 +51,7 @@ from chalicelib.tools import consistency
 from chalicelib.rules import conflicts, deletes, records
 from chalicelib import store as store_module
 from chalicelib.store import table as store_table
+from conftest import mentioning
 
 DDB = "com.amazonaws.dynamodb.v20120810#"
 API_GATEWAY_SECONDS = 29
@@ -353,17 +354,6 @@ def agent_with_sessions(api, sessions: int = 3, messages: int = 30) -> tuple[str
         batch = [{"role": "user", "content": f"m{i}"} for i in range(messages)]
         assert api.post(f"/sessions/{ids[-1]}/history", {"messages": batch}).status_code == 201
     return agent_id, ids
-
-
-def mentioning(table, *ids: str) -> set[tuple[str, str]]:
-    keys, args = set(), {"TableName": table.table}
-    while True:
-        page = table.client.scan(**args)
-        keys |= {(item["pk"]["S"], item["sk"]["S"]) for item in page["Items"]}
-        if "LastEvaluatedKey" not in page:
-            break
-        args["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-    return {key for key in keys if any(i in key[0] or i in key[1] for i in ids)}
 
 
 SCENARIOS = {

@@ -12,7 +12,7 @@ from chalicelib.shared import clock
 from chalicelib.rules import history
 from chalicelib.shared.errors import NotFound
 from chalicelib.store import StoreError
-from conftest import count_conflicts
+from conftest import FakeModel, count_conflicts, model_provider
 
 # Concurrent writers, Query pages and batch deletes: on DynamoDB Local too.
 pytestmark = pytest.mark.real_engine
@@ -127,17 +127,10 @@ def test_a_multi_message_append_is_all_or_nothing(api, table, session_id, monkey
 
 # --- activity: an append or a chat moves the session --------------------------------------------
 
-class Echo:
-    def complete(self, model, messages, settings, timeout):
-        from chalicelib.providers import Completion
-        return Completion(content="echo", finish_reason="stop", prompt_tokens=1, completion_tokens=1)
-
-
 @pytest.mark.parametrize("how", ["append", "chat"])
 def test_activity_moves_the_session_to_the_front_of_its_users_sessions(api, table, agent_id, user_id, how):
     """docs/api.md: newest activity first with `?user_id=...&sort_by=updated_at`."""
     from chalicelib.tools import consistency
-    from chalicelib import providers
     older = api.post("/sessions", {"agent_id": agent_id, "user_id": user_id}).json["id"]
     newer = api.post("/sessions", {"agent_id": agent_id, "user_id": user_id}).json["id"]
     before = api.get(f"/sessions/{older}")
@@ -148,11 +141,8 @@ def test_activity_moves_the_session_to_the_front_of_its_users_sessions(api, tabl
     if how == "append":
         add(api, older, "hello")
     else:
-        providers.use_provider(Echo())
-        try:
+        with model_provider(FakeModel(reply="echo")):
             assert api.post(f"/sessions/{older}/chat", {"messages": [{"role": "user", "content": "hi"}]}).status_code == 200
-        finally:
-            providers.use_provider(None)
     after = api.get(f"/sessions/{older}")
     assert after.json["updated_at"] > before.json["updated_at"]
     assert after.json["created_at"] == before.json["created_at"]

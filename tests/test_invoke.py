@@ -45,16 +45,10 @@ def http(api, method, path, body=None, headers=None):
     return response.status_code, response.json, response.headers
 
 
-class Model:
-    def complete(self, model, messages, settings, timeout):
-        return Completion(content="hello back", finish_reason="stop", prompt_tokens=3, completion_tokens=2)
-
-
 @pytest.fixture
-def model():
-    providers.use_provider(Model())
-    yield
-    providers.use_provider(None)
+def model(model):
+    model.reply, model.usage = "hello back", (3, 2)
+    return model
 
 
 @pytest.fixture

@@ -187,22 +187,11 @@ def world(api) -> dict[str, str]:
     return {"agent_id": agent.json["id"], "user_id": user.json["id"], "session_id": session.json["id"]}
 
 
-class Echo:
-    """A model provider that answers `reply`."""
-
-    def __init__(self, reply: str = "ok") -> None:
-        self.reply = reply
-
-    def complete(self, model, messages, settings, timeout):
-        return Completion(content=self.reply, finish_reason="stop", prompt_tokens=1, completion_tokens=1)
-
-
 @pytest.fixture
-def echo():
-    provider = Echo()
-    providers.use_provider(provider)
-    yield provider
-    providers.use_provider(None)
+def echo(model):
+    """The fake model, answering `reply` to chats and summaries alike."""
+    model.reply = "ok"
+    return model
 
 
 def assert_refused(api, table, method: str, path: str, body: Any = None, *, raw: str | None = None,

@@ -19,7 +19,7 @@ from chalicelib.web import openapi
 from chalicelib import providers
 from chalicelib.web.operations import OPENAPI_PATH, OPERATIONS
 from chalicelib.providers import Completion
-from conftest import KEYS
+from conftest import KEYS, FakeModel, model_provider
 
 SEED = 20240611
 MAX_EXAMPLES = 20          # fuzzed cases per operation, besides the coverage phase's boundary cases
@@ -117,14 +117,6 @@ def test_every_error_has_the_one_error_schema():
 
 # --- schemathesis against a live server -----------------------------------------------------------------
 
-class FakeModel:
-    """A model provider that always answers: chat and adaptive summaries reach their 200s."""
-
-    def complete(self, model: str, messages: list[dict[str, Any]], settings: dict[str, Any],
-                 timeout: float) -> Completion:
-        return Completion(content="noted", finish_reason="stop")
-
-
 class Live:
     """An agent, a user and a session (with two messages of history) of the developer, for the
     cases to name instead of the ids schemathesis made up; made again after a DELETE took them."""
@@ -151,9 +143,8 @@ class Live:
 @pytest.fixture
 def live(table):
     """Live ids, and a model provider that always answers (chat and adaptive summaries reach 200)."""
-    providers.use_provider(FakeModel())
-    yield Live(table)
-    providers.use_provider(None)
+    with model_provider(FakeModel(reply="noted", usage=None)):
+        yield Live(table)
 
 
 def _keep_made_up(value: str) -> bool:

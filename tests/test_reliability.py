@@ -16,7 +16,7 @@ from chalicelib.shared.errors import BadRequest, Conflict, ValidationFailed
 from chalicelib.web.operations import OPERATIONS, Call, dispatch
 from chalicelib.providers import Completion
 from chalicelib.rules.kinds import AGENTS
-from conftest import KEYS, InterceptedClient, scan_all as all_items
+from conftest import KEYS, FakeModel, InterceptedClient, model_provider, scan_all as all_items
 
 
 # --- versions: ETag and If-Match -----------------------------------------------------------------
@@ -147,25 +147,16 @@ def test_replays_of_sessions_and_history_appends(api, agent_id, user_id):
 
 
 def test_a_chat_replay_neither_calls_the_model_again_nor_stores_twice(api, session_id):
-    calls = []
-
-    class Model:
-        def complete(self, model, messages, settings, timeout):
-            calls.append(1)
-            return Completion(content=f"reply {len(calls)}", finish_reason="stop")
-
-    providers.use_provider(Model())
-    try:
+    fake = FakeModel(reply=lambda request: f"reply {len(fake.calls)}", usage=None)
+    with model_provider(fake):
         body = {"messages": [{"role": "user", "content": "hi"}]}
         first = api.post(f"/sessions/{session_id}/chat", body, headers={"Idempotency-Key": "c1"})
         again = api.post(f"/sessions/{session_id}/chat", body, headers={"Idempotency-Key": "c1"})
         unremembered = {**body, "remember": False}
         third = api.post(f"/sessions/{session_id}/chat", unremembered, headers={"Idempotency-Key": "c2"})
         fourth = api.post(f"/sessions/{session_id}/chat", unremembered, headers={"Idempotency-Key": "c2"})
-    finally:
-        providers.use_provider(None)
     assert first.status_code == again.status_code == 200 and again.json == first.json
-    assert third.json == fourth.json and len(calls) == 2
+    assert third.json == fourth.json and len(fake.calls) == 2
     assert [m["content"] for m in api.get(f"/sessions/{session_id}/history").json["items"]] == ["hi", "reply 1"]
 
 
