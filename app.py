@@ -18,7 +18,7 @@ invoke = app.lambda_function(name=invocation.FUNCTION_NAME)(invocation.invoke)
 
 
 def _openapi() -> dict:
-    from chalicelib.web import openapi   # pydantic's schema generation only when asked for
+    from chalicelib.web import openapi  # pydantic's schema generation only when asked for
     return openapi.document()
 
 

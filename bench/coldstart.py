@@ -11,8 +11,8 @@ process's own CPU time (`time.process_time()`, user + system: it leaves out wait
 answers or for a CPU, though on a busy machine it grows too). The processes are interleaved:
 each round runs one of every kind, in a shuffled order (fixed seed), so a machine that slows down
 or speeds up during the run moves all of them alike, and the ratios, each between two medians of
-the same run, are what to compare from one run to another. A first, untimed round writes the bytecode caches. Figures are the median of
-the rounds, with the spread (quartiles, and min-max) beside them.
+the same run, are what to compare from one run to another. A first, untimed round writes the
+bytecode caches. Figures are the median of the rounds, with the spread (quartiles, and min-max) beside them.
 
 Bytecode caches: installed packages (boto3, chalice, pydantic) always have theirs. The app's own
 modules are measured both ways: from the checkout, with `__pycache__` written by the first round
@@ -64,7 +64,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata as package_metadata
 from pathlib import Path
 from typing import Any
@@ -277,8 +277,7 @@ def seed(env: dict[str, str]) -> None:
         import boto3
 
         from chalicelib.rules import auth, kinds, records
-        from chalicelib.store import schema
-        from chalicelib.store import Store, client_config
+        from chalicelib.store import Store, client_config, schema
 
         client = boto3.client("dynamodb", config=client_config())
         schema.create_table(client, TABLE)
@@ -502,7 +501,7 @@ def main(argv: list[str] | None = None) -> int:
     versions = ", ".join(f"{name} {package_metadata.version(name)}"
                          for name in ("boto3", "chalice", "pydantic", "moto"))
     report: dict[str, Any] = {
-        "generated_at": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "generated_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": f"{os.cpu_count()} CPUs, Python {platform.python_version()}, {versions}",
         "runs": args.runs, "target_ratio": TARGET_RATIO, "heavy_modules": list(HEAVY),
         "figures": figures(samples),

@@ -72,11 +72,12 @@ import sys
 import time
 import uuid
 import warnings
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata as package_metadata
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 # Never talk to real AWS: fake credentials, no endpoint override, before boto3 is imported.
 for _name in ("AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_SESSION_TOKEN"):
@@ -91,14 +92,25 @@ from boto3.dynamodb.types import TypeSerializer  # noqa: E402
 from botocore.exceptions import ClientError  # noqa: E402
 from moto import mock_aws  # noqa: E402
 
-from chalicelib.rules import history, kinds, records
-from chalicelib.store import schema
 from chalicelib import store  # noqa: E402
+from chalicelib.rules import history, kinds, records  # noqa: E402
+from chalicelib.store import schema  # noqa: E402
 
 from .lists import _GuardedClient, moto_transactions_without_snapshot  # noqa: E402
+from .meter import (  # noqa: E402
+    KEY_NAMES,
+    WRITE_OPS,
+    Meter,
+    ReadCost,
+    Tally,
+    dynamodb_item_size,
+    read_cost,
+    sizing,
+    value_size,
+    watch,
+    write_cost,
+)
 from .report import log, publish, update_doc  # noqa: E402
-from .meter import (KEY_NAMES, WRITE_OPS, Meter, ReadCost, Tally, dynamodb_item_size,  # noqa: E402
-                    read_cost, sizing, value_size, watch, write_cost)
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "history.json"
@@ -217,7 +229,7 @@ class Ours:
 
     name = "ours"
 
-    def __init__(self, bench: "Bench") -> None:
+    def __init__(self, bench: Bench) -> None:
         self.bench = bench
         self.store = bench.store
         self.agent = records.create(self.store, kinds.AGENTS, DEVELOPER,
@@ -244,7 +256,7 @@ class Langchain:
 
     name = "langchain"
 
-    def __init__(self, bench: "Bench") -> None:
+    def __init__(self, bench: Bench) -> None:
         # Imported here so that bench.history imports without langchain (make bench installs it).
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -725,7 +737,7 @@ def main(argv: list[str] | None = None) -> int:
     import moto
     lengths = [len(content_for_age(age).encode()) for age in range(max(args.sizes))]
     report: dict[str, Any] = {
-        "generated_at": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "generated_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": (f"{os.cpu_count()} CPUs, Python {platform.python_version()}, moto {moto.__version__}, "
                     f"langchain-community {package_metadata.version('langchain-community')}, "
                     f"langchain-core {package_metadata.version('langchain-core')}"),

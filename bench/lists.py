@@ -31,10 +31,11 @@ import statistics
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 # Never talk to real AWS: fake credentials, no endpoint override, before boto3 is imported.
 for _name in ("AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_SESSION_TOKEN"):
@@ -151,7 +152,7 @@ class SortedItemsCache:
 class Bench:
     """One table of N seeded sessions, and what is measured on it."""
 
-    def __init__(self, raw_client: Any, n: int, reps: int, sorted_items: "SortedItemsCache") -> None:
+    def __init__(self, raw_client: Any, n: int, reps: int, sorted_items: SortedItemsCache) -> None:
         self.n = n
         self.reps = reps
         self.table = f"bench-lists-{n}-{uuid.uuid4().hex[:8]}"
@@ -284,9 +285,13 @@ class Bench:
         """Create and PATCH, for a session with several indexed metadata values and one with none.
         Each is done 3 times on fresh sessions; the figures are the median."""
         agent = records.create(self.store, kinds.AGENTS, developer, {"name": "a"}).id
-        with_metadata = lambda: {"agent_id": agent, "situation": SITUATION, "metadata": {  # noqa: E731
-            "env": "prod", "plan": "pro", "db_uuid": str(uuid.uuid4()), "tenant": "t-bench-writes"}}
-        without = lambda: {"agent_id": agent, "situation": SITUATION}  # noqa: E731
+        def with_metadata() -> dict[str, Any]:
+            return {"agent_id": agent, "situation": SITUATION, "metadata": {
+                "env": "prod", "plan": "pro", "db_uuid": str(uuid.uuid4()), "tenant": "t-bench-writes"}}
+
+        def without() -> dict[str, Any]:
+            return {"agent_id": agent, "situation": SITUATION}
+
         cases = [("create session, 4 metadata values", with_metadata, None),
                  ("create session, no metadata", without, None),
                  ("PATCH metadata env=staging, session with 4 values", with_metadata,
@@ -535,7 +540,7 @@ def main(argv: list[str] | None = None) -> int:
             runs[n] = run_size(raw, n, args.reps)
     import moto
     report: dict[str, Any] = {
-        "generated_at": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "generated_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": f"{os.cpu_count()} CPUs, Python {platform.python_version()}, moto {moto.__version__}",
         "sizes": args.sizes, "page_size": PAGE, "reps": args.reps,
         "seeding": {str(n): runs[n]["seeding"] for n in args.sizes},

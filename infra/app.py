@@ -27,7 +27,6 @@ for cache in (HERE.parent / "chalicelib").rglob("__pycache__"):
 os.environ.setdefault("AWS_DEFAULT_REGION", os.environ.get("CDK_DEFAULT_REGION") or "us-east-1")
 
 import aws_cdk as cdk  # noqa: E402
-
 from stack import STAGES, SessionsStack  # noqa: E402
 
 # The CLI names the output folder in CDK_OUTDIR; run directly, the app writes to infra/cdk.out.

@@ -64,7 +64,8 @@ def choose(asked: str | None) -> tuple[str, str | None]:
     except dynamodb_local.Unavailable as missing:
         if asked == DYNAMODB_LOCAL:
             raise StartFailed(f"SESSIONS_LOCAL_DB=dynamodb-local, but {missing}") from None
-        return MOTO, f"DynamoDB Local is not available ({missing}); using moto's server instead, which keeps nothing across restarts"
+        return MOTO, (f"DynamoDB Local is not available ({missing}); "
+                      "using moto's server instead, which keeps nothing across restarts")
     return DYNAMODB_LOCAL, None
 
 

@@ -27,9 +27,10 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from gateway_responses import gateway_responses  # noqa: E402
+
 from chalicelib.store import schema  # noqa: E402
 from chalicelib.store.iam import RUNTIME_IAM_ACTIONS  # noqa: E402
-from gateway_responses import gateway_responses  # noqa: E402
 
 API_STAGE = "api"              # the path prefix, as in .chalice/config.json
 LAMBDA_MEMORY_MB = 512         # CPU scales with memory: pydantic and JSON work are CPU-bound

@@ -257,7 +257,7 @@ class Api:
     def patch(self, path, body=None, **kw): return self.request("PATCH", path, body, **kw)
     def delete(self, path, **kw): return self.request("DELETE", path, **kw)
 
-    def as_(self, developer: str) -> "Api":
+    def as_(self, developer: str) -> Api:
         return Api(self.client, KEYS[developer])
 
 

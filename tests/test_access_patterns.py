@@ -9,6 +9,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+
 from conftest import InterceptedClient
 
 # What each operation costs in DynamoDB calls, and what a list reads: on DynamoDB Local too.
@@ -95,6 +96,7 @@ def test_a_filter_no_record_could_match_is_refused_before_any_read(api, counted)
 
 def test_a_filter_probes_at_most_four_terms_however_many_conditions_it_has(api, counted, agent_id):
     from urllib.parse import quote
+
     from chalicelib.rules import lists
     metadata = {f"k{n}": 1 for n in range(40)}
     sessions = {api.post("/sessions", {"agent_id": agent_id, "metadata": metadata}).json["id"] for _ in range(20)}

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from chalicelib.tools import admin, transfer
 from chalicelib.rules import auth
 from chalicelib.store import scans
 from chalicelib.store.codec import only_key
+from chalicelib.tools import admin, transfer
 from conftest import AWS_ENV, scan_all
 
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 import pytest
 
 from chalicelib.rules import history, tokens
-from chalicelib import providers
-from chalicelib.providers import Completion
 from conftest import InterceptedClient
 
 SYSTEM = {"role": "system", "content": "hi\n\nInstructions:\n- be kind", "name": None}

@@ -15,7 +15,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from chalicelib.rules import context, history, kinds, records
-from chalicelib.providers import Completion
 from conftest import FakeModel, model_provider
 
 TAG = re.compile(r"<t(\d+)>")

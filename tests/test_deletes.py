@@ -6,8 +6,8 @@ import threading
 import pytest
 
 from chalicelib.rules import deletes, history, records
-from chalicelib.shared.errors import DeletionInProgress
 from chalicelib.rules.kinds import AGENTS, SESSIONS
+from chalicelib.shared.errors import DeletionInProgress
 from conftest import count_conflicts, mentioning, table_keys
 
 # Cascades across Query pages and BatchWriteItem batches, and concurrent writers: on DynamoDB Local too.

@@ -47,10 +47,10 @@ from botocore.retries import standard
 from moto.core.botocore_stubber import MockRawResponse
 from moto.core.models import botocore_stubber
 
-from chalicelib.tools import consistency
-from chalicelib.rules import conflicts, deletes, records
 from chalicelib import store as store_module
+from chalicelib.rules import conflicts, deletes
 from chalicelib.store import table as store_table
+from chalicelib.tools import consistency
 from conftest import mentioning
 
 DDB = "com.amazonaws.dynamodb.v20120810#"

@@ -8,8 +8,8 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from chalicelib.shared import clock
 from chalicelib.rules import history
+from chalicelib.shared import clock
 from chalicelib.shared.errors import NotFound
 from chalicelib.store import StoreError
 from conftest import FakeModel, count_conflicts, model_provider
@@ -226,7 +226,7 @@ def test_a_cursor_only_continues_its_own_query(api, session_id, agent_id):
     cursor = api.get(f"/sessions/{session_id}/history?limit=1").json["next_cursor"]
     other = api.post("/sessions", {"agent_id": agent_id}).json["id"]
     add(api, other, "x", "y")
-    for url, who in [
+    for url, _who in [
         (f"/sessions/{session_id}/history?limit=1&order=desc&cursor={cursor}", "alice"),  # other order
         (f"/sessions/{other}/history?limit=1&cursor={cursor}", "alice"),                # other session
         (f"/sessions/{session_id}/history?limit=1&cursor={cursor[:-2]}xx", "alice"),     # forged

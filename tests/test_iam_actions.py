@@ -14,9 +14,7 @@ from typing import Any
 import pytest
 from botocore.client import BaseClient
 
-from chalicelib import providers, store
 from chalicelib.store import iam
-from chalicelib.providers import Completion
 
 TRANSACT_WRITE_ITEMS = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "DeleteItem",
                         "ConditionCheck": "ConditionCheckItem"}

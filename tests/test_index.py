@@ -5,11 +5,11 @@ import json
 from urllib.parse import quote
 
 import pytest
-from conftest import InterceptedClient
 
-from chalicelib.tools import consistency
-from chalicelib.store import index
 from chalicelib.rules import lists
+from chalicelib.store import index
+from chalicelib.tools import consistency
+from conftest import InterceptedClient
 
 
 def q(value) -> str:
@@ -63,7 +63,7 @@ def seeded(api, agent_id):
         prod.append(sid)
         if "tenant" in metadata:
             tenant1.append(sid)
-    for n in range(3):
+    for _ in range(3):
         tenant2.append(api.post("/sessions", {"agent_id": agent_id,
                                               "metadata": {"env": "staging", "tenant": "t2"}}).json["id"])
     return {"t1": tenant1, "t2": tenant2, "prod": prod}
@@ -130,7 +130,7 @@ def test_cursor_walks_never_skip_or_repeat(api, agent_id, sort_by, order):
 
 
 def test_offset_pages_and_cursor_pages_agree(api, agent_id):
-    for n in range(7):
+    for _ in range(7):
         api.post("/sessions", {"agent_id": agent_id})
     by_offset = [sid for offset in range(0, 7, 3) for sid in ids(api.get(f"/sessions?limit=3&offset={offset}"))]
     assert by_offset == walk(api, "/sessions", 3)

@@ -12,13 +12,9 @@ from botocore.exceptions import ClientError
 from chalice.test import Client
 
 import app as app_module
-from conftest import ROUTES
 from chalicelib.web import invoke, openapi
-from chalicelib import providers
 from chalicelib.web.operations import OPERATIONS
-from chalicelib.providers import Completion
-
-from conftest import scan_all
+from conftest import ROUTES, scan_all
 
 SCHEMA = json.loads((pathlib.Path(__file__).parent.parent / openapi.INVOKE_SCHEMA_PATH).read_text())
 VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)

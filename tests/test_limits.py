@@ -19,13 +19,12 @@ from urllib.parse import quote
 
 import pytest
 from boto3.dynamodb.types import TypeSerializer
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from chalicelib.rules import history, idempotency, models
 from chalicelib.shared import jsonio
-from chalicelib import providers
 from chalicelib.shared.errors import BadRequest
-from chalicelib.providers import Completion
 from conftest import scan_all
 
 # Limits: on DynamoDB Local too, where the engine itself refuses an item over 400 KB and a

@@ -41,13 +41,13 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 
-from chalicelib.tools import consistency
+from chalicelib import store
 from chalicelib.rules import deletes, history, kinds, lists
 from chalicelib.rules import records as record_rules
-from chalicelib.web import queries
-from chalicelib.store import schema
-from chalicelib import store
 from chalicelib.shared.errors import BadRequest, NotFound
+from chalicelib.store import schema
+from chalicelib.tools import consistency
+from chalicelib.web import queries
 
 DEVELOPERS = ("alice", "bob")
 KINDS = {"agent": kinds.AGENTS, "user": kinds.USERS, "session": kinds.SESSIONS}

@@ -13,13 +13,10 @@ import schemathesis
 from openapi_spec_validator import validate
 
 import app as app_module
-from conftest import ROUTES
 from chalicelib.rules import history, kinds, records
 from chalicelib.web import openapi
-from chalicelib import providers
 from chalicelib.web.operations import OPENAPI_PATH, OPERATIONS
-from chalicelib.providers import Completion
-from conftest import KEYS, FakeModel, model_provider
+from conftest import KEYS, ROUTES, FakeModel, model_provider
 
 SEED = 20240611
 MAX_EXAMPLES = 20          # fuzzed cases per operation, besides the coverage phase's boundary cases

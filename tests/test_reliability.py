@@ -11,13 +11,11 @@ import uuid
 import pytest
 
 from chalicelib.rules import auth, kinds, lists, records
-from chalicelib import providers
+from chalicelib.rules.kinds import AGENTS
 from chalicelib.shared.errors import BadRequest, Conflict, ValidationFailed
 from chalicelib.web.operations import OPERATIONS, Call, dispatch
-from chalicelib.providers import Completion
-from chalicelib.rules.kinds import AGENTS
-from conftest import KEYS, FakeModel, InterceptedClient, model_provider, scan_all as all_items
-
+from conftest import KEYS, FakeModel, InterceptedClient, model_provider
+from conftest import scan_all as all_items
 
 # --- versions: ETag and If-Match -----------------------------------------------------------------
 

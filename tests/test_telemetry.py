@@ -9,9 +9,9 @@ import pytest
 from chalice.test import Client
 
 import app as app_module
-from chalicelib.web import invoke
 from chalicelib import store as store_module
 from chalicelib.shared import telemetry
+from chalicelib.web import invoke
 from conftest import KEYS, InterceptedClient
 
 

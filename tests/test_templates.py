@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from chalicelib.shared import errors
 from chalicelib.rules import templates
+from chalicelib.shared import errors
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -15,10 +15,8 @@ from typing import Any
 
 import pytest
 
-import app as app_module
-from conftest import ROUTES
 from chalicelib.shared import jsonio
-from conftest import KEYS, scan_all
+from conftest import KEYS, ROUTES, scan_all
 
 ROUTE_IDS = [f"{method} {path}" for method, path, _ in ROUTES]
 PER_ID_ROUTES = [route for route in ROUTES if "{" in route[1]]

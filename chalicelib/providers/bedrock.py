@@ -12,6 +12,7 @@ import os
 from typing import Any
 
 from chalicelib.shared.errors import ProviderFailed, ProviderTimeout
+
 from . import Completion
 
 STOP_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length",
@@ -26,7 +27,7 @@ class Bedrock:
         self.client = client
 
     @classmethod
-    def from_environment(cls) -> "Bedrock":
+    def from_environment(cls) -> Bedrock:
         global _client
         if _client is None:
             import boto3

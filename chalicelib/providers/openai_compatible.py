@@ -11,6 +11,7 @@ import urllib.request
 from typing import Any
 
 from chalicelib.shared.errors import ProviderFailed, ProviderTimeout
+
 from . import FINISH_REASONS, Completion
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -29,7 +30,7 @@ class OpenAICompatible:
         self.api_key = api_key
 
     @classmethod
-    def from_environment(cls) -> "OpenAICompatible":
+    def from_environment(cls) -> OpenAICompatible:
         return cls(os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL, os.environ.get("OPENAI_API_KEY"))
 
     def complete(self, model: str, messages: list[dict[str, Any]], settings: dict[str, Any],
@@ -46,7 +47,7 @@ class OpenAICompatible:
                 raw = answer.read()
         except urllib.error.HTTPError as error:
             raise ProviderFailed(self._refusal(error)) from None
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:
             raise ProviderTimeout(f"the model provider did not answer within {timeout:.0f} s; nothing was stored") from None
         except urllib.error.URLError as error:
             if isinstance(error.reason, (TimeoutError, socket.timeout)):

@@ -9,11 +9,11 @@ from __future__ import annotations
 import json
 import time
 
-from chalicelib.shared import clock, jsonio
-from chalicelib.rules import context, history, models, tokens, validation
 from chalicelib import providers
-from chalicelib.shared.errors import ProviderFailed, ValidationFailed
+from chalicelib.rules import context, history, models, tokens, validation
 from chalicelib.rules.idempotency import Receipt
+from chalicelib.shared import clock, jsonio
+from chalicelib.shared.errors import ProviderFailed, ValidationFailed
 
 SETTING_NAMES = frozenset(models.ChatSettings.model_fields)
 

@@ -24,11 +24,11 @@ from dataclasses import dataclass
 from itertools import takewhile
 from typing import Any
 
-from chalicelib.shared import jsonio
 from chalicelib.rules import models, tokens
-from chalicelib.shared.errors import ContextOverBudget
 from chalicelib.rules.kinds import AGENTS, SESSIONS, USERS
 from chalicelib.rules.records import existing, wire
+from chalicelib.shared import jsonio
+from chalicelib.shared.errors import ContextOverBudget
 from chalicelib.store import Store
 
 CEILING_TOKENS = 1_000_000       # a session with no budget still stops here (a Lambda answer is at most 6 MB)

@@ -11,7 +11,6 @@ from decimal import Decimal
 from typing import Any
 
 
-
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float, Decimal)) and not isinstance(value, bool)
 

@@ -17,11 +17,12 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
-from chalicelib.shared import jsonio
 from chalicelib.rules import models
+from chalicelib.shared import jsonio
 from chalicelib.shared.errors import BadRequest, ValidationFailed
 from chalicelib.store import ReceiptTaken, Store
 

@@ -6,11 +6,22 @@ under 100 actions and 4 MB, with every field at its limit at once (docs/reliabil
 """
 from __future__ import annotations
 
-from decimal import Context as DecimalContext, Decimal
+from decimal import Context as DecimalContext
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainValidator,
-                      ValidationError, ValidationInfo, WithJsonSchema, field_validator)
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    ValidationError,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+)
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from chalicelib.shared import jsonio

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 _FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
@@ -30,7 +30,7 @@ _last = ""
 
 
 def _next_microsecond(timestamp: str) -> str:
-    moment = datetime.strptime(timestamp, _FORMAT).replace(tzinfo=timezone.utc)
+    moment = datetime.strptime(timestamp, _FORMAT).replace(tzinfo=UTC)
     return (moment + timedelta(microseconds=1)).strftime(_FORMAT)
 
 
@@ -39,7 +39,7 @@ def now() -> str:
     timestamp here, so sort keys built from it keep the order they were made in."""
     global _last
     with _lock:
-        current = datetime.now(timezone.utc).strftime(_FORMAT)
+        current = datetime.now(UTC).strftime(_FORMAT)
         _last = current if current > _last else _next_microsecond(_last)
         return _last
 

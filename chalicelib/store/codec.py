@@ -7,7 +7,8 @@ from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
-from .schema import PARTITION_KEY as PK, SORT_KEY as SK
+from .schema import PARTITION_KEY as PK
+from .schema import SORT_KEY as SK
 
 
 class _ExactDeserializer(TypeDeserializer):

@@ -29,12 +29,11 @@ from typing import IO, Any
 
 from chalicelib.rules import auth
 from chalicelib.shared import clock
-from chalicelib.store import schema
-from chalicelib.tools import transfer
 from chalicelib.shared.errors import Conflict, NotFound
-from chalicelib.store import Store, StoreError, StoreFailed, keys, scans
+from chalicelib.store import Store, StoreError, StoreFailed, keys, scans, schema
 from chalicelib.store.client import operator_client, operator_region
 from chalicelib.store.codec import key_of, only_key
+from chalicelib.tools import transfer
 
 EXIT_OK, EXIT_NO, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 0, 1, 2, 130, 141
 
@@ -196,7 +195,7 @@ def import_(args: argparse.Namespace) -> int:
 
 
 def check(args: argparse.Namespace) -> int:
-    from chalicelib.tools import consistency   # the service's rules and models: only this command needs them
+    from chalicelib.tools import consistency  # the service's rules and models: only this command needs them
 
     progress = Progress(f"check {args.developer}", _progress_wanted(args))
     result = consistency.check(_store(args), args.developer, progress=lambda: progress.add(1))
@@ -212,8 +211,7 @@ def check(args: argparse.Namespace) -> int:
 def finish_deletes(args: argparse.Namespace) -> int:
     """Complete the cascades that interrupted DELETEs left behind (a retried DELETE does this too;
     this is the sweep for the ones nobody retried)."""
-    from chalicelib.rules import deletes   # the service's rules: only this command needs them
-
+    from chalicelib.rules import deletes  # the service's rules: only this command needs them
     from chalicelib.shared.errors import DeletionInProgress
 
     try:

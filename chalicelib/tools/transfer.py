@@ -26,7 +26,8 @@ from typing import Any
 
 from chalicelib.store import keys
 from chalicelib.store.codec import key_of
-from chalicelib.store.schema import PARTITION_KEY as PK, SORT_KEY as SK
+from chalicelib.store.schema import PARTITION_KEY as PK
+from chalicelib.store.schema import SORT_KEY as SK
 
 FORMAT = "sessions-export"
 VERSION = 1

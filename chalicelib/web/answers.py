@@ -7,8 +7,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from chalicelib.shared.errors import (InternalError, PreconditionFailed, ServiceError, Unavailable, WriteOutcomeUnknown,
-                                      error_body)
+from chalicelib.shared.errors import (
+    InternalError,
+    PreconditionFailed,
+    ServiceError,
+    Unavailable,
+    WriteOutcomeUnknown,
+    error_body,
+)
 from chalicelib.store import StoreError, StoreFailed, StoreUnavailable, begin_request, write_outcome_unknown
 from chalicelib.web import queries
 from chalicelib.web.operations import Answer

@@ -11,8 +11,15 @@ from chalice import Chalice, Response
 
 from chalicelib.rules import auth
 from chalicelib.shared import jsonio, telemetry
-from chalicelib.shared.errors import (InternalError, MethodNotAllowed, NotFound, ServiceError, Unauthorized, code_for,
-                                      error_body)
+from chalicelib.shared.errors import (
+    InternalError,
+    MethodNotAllowed,
+    NotFound,
+    ServiceError,
+    Unauthorized,
+    code_for,
+    error_body,
+)
 from chalicelib.store import get_store
 from chalicelib.web import queries
 from chalicelib.web.answers import answer_of, error_answer

@@ -18,9 +18,9 @@ from typing import Any
 from chalicelib.rules import auth
 from chalicelib.shared import jsonio, telemetry
 from chalicelib.shared.errors import BadRequest
-from chalicelib.web.operations import OPERATIONS, Answer, Call, Operation, dispatch
-from chalicelib.web.answers import answer_of
 from chalicelib.store import get_store
+from chalicelib.web.answers import answer_of
+from chalicelib.web.operations import OPERATIONS, Answer, Call, Operation, dispatch
 
 FUNCTION_NAME = "invoke"
 HEADER_PARAMS = {"if_match", "idempotency_key"}
