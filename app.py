@@ -1,5 +1,6 @@
 """The sessions service's HTTP API and its direct invocation: every route comes from the one
 operations table (chalicelib/web/operations.py), which names what each runs."""
+
 from chalice import Chalice
 
 from chalicelib.web import invoke as invocation
@@ -19,6 +20,7 @@ invoke = app.lambda_function(name=invocation.FUNCTION_NAME)(invocation.invoke)
 
 def _openapi() -> dict:
     from chalicelib.web import openapi  # pydantic's schema generation only when asked for
+
     return openapi.document()
 
 

@@ -47,6 +47,7 @@ table is built with chalicelib.store.schema.create_table, the key registered wit
 chalicelib.rules.auth.register_key, and three agents created through chalicelib.rules.service, before any
 timed process starts.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -81,7 +82,7 @@ SEED = 20261125
 TABLE = "sessions-coldstart"
 DEVELOPER = "bench-coldstart"
 KEY = "sk_bench_coldstart_not_a_secret"
-WRITER, WRITER_KEY = "bench-coldstart-writer", "sk_bench_coldstart_writer_not_a_secret"   # POSTs: a developer of
+WRITER, WRITER_KEY = "bench-coldstart-writer", "sk_bench_coldstart_writer_not_a_secret"  # POSTs: a developer of
 # its own, so the agents they create never show in the reader's GET /agents
 AGENTS = 3
 # Loaded by `import app`, these would be paid by every cold start; each is needed only by some
@@ -107,22 +108,30 @@ def loaded(prefixes):
 HEAVY = {HEAVY!r}
 """
 
-FLOOR = _PRELUDE + """
+FLOOR = (
+    _PRELUDE
+    + """
 t0 = now()
 import boto3, chalice, pydantic
 t1 = now()
 print(json.dumps({"import": spent(t0, t1)}))
 """
+)
 
 # What `import app` imports of the three, when it leaves pydantic to the first request.
-FLOOR_WITHOUT_PYDANTIC = _PRELUDE + """
+FLOOR_WITHOUT_PYDANTIC = (
+    _PRELUDE
+    + """
 t0 = now()
 import boto3, chalice
 t1 = now()
 print(json.dumps({"import": spent(t0, t1)}))
 """
+)
 
-IMPORT_APP = _PRELUDE + """
+IMPORT_APP = (
+    _PRELUDE
+    + """
 t0 = now()
 import app
 t1 = now()
@@ -130,8 +139,11 @@ print(json.dumps({"import": spent(t0, t1), "heavy": loaded(HEAVY), "chalicelib":
                   "pydantic": "pydantic" in sys.modules,
                   "routes": sum(len(methods) for methods in app.app.routes.values()), "file": app.__file__}))
 """
+)
 
-FIRST_REQUEST = _PRELUDE + """
+FIRST_REQUEST = (
+    _PRELUDE
+    + """
 import uuid
 from types import SimpleNamespace
 t0 = now()
@@ -167,8 +179,11 @@ print(json.dumps({"import": spent(t0, t1), "first": times[0], "second": times[1]
                   "loaded_by_first": sorted(set(loaded(["chalicelib"])) - set(after_import)),
                   "heavy": [m for m in after_import if any(m == p or m.startswith(p + ".") for p in HEAVY)]}))
 """
+)
 
-REQUEST_FLOOR = _PRELUDE + """
+REQUEST_FLOOR = (
+    _PRELUDE
+    + """
 import os
 import boto3
 table, key = os.environ["SESSIONS_TABLE"], {"pk": {"S": "absent"}, "sk": {"S": "absent"}}
@@ -180,6 +195,7 @@ client.get_item(TableName=table, Key=key, ConsistentRead=True)
 t2 = now()
 print(json.dumps({"first": spent(t0, t1), "second": spent(t1, t2)}))
 """
+)
 
 
 def first_request(key: str, method: str, body: dict[str, Any] | None) -> str:
@@ -197,9 +213,19 @@ KINDS: dict[str, tuple[str, str]] = {
     "import_app_source": (IMPORT_APP, "source"),
     "first_get": (first_request(KEY, "GET", None), "cached"),
     "first_get_source": (first_request(KEY, "GET", None), "source"),
-    "first_post": (first_request(WRITER_KEY, "POST", {"name": "Cold", "about": "made by bench.coldstart",
-                                                      "instructions": ["Be brief"],
-                                                      "metadata": {"run": "coldstart"}}), "cached"),
+    "first_post": (
+        first_request(
+            WRITER_KEY,
+            "POST",
+            {
+                "name": "Cold",
+                "about": "made by bench.coldstart",
+                "instructions": ["Be brief"],
+                "metadata": {"run": "coldstart"},
+            },
+        ),
+        "cached",
+    ),
     "request_floor": (REQUEST_FLOOR, "cached"),
 }
 
@@ -212,14 +238,16 @@ def source_copy(into: Path) -> Path:
 
 
 def run_child(script: str, where: Path, env: dict[str, str]) -> dict[str, Any]:
-    done = subprocess.run([sys.executable, "-c", script], cwd=where, env=env, capture_output=True, text=True,
-                          timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=where, env=env, capture_output=True, text=True, timeout=120
+    )
     if done.returncode != 0:
         raise SystemExit(f"a measured process failed ({done.returncode}):\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 # --- moto's server --------------------------------------------------------------------------------
+
 
 def _free_port() -> int:
     with socket.socket() as probe:
@@ -232,9 +260,12 @@ class MotoServer:
 
     def __enter__(self) -> str:
         port = _free_port()
-        self.process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                        start_new_session=True)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         endpoint = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -261,11 +292,21 @@ class MotoServer:
 
 
 def child_env(endpoint: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("AWS_", "SESSIONS_", "OPENAI_")) and k not in ("PYTHONPATH", "PYTHONDONTWRITEBYTECODE")}
-    env.update({"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
-                "AWS_ENDPOINT_URL": endpoint, "SESSIONS_TABLE": TABLE,
-                "SESSIONS_CURSOR_SECRET": "bench-coldstart-not-a-secret"})
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("AWS_", "SESSIONS_", "OPENAI_")) and k not in ("PYTHONPATH", "PYTHONDONTWRITEBYTECODE")
+    }
+    env.update(
+        {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ENDPOINT_URL": endpoint,
+            "SESSIONS_TABLE": TABLE,
+            "SESSIONS_CURSOR_SECRET": "bench-coldstart-not-a-secret",
+        }
+    )
     return env
 
 
@@ -285,8 +326,12 @@ def seed(env: dict[str, str]) -> None:
         auth.register_key(store, DEVELOPER, KEY)
         auth.register_key(store, WRITER, WRITER_KEY)
         for n in range(AGENTS):
-            records.create(store, kinds.KINDS["agent"], DEVELOPER,
-                           {"name": f"Agent {n}", "about": "seeded by bench.coldstart", "metadata": {"n": n}})
+            records.create(
+                store,
+                kinds.KINDS["agent"],
+                DEVELOPER,
+                {"name": f"Agent {n}", "about": "seeded by bench.coldstart", "metadata": {"n": n}},
+            )
     finally:
         os.environ.clear()
         os.environ.update(saved)
@@ -294,11 +339,18 @@ def seed(env: dict[str, str]) -> None:
 
 # --- figures ----------------------------------------------------------------------------------------
 
+
 def summary(values: list[float]) -> dict[str, float]:
     ordered = sorted(values)
     quartiles = statistics.quantiles(ordered, n=4) if len(ordered) >= 2 else [ordered[0]] * 3
-    return {"median": statistics.median(ordered), "p25": quartiles[0], "p75": quartiles[2],
-            "min": ordered[0], "max": ordered[-1], "runs": len(ordered)}
+    return {
+        "median": statistics.median(ordered),
+        "p25": quartiles[0],
+        "p75": quartiles[2],
+        "min": ordered[0],
+        "max": ordered[-1],
+        "runs": len(ordered),
+    }
 
 
 def measure(runs: int, env: dict[str, str], source: Path) -> dict[str, list[dict[str, Any]]]:
@@ -315,10 +367,12 @@ def measure(runs: int, env: dict[str, str], source: Path) -> dict[str, list[dict
             script, where = KINDS[kind]
             samples[kind].append(run_child(script, *places[where]))
         last = {kind: runs_[-1] for kind, runs_ in samples.items()}
-        log(f"  round {n + 1}/{runs}: floor {last['floor']['import']['wall']:.0f} ms, "
+        log(
+            f"  round {n + 1}/{runs}: floor {last['floor']['import']['wall']:.0f} ms, "
             f"import app {last['import_app']['import']['wall']:.0f} ms "
             f"({last['import_app_source']['import']['wall']:.0f} ms without caches), "
-            f"first GET {last['first_get']['first']['wall']:.0f} ms")
+            f"first GET {last['first_get']['first']['wall']:.0f} ms"
+        )
     return samples
 
 
@@ -347,34 +401,47 @@ def figures(samples: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
             return sample["import"][clock] + sample["first"][clock]
         return sample[what][clock]
 
-    out: dict[str, Any] = {name: {clock: summary([value(s, what, clock) for s in samples[kind]])
-                                  for clock in ("wall", "cpu")}
-                           for name, kind, what in ROWS}
-    both_floors = {clock: out["floor"][clock]["median"] + out["request_floor"][clock]["median"]
-                   for clock in ("wall", "cpu")}
-    baselines = {"floor_without_pydantic": "floor", "import_app": "floor", "import_app_source": "floor",
-                 "get_first": "request_floor",
-                 "get_second": "request_floor_second", "get_source_first": "request_floor",
-                 "post_first": "request_floor", "post_second": "request_floor_second"}
-    out["ratios"] = {name: {clock: out[name][clock]["median"] / out[base][clock]["median"]
-                            for clock in ("wall", "cpu")} for name, base in baselines.items()}
+    out: dict[str, Any] = {
+        name: {clock: summary([value(s, what, clock) for s in samples[kind]]) for clock in ("wall", "cpu")}
+        for name, kind, what in ROWS
+    }
+    both_floors = {
+        clock: out["floor"][clock]["median"] + out["request_floor"][clock]["median"] for clock in ("wall", "cpu")
+    }
+    baselines = {
+        "floor_without_pydantic": "floor",
+        "import_app": "floor",
+        "import_app_source": "floor",
+        "get_first": "request_floor",
+        "get_second": "request_floor_second",
+        "get_source_first": "request_floor",
+        "post_first": "request_floor",
+        "post_second": "request_floor_second",
+    }
+    out["ratios"] = {
+        name: {clock: out[name][clock]["median"] / out[base][clock]["median"] for clock in ("wall", "cpu")}
+        for name, base in baselines.items()
+    }
     for name in ("get_import_plus_first", "get_source_import_plus_first", "post_import_plus_first"):
         out["ratios"][name] = {clock: out[name][clock]["median"] / both_floors[clock] for clock in ("wall", "cpu")}
     out["both_floors"] = both_floors
     requests = ("first_get", "first_get_source", "first_post")
-    out["heavy_loaded"] = sorted({m for kind in ("import_app", "import_app_source", *requests)
-                                  for s in samples[kind] for m in s["heavy"]})
+    out["heavy_loaded"] = sorted(
+        {m for kind in ("import_app", "import_app_source", *requests) for s in samples[kind] for m in s["heavy"]}
+    )
     out["chalicelib_after_import"] = samples["import_app"][-1]["chalicelib"]
     out["pydantic_after_import"] = any(s["pydantic"] for s in samples["import_app"])
-    out["import_app_over_boto3_chalice"] = {clock: out["import_app"][clock]["median"]
-                                            / out["floor_without_pydantic"][clock]["median"]
-                                            for clock in ("wall", "cpu")}
+    out["import_app_over_boto3_chalice"] = {
+        clock: out["import_app"][clock]["median"] / out["floor_without_pydantic"][clock]["median"]
+        for clock in ("wall", "cpu")
+    }
     out["routes"] = samples["import_app"][-1]["routes"]
     out["app_files"] = sorted({s["file"] for kind in ("import_app", "import_app_source") for s in samples[kind]})
     out["loaded_by_first_get"] = samples["first_get"][-1]["loaded_by_first"]
     out["loaded_by_first_post"] = samples["first_post"][-1]["loaded_by_first"]
-    out["answers"] = {kind: sorted({(tuple(s["statuses"]), tuple(s["items"])) for s in samples[kind]})
-                      for kind in requests}
+    out["answers"] = {
+        kind: sorted({(tuple(s["statuses"]), tuple(s["items"])) for s in samples[kind]}) for kind in requests
+    }
     return out
 
 
@@ -384,26 +451,42 @@ def targets(f: dict[str, Any]) -> list[dict[str, str]]:
 
     def ratio(name: str) -> tuple[bool, str]:
         r = f["ratios"][name]
-        return r["wall"] <= TARGET_RATIO, (f"{_ms(f[name]['wall']['median'])} / {_ms(f['floor']['wall']['median'])} "
-                                           f"= {r['wall']:.2f} (CPU time: {r['cpu']:.2f})")
+        return r["wall"] <= TARGET_RATIO, (
+            f"{_ms(f[name]['wall']['median'])} / {_ms(f['floor']['wall']['median'])} "
+            f"= {r['wall']:.2f} (CPU time: {r['cpu']:.2f})"
+        )
 
     gets = sorted(set(f["answers"]["first_get"]) | set(f["answers"]["first_get_source"]))
     posts = f["answers"]["first_post"]
     cached, source = ratio("import_app"), ratio("import_app_source")
     return [
         target(cached[0], f"`import app` takes at most {TARGET_RATIO} x the floor", cached[1]),
-        target(source[0], f"`import app` compiling the app's own modules (no bytecode caches) takes at most "
-               f"{TARGET_RATIO} x the floor", source[1]),
-        target(not f["heavy_loaded"], "`import app` loads none of " + ", ".join(HEAVY),
-               ", ".join(f["heavy_loaded"]) or "none loaded"),
-        target(gets == [((200, 200), (AGENTS, AGENTS))], "the first and second GET /agents answer 200 with the "
-               f"{AGENTS} seeded agents", f"(statuses, items) seen: {gets}"),
-        target(all(statuses == (201, 201) for statuses, _ in posts), "the first and second POST /agents answer 201",
-               f"statuses seen: {sorted({s for s, _ in posts})}"),
+        target(
+            source[0],
+            f"`import app` compiling the app's own modules (no bytecode caches) takes at most "
+            f"{TARGET_RATIO} x the floor",
+            source[1],
+        ),
+        target(
+            not f["heavy_loaded"],
+            "`import app` loads none of " + ", ".join(HEAVY),
+            ", ".join(f["heavy_loaded"]) or "none loaded",
+        ),
+        target(
+            gets == [((200, 200), (AGENTS, AGENTS))],
+            f"the first and second GET /agents answer 200 with the {AGENTS} seeded agents",
+            f"(statuses, items) seen: {gets}",
+        ),
+        target(
+            all(statuses == (201, 201) for statuses, _ in posts),
+            "the first and second POST /agents answer 201",
+            f"statuses seen: {sorted({s for s, _ in posts})}",
+        ),
     ]
 
 
 # --- the report ------------------------------------------------------------------------------------
+
 
 def _ms(value: float) -> str:
     return f"{value:,.1f} ms"
@@ -433,13 +516,16 @@ def markdown(report: dict[str, Any]) -> str:
     def lazily(modules: list[str]) -> str:
         return ", ".join(m.removeprefix("chalicelib.") for m in modules if m != "chalicelib") or "nothing more"
 
-    out = [f"Run of {report['generated_at']} on {report['machine']}: {report['runs']} rounds, each one fresh "
-           f"process per measurement, interleaved; milliseconds, wall-clock time unless said otherwise (CPU: the "
-           f"process's own user + system time). \"No caches\": "
-           f"the app's own modules compiled at import (no `__pycache__`), the rest as installed. Whole run "
-           f"{report['total_seconds']:.0f} s.", "",
-           "| measurement | median | p25-p75 | min-max | CPU median | ratio (CPU ratio) |",
-           "| --- | ---: | ---: | ---: | ---: | --- |"]
+    out = [
+        f"Run of {report['generated_at']} on {report['machine']}: {report['runs']} rounds, each one fresh "
+        f"process per measurement, interleaved; milliseconds, wall-clock time unless said otherwise (CPU: the "
+        f'process\'s own user + system time). "No caches": '
+        f"the app's own modules compiled at import (no `__pycache__`), the rest as installed. Whole run "
+        f"{report['total_seconds']:.0f} s.",
+        "",
+        "| measurement | median | p25-p75 | min-max | CPU median | ratio (CPU ratio) |",
+        "| --- | ---: | ---: | ---: | ---: | --- |",
+    ]
     for name, _, _ in ROWS:
         label, against = LABELS[name]
         wall, cpu = f[name]["wall"], f[name]["cpu"]
@@ -449,19 +535,27 @@ def markdown(report: dict[str, Any]) -> str:
             shown = f"**{ratio['wall']:.2f}** ({ratio['cpu']:.2f}) {against}, target {TARGET_RATIO}"
         if name == "request_floor_second":
             shown = ""
-        out.append(f"| {label} | {wall['median']:,.1f} | {wall['p25']:,.1f}-{wall['p75']:,.1f} | "
-                   f"{wall['min']:,.1f}-{wall['max']:,.1f} | {cpu['median']:,.1f} | {shown} |")
-    out += ["", f"Both floors together: {_ms(f['both_floors']['wall'])} ({_ms(f['both_floors']['cpu'])} CPU).", "",
-            f"- Optional heavy modules loaded after `import app` ({', '.join(HEAVY)}): "
-            f"{', '.join(f['heavy_loaded']) or 'none'}.",
-            f"- pydantic imported by `import app`: {'yes' if f['pydantic_after_import'] else 'no'}; `import app` "
-            f"against `import boto3, chalice`: {f['import_app_over_boto3_chalice']['wall']:.2f} "
-            f"({f['import_app_over_boto3_chalice']['cpu']:.2f} CPU).",
-            f"- chalicelib modules `import app` loads ({f['routes']} routes registered): "
-            f"{lazily(f['chalicelib_after_import'])}.",
-            f"- Loaded by the first GET /agents: {lazily(f['loaded_by_first_get'])}; by the first POST /agents: "
-            f"{lazily(f['loaded_by_first_post'])}.",
-            "", "### Targets", ""]
+        out.append(
+            f"| {label} | {wall['median']:,.1f} | {wall['p25']:,.1f}-{wall['p75']:,.1f} | "
+            f"{wall['min']:,.1f}-{wall['max']:,.1f} | {cpu['median']:,.1f} | {shown} |"
+        )
+    out += [
+        "",
+        f"Both floors together: {_ms(f['both_floors']['wall'])} ({_ms(f['both_floors']['cpu'])} CPU).",
+        "",
+        f"- Optional heavy modules loaded after `import app` ({', '.join(HEAVY)}): "
+        f"{', '.join(f['heavy_loaded']) or 'none'}.",
+        f"- pydantic imported by `import app`: {'yes' if f['pydantic_after_import'] else 'no'}; `import app` "
+        f"against `import boto3, chalice`: {f['import_app_over_boto3_chalice']['wall']:.2f} "
+        f"({f['import_app_over_boto3_chalice']['cpu']:.2f} CPU).",
+        f"- chalicelib modules `import app` loads ({f['routes']} routes registered): "
+        f"{lazily(f['chalicelib_after_import'])}.",
+        f"- Loaded by the first GET /agents: {lazily(f['loaded_by_first_get'])}; by the first POST /agents: "
+        f"{lazily(f['loaded_by_first_post'])}.",
+        "",
+        "### Targets",
+        "",
+    ]
     out += [f"- **{t['status']}** {t['target']}: {t['detail']}" for t in report["targets"]]
     return "\n".join(out)
 
@@ -476,13 +570,17 @@ docstring says exactly what each one runs. Saved in `bench/results/coldstart.jso
 """
 
 
-_TIMED = ("import", "first", "second", "statuses", "items")   # what the JSON keeps of every sample
+_TIMED = ("import", "first", "second", "statuses", "items")  # what the JSON keeps of every sample
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.coldstart", description=__doc__.split("\n")[0])
-    parser.add_argument("--runs", type=int, default=int(os.environ.get("BENCH_COLDSTART_RUNS", str(DEFAULT_RUNS))),
-                        help=f"rounds of fresh processes (default {DEFAULT_RUNS})")
+    parser.add_argument(
+        "--runs",
+        type=int,
+        default=int(os.environ.get("BENCH_COLDSTART_RUNS", str(DEFAULT_RUNS))),
+        help=f"rounds of fresh processes (default {DEFAULT_RUNS})",
+    )
     args = parser.parse_args(argv)
     if args.runs < 3:
         parser.error("--runs must be at least 3")
@@ -498,15 +596,20 @@ def main(argv: list[str] | None = None) -> int:
         env = child_env(endpoint)
         seed(env)
         samples = measure(args.runs, env, source_copy(Path(scratch)))
-    versions = ", ".join(f"{name} {package_metadata.version(name)}"
-                         for name in ("boto3", "chalice", "pydantic", "moto"))
+    versions = ", ".join(
+        f"{name} {package_metadata.version(name)}" for name in ("boto3", "chalice", "pydantic", "moto")
+    )
     report: dict[str, Any] = {
         "generated_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": f"{os.cpu_count()} CPUs, Python {platform.python_version()}, {versions}",
-        "runs": args.runs, "target_ratio": TARGET_RATIO, "heavy_modules": list(HEAVY),
+        "runs": args.runs,
+        "target_ratio": TARGET_RATIO,
+        "heavy_modules": list(HEAVY),
         "figures": figures(samples),
-        "samples": {kind: [{k: v for k, v in sample.items() if k in _TIMED} for sample in runs]
-                    for kind, runs in samples.items()},
+        "samples": {
+            kind: [{k: v for k, v in sample.items() if k in _TIMED} for sample in runs]
+            for kind, runs in samples.items()
+        },
     }
     report["targets"] = targets(report["figures"])
     report["total_seconds"] = round(time.perf_counter() - started, 1)

@@ -61,6 +61,7 @@ Our appends run in moto's TransactWriteItems with its whole-table rollback snaps
 transaction, which real DynamoDB does not); moto still checks every condition, and the run stops
 if any transaction is cancelled.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -82,8 +83,9 @@ from typing import Any
 # Never talk to real AWS: fake credentials, no endpoint override, before boto3 is imported.
 for _name in ("AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_SESSION_TOKEN"):
     os.environ.pop(_name, None)
-os.environ.update({"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                   "AWS_DEFAULT_REGION": "us-east-1"})
+os.environ.update(
+    {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+)
 # history.get signs a cursor; a fixed secret keeps the service from warning that it made one up.
 os.environ.setdefault("SESSIONS_CURSOR_SECRET", "bench-history-not-a-secret")
 
@@ -120,28 +122,41 @@ REGION = "us-east-1"
 DEVELOPER = "bench-dev-1"
 DEFAULT_SIZES = (10, 100, 1000)
 QUICK_SIZES = (10, 100)
-LAST = 20                 # "the last 20 messages"
-BATCH = 50                # messages per seeding append (our API's maximum per append)
+LAST = 20  # "the last 20 messages"
+BATCH = 50  # messages per seeding append (our API's maximum per append)
 SEED = 20261125
-FLAT = 1.1                # ours: at the largest N at most 1.1 x the cost at the smallest
-THEIR_KEY = "SessionId"   # langchain's default partition key
+FLAT = 1.1  # ours: at the largest N at most 1.1 x the cost at the smallest
+THEIR_KEY = "SessionId"  # langchain's default partition key
 DESIGNS = ("ours", "langchain")
-SITUATION = ("You are Sara, a patient running coach. The user is training for a first half "
-             "marathon; keep answers short, ask about sleep and injuries, and never give medical "
-             "advice beyond suggesting a doctor. ")
+SITUATION = (
+    "You are Sara, a patient running coach. The user is training for a first half "
+    "marathon; keep answers short, ask about sleep and injuries, and never give medical "
+    "advice beyond suggesting a doctor. "
+)
 
 # --- message content --------------------------------------------------------------------------
 
-_OPENERS = ["Thanks for the update", "That sounds like a solid week", "Good question",
-            "I hear you", "Nice work on the long run", "Let's look at this together",
-            "Before we change anything", "Honestly", "Quick check-in", "Here is what I would do"]
-_WORDS = ("run runs running pace easy tempo interval long recovery rest day week weeks plan "
-          "mileage kilometres miles heart rate zone two three sleep hours legs calves knee shin "
-          "hip stretch foam roll strength core hills track trail shoes cadence stride breathing "
-          "fuel gel water electrolytes breakfast race half marathon finish goal time minutes "
-          "split warm cool down taper build base effort feel tired fresh sore tight strong "
-          "steady slow faster Saturday Sunday Tuesday Thursday morning evening coach schedule "
-          "injury doctor physio caution progress consistent target weather heat rain wind").split()
+_OPENERS = [
+    "Thanks for the update",
+    "That sounds like a solid week",
+    "Good question",
+    "I hear you",
+    "Nice work on the long run",
+    "Let's look at this together",
+    "Before we change anything",
+    "Honestly",
+    "Quick check-in",
+    "Here is what I would do",
+]
+_WORDS = (
+    "run runs running pace easy tempo interval long recovery rest day week weeks plan "
+    "mileage kilometres miles heart rate zone two three sleep hours legs calves knee shin "
+    "hip stretch foam roll strength core hills track trail shoes cadence stride breathing "
+    "fuel gel water electrolytes breakfast race half marathon finish goal time minutes "
+    "split warm cool down taper build base effort feel tired fresh sore tight strong "
+    "steady slow faster Saturday Sunday Tuesday Thursday morning evening coach schedule "
+    "injury doctor physio caution progress consistent target weather heat rain wind"
+).split()
 
 
 def content_for_age(age: int) -> str:
@@ -157,26 +172,26 @@ def content_for_age(age: int) -> str:
 
 
 def role_for_age(age: int) -> str:
-    return "assistant" if age % 2 == 0 else "user"   # the newest is the coach's answer
+    return "assistant" if age % 2 == 0 else "user"  # the newest is the coach's answer
 
 
 def history_messages(n: int) -> list[dict[str, Any]]:
     """A history of n messages, oldest first."""
-    return [{"role": role_for_age(age), "content": content_for_age(age), "name": None}
-            for age in range(n - 1, -1, -1)]
+    return [{"role": role_for_age(age), "content": content_for_age(age), "name": None} for age in range(n - 1, -1, -1)]
 
 
-PROBE = {"role": "user", "name": None, "content": content_for_age(-1)}   # what every append adds
+PROBE = {"role": "user", "name": None, "content": content_for_age(-1)}  # what every append adds
 
 
 # --- item size and limit by DynamoDB's rules ------------------------------------------------------
 
-ITEM_LIMIT = 400 * 1024    # DynamoDB's maximum item size, 400 KB
+ITEM_LIMIT = 400 * 1024  # DynamoDB's maximum item size, 400 KB
 
 
 def moto_item_size(item: dict[str, Any] | None) -> int:
     """Size of an item by moto's own count (strings and keys only, no per-element overhead)."""
     from moto.dynamodb.models.dynamo_type import DynamoType
+
     return sum(len(name.encode()) + DynamoType(v).size() for name, v in (item or {}).items())
 
 
@@ -207,7 +222,7 @@ def dynamodb_item_limit() -> Iterator[bool]:
     def size(value: Any) -> int:
         if isinstance(value, DynamoType):
             return value_size(value.type, value.value, child)
-        return len(str(value).encode())     # as moto sizes what is not a DynamoType
+        return len(str(value).encode())  # as moto sizes what is not a DynamoType
 
     def setitem(self: Any, key: str, value: Any) -> None:
         others = sum(len(k.encode()) + size(v) for k, v in self.items() if k != key)
@@ -224,6 +239,7 @@ def dynamodb_item_limit() -> Iterator[bool]:
 
 # --- the two designs -----------------------------------------------------------------------------
 
+
 class Ours:
     """chalicelib.rules.history on a table from chalicelib.store.schema."""
 
@@ -232,15 +248,25 @@ class Ours:
     def __init__(self, bench: Bench) -> None:
         self.bench = bench
         self.store = bench.store
-        self.agent = records.create(self.store, kinds.AGENTS, DEVELOPER,
-                                    {"name": "Sara", "about": "A running coach"}).id
-        self.user = records.create(self.store, kinds.USERS, DEVELOPER,
-                                   {"name": "Ann", "about": "Training for a half marathon"}).id
+        self.agent = records.create(
+            self.store, kinds.AGENTS, DEVELOPER, {"name": "Sara", "about": "A running coach"}
+        ).id
+        self.user = records.create(
+            self.store, kinds.USERS, DEVELOPER, {"name": "Ann", "about": "Training for a half marathon"}
+        ).id
 
     def new_session(self, n: int) -> str:
-        return records.create(self.store, kinds.SESSIONS, DEVELOPER, {
-            "agent_id": self.agent, "user_id": self.user, "situation": SITUATION,
-            "metadata": {"bench": f"history-{n}"}}).id
+        return records.create(
+            self.store,
+            kinds.SESSIONS,
+            DEVELOPER,
+            {
+                "agent_id": self.agent,
+                "user_id": self.user,
+                "situation": SITUATION,
+                "metadata": {"bench": f"history-{n}"},
+            },
+        ).id
 
     def append(self, session: str, messages: list[dict[str, Any]]) -> None:
         history.append_messages(self.store, DEVELOPER, session, messages)
@@ -262,22 +288,30 @@ class Langchain:
             warnings.simplefilter("always")
             from langchain_community.chat_message_histories import DynamoDBChatMessageHistory
             from langchain_core.messages import AIMessage, HumanMessage, messages_to_dict
-        self.warnings = sorted({str(w.message) for w in caught
-                                if issubclass(w.category, DeprecationWarning) and "langchain" in str(w.message)})
+        self.warnings = sorted(
+            {
+                str(w.message)
+                for w in caught
+                if issubclass(w.category, DeprecationWarning) and "langchain" in str(w.message)
+            }
+        )
 
         self._history_class = DynamoDBChatMessageHistory
         self._kinds = {"user": HumanMessage, "assistant": AIMessage}
         self._to_dict = messages_to_dict
         self.bench = bench
         self.table_name = f"bench-langchain-{uuid.uuid4().hex[:8]}"
-        bench.raw.create_table(TableName=self.table_name, BillingMode="PAY_PER_REQUEST",
-                               AttributeDefinitions=[{"AttributeName": THEIR_KEY, "AttributeType": "S"}],
-                               KeySchema=[{"AttributeName": THEIR_KEY, "KeyType": "HASH"}])
+        bench.raw.create_table(
+            TableName=self.table_name,
+            BillingMode="PAY_PER_REQUEST",
+            AttributeDefinitions=[{"AttributeName": THEIR_KEY, "AttributeType": "S"}],
+            KeySchema=[{"AttributeName": THEIR_KEY, "KeyType": "HASH"}],
+        )
         bench.raw.get_waiter("table_exists").wait(TableName=self.table_name, WaiterConfig={"Delay": 1})
         KEY_NAMES[self.table_name] = (THEIR_KEY,)
         self.boto3_session = boto3.Session(region_name=REGION)
         resource = self.boto3_session.resource("dynamodb")
-        watch(bench.meter, resource.meta.client)     # see the module docstring
+        watch(bench.meter, resource.meta.client)  # see the module docstring
         self.table = resource.Table(self.table_name)
         self.histories: dict[str, Any] = {}
 
@@ -286,9 +320,8 @@ class Langchain:
 
     def new_session(self, n: int) -> str:
         session = f"history-{n}-{uuid.uuid4()}"
-        handle = self._history_class(table_name=self.table_name, session_id=session,
-                                     boto3_session=self.boto3_session)
-        handle.table = self.table    # the same Table, on the watched client
+        handle = self._history_class(table_name=self.table_name, session_id=session, boto3_session=self.boto3_session)
+        handle.table = self.table  # the same Table, on the watched client
         self.histories[session] = handle
         return session
 
@@ -303,8 +336,9 @@ class Langchain:
         return [(roles[m.type], m.content) for m in reversed(self.histories[session].messages[-LAST:])]
 
     def item(self, session: str) -> dict[str, Any] | None:
-        return self.bench.raw.get_item(TableName=self.table_name, Key={THEIR_KEY: {"S": session}},
-                                       ConsistentRead=True).get("Item")
+        return self.bench.raw.get_item(
+            TableName=self.table_name, Key={THEIR_KEY: {"S": session}}, ConsistentRead=True
+        ).get("Item")
 
     def item_after(self, session: str, messages: list[dict[str, Any]]) -> dict[str, Any]:
         """The item langchain's add_messages would write: the stored list plus these messages."""
@@ -319,6 +353,7 @@ def _too_large(exc: ClientError) -> bool:
 
 
 # --- the bench --------------------------------------------------------------------------------------
+
 
 class Bench:
     def __init__(self, raw: Any, reps: int) -> None:
@@ -352,7 +387,7 @@ class Bench:
         step = max(BATCH, (n // 5) // BATCH * BATCH)
         failure = None
         while done < n:
-            batch = messages[done:done + BATCH]
+            batch = messages[done : done + BATCH]
             try:
                 design.append(session, batch)
             except ClientError as exc:
@@ -363,23 +398,25 @@ class Bench:
                 break
             done += len(batch)
             if done % step == 0 and done < n:
-                log(f"    {design.name}: seeded {done:,}/{n:,} messages "
-                    f"in {time.perf_counter() - started:.1f} s")
+                log(f"    {design.name}: seeded {done:,}/{n:,} messages in {time.perf_counter() - started:.1f} s")
         seconds = time.perf_counter() - started
         return {"messages": done, "seconds": round(seconds, 2), "failure": failure}
 
-    def limit(self, design: Langchain, session: str, messages: list[dict[str, Any]], done: int,
-              first: ClientError) -> dict[str, Any]:
+    def limit(
+        self, design: Langchain, session: str, messages: list[dict[str, Any]], done: int, first: ClientError
+    ) -> dict[str, Any]:
         """The session holds `done` messages and the next batch was refused: add smaller and
         smaller batches until a single message is refused. A refused write changes nothing."""
-        log(f"    langchain: the append of messages {done + 1:,}..{min(done + BATCH, len(messages)):,} "
-            f"was refused ({first.response['Error']['Message']}); narrowing down")
+        log(
+            f"    langchain: the append of messages {done + 1:,}..{min(done + BATCH, len(messages)):,} "
+            f"was refused ({first.response['Error']['Message']}); narrowing down"
+        )
         step = BATCH // 2
         while True:
-            if done >= len(messages):    # sizes only grow: what was refused cannot fit later
+            if done >= len(messages):  # sizes only grow: what was refused cannot fit later
                 raise RuntimeError("every message fit after a batch of them was refused")
             try:
-                design.append(session, messages[done:done + step])
+                design.append(session, messages[done : done + step])
                 done += step
                 continue
             except ClientError as exc:
@@ -392,16 +429,20 @@ class Bench:
             held = design.item(session)
             refused = design.item_after(session, [messages[done]])
             failure = {
-                "messages_held": done, "refused_at_message": done + 1,
+                "messages_held": done,
+                "refused_at_message": done + 1,
                 "error": f"{error.response['Error']['Code']}: {error.response['Error']['Message']}",
                 "operation": error.operation_name,
                 "held_item_bytes_dynamodb": dynamodb_item_size(held),
                 "held_item_bytes_moto": moto_item_size(held),
                 "refused_item_bytes_dynamodb": dynamodb_item_size(refused),
-                "refused_item_bytes_moto": moto_item_size(refused)}
-            log(f"    langchain: holds {done:,} messages ({failure['held_item_bytes_dynamodb']:,} bytes "
+                "refused_item_bytes_moto": moto_item_size(refused),
+            }
+            log(
+                f"    langchain: holds {done:,} messages ({failure['held_item_bytes_dynamodb']:,} bytes "
                 f"by DynamoDB's rules); message {done + 1:,} refused ({failure['refused_item_bytes_dynamodb']:,} "
-                f"bytes): {failure['error']}")
+                f"bytes): {failure['error']}"
+            )
             return failure
 
     # measuring -----------------------------------------------------------------------------------
@@ -424,10 +465,16 @@ class Bench:
         cost = read_cost(self.raw, tally.calls)
         expected = [(role_for_age(age), content_for_age(age)) for age in range(min(LAST, n))]
         times = self._timed(lambda: design.last(session), self.reps)
-        return {**cost.as_dict(), "bytes_read": cost.bytes_read, "returned": len(answer),
-                "correct": answer == expected, "warnings": cost.warnings, "reps": len(times),
-                "latencies_ms": [round(t, 2) for t in times],
-                "latency_ms_median": round(statistics.median(times), 2)}
+        return {
+            **cost.as_dict(),
+            "bytes_read": cost.bytes_read,
+            "returned": len(answer),
+            "correct": answer == expected,
+            "warnings": cost.warnings,
+            "reps": len(times),
+            "latencies_ms": [round(t, 2) for t in times],
+            "latency_ms_median": round(statistics.median(times), 2),
+        }
 
     def measure_append(self, design: Any, session: str) -> dict[str, Any]:
         """One recorded append of PROBE, then timed ones (each adds one more message)."""
@@ -450,18 +497,23 @@ class Bench:
                     raise
                 refused = f"{exc.response['Error']['Code']}: {exc.response['Error']['Message']}"
                 break
-        return {**written.as_dict(), "items_read": reads.items_read, "bytes_read": reads.bytes_read,
-                "rcu": reads.rcu, "warnings": reads.warnings, "reps": len(times),
-                "latencies_ms": [round(t, 2) for t in times],
-                "latency_ms_median": round(statistics.median(times), 2) if times else None,
-                "timed_append_refused": refused}
+        return {
+            **written.as_dict(),
+            "items_read": reads.items_read,
+            "bytes_read": reads.bytes_read,
+            "rcu": reads.rcu,
+            "warnings": reads.warnings,
+            "reps": len(times),
+            "latencies_ms": [round(t, 2) for t in times],
+            "latency_ms_median": round(statistics.median(times), 2) if times else None,
+            "timed_append_refused": refused,
+        }
 
     def run(self, design: Any, n: int) -> dict[str, Any]:
         log(f"  {design.name}, {n:,} messages:")
         session = design.new_session(n)
         seeding = self.seed(design, session, n)
-        row: dict[str, Any] = {"n": n, "design": design.name, "seeding": seeding,
-                               "failure": seeding.pop("failure")}
+        row: dict[str, Any] = {"n": n, "design": design.name, "seeding": seeding, "failure": seeding.pop("failure")}
         if row["failure"] is not None:
             log(f"    {design.name} cannot hold {n:,} messages: measured nothing more at this N")
             return row
@@ -469,12 +521,16 @@ class Bench:
         row["read"] = self.measure_read(design, session, n)
         row["append"] = self.measure_append(design, session)
         r, a = row["read"], row["append"]
-        log(f"    read last {LAST}: {r['calls_total']} calls, {r['items_read']:,} items, "
+        log(
+            f"    read last {LAST}: {r['calls_total']} calls, {r['items_read']:,} items, "
             f"{r['bytes_read']:,} bytes, {_num(r['rcu'])} RCU, median {r['latency_ms_median']:.1f} ms; "
-            f"{'correct' if r['correct'] else 'WRONG ANSWER'}")
-        log(f"    append: reads {a['items_read']:,} items / {a['bytes_read']:,} bytes / {_num(a['rcu'])} RCU, "
+            f"{'correct' if r['correct'] else 'WRONG ANSWER'}"
+        )
+        log(
+            f"    append: reads {a['items_read']:,} items / {a['bytes_read']:,} bytes / {_num(a['rcu'])} RCU, "
             f"writes {a['items_written']} items / {a['bytes_written']:,} bytes / {a['wcu']} WCU, "
-            f"median {_ms(a['latency_ms_median'])}")
+            f"median {_ms(a['latency_ms_median'])}"
+        )
         for warning in r["warnings"] + a["warnings"]:
             log(f"    warning: {warning}")
         return row
@@ -502,6 +558,7 @@ def near_limit(failures: list[dict[str, Any]], reps: int) -> int | None:
 
 # --- report ---------------------------------------------------------------------------------------
 
+
 def _num(value: float) -> str:
     return f"{int(value):,}" if float(value).is_integer() else f"{value:,.1f}"
 
@@ -518,14 +575,16 @@ def targets(rows: list[dict[str, Any]], sizes: list[int]) -> list[dict[str, str]
     found = []
 
     def check(name: str, ok: bool | None, detail: str) -> None:
-        found.append({"target": name, "status": "SKIP" if ok is None else "PASS" if ok else "FAIL",
-                      "detail": detail})
+        found.append({"target": name, "status": "SKIP" if ok is None else "PASS" if ok else "FAIL", "detail": detail})
 
     by = {(r["n"], r["design"]): r for r in rows}
     for row in rows:
         if "read" in row:
-            check(f"{row['design']} returns the last {min(LAST, row['n'])} messages, newest first, "
-                  f"N={row['n']:,}", row["read"]["correct"], f"{row['read']['returned']} returned")
+            check(
+                f"{row['design']} returns the last {min(LAST, row['n'])} messages, newest first, N={row['n']:,}",
+                row["read"]["correct"],
+                f"{row['read']['returned']} returned",
+            )
     ours = [n for n in sizes if "append" in by.get((n, "ours"), {})]
     small, large = (min(ours), max(ours)) if ours else (None, None)
     for field in ("bytes_written", "items_written", "items_read", "bytes_read"):
@@ -533,25 +592,33 @@ def targets(rows: list[dict[str, Any]], sizes: list[int]) -> list[dict[str, str]
             check(f"ours: an append costs the same at every N ({field})", None, "needs two sizes")
             continue
         a, b = by[(small, "ours")]["append"][field], by[(large, "ours")]["append"][field]
-        check(f"ours: an append at N={large:,} costs at most {FLAT}x one at N={small:,} ({field})",
-              b <= FLAT * a, f"{a:,} -> {b:,}")
+        check(
+            f"ours: an append at N={large:,} costs at most {FLAT}x one at N={small:,} ({field})",
+            b <= FLAT * a,
+            f"{a:,} -> {b:,}",
+        )
     # At N=10 there are only 10 messages to return: reads are compared from the first N with 20.
     # (The append targets compare with N=10: an append reads one message and writes one at any N.)
     full = [n for n in ours if n >= LAST]
     for field in ("calls_total", "items_read", "bytes_read", "rcu"):
         if len(full) < 2:
-            check(f"ours: reading the last {LAST} costs the same at every N ({field})", None,
-                  f"needs two sizes of at least {LAST} messages")
+            check(
+                f"ours: reading the last {LAST} costs the same at every N ({field})",
+                None,
+                f"needs two sizes of at least {LAST} messages",
+            )
             continue
         lo, hi = min(full), max(full)
         a, b = by[(lo, "ours")]["read"][field], by[(hi, "ours")]["read"][field]
-        check(f"ours: reading the last {LAST} at N={hi:,} costs at most {FLAT}x at N={lo:,} ({field})",
-              b <= FLAT * a, f"{_num(a)} -> {_num(b)} (from N={lo:,}, the first with {LAST} messages to return)")
+        check(
+            f"ours: reading the last {LAST} at N={hi:,} costs at most {FLAT}x at N={lo:,} ({field})",
+            b <= FLAT * a,
+            f"{_num(a)} -> {_num(b)} (from N={lo:,}, the first with {LAST} messages to return)",
+        )
     return found
 
 
-def findings(rows: list[dict[str, Any]], stock: dict[str, Any] | None,
-             notes: list[str] = ()) -> list[str]:
+def findings(rows: list[dict[str, Any]], stock: dict[str, Any] | None, notes: list[str] = ()) -> list[str]:
     """What is recorded (not targeted) about langchain's design."""
     out = []
     theirs = sorted((r for r in rows if r["design"] == "langchain"), key=lambda r: r["n"])
@@ -565,7 +632,8 @@ def findings(rows: list[dict[str, Any]], stock: dict[str, Any] | None,
             f"{ITEM_LIMIT:,}), and the append of message {f['refused_at_message']:,} was refused: "
             f"`{f['operation']}` -> `{f['error']}` (the item would have been "
             f"{f['refused_item_bytes_dynamodb']:,} bytes). Every later append to that session fails the "
-            f"same way: the conversation cannot continue without clearing it.")
+            f"same way: the conversation cannot continue without clearing it."
+        )
     if stock is not None:
         out.append(
             f"On moto's own item-size check (not corrected) langchain's item is refused much earlier, at "
@@ -573,7 +641,8 @@ def findings(rows: list[dict[str, Any]], stock: dict[str, Any] | None,
             f"DynamoDB's rules, {stock['held_item_bytes_moto']:,} by moto's count): moto adds the History "
             f"being replaced to the new one ({stock['held_item_bytes_moto']:,} + "
             f"{stock['refused_item_bytes_moto']:,} > 405,000). The figures above use DynamoDB's limit "
-            f"instead (see `dynamodb_item_limit` in bench/history.py).")
+            f"instead (see `dynamodb_item_limit` in bench/history.py)."
+        )
     measured = [r for r in theirs if "append" in r]
     if len(measured) >= 2:
         a, b = measured[0], measured[-1]
@@ -585,7 +654,8 @@ def findings(rows: list[dict[str, Any]], stock: dict[str, Any] | None,
             f"{a['append']['bytes_read']:,} to {b['append']['bytes_read']:,} bytes read first; reading the "
             f"last {LAST} goes from {a['read']['bytes_read']:,} to {b['read']['bytes_read']:,} bytes read "
             f"({_num(a['read']['rcu'])} -> {_num(b['read']['rcu'])} RCU, eventually consistent). "
-            f"Appending one message rewrites the whole history.")
+            f"Appending one message rewrites the whole history."
+        )
     ours = sorted((r for r in rows if r["design"] == "ours" and "append" in r), key=lambda r: r["n"])
     if measured and ours:
         b = measured[-1]
@@ -595,60 +665,85 @@ def findings(rows: list[dict[str, Any]], stock: dict[str, Any] | None,
                 f"At N={b['n']:,}, one append: langchain {b['append']['bytes_written']:,} bytes written "
                 f"({b['append']['wcu']} WCU) and {b['append']['bytes_read']:,} read, ours "
                 f"{mine['append']['bytes_written']:,} written ({mine['append']['wcu']} WCU) and "
-                f"{mine['append']['bytes_read']:,} read.")
+                f"{mine['append']['bytes_read']:,} read."
+            )
     if theirs:
-        out.append("langchain's append is a read-modify-write without a condition (GetItem, eventually "
-                   "consistent, then UpdateItem SET History = the whole list): two concurrent appends "
-                   "to one session can lose one of them. Not measured here; ours makes each message a "
-                   "conditional Put of its own key.")
-    out += [f"langchain-community warns on import: \"{note}\"" for note in notes]
+        out.append(
+            "langchain's append is a read-modify-write without a condition (GetItem, eventually "
+            "consistent, then UpdateItem SET History = the whole list): two concurrent appends "
+            "to one session can lose one of them. Not measured here; ours makes each message a "
+            "conditional Put of its own key."
+        )
+    out += [f'langchain-community warns on import: "{note}"' for note in notes]
     return out
 
 
 def markdown(report: dict[str, Any]) -> str:
     rows = sorted(report["rows"], key=lambda r: (r["n"], DESIGNS.index(r["design"])))
-    out = [f"Run of {report['generated_at']} on {report['machine']}: histories of "
-           f"{', '.join(f'{n:,}' for n in report['sizes'])} messages"
-           + (f" (and {report['near_limit']:,}, just below the {report['langchain_limit']:,} messages "
-              f"langchain's one item can hold)" if report.get("near_limit") else "")
-           + f", {report['message_bytes']['min']}-{report['message_bytes']['max']} bytes of text a message "
-           f"(mean {report['message_bytes']['mean']:.0f}); every append adds one {report['probe_bytes']}-byte "
-           f"message. Time is the median of {report['reps']} timed runs. Whole run "
-           f"{report['total_seconds']:.0f} s.", "",
-           "### One append to a history of N messages", "",
-           "| N | design | DynamoDB calls | items read | bytes read | RCU | items written | bytes written "
-           "| WCU | condition checks | time on moto (runs) |",
-           "| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    out = [
+        f"Run of {report['generated_at']} on {report['machine']}: histories of "
+        f"{', '.join(f'{n:,}' for n in report['sizes'])} messages"
+        + (
+            f" (and {report['near_limit']:,}, just below the {report['langchain_limit']:,} messages "
+            f"langchain's one item can hold)"
+            if report.get("near_limit")
+            else ""
+        )
+        + f", {report['message_bytes']['min']}-{report['message_bytes']['max']} bytes of text a message "
+        f"(mean {report['message_bytes']['mean']:.0f}); every append adds one {report['probe_bytes']}-byte "
+        f"message. Time is the median of {report['reps']} timed runs. Whole run "
+        f"{report['total_seconds']:.0f} s.",
+        "",
+        "### One append to a history of N messages",
+        "",
+        "| N | design | DynamoDB calls | items read | bytes read | RCU | items written | bytes written "
+        "| WCU | condition checks | time on moto (runs) |",
+        "| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
     for row in rows:
         if "append" not in row:
             f = row["failure"]
-            out.append(f"| {row['n']:,} | {row['design']} | cannot hold {row['n']:,} messages: refused at "
-                       f"message {f['refused_at_message']:,} (item over 400 KB) | | | | | | | | |")
+            out.append(
+                f"| {row['n']:,} | {row['design']} | cannot hold {row['n']:,} messages: refused at "
+                f"message {f['refused_at_message']:,} (item over 400 KB) | | | | | | | | |"
+            )
             continue
         a = row["append"]
-        out.append(f"| {row['n']:,} | {row['design']} | {a['calls_total']} {_calls_text(a['calls'])} | "
-                   f"{a['items_read']:,} | {a['bytes_read']:,} | {_num(a['rcu'])} | {a['items_written']:,} | "
-                   f"{a['bytes_written']:,} | {a['wcu']:,} | {a['condition_checks']} | "
-                   f"{_ms(a['latency_ms_median'])} ({a['reps']}) |")
-    out += ["", f"### Reading the last {LAST} messages", "",
-            "| N | design | DynamoDB calls | items read | bytes read | RCU | messages returned | "
-            "time on moto (runs) |",
-            "| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+        out.append(
+            f"| {row['n']:,} | {row['design']} | {a['calls_total']} {_calls_text(a['calls'])} | "
+            f"{a['items_read']:,} | {a['bytes_read']:,} | {_num(a['rcu'])} | {a['items_written']:,} | "
+            f"{a['bytes_written']:,} | {a['wcu']:,} | {a['condition_checks']} | "
+            f"{_ms(a['latency_ms_median'])} ({a['reps']}) |"
+        )
+    out += [
+        "",
+        f"### Reading the last {LAST} messages",
+        "",
+        "| N | design | DynamoDB calls | items read | bytes read | RCU | messages returned | time on moto (runs) |",
+        "| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
     for row in rows:
         if "read" not in row:
             out.append(f"| {row['n']:,} | {row['design']} | cannot hold {row['n']:,} messages | | | | | |")
             continue
         r = row["read"]
-        out.append(f"| {row['n']:,} | {row['design']} | {r['calls_total']} {_calls_text(r['calls'])} | "
-                   f"{r['items_read']:,} | {r['bytes_read']:,} | {_num(r['rcu'])} | {r['returned']} | "
-                   f"{_ms(r['latency_ms_median'])} ({r['reps']}) |")
-    out += ["", "Time is reported, not targeted: moto's Query sorts the whole table on every call "
-            "(`all_items()` in `moto/dynamodb/models/table.py`), so on moto any query's time grows with "
-            "the table whatever the design (ours queries; here all our histories share one table of "
-            f"{report['our_table_items']:,} items by the end). langchain's GetItem does not sort, but "
-            "its time includes deserializing and re-serializing the whole history in Python. The costs "
-            "(items, bytes, capacity units) are what DynamoDB would bill.", "",
-            "### Targets", ""]
+        out.append(
+            f"| {row['n']:,} | {row['design']} | {r['calls_total']} {_calls_text(r['calls'])} | "
+            f"{r['items_read']:,} | {r['bytes_read']:,} | {_num(r['rcu'])} | {r['returned']} | "
+            f"{_ms(r['latency_ms_median'])} ({r['reps']}) |"
+        )
+    out += [
+        "",
+        "Time is reported, not targeted: moto's Query sorts the whole table on every call "
+        "(`all_items()` in `moto/dynamodb/models/table.py`), so on moto any query's time grows with "
+        "the table whatever the design (ours queries; here all our histories share one table of "
+        f"{report['our_table_items']:,} items by the end). langchain's GetItem does not sort, but "
+        "its time includes deserializing and re-serializing the whole history in Python. The costs "
+        "(items, bytes, capacity units) are what DynamoDB would bill.",
+        "",
+        "### Targets",
+        "",
+    ]
     out += [f"- **{t['status']}** {t['target']}: {t['detail']}" for t in report["targets"]]
     out += ["", "### langchain's one-item history (recorded, not targeted)", ""]
     out += [f"- {line}" for line in report["findings"]] or ["- nothing failed"]
@@ -657,8 +752,10 @@ def markdown(report: dict[str, Any]) -> str:
         s = row["seeding"]
         how = "`history.append_messages`" if row["design"] == "ours" else "`add_messages`"
         tail = ", then smaller ones to find the limit" if row["failure"] else ""
-        out.append(f"- {row['design']}, N = {row['n']:,}: {s['messages']:,} messages through {how} in "
-                   f"batches of {BATCH}{tail}, {s['seconds']} s.")
+        out.append(
+            f"- {row['design']}, N = {row['n']:,}: {s['messages']:,} messages through {how} in "
+            f"batches of {BATCH}{tail}, {s['seconds']} s."
+        )
     return "\n".join(out)
 
 
@@ -685,13 +782,19 @@ hooks on the client under its boto3 resource. Saved in `bench/results/history.js
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.history", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="N = 10 and 100 only")
-    parser.add_argument("--sizes", help="comma-separated message counts (default: BENCH_HISTORY_SIZES "
-                                        "or 10,100,1000)")
-    parser.add_argument("--reps", type=int, default=int(os.environ.get("BENCH_REPS", "7")),
-                        help="timed repetitions per measurement (default 7)")
+    parser.add_argument("--sizes", help="comma-separated message counts (default: BENCH_HISTORY_SIZES or 10,100,1000)")
+    parser.add_argument(
+        "--reps",
+        type=int,
+        default=int(os.environ.get("BENCH_REPS", "7")),
+        help="timed repetitions per measurement (default 7)",
+    )
     args = parser.parse_args(argv)
-    text = (",".join(map(str, QUICK_SIZES)) if args.quick else args.sizes
-            or os.environ.get("BENCH_HISTORY_SIZES") or ",".join(map(str, DEFAULT_SIZES)))
+    text = (
+        ",".join(map(str, QUICK_SIZES))
+        if args.quick
+        else args.sizes or os.environ.get("BENCH_HISTORY_SIZES") or ",".join(map(str, DEFAULT_SIZES))
+    )
     args.sizes = sorted({int(s.replace("_", "")) for s in text.split(",") if s.strip()})
     if any(n < 1 for n in args.sizes) or args.reps < 1:
         parser.error("sizes and --reps must be at least 1")
@@ -701,8 +804,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     started = time.perf_counter()
-    log(f"bench.history: N = {', '.join(f'{n:,}' for n in args.sizes)} messages; "
-        f"{args.reps} timed repetitions")
+    log(f"bench.history: N = {', '.join(f'{n:,}' for n in args.sizes)} messages; {args.reps} timed repetitions")
     rows: list[dict[str, Any]] = []
     with mock_aws(), moto_transactions_without_snapshot() as fast, sizing(dynamodb_item_size):
         if not fast:
@@ -715,8 +817,10 @@ def main(argv: list[str] | None = None) -> int:
         try:
             with dynamodb_item_limit() as limited:
                 if not limited:
-                    log("  warning: could not correct moto's item-size check; langchain's item will be "
-                        "refused at about half of DynamoDB's 400 KB")
+                    log(
+                        "  warning: could not correct moto's item-size check; langchain's item will be "
+                        "refused at about half of DynamoDB's 400 KB"
+                    )
                 for n in args.sizes:
                     rows.append(bench.run(theirs, n))
                 extra = near_limit([r["failure"] for r in rows if r["failure"]], args.reps)
@@ -735,17 +839,27 @@ def main(argv: list[str] | None = None) -> int:
             theirs.close()
             bench.close()
     import moto
+
     lengths = [len(content_for_age(age).encode()) for age in range(max(args.sizes))]
     report: dict[str, Any] = {
         "generated_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": (f"{os.cpu_count()} CPUs, Python {platform.python_version()}, moto {moto.__version__}, "
-                    f"langchain-community {package_metadata.version('langchain-community')}, "
-                    f"langchain-core {package_metadata.version('langchain-core')}"),
-        "langchain_warnings": theirs.warnings, "item_limit": ITEM_LIMIT,
-        "langchain_limit": min((r["failure"]["messages_held"] for r in rows if r["failure"]), default=None), "item_limit_corrected": limited, "stock_moto_failure": stock,
-        "sizes": args.sizes, "near_limit": extra, "reps": args.reps, "last": LAST,
+        "machine": (
+            f"{os.cpu_count()} CPUs, Python {platform.python_version()}, moto {moto.__version__}, "
+            f"langchain-community {package_metadata.version('langchain-community')}, "
+            f"langchain-core {package_metadata.version('langchain-core')}"
+        ),
+        "langchain_warnings": theirs.warnings,
+        "item_limit": ITEM_LIMIT,
+        "langchain_limit": min((r["failure"]["messages_held"] for r in rows if r["failure"]), default=None),
+        "item_limit_corrected": limited,
+        "stock_moto_failure": stock,
+        "sizes": args.sizes,
+        "near_limit": extra,
+        "reps": args.reps,
+        "last": LAST,
         "message_bytes": {"min": min(lengths), "max": max(lengths), "mean": statistics.mean(lengths)},
-        "probe_bytes": len(PROBE["content"].encode()), "our_table_items": our_items,
+        "probe_bytes": len(PROBE["content"].encode()),
+        "our_table_items": our_items,
         "rows": sorted(rows, key=lambda r: (r["n"], DESIGNS.index(r["design"]))),
     }
     report["targets"] = targets(report["rows"], sorted(set(args.sizes) | ({extra} if extra else set())))

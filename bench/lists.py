@@ -19,6 +19,7 @@ figures section of docs/performance.md. It relies only on records.create / updat
 list_records, store.Store and schema, never on the store's keys, so it measures whatever list
 design is in place.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,8 +41,9 @@ from typing import Any
 # Never talk to real AWS: fake credentials, no endpoint override, before boto3 is imported.
 for _name in ("AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_SESSION_TOKEN"):
     os.environ.pop(_name, None)
-os.environ.update({"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                   "AWS_DEFAULT_REGION": "us-east-1"})
+os.environ.update(
+    {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+)
 
 import boto3  # noqa: E402
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer  # noqa: E402
@@ -63,16 +65,19 @@ BEGIN, END = "<!-- lists:begin -->", "<!-- lists:end -->"
 PAGE = 20
 DEVELOPERS = ("bench-dev-1", "bench-dev-2")
 PLANS = ("free", "pro", "enterprise")
-SITUATION = ("You are Sara, a patient running coach. The user is training for a first half "
-             "marathon; keep answers short, ask about sleep and injuries, and never give medical "
-             "advice beyond suggesting a doctor. ") * 2
+SITUATION = (
+    "You are Sara, a patient running coach. The user is training for a first half "
+    "marathon; keep answers short, ask about sleep and injuries, and never give medical "
+    "advice beyond suggesting a doctor. "
+) * 2
 DEFAULT_SIZES = (1000, 10000)
-REP_BUDGET_SECONDS = 60.0     # per measurement: no timed repetition that would take the total past this
+REP_BUDGET_SECONDS = 60.0  # per measurement: no timed repetition that would take the total past this
 
 _serializer, _deserializer = TypeSerializer(), TypeDeserializer()
 
 
 # --- moto ---------------------------------------------------------------------------------------
+
 
 @contextmanager
 def moto_transactions_without_snapshot() -> Iterator[bool]:
@@ -168,7 +173,7 @@ class Bench:
         self.rng = random.Random(n)
 
     def _on_call(self, op: str, kwargs: dict[str, Any]) -> None:
-        if op in WRITE_OPS:   # what was cached about the table is stale
+        if op in WRITE_OPS:  # what was cached about the table is stale
             self.sorted_items.clear()
             self.memo.clear()
 
@@ -182,10 +187,12 @@ class Bench:
         """env over everything (2/3 prod), plan one of 3, db_uuid unique, and a tenant shared by
         exactly 10 sessions of each developer (tenants interleave in time: t-<index mod T>)."""
         tenants = max(1, per_developer // 10)
-        return {"env": "prod" if index % 3 != 2 else "staging",
-                "plan": PLANS[(index // 3) % 3],
-                "db_uuid": str(uuid.UUID(int=self.rng.getrandbits(128), version=4)),
-                "tenant": f"t-{index % tenants}"}
+        return {
+            "env": "prod" if index % 3 != 2 else "staging",
+            "plan": PLANS[(index // 3) % 3],
+            "db_uuid": str(uuid.UUID(int=self.rng.getrandbits(128), version=4)),
+            "tenant": f"t-{index % tenants}",
+        }
 
     def seed(self) -> dict[str, Any]:
         per_developer = self.n // len(DEVELOPERS)
@@ -194,34 +201,44 @@ class Bench:
         step = max(1, self.n // 10)
         done = 0
         for index in range(per_developer):
-            for developer in DEVELOPERS:   # interleaved, as two live developers would be
+            for developer in DEVELOPERS:  # interleaved, as two live developers would be
                 metadata = self.metadata(index, per_developer)
-                created = records.create(self.store, kinds.SESSIONS, developer, {
-                    "agent_id": agents[developer], "situation": SITUATION, "metadata": metadata})
-                self.sessions[developer].append({"id": created.id, "created_at": created.created_at,
-                                                 "metadata": metadata})
+                created = records.create(
+                    self.store,
+                    kinds.SESSIONS,
+                    developer,
+                    {"agent_id": agents[developer], "situation": SITUATION, "metadata": metadata},
+                )
+                self.sessions[developer].append(
+                    {"id": created.id, "created_at": created.created_at, "metadata": metadata}
+                )
                 done += 1
                 if done % step == 0:
                     elapsed = time.perf_counter() - started
-                    log(f"  seeded {done:,}/{self.n:,} sessions in {elapsed:.1f} s "
-                        f"({1000 * elapsed / done:.1f} ms/session)")
+                    log(
+                        f"  seeded {done:,}/{self.n:,} sessions in {elapsed:.1f} s "
+                        f"({1000 * elapsed / done:.1f} ms/session)"
+                    )
         seconds = time.perf_counter() - started
-        return {"sessions": done, "seconds": round(seconds, 2),
-                "ms_per_session": round(1000 * seconds / max(done, 1), 2)}
+        return {
+            "sessions": done,
+            "seconds": round(seconds, 2),
+            "ms_per_session": round(1000 * seconds / max(done, 1), 2),
+        }
 
     def expected(self, developer: str, wanted: dict[str, Any]) -> tuple[int, list[str]]:
         """How many of the developer's sessions match, and the first page's ids, newest first."""
-        matching = [s for s in self.sessions[developer]
-                    if all(s["metadata"].get(k) == v for k, v in wanted.items())]
+        matching = [s for s in self.sessions[developer] if all(s["metadata"].get(k) == v for k, v in wanted.items())]
         matching.sort(key=lambda s: (s["created_at"], s["id"]), reverse=True)
         return len(matching), [s["id"] for s in matching[:PAGE]]
 
     # the two ways to list ------------------------------------------------------------------------
 
     def ours(self, developer: str, wanted: dict[str, Any]) -> list[str]:
-        params = {"metadata_filter": json.dumps(wanted), "limit": str(PAGE)}   # as the query string says it
-        answer = lists.list_records(self.store, kinds.SESSIONS, developer,
-                                    queries.list_query(kinds.SESSIONS, developer, params))
+        params = {"metadata_filter": json.dumps(wanted), "limit": str(PAGE)}  # as the query string says it
+        answer = lists.list_records(
+            self.store, kinds.SESSIONS, developer, queries.list_query(kinds.SESSIONS, developer, params)
+        )
         return [_id_of(item) for item in answer["items"]]
 
     def baseline(self, developer: str, wanted: dict[str, Any]) -> list[str]:
@@ -235,9 +252,13 @@ class Bench:
             names[f"#k{position}"] = key
             values[f":v{position}"] = _serializer.serialize(value)
             conditions.append(f"#md.#k{position} = :v{position}")
-        args: dict[str, Any] = {"TableName": self.table, "ConsistentRead": True,
-                                "FilterExpression": " AND ".join(conditions),
-                                "ExpressionAttributeNames": names, "ExpressionAttributeValues": values}
+        args: dict[str, Any] = {
+            "TableName": self.table,
+            "ConsistentRead": True,
+            "FilterExpression": " AND ".join(conditions),
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+        }
         records: dict[str, dict[str, Any]] = {}
         while True:
             answer = self.meter.scan(**args)
@@ -252,8 +273,7 @@ class Bench:
 
     # measuring -----------------------------------------------------------------------------------
 
-    def measure(self, method: str, developer: str, wanted: dict[str, Any],
-                label: str) -> dict[str, Any]:
+    def measure(self, method: str, developer: str, wanted: dict[str, Any], label: str) -> dict[str, Any]:
         """One recorded run for the costs, then timed repetitions on plain moto. The recorded run
         and the costing (re-sending filtered calls unfiltered) are untimed, so they run with
         moto's sorted item list cached (SortedItemsCache): same answers, much less waiting."""
@@ -271,39 +291,47 @@ class Bench:
         latencies: list[float] = []
         # Repeat while another run (as long as the last) still fits in the budget; at least one.
         while len(latencies) < self.reps and (
-                not latencies or (sum(latencies) + latencies[-1]) / 1000 <= REP_BUDGET_SECONDS):
+            not latencies or (sum(latencies) + latencies[-1]) / 1000 <= REP_BUDGET_SECONDS
+        ):
             started = time.perf_counter()
             again = run(developer, wanted)
             latencies.append(1000 * (time.perf_counter() - started))
             if again != ids:
                 raise RuntimeError(f"{label}: a repetition answered differently")
-        return {**cost.as_dict(), "ids": ids, "reps": len(latencies),
-                "latencies_ms": [round(x, 2) for x in latencies],
-                "latency_ms_median": round(statistics.median(latencies), 2)}
+        return {
+            **cost.as_dict(),
+            "ids": ids,
+            "reps": len(latencies),
+            "latencies_ms": [round(x, 2) for x in latencies],
+            "latency_ms_median": round(statistics.median(latencies), 2),
+        }
 
     def write_costs(self, developer: str) -> list[dict[str, Any]]:
         """Create and PATCH, for a session with several indexed metadata values and one with none.
         Each is done 3 times on fresh sessions; the figures are the median."""
         agent = records.create(self.store, kinds.AGENTS, developer, {"name": "a"}).id
+
         def with_metadata() -> dict[str, Any]:
-            return {"agent_id": agent, "situation": SITUATION, "metadata": {
-                "env": "prod", "plan": "pro", "db_uuid": str(uuid.uuid4()), "tenant": "t-bench-writes"}}
+            return {
+                "agent_id": agent,
+                "situation": SITUATION,
+                "metadata": {"env": "prod", "plan": "pro", "db_uuid": str(uuid.uuid4()), "tenant": "t-bench-writes"},
+            }
 
         def without() -> dict[str, Any]:
             return {"agent_id": agent, "situation": SITUATION}
 
-        cases = [("create session, 4 metadata values", with_metadata, None),
-                 ("create session, no metadata", without, None),
-                 ("PATCH metadata env=staging, session with 4 values", with_metadata,
-                  {"metadata": {"env": "staging"}}),
-                 ("PATCH metadata env=staging, session with no metadata", without,
-                  {"metadata": {"env": "staging"}})]
+        cases = [
+            ("create session, 4 metadata values", with_metadata, None),
+            ("create session, no metadata", without, None),
+            ("PATCH metadata env=staging, session with 4 values", with_metadata, {"metadata": {"env": "staging"}}),
+            ("PATCH metadata env=staging, session with no metadata", without, {"metadata": {"env": "staging"}}),
+        ]
         rows = []
         for name, body, patch in cases:
             samples = []
             for _ in range(3):
-                sid = None if patch is None else records.create(
-                    self.store, kinds.SESSIONS, developer, body()).id
+                sid = None if patch is None else records.create(self.store, kinds.SESSIONS, developer, body()).id
                 tally = Tally(writes=True)
                 self.meter.tally = tally
                 try:
@@ -314,14 +342,23 @@ class Bench:
                 finally:
                     self.meter.tally = None
                 samples.append(write_cost(tally.calls).as_dict())
-            figures = {key: statistics.median(s[key] for s in samples)
-                       for key in ("calls_total", "items_written", "bytes_written", "wcu",
-                                   "condition_checks", "items_read")}
-            rows.append({"n": self.n, "operation": name, "calls": samples[-1]["calls"],
-                         **{k: int(v) if float(v).is_integer() else v for k, v in figures.items()},
-                         "samples": samples})
-            log(f"  {name}: {rows[-1]['items_written']} items, {rows[-1]['bytes_written']} bytes written, "
-                f"{rows[-1]['wcu']} WCU")
+            figures = {
+                key: statistics.median(s[key] for s in samples)
+                for key in ("calls_total", "items_written", "bytes_written", "wcu", "condition_checks", "items_read")
+            }
+            rows.append(
+                {
+                    "n": self.n,
+                    "operation": name,
+                    "calls": samples[-1]["calls"],
+                    **{k: int(v) if float(v).is_integer() else v for k, v in figures.items()},
+                    "samples": samples,
+                }
+            )
+            log(
+                f"  {name}: {rows[-1]['items_written']} items, {rows[-1]['bytes_written']} bytes written, "
+                f"{rows[-1]['wcu']} WCU"
+            )
         return rows
 
 
@@ -342,9 +379,11 @@ class _GuardedClient:
                 return attribute(**kwargs)
             except ClientError as exc:
                 if exc.response.get("Error", {}).get("Code") == "TransactionCanceledException":
-                    raise SystemExit(f"a transaction was cancelled during the benchmark "
-                                     f"({exc}); the seeded table cannot be trusted") from None
+                    raise SystemExit(
+                        f"a transaction was cancelled during the benchmark ({exc}); the seeded table cannot be trusted"
+                    ) from None
                 raise
+
         return transact
 
 
@@ -354,12 +393,15 @@ def _id_of(item: Any) -> str:
 
 # --- the run --------------------------------------------------------------------------------------
 
+
 def filters_for(bench: Bench) -> list[tuple[str, dict[str, Any]]]:
     per_developer = bench.n // len(DEVELOPERS)
     one = bench.sessions[DEVELOPERS[0]][per_developer // 2]["metadata"]["db_uuid"]
-    return [("tenant", {"tenant": "t-42"}),
-            ("tenant+env", {"tenant": "t-42", "env": "prod"}),
-            ("db_uuid", {"db_uuid": one})]
+    return [
+        ("tenant", {"tenant": "t-42"}),
+        ("tenant+env", {"tenant": "t-42", "env": "prod"}),
+        ("db_uuid", {"db_uuid": one}),
+    ]
 
 
 def run_size(raw: Any, n: int, reps: int) -> dict[str, Any]:
@@ -367,8 +409,10 @@ def run_size(raw: Any, n: int, reps: int) -> dict[str, Any]:
     bench = Bench(raw, n, reps, SortedItemsCache())
     try:
         seeding = bench.seed()
-        log(f"  seeding: {seeding['sessions']:,} sessions in {seeding['seconds']} s "
-            f"({seeding['ms_per_session']} ms/session, through records.create)")
+        log(
+            f"  seeding: {seeding['sessions']:,} sessions in {seeding['seconds']} s "
+            f"({seeding['ms_per_session']} ms/session, through records.create)"
+        )
         developer = DEVELOPERS[0]
         lists = []
         for name, wanted in filters_for(bench):
@@ -378,13 +422,24 @@ def run_size(raw: Any, n: int, reps: int) -> dict[str, Any]:
                 log(f"  measuring {label} ({matches} matches) ...")
                 result = bench.measure(method, developer, wanted, label)
                 correct = result["ids"] == expected
-                lists.append({"n": n, "filter_name": name, "filter": wanted, "matches": matches,
-                              "method": method, "returned": len(result["ids"]), "correct": correct,
-                              **{k: v for k, v in result.items() if k != "ids"}})
-                log(f"    {result['calls_total']} calls {_calls_text(result['calls'])}, "
+                lists.append(
+                    {
+                        "n": n,
+                        "filter_name": name,
+                        "filter": wanted,
+                        "matches": matches,
+                        "method": method,
+                        "returned": len(result["ids"]),
+                        "correct": correct,
+                        **{k: v for k, v in result.items() if k != "ids"},
+                    }
+                )
+                log(
+                    f"    {result['calls_total']} calls {_calls_text(result['calls'])}, "
                     f"{result['items_read']:,} items read, {_num(result['rcu'])} RCU, "
                     f"median {result['latency_ms_median']:.1f} ms over {result['reps']}; "
-                    f"{'correct' if correct else 'WRONG ANSWER'}")
+                    f"{'correct' if correct else 'WRONG ANSWER'}"
+                )
         log("  write cost:")
         writes = bench.write_costs(developer)
         return {"seeding": seeding, "lists": lists, "writes": writes}
@@ -404,69 +459,96 @@ def targets(sizes: list[int], lists: list[dict[str, Any]]) -> list[dict[str, str
     found = []
 
     def check(name: str, ok: bool | None, detail: str) -> None:
-        found.append({"target": name, "status": "SKIP" if ok is None else "PASS" if ok else "FAIL",
-                      "detail": detail})
+        found.append({"target": name, "status": "SKIP" if ok is None else "PASS" if ok else "FAIL", "detail": detail})
 
     by = {(r["n"], r["filter_name"], r["method"]): r for r in lists}
     names = list(dict.fromkeys(r["filter_name"] for r in lists))
     for row in lists:
-        check(f"{row['method']} answers the expected page, N={row['n']:,}, {row['filter_name']}",
-              row["correct"], f"{row['returned']} of {row['matches']} matches")
+        check(
+            f"{row['method']} answers the expected page, N={row['n']:,}, {row['filter_name']}",
+            row["correct"],
+            f"{row['returned']} of {row['matches']} matches",
+        )
     for n in sizes:
         for name in names:
             row = by[(n, name, "ours")]
             bound = 2 * (row["matches"] + PAGE)
-            check(f"ours reads <= 2 x (matches + page), N={n:,}, {name}", row["items_read"] <= bound,
-                  f"{row['items_read']:,} items read, bound {bound:,}")
+            check(
+                f"ours reads <= 2 x (matches + page), N={n:,}, {name}",
+                row["items_read"] <= bound,
+                f"{row['items_read']:,} items read, bound {bound:,}",
+            )
     small, large = min(sizes), max(sizes)
     for name in names:
         if small == large:
-            check(f"ours at N={large:,} about the same as at the smallest N, {name}", None,
-                  "needs two sizes")
+            check(f"ours at N={large:,} about the same as at the smallest N, {name}", None, "needs two sizes")
             check(f"baseline grows with N, {name}", None, "needs two sizes")
             continue
         ours_small, ours_large = by[(small, name, "ours")]["items_read"], by[(large, name, "ours")]["items_read"]
-        check(f"ours at N={large:,} about the same as at N={small:,} (at most 1.5x), {name}",
-              ours_large <= 1.5 * max(ours_small, 1), f"{ours_small:,} -> {ours_large:,} items read")
+        check(
+            f"ours at N={large:,} about the same as at N={small:,} (at most 1.5x), {name}",
+            ours_large <= 1.5 * max(ours_small, 1),
+            f"{ours_small:,} -> {ours_large:,} items read",
+        )
         base_small = by[(small, name, "baseline")]["items_read"]
         base_large = by[(large, name, "baseline")]["items_read"]
         growth = large / small
-        check(f"baseline grows with N (at least {growth / 2:g}x for {growth:g}x the sessions), {name}",
-              base_large >= growth / 2 * base_small, f"{base_small:,} -> {base_large:,} items read")
+        check(
+            f"baseline grows with N (at least {growth / 2:g}x for {growth:g}x the sessions), {name}",
+            base_large >= growth / 2 * base_small,
+            f"{base_small:,} -> {base_large:,} items read",
+        )
     return found
 
 
 def markdown(report: dict[str, Any]) -> str:
     sizes = report["sizes"]
-    out = [f"Run of {report['generated_at']} on {report['machine']}: N = "
-           f"{', '.join(f'{n:,}' for n in sizes)} sessions (half per developer, two developers), "
-           f"page size {PAGE}. Latency is the median of up to {report['reps']} timed runs (fewer when another "
-           f"would take the total past {REP_BUDGET_SECONDS:.0f} s; the count is in brackets). Whole run "
-           f"{report['total_seconds']:.0f} s.", "",
-           "### Filtered lists: ours (`lists.list_records`) against a full-table Scan", "",
-           "| N | filter | matches | method | DynamoDB calls | items read | RCU | latency on moto (runs) |",
-           "| ---: | --- | ---: | --- | --- | ---: | ---: | ---: |"]
+    out = [
+        f"Run of {report['generated_at']} on {report['machine']}: N = "
+        f"{', '.join(f'{n:,}' for n in sizes)} sessions (half per developer, two developers), "
+        f"page size {PAGE}. Latency is the median of up to {report['reps']} timed runs (fewer when another "
+        f"would take the total past {REP_BUDGET_SECONDS:.0f} s; the count is in brackets). Whole run "
+        f"{report['total_seconds']:.0f} s.",
+        "",
+        "### Filtered lists: ours (`lists.list_records`) against a full-table Scan",
+        "",
+        "| N | filter | matches | method | DynamoDB calls | items read | RCU | latency on moto (runs) |",
+        "| ---: | --- | ---: | --- | --- | ---: | ---: | ---: |",
+    ]
     for row in report["lists"]:
-        out.append(f"| {row['n']:,} | `{json.dumps(row['filter'])}` | {row['matches']} | {row['method']} | "
-                   f"{row['calls_total']} {_calls_text(row['calls'])} | {row['items_read']:,} | "
-                   f"{_num(row['rcu'])} | {row['latency_ms_median']:,.1f} ms ({row['reps']}) |")
+        out.append(
+            f"| {row['n']:,} | `{json.dumps(row['filter'])}` | {row['matches']} | {row['method']} | "
+            f"{row['calls_total']} {_calls_text(row['calls'])} | {row['items_read']:,} | "
+            f"{_num(row['rcu'])} | {row['latency_ms_median']:,.1f} ms ({row['reps']}) |"
+        )
     out += ["", "### Targets", ""]
     out += [f"- **{t['status']}** {t['target']}: {t['detail']}" for t in report["targets"]]
-    out += ["", "### Write cost per operation (median of 3)", "",
-            "| N | operation | DynamoDB calls | condition checks | items written | bytes written | WCU |",
-            "| ---: | --- | --- | ---: | ---: | ---: | ---: |"]
+    out += [
+        "",
+        "### Write cost per operation (median of 3)",
+        "",
+        "| N | operation | DynamoDB calls | condition checks | items written | bytes written | WCU |",
+        "| ---: | --- | --- | ---: | ---: | ---: | ---: |",
+    ]
     for row in report["writes"]:
-        out.append(f"| {row['n']:,} | {row['operation']} | {row['calls_total']} {_calls_text(row['calls'])} | "
-                   f"{row['condition_checks']} | {row['items_written']} | {row['bytes_written']:,} | {row['wcu']} |")
+        out.append(
+            f"| {row['n']:,} | {row['operation']} | {row['calls_total']} {_calls_text(row['calls'])} | "
+            f"{row['condition_checks']} | {row['items_written']} | {row['bytes_written']:,} | {row['wcu']} |"
+        )
     out += ["", "### Seeding", ""]
     for n in sizes:
         s = report["seeding"][str(n)]
-        out.append(f"- N = {n:,}: {s['sessions']:,} sessions through `records.create` in {s['seconds']} s "
-                   f"({s['ms_per_session']} ms/session).")
-    out += ["", "Latency on moto is not a target: moto's Query sorts the whole table on every call "
-            "(`all_items()` in `moto/dynamodb/models/table.py`), so on moto any query's latency grows "
-            "with the table whatever the design. The targets are on items read, which is what "
-            "DynamoDB bills and what its latency follows."]
+        out.append(
+            f"- N = {n:,}: {s['sessions']:,} sessions through `records.create` in {s['seconds']} s "
+            f"({s['ms_per_session']} ms/session)."
+        )
+    out += [
+        "",
+        "Latency on moto is not a target: moto's Query sorts the whole table on every call "
+        "(`all_items()` in `moto/dynamodb/models/table.py`), so on moto any query's latency grows "
+        "with the table whatever the design. The targets are on items read, which is what "
+        "DynamoDB bills and what its latency follows.",
+    ]
     return "\n".join(out)
 
 
@@ -514,10 +596,13 @@ check; the figures below are rewritten by every run, and also saved in `bench/re
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.lists", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="N = 1,000 only")
-    parser.add_argument("--sizes", help="comma-separated total session counts (default: BENCH_SIZES "
-                                        "or 1000,10000)")
-    parser.add_argument("--reps", type=int, default=int(os.environ.get("BENCH_REPS", "5")),
-                        help="timed repetitions per measurement (default 5)")
+    parser.add_argument("--sizes", help="comma-separated total session counts (default: BENCH_SIZES or 1000,10000)")
+    parser.add_argument(
+        "--reps",
+        type=int,
+        default=int(os.environ.get("BENCH_REPS", "5")),
+        help="timed repetitions per measurement (default 5)",
+    )
     args = parser.parse_args(argv)
     text = "1000" if args.quick else args.sizes or os.environ.get("BENCH_SIZES") or ",".join(map(str, DEFAULT_SIZES))
     args.sizes = sorted({int(s.replace("_", "")) for s in text.split(",") if s.strip()})
@@ -529,8 +614,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     started = time.perf_counter()
-    log(f"bench.lists: N = {', '.join(f'{n:,}' for n in args.sizes)}; page size {PAGE}; "
-        f"{args.reps} timed repetitions")
+    log(f"bench.lists: N = {', '.join(f'{n:,}' for n in args.sizes)}; page size {PAGE}; {args.reps} timed repetitions")
     runs = {}
     with mock_aws(), moto_transactions_without_snapshot() as fast:
         if not fast:
@@ -539,10 +623,13 @@ def main(argv: list[str] | None = None) -> int:
         for n in args.sizes:
             runs[n] = run_size(raw, n, args.reps)
     import moto
+
     report: dict[str, Any] = {
         "generated_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": f"{os.cpu_count()} CPUs, Python {platform.python_version()}, moto {moto.__version__}",
-        "sizes": args.sizes, "page_size": PAGE, "reps": args.reps,
+        "sizes": args.sizes,
+        "page_size": PAGE,
+        "reps": args.reps,
         "seeding": {str(n): runs[n]["seeding"] for n in args.sizes},
         "lists": [row for n in args.sizes for row in runs[n]["lists"]],
         "writes": [row for n in args.sizes for row in runs[n]["writes"]],

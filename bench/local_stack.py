@@ -27,6 +27,7 @@ of the app's (no stall between the app and the socket). Also recorded: the resid
 database process at 2,000 and at the largest size, and after deleting an agent with 150 sessions
 of 3 messages each.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -81,11 +82,23 @@ class LocalStack:
         self.key = "sk_bench_" + uuid.uuid4().hex
         self.port = local_database.free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_ENDPOINT_URL")}
-        env.update({"PORT": str(self.port), "SESSIONS_DATA_DIR": str(data_dir), "SESSIONS_LOCAL_DB": engine,
-                    "SESSIONS_API_KEYS": f"bench:{self.key}", "SESSIONS_TABLE": "bench"})
-        self.process = subprocess.Popen([sys.executable, str(ROOT / "infra" / "local_server.py")], env=env,
-                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                        start_new_session=True)
+        env.update(
+            {
+                "PORT": str(self.port),
+                "SESSIONS_DATA_DIR": str(data_dir),
+                "SESSIONS_LOCAL_DB": engine,
+                "SESSIONS_API_KEYS": f"bench:{self.key}",
+                "SESSIONS_TABLE": "bench",
+            }
+        )
+        self.process = subprocess.Popen(
+            [sys.executable, str(ROOT / "infra" / "local_server.py")],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
         self.app_latency: dict[str, float] = {}
         self.said: list[str] = []
         started = threading.Event()
@@ -110,8 +123,9 @@ class LocalStack:
                 started.set()
 
     def database_rss_mb(self) -> float:
-        pid = subprocess.run(["ps", "-o", "pid=", "--ppid", str(self.process.pid)], capture_output=True,
-                             text=True).stdout.split()[0]
+        pid = subprocess.run(
+            ["ps", "-o", "pid=", "--ppid", str(self.process.pid)], capture_output=True, text=True
+        ).stdout.split()[0]
         status = Path(f"/proc/{pid}/status").read_text()
         return int(status.split("VmRSS:")[1].split()[0]) / 1024
 
@@ -128,8 +142,9 @@ class Client:
         self.stack = stack
         self.http = httpx.Client(base_url=stack.url, headers={"Authorization": f"Bearer {stack.key}"}, timeout=60)
 
-    def call(self, method: str, path: str, body: Any = None, want: int = 200,
-             params: dict[str, str] | None = None) -> tuple[Any, float, str]:
+    def call(
+        self, method: str, path: str, body: Any = None, want: int = 200, params: dict[str, str] | None = None
+    ) -> tuple[Any, float, str]:
         started = time.perf_counter()
         answer = self.http.request(method, path, json=body, params=params)
         took = (time.perf_counter() - started) * 1000
@@ -151,8 +166,13 @@ class Sample:
 
     def figures(self, stack: LocalStack) -> dict[str, float]:
         app = [stack.app_latency[r] for r in self.request_ids if r in stack.app_latency]
-        return {"n": len(self.client), "p50": percentile(self.client, 50), "p99": percentile(self.client, 99),
-                "app_p50": percentile(app, 50) if app else float("nan"), "app_n": len(app)}
+        return {
+            "n": len(self.client),
+            "p50": percentile(self.client, 50),
+            "p99": percentile(self.client, 99),
+            "app_p50": percentile(app, 50) if app else float("nan"),
+            "app_n": len(app),
+        }
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -168,13 +188,16 @@ class Run:
         self.users = [self.client.call("POST", "/users", {"name": f"u{n}"}, 201)[0]["id"] for n in range(100)]
         self.sessions: list[str] = []
         self.create_times: list[float] = []
-        self.rss_mb: dict[int, float] = {}    # sessions -> MB
+        self.rss_mb: dict[int, float] = {}  # sessions -> MB
 
     def create(self) -> tuple[float, str]:
         i = len(self.sessions)
-        body = {"agent_id": self.rng.choice(self.agents), "user_id": self.rng.choice(self.users),
-                "situation": "You are Sara, a coach.",
-                "metadata": {"tenant": f"t-{i % TENANTS}", "i": i, "db_uuid": str(uuid.uuid4())}}
+        body = {
+            "agent_id": self.rng.choice(self.agents),
+            "user_id": self.rng.choice(self.users),
+            "situation": "You are Sara, a coach.",
+            "metadata": {"tenant": f"t-{i % TENANTS}", "i": i, "db_uuid": str(uuid.uuid4())},
+        }
         answer, took, request_id = self.client.call("POST", "/sessions", body, 201)
         self.sessions.append(answer["id"])
         self.create_times.append(took)
@@ -186,8 +209,10 @@ class Run:
             if len(self.sessions) == 2000:
                 self.rss_mb[2000] = self.stack.database_rss_mb()
             if len(self.sessions) % 1000 == 0:
-                log(f"  {self.stack.engine}: {len(self.sessions):,} sessions, p50 of the last 1,000 creates "
-                    f"{statistics.median(self.create_times[-1000:]):.2f} ms")
+                log(
+                    f"  {self.stack.engine}: {len(self.sessions):,} sessions, p50 of the last 1,000 creates "
+                    f"{statistics.median(self.create_times[-1000:]):.2f} ms"
+                )
 
     def warm_up(self, rounds: int, touched: list[str]) -> None:
         """Every operation but create, `rounds` times, unmeasured: the JVM compiles DynamoDB Local's
@@ -197,9 +222,15 @@ class Run:
             session = self.rng.choice(self.sessions)
             self.client.call("GET", f"/sessions/{session}")
             self.client.call("PATCH", f"/sessions/{session}", {"metadata": {"warm": n}})
-            self.client.call("GET", "/sessions", params={"limit": "10", "metadata_filter": json.dumps({"tenant": "t-1"})})
-            self.client.call("POST", f"/sessions/{touched[n % len(touched)]}/history",
-                             {"messages": [{"role": "user", "content": "warm"}]}, 201)
+            self.client.call(
+                "GET", "/sessions", params={"limit": "10", "metadata_filter": json.dumps({"tenant": "t-1"})}
+            )
+            self.client.call(
+                "POST",
+                f"/sessions/{touched[n % len(touched)]}/history",
+                {"messages": [{"role": "user", "content": "warm"}]},
+                201,
+            )
             self.client.call("GET", f"/sessions/{touched[n % len(touched)]}/history?order=desc&limit=10")
 
     def at_size(self, samples: int, touched: list[str]) -> dict[str, Sample]:
@@ -210,30 +241,44 @@ class Run:
             got["create"].add(*self.create())
             session = self.rng.choice(pool)
             got["get"].add(*self.client.call("GET", f"/sessions/{session}")[1:])
-            got["patch"].add(*self.client.call("PATCH", f"/sessions/{self.rng.choice(pool)}",
-                                               {"metadata": {"touched": n}})[1:])
+            got["patch"].add(
+                *self.client.call("PATCH", f"/sessions/{self.rng.choice(pool)}", {"metadata": {"touched": n}})[1:]
+            )
             tenant = json.dumps({"tenant": f"t-{self.rng.randrange(TENANTS)}"})
-            got["filtered list"].add(*self.client.call(
-                "GET", "/sessions", params={"limit": "10", "metadata_filter": tenant})[1:])
+            got["filtered list"].add(
+                *self.client.call("GET", "/sessions", params={"limit": "10", "metadata_filter": tenant})[1:]
+            )
             target = self.rng.choice(touched)
-            got["history append"].add(*self.client.call(
-                "POST", f"/sessions/{target}/history", {"messages": [{"role": "user", "content": f"turn {n}"}]}, 201)[1:])
-            got["history read"].add(*self.client.call("GET", f"/sessions/{self.rng.choice(touched)}/history"
-                                                              "?order=desc&limit=10")[1:])
+            got["history append"].add(
+                *self.client.call(
+                    "POST", f"/sessions/{target}/history", {"messages": [{"role": "user", "content": f"turn {n}"}]}, 201
+                )[1:]
+            )
+            got["history read"].add(
+                *self.client.call("GET", f"/sessions/{self.rng.choice(touched)}/history?order=desc&limit=10")[1:]
+            )
         return got
 
     def depth(self, messages: int, samples: int, sessions: list[str]) -> dict[str, Sample]:
         """Appends and reads on sessions already holding `messages` messages."""
         for session in sessions:
             for start in range(0, messages, 50):
-                batch = [{"role": "user" if k % 2 == 0 else "assistant", "content": f"message {start + k}"}
-                         for k in range(min(50, messages - start))]
+                batch = [
+                    {"role": "user" if k % 2 == 0 else "assistant", "content": f"message {start + k}"}
+                    for k in range(min(50, messages - start))
+                ]
                 self.client.call("POST", f"/sessions/{session}/history", {"messages": batch}, 201)
         got = {"history append": Sample(), "history read": Sample()}
         for n in range(samples):
             session = sessions[n % len(sessions)]
-            got["history append"].add(*self.client.call(
-                "POST", f"/sessions/{session}/history", {"messages": [{"role": "user", "content": f"more {n}"}]}, 201)[1:])
+            got["history append"].add(
+                *self.client.call(
+                    "POST",
+                    f"/sessions/{session}/history",
+                    {"messages": [{"role": "user", "content": f"more {n}"}]},
+                    201,
+                )[1:]
+            )
             got["history read"].add(*self.client.call("GET", f"/sessions/{session}/history?order=desc&limit=10")[1:])
         return got
 
@@ -242,8 +287,12 @@ class Run:
         agent = self.client.call("POST", "/agents", {"name": "doomed"}, 201)[0]["id"]
         for n in range(150):
             session = self.client.call("POST", "/sessions", {"agent_id": agent}, 201)[0]["id"]
-            self.client.call("POST", f"/sessions/{session}/history",
-                             {"messages": [{"role": "user", "content": f"hello {n}.{k}"} for k in range(3)]}, 201)
+            self.client.call(
+                "POST",
+                f"/sessions/{session}/history",
+                {"messages": [{"role": "user", "content": f"hello {n}.{k}"} for k in range(3)]},
+                201,
+            )
         before = self.stack.database_rss_mb()
         started = time.perf_counter()
         self.client.call("DELETE", f"/agents/{agent}", want=202)
@@ -251,24 +300,33 @@ class Run:
         return before, self.stack.database_rss_mb(), took
 
 
-def bench_engine(engine: str, sizes: list[int], samples: int, depths: list[int], seed: int,
-                 warm_up: int) -> dict[str, Any]:
+def bench_engine(
+    engine: str, sizes: list[int], samples: int, depths: list[int], seed: int, warm_up: int
+) -> dict[str, Any]:
     rng = random.Random(seed)
     with tempfile.TemporaryDirectory(prefix="bench-local-") as data_dir:
         stack = LocalStack(engine, Path(data_dir))
         try:
             run = Run(stack, rng)
-            report: dict[str, Any] = {"engine": engine, "said": [line.strip() for line in stack.said],
-                                      "sizes": {}, "depths": {}}
+            report: dict[str, Any] = {
+                "engine": engine,
+                "said": [line.strip() for line in stack.said],
+                "sizes": {},
+                "depths": {},
+            }
             touched: list[str] = []
             for size in sizes:
                 started = time.perf_counter()
                 run.fill_to(size)
-                if not touched:      # sessions that get history appends: a fixed pool, 3 messages each
+                if not touched:  # sessions that get history appends: a fixed pool, 3 messages each
                     touched = rng.sample(run.sessions, 50)
                     for session in touched:
-                        run.client.call("POST", f"/sessions/{session}/history",
-                                        {"messages": [{"role": "user", "content": "first"}] * 3}, 201)
+                        run.client.call(
+                            "POST",
+                            f"/sessions/{session}/history",
+                            {"messages": [{"role": "user", "content": "first"}] * 3},
+                            201,
+                        )
                     run.warm_up(warm_up, touched)
                 log(f"  {engine}: measuring at {size:,} sessions ({samples} rounds)")
                 figures = {op: sample.figures(stack) for op, sample in run.at_size(samples, touched).items()}
@@ -279,19 +337,26 @@ def bench_engine(engine: str, sizes: list[int], samples: int, depths: list[int],
                 log(f"  {engine}: measuring at {messages:,} messages")
                 # a few messages: as many sessions as rounds; many: one session
                 sessions = run.sessions[-samples:] if messages <= 100 else [run.sessions[-1]]
-                report["depths"][str(messages)] = {op: sample.figures(stack) for op, sample in
-                                                   run.depth(messages, samples, sessions).items()}
+                report["depths"][str(messages)] = {
+                    op: sample.figures(stack) for op, sample in run.depth(messages, samples, sessions).items()
+                }
             before, after, took = run.agent_delete_rss()
             report["rss_mb"] = {f"at {count:,} sessions": round(mb, 1) for count, mb in sorted(run.rss_mb.items())}
-            report["rss_mb"]["before deleting an agent with 150 sessions of 3 messages (and the histories above)"] = round(before, 1)
+            report["rss_mb"]["before deleting an agent with 150 sessions of 3 messages (and the histories above)"] = (
+                round(before, 1)
+            )
             report["rss_mb"]["after that delete"] = round(after, 1)
             report["agent_delete_seconds"] = round(took, 2)
-            blocks = [run.create_times[k:k + 1000] for k in range(0, len(run.create_times), 1000)]
-            report["create_p50_per_1000"] = [round(statistics.median(block), 2) for block in blocks if len(block) == 1000]
+            blocks = [run.create_times[k : k + 1000] for k in range(0, len(run.create_times), 1000)]
+            report["create_p50_per_1000"] = [
+                round(statistics.median(block), 2) for block in blocks if len(block) == 1000
+            ]
             first, last = run.create_times[:200], run.create_times[1800:2000]
             if len(last) == 200:
-                report["creates_1_200_vs_1801_2000"] = [round(statistics.median(first), 2),
-                                                        round(statistics.median(last), 2)]
+                report["creates_1_200_vs_1801_2000"] = [
+                    round(statistics.median(first), 2),
+                    round(statistics.median(last), 2),
+                ]
             return report
         finally:
             stack.stop()
@@ -309,29 +374,47 @@ def targets(report: dict[str, Any]) -> list[dict[str, str]]:
             small, large = engine[axis][keys[0]], engine[axis][keys[-1]]
             for op in large:
                 ratio = large[op]["p50"] / small[op]["p50"]
-                found.append({"target": f"{op}: p50 at {int(keys[-1]):,} {what} within {RATIO_TARGET}x of "
-                                        f"{int(keys[0]):,}", "status": "PASS" if ratio <= RATIO_TARGET else "FAIL",
-                              "detail": f"{large[op]['p50']:.2f} / {small[op]['p50']:.2f} ms = {ratio:.2f}x"})
+                found.append(
+                    {
+                        "target": f"{op}: p50 at {int(keys[-1]):,} {what} within {RATIO_TARGET}x of {int(keys[0]):,}",
+                        "status": "PASS" if ratio <= RATIO_TARGET else "FAIL",
+                        "detail": f"{large[op]['p50']:.2f} / {small[op]['p50']:.2f} ms = {ratio:.2f}x",
+                    }
+                )
         for axis in ("sizes", "depths"):
             for key, ops in engine[axis].items():
                 for op, f in ops.items():
                     gap = f["p50"] - f["app_p50"]
-                    found.append({"target": f"{op} at {int(key):,} {'sessions' if axis == 'sizes' else 'messages'}: "
-                                            f"client p50 within {GAP_TARGET_MS:g} ms of the app's",
-                                  "status": "PASS" if gap <= GAP_TARGET_MS else "FAIL",
-                                  "detail": f"{f['p50']:.2f} - {f['app_p50']:.2f} = {gap:.2f} ms"})
+                    found.append(
+                        {
+                            "target": f"{op} at {int(key):,} {'sessions' if axis == 'sizes' else 'messages'}: "
+                            f"client p50 within {GAP_TARGET_MS:g} ms of the app's",
+                            "status": "PASS" if gap <= GAP_TARGET_MS else "FAIL",
+                            "detail": f"{f['p50']:.2f} - {f['app_p50']:.2f} = {gap:.2f} ms",
+                        }
+                    )
     return found
 
 
 def markdown(report: dict[str, Any]) -> str:
-    out = [f"Run of {report['generated_at']} on {report['machine']}: {report['samples']} rounds a size "
-           f"(each of the six operations once a round) after {report['warm_up']} unmeasured rounds, "
-           f"whole run {report['total_seconds']:.0f} s.", ""]
+    out = [
+        f"Run of {report['generated_at']} on {report['machine']}: {report['samples']} rounds a size "
+        f"(each of the six operations once a round) after {report['warm_up']} unmeasured rounds, "
+        f"whole run {report['total_seconds']:.0f} s.",
+        "",
+    ]
     for engine in report["engines"]:
-        name = "DynamoDB Local " + dynamodb_local.ENGINE_VERSION if engine["engine"] == "dynamodb-local" else "moto's server"
-        out += [f"### {name}", "",
-                "| operation | at | client p50 | client p99 | app p50 | client - app | p50 ratio | p99 ratio |",
-                "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        name = (
+            "DynamoDB Local " + dynamodb_local.ENGINE_VERSION
+            if engine["engine"] == "dynamodb-local"
+            else "moto's server"
+        )
+        out += [
+            f"### {name}",
+            "",
+            "| operation | at | client p50 | client p99 | app p50 | client - app | p50 ratio | p99 ratio |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
         for axis, unit in (("sizes", "sessions"), ("depths", "messages")):
             keys = sorted(engine[axis], key=int)
             ops = list(engine[axis][keys[0]]) if keys else []
@@ -339,23 +422,37 @@ def markdown(report: dict[str, Any]) -> str:
                 base = engine[axis][keys[0]][op]
                 for key in keys:
                     f = engine[axis][key][op]
-                    ratios = ("", "") if key == keys[0] else (f"{f['p50'] / base['p50']:.2f}x", f"{f['p99'] / base['p99']:.2f}x")
-                    out.append(f"| {op} | {int(key):,} {unit} | {f['p50']:.2f} ms | {f['p99']:.2f} ms | "
-                               f"{f['app_p50']:.2f} ms | {f['p50'] - f['app_p50']:.2f} ms | {ratios[0]} | {ratios[1]} |")
+                    ratios = (
+                        ("", "")
+                        if key == keys[0]
+                        else (f"{f['p50'] / base['p50']:.2f}x", f"{f['p99'] / base['p99']:.2f}x")
+                    )
+                    out.append(
+                        f"| {op} | {int(key):,} {unit} | {f['p50']:.2f} ms | {f['p99']:.2f} ms | "
+                        f"{f['app_p50']:.2f} ms | {f['p50'] - f['app_p50']:.2f} ms | {ratios[0]} | {ratios[1]} |"
+                    )
         out += [""]
         if engine.get("create_p50_per_1000"):
-            out += ["Create p50 per block of 1,000 creates, in order: "
-                    + ", ".join(f"{v:.2f}" for v in engine["create_p50_per_1000"]) + " ms."]
+            out += [
+                "Create p50 per block of 1,000 creates, in order: "
+                + ", ".join(f"{v:.2f}" for v in engine["create_p50_per_1000"])
+                + " ms."
+            ]
         if engine.get("creates_1_200_vs_1801_2000"):
             first, last = engine["creates_1_200_vs_1801_2000"]
             out += [f"Creates 1-200 against 1,801-2,000: p50 {first:.2f} ms and {last:.2f} ms."]
         if engine["engine"] == local_database.MOTO:
-            out += ["moto's Query still walks its whole partition (moto/dynamodb/models/table.py), so on moto a "
-                    "history append or read at 10,000 messages costs several times what it does at 10 (the append "
-                    "reads the newest message first); moto is the fallback, and its figures are not targets."]
-        out += ["Resident memory of the database process: "
-                + "; ".join(f"{what} {mb:,.0f} MB" for what, mb in engine["rss_mb"].items())
-                + f" (the delete took {engine['agent_delete_seconds']:.1f} s).", ""]
+            out += [
+                "moto's Query still walks its whole partition (moto/dynamodb/models/table.py), so on moto a "
+                "history append or read at 10,000 messages costs several times what it does at 10 (the append "
+                "reads the newest message first); moto is the fallback, and its figures are not targets."
+            ]
+        out += [
+            "Resident memory of the database process: "
+            + "; ".join(f"{what} {mb:,.0f} MB" for what, mb in engine["rss_mb"].items())
+            + f" (the delete took {engine['agent_delete_seconds']:.1f} s).",
+            "",
+        ]
     out += ["### Targets", "", "| target | status | figures |", "| --- | --- | --- |"]
     out += [f"| {t['target']} | {t['status']} | {t['detail']} |" for t in report["targets"]]
     return "\n".join(out)
@@ -370,7 +467,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=20261130)
     parser.add_argument("--warm-up", type=int, default=400, help="unmeasured rounds before the first size")
     parser.add_argument("--quick", action="store_true", help="200 and 1,000 sessions, 10 and 100 messages, 60 rounds")
-    parser.add_argument("--render", action="store_true", help="rewrite the doc from the last results, measuring nothing")
+    parser.add_argument(
+        "--render", action="store_true", help="rewrite the doc from the last results, measuring nothing"
+    )
     args = parser.parse_args(argv)
     if args.render:
         report = json.loads(RESULTS.read_text())
@@ -383,11 +482,22 @@ def main(argv: list[str] | None = None) -> int:
     report: dict[str, Any] = {
         "generated_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": f"{os.cpu_count()} CPUs, Python {platform.python_version()}",
-        "samples": args.samples, "warm_up": args.warm_up, "engines": []}
+        "samples": args.samples,
+        "warm_up": args.warm_up,
+        "engines": [],
+    }
     for engine in engines:
         log(f"{engine}: sizes {args.sizes}, depths {args.depths}, {args.samples} rounds")
-        report["engines"].append(bench_engine(engine, [int(s) for s in args.sizes.split(",")], args.samples,
-                                              [int(d) for d in args.depths.split(",")], args.seed, args.warm_up))
+        report["engines"].append(
+            bench_engine(
+                engine,
+                [int(s) for s in args.sizes.split(",")],
+                args.samples,
+                [int(d) for d in args.depths.split(",")],
+                args.seed,
+                args.warm_up,
+            )
+        )
     report["total_seconds"] = time.perf_counter() - started
     report["targets"] = targets(report)
     block = markdown(report)

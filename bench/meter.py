@@ -30,6 +30,7 @@ the calls of a client the Meter does not wrap, such as the one under a boto3 *re
 approximation above (what bench/history.py does: for items of nested maps, such as langchain's,
 the JSON text overcounts by several percent).
 """
+
 from __future__ import annotations
 
 import base64
@@ -50,8 +51,16 @@ from chalicelib.store import schema
 
 PK, SK = schema.PARTITION_KEY, schema.SORT_KEY
 READ_UNIT, WRITE_UNIT = 4096, 1024
-WRITE_OPS = {"put_item", "update_item", "delete_item", "batch_write_item", "transact_write_items",
-             "execute_statement", "batch_execute_statement", "execute_transaction"}
+WRITE_OPS = {
+    "put_item",
+    "update_item",
+    "delete_item",
+    "batch_write_item",
+    "transact_write_items",
+    "execute_statement",
+    "batch_execute_statement",
+    "execute_transaction",
+}
 # Key attributes of tables that are not keyed like the service's table (pk, sk), by table name.
 KEY_NAMES: dict[str, tuple[str, ...]] = {}
 # Client attributes that are callables but not DynamoDB API calls.
@@ -60,8 +69,9 @@ _NOT_CALLS = {"get_waiter", "get_paginator", "can_paginate", "close", "generate_
 
 # --- sizes ----------------------------------------------------------------------------------------
 
+
 def _plain(value: dict[str, Any]) -> Any:
-    (kind, inner), = value.items()
+    ((kind, inner),) = value.items()
     if kind == "S":
         return inner
     if kind == "N":
@@ -87,13 +97,14 @@ def item_size(item: dict[str, Any] | None) -> int:
     """Approximate DynamoDB size of an item in wire form (see the module's docstring)."""
     if not item:
         return 0
-    return sum(len(name.encode()) + len(json.dumps(_plain(value), ensure_ascii=False,
-                                                   separators=(",", ":")).encode())
-               for name, value in item.items())
+    return sum(
+        len(name.encode()) + len(json.dumps(_plain(value), ensure_ascii=False, separators=(",", ":")).encode())
+        for name, value in item.items()
+    )
 
 
 def _wire(value: dict[str, Any]) -> tuple[str, Any]:
-    (kind, inner), = value.items()
+    ((kind, inner),) = value.items()
     return kind, inner
 
 
@@ -125,7 +136,7 @@ def dynamodb_item_size(item: dict[str, Any] | None) -> int:
     return sum(len(name.encode()) + value_size(*_wire(v)) for name, v in (item or {}).items())
 
 
-ITEM_SIZE: Callable[[dict[str, Any] | None], int] = item_size   # how recorded items are sized
+ITEM_SIZE: Callable[[dict[str, Any] | None], int] = item_size  # how recorded items are sized
 
 
 def _sized(item: dict[str, Any] | None) -> int:
@@ -160,6 +171,7 @@ def camel(op: str) -> str:
 
 
 # --- recording ------------------------------------------------------------------------------------
+
 
 @dataclass
 class Call:
@@ -203,6 +215,7 @@ class Tally:
             seconds = time.perf_counter() - started
             after = {_key_id(t, k): _sized(_get(raw, t, k)) for t, k in touched}
             self.calls.append(Call(op, sent, copy.deepcopy(response), seconds, before, after))
+
         return finish
 
     def counts(self) -> Counter:
@@ -235,6 +248,7 @@ class Meter:
             if tally is None:
                 return attribute(**kwargs)
             return tally.run(self._client, name, attribute, kwargs)
+
         return call
 
 
@@ -273,7 +287,7 @@ def _written_keys(op: str, kwargs: dict[str, Any]) -> list[tuple[str, dict[str, 
     keys: list[tuple[str, dict[str, Any]]] = []
     if op == "transact_write_items":
         for action in kwargs.get("TransactItems", []):
-            (kind, body), = action.items()
+            ((kind, body),) = action.items()
             if kind == "Put":
                 keys.append((body["TableName"], _key_of(body["Item"], body["TableName"])))
             elif kind in ("Delete", "Update"):
@@ -294,8 +308,16 @@ def _written_keys(op: str, kwargs: dict[str, Any]) -> list[tuple[str, dict[str, 
 
 # --- read cost --------------------------------------------------------------------------------------
 
-_DROP = ("ProjectionExpression", "FilterExpression", "Select", "AttributesToGet", "QueryFilter",
-         "ScanFilter", "ConditionalOperator", "ReturnConsumedCapacity")
+_DROP = (
+    "ProjectionExpression",
+    "FilterExpression",
+    "Select",
+    "AttributesToGet",
+    "QueryFilter",
+    "ScanFilter",
+    "ConditionalOperator",
+    "ReturnConsumedCapacity",
+)
 
 
 def _stripped(kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -303,10 +325,10 @@ def _stripped(kwargs: dict[str, Any]) -> dict[str, Any]:
     only the placeholders the remaining expressions still use (DynamoDB refuses unused ones)."""
     args = {k: v for k, v in kwargs.items() if k not in _DROP}
     text = args.get("KeyConditionExpression", "")
-    names = {k: v for k, v in args.get("ExpressionAttributeNames", {}).items()
-             if re.search(re.escape(k) + r"\b", text)}
-    values = {k: v for k, v in args.get("ExpressionAttributeValues", {}).items()
-              if re.search(re.escape(k) + r"\b", text)}
+    names = {k: v for k, v in args.get("ExpressionAttributeNames", {}).items() if re.search(re.escape(k) + r"\b", text)}
+    values = {
+        k: v for k, v in args.get("ExpressionAttributeValues", {}).items() if re.search(re.escape(k) + r"\b", text)
+    }
     for name, kept in (("ExpressionAttributeNames", names), ("ExpressionAttributeValues", values)):
         if kept:
             args[name] = kept
@@ -325,11 +347,15 @@ class ReadCost:
     items_read: int = 0
     rcu: float = 0.0
     warnings: list[str] = field(default_factory=list)
-    bytes_read: int = 0     # the sizes of the items read; not in as_dict (bench/lists.py's record)
+    bytes_read: int = 0  # the sizes of the items read; not in as_dict (bench/lists.py's record)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"calls": dict(self.calls), "calls_total": sum(self.calls.values()),
-                "items_read": self.items_read, "rcu": self.rcu}
+        return {
+            "calls": dict(self.calls),
+            "calls_total": sum(self.calls.values()),
+            "items_read": self.items_read,
+            "rcu": self.rcu,
+        }
 
 
 def read_cost(raw: Any, calls: list[Call], memo: dict[str, tuple[int, list[int]]] | None = None) -> ReadCost:
@@ -369,8 +395,9 @@ def read_cost(raw: Any, calls: list[Call], memo: dict[str, tuple[int, list[int]]
                 factor = 1.0 if request.get("ConsistentRead") else 0.5
                 found = answer.get("Responses", {}).get(table, [])
                 cost.items_read += len(found)
-                unprocessed = {_key_id(table, k) for k in
-                               answer.get("UnprocessedKeys", {}).get(table, {}).get("Keys", [])}
+                unprocessed = {
+                    _key_id(table, k) for k in answer.get("UnprocessedKeys", {}).get(table, {}).get("Keys", [])
+                }
                 for key in request["Keys"]:
                     if _key_id(table, key) in unprocessed:
                         continue
@@ -393,6 +420,7 @@ def read_cost(raw: Any, calls: list[Call], memo: dict[str, tuple[int, list[int]]
 
 # --- write cost -------------------------------------------------------------------------------------
 
+
 @dataclass
 class WriteCost:
     calls: Counter
@@ -403,9 +431,15 @@ class WriteCost:
     items_read: int = 0
 
     def as_dict(self) -> dict[str, Any]:
-        return {"calls": dict(self.calls), "calls_total": sum(self.calls.values()),
-                "items_written": self.items_written, "bytes_written": self.bytes_written,
-                "wcu": self.wcu, "condition_checks": self.condition_checks, "items_read": self.items_read}
+        return {
+            "calls": dict(self.calls),
+            "calls_total": sum(self.calls.values()),
+            "items_written": self.items_written,
+            "bytes_written": self.bytes_written,
+            "wcu": self.wcu,
+            "condition_checks": self.condition_checks,
+            "items_read": self.items_read,
+        }
 
 
 def write_cost(calls: list[Call]) -> WriteCost:
@@ -415,10 +449,10 @@ def write_cost(calls: list[Call]) -> WriteCost:
     cost = WriteCost(Counter(camel(call.op) for call in calls))
     for call in calls:
         op, kwargs = call.op, call.kwargs
-        writes: list[tuple[str, str, dict[str, Any]]] = []   # (kind, table, item or key)
+        writes: list[tuple[str, str, dict[str, Any]]] = []  # (kind, table, item or key)
         if op == "transact_write_items":
             for action in kwargs.get("TransactItems", []):
-                (kind, body), = action.items()
+                ((kind, body),) = action.items()
                 if kind == "ConditionCheck":
                     cost.condition_checks += 1
                 else:

@@ -1,5 +1,6 @@
 """What every benchmark does with its figures: print them, keep them as JSON under
 bench/results/, and rewrite its own marked section of docs/performance.md."""
+
 from __future__ import annotations
 
 import json
@@ -19,7 +20,7 @@ def update_doc(block: str, begin: str, end: str, heading: str = "", intro: str =
     text = DOC.read_text() if DOC.exists() else intro
     section = f"{begin}\n{block}\n{end}"
     if begin in text and end in text and text.index(begin) < text.index(end):
-        text = text[:text.index(begin)] + section + text[text.index(end) + len(end):]
+        text = text[: text.index(begin)] + section + text[text.index(end) + len(end) :]
     else:
         text = text.rstrip("\n") + "\n\n" + heading + section + "\n"
     DOC.write_text(text)
@@ -33,5 +34,7 @@ def publish(report: dict[str, Any], block: str, results: Path, what: str) -> Non
     log("\n" + block + "\n")
     for target in report["targets"]:
         log(f"{target['status']}: {target['target']} ({target['detail']})")
-    log(f"\nwrote {results.relative_to(ROOT)} and the {what} of {DOC.relative_to(ROOT)}; "
-        f"{report['total_seconds']:.0f} s in all")
+    log(
+        f"\nwrote {results.relative_to(ROOT)} and the {what} of {DOC.relative_to(ROOT)}; "
+        f"{report['total_seconds']:.0f} s in all"
+    )

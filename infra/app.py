@@ -5,6 +5,7 @@
 it through cdk.json (`cd infra && npx aws-cdk deploy sessions-prod`). Either way it runs in
 infra/, where chalice.cdk.Chalice leaves its packaging (chalice.out/).
 """
+
 from __future__ import annotations
 
 import os
@@ -32,6 +33,10 @@ from stack import STAGES, SessionsStack  # noqa: E402
 # The CLI names the output folder in CDK_OUTDIR; run directly, the app writes to infra/cdk.out.
 app = cdk.App(**({} if os.environ.get("CDK_OUTDIR") else {"outdir": str(HERE / "cdk.out")}))
 for stage in STAGES.values():
-    SessionsStack(app, f"sessions-{stage.name}", stage=stage,
-                  description=f"Sessions service ({stage.name}): API Gateway, Lambda, DynamoDB")
+    SessionsStack(
+        app,
+        f"sessions-{stage.name}",
+        stage=stage,
+        description=f"Sessions service ({stage.name}): API Gateway, Lambda, DynamoDB",
+    )
 app.synth()

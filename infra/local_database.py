@@ -5,6 +5,7 @@ DynamoDB Local (Amazon's engine, infra/dynamodb_local.py), or moto's server with
 `SESSIONS_LOCAL_DB` chooses: `dynamodb-local`, `moto`, or unset for DynamoDB Local when it can
 run and moto's server otherwise (`choose` says why in one line).
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -32,10 +33,10 @@ class StartFailed(Exception):
 
 @dataclass
 class Database:
-    engine: str                 # DYNAMODB_LOCAL or MOTO
+    engine: str  # DYNAMODB_LOCAL or MOTO
     process: subprocess.Popen
     endpoint: str
-    data_dir: Path | None       # where its data lives; None: in memory, gone when it stops
+    data_dir: Path | None  # where its data lives; None: in memory, gone when it stops
 
     @property
     def description(self) -> str:
@@ -64,8 +65,10 @@ def choose(asked: str | None) -> tuple[str, str | None]:
     except dynamodb_local.Unavailable as missing:
         if asked == DYNAMODB_LOCAL:
             raise StartFailed(f"SESSIONS_LOCAL_DB=dynamodb-local, but {missing}") from None
-        return MOTO, (f"DynamoDB Local is not available ({missing}); "
-                      "using moto's server instead, which keeps nothing across restarts")
+        return MOTO, (
+            f"DynamoDB Local is not available ({missing}); "
+            "using moto's server instead, which keeps nothing across restarts"
+        )
     return DYNAMODB_LOCAL, None
 
 
@@ -87,8 +90,15 @@ def start(engine: str, data_dir: Path | None = None, log: Path | None = None) ->
         cwd, data_dir = ROOT, None
     output = open(log, "ab") if log is not None else subprocess.DEVNULL
     try:
-        process = subprocess.Popen(command, cwd=cwd, stdin=subprocess.DEVNULL, stdout=output, stderr=output,
-                                   start_new_session=True, preexec_fn=_die_with_parent)
+        process = subprocess.Popen(
+            command,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=output,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
     finally:
         if log is not None:
             output.close()

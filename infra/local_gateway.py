@@ -18,6 +18,7 @@ the answers the server makes itself are HTML. This server:
   the app has a catch-all route, which takes any depth here as API Gateway's `{proxy+}` does, and
   answers the methods a known path lacks, HEAD and OPTIONS included, with 405). Headers only for HEAD.
 """
+
 from __future__ import annotations
 
 import threading
@@ -37,8 +38,8 @@ from chalicelib.shared import jsonio
 from chalicelib.shared.errors import STATUSES, code_for, error_body
 from infra.gateway_responses import RESPONSES
 
-MAX_BODY = 10 * 1024 * 1024      # API Gateway's payload limit
-READ_TIMEOUT = 30.0              # seconds a connection may take to send what it started
+MAX_BODY = 10 * 1024 * 1024  # API Gateway's payload limit
+READ_TIMEOUT = 30.0  # seconds a connection may take to send what it started
 BACKLOG = 512
 _NO_ROUTE = RESPONSES["MISSING_AUTHENTICATION_TOKEN"]
 _TOO_LARGE = RESPONSES["REQUEST_TOO_LARGE"]
@@ -64,16 +65,18 @@ class _GreedyRouteMatcher(RouteMatcher):
             parsed = urlparse(url)
             if not greedy or parsed.path in ("", "/"):
                 raise
-            return MatchResult(greedy[0], {"proxy+": parsed.path.strip("/")},
-                               parse_qs(parsed.query, keep_blank_values=True))
+            return MatchResult(
+                greedy[0], {"proxy+": parsed.path.strip("/")}, parse_qs(parsed.query, keep_blank_values=True)
+            )
 
 
 class GatewayServer(ThreadingHTTPServer):
     request_queue_size = BACKLOG
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], app: Chalice, read_timeout: float = READ_TIMEOUT,
-                 bind_and_activate: bool = True) -> None:
+    def __init__(
+        self, address: tuple[str, int], app: Chalice, read_timeout: float = READ_TIMEOUT, bind_and_activate: bool = True
+    ) -> None:
         self.app = app
         self.read_timeout = read_timeout
         self.config = Config()
@@ -84,6 +87,7 @@ class GatewayServer(ThreadingHTTPServer):
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A client that went away mid-answer is its own business; anything else is printed."""
         import sys
+
         if not isinstance(sys.exc_info()[1], ConnectionError):
             super().handle_error(request, client_address)
 
@@ -99,7 +103,10 @@ class GatewayServer(ThreadingHTTPServer):
         except ValueError:
             raise _Refused(*_NO_ROUTE) from None
         # API Gateway matches no path parameter to an empty segment ("/" is not "/{proxy+}").
-        if "" in event["pathParameters"].values() or method not in self.app.routes[event["requestContext"]["resourcePath"]]:
+        if (
+            "" in event["pathParameters"].values()
+            or method not in self.app.routes[event["requestContext"]["resourcePath"]]
+        ):
             raise _Refused(*_NO_ROUTE)
         context = LambdaContext(self.config.function_name, self.config.lambda_memory_size)
         with self.app_lock:
@@ -123,10 +130,11 @@ class GatewayHandler(BaseHTTPRequestHandler):
             self._send_error(refused.code, refused.message)
             return
         except TimeoutError:
-            self._send_error("request_timeout",
-                             f"the request body did not arrive within {self.server.read_timeout:g} s", close=True)
+            self._send_error(
+                "request_timeout", f"the request body did not arrive within {self.server.read_timeout:g} s", close=True
+            )
             return
-        except Exception:   # the app answers its own failures; this would be the glue's bug
+        except Exception:  # the app answers its own failures; this would be the glue's bug
             self.log_error("the app raised:\n%s", traceback.format_exc())
             self._send_error("internal_error", "internal error; it has been logged")
             return
@@ -136,6 +144,7 @@ class GatewayHandler(BaseHTTPRequestHandler):
         payload = answer.get("body") or b""
         if answer.get("isBase64Encoded"):
             import base64
+
             payload = base64.b64decode(payload)
         self._send(answer["statusCode"], headers, payload.encode() if isinstance(payload, str) else payload)
 
@@ -156,7 +165,7 @@ class GatewayHandler(BaseHTTPRequestHandler):
             raise _Refused("bad_request", f"Content-Length must be a number of bytes; got {length!r}")
         size = int(length)
         if size > MAX_BODY:
-            self.close_connection = True   # the body is not read: the connection cannot be reused
+            self.close_connection = True  # the body is not read: the connection cannot be reused
             raise _Refused(*_TOO_LARGE)
         body = self.rfile.read(size)
         if len(body) < size:
@@ -185,7 +194,7 @@ class GatewayHandler(BaseHTTPRequestHandler):
                 self.close_connection = True
                 raise _Refused("bad_request", "a chunk ended early")
             chunks.append(chunk)
-        while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):   # trailers, ignored
+        while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):  # trailers, ignored
             pass
         return b"".join(chunks) or None
 
@@ -203,18 +212,17 @@ class GatewayHandler(BaseHTTPRequestHandler):
             self.close_connection = True
             headers["Connection"] = "close"
         phrase = self.responses.get(status, ("",))[0]
-        lines = [f"HTTP/1.1 {status} {phrase}", f"Date: {formatdate(usegmt=True)}",
-                 f"Content-Length: {len(body)}"]
+        lines = [f"HTTP/1.1 {status} {phrase}", f"Date: {formatdate(usegmt=True)}", f"Content-Length: {len(body)}"]
         headers.setdefault("Content-Type", "application/json")
         lines += [f"{name}: {value}" for name, value in headers.items() if name.lower() != "content-length"]
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", "replace")
         self.wfile.write(head if self.command == "HEAD" else head + body)
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        pass   # the app logs one JSON line per request (chalicelib/shared/telemetry.py)
+        pass  # the app logs one JSON line per request (chalicelib/shared/telemetry.py)
 
     def log_error(self, format: str, *args: Any) -> None:
-        if "timed out" not in format:    # an idle kept-alive connection closing is not news
+        if "timed out" not in format:  # an idle kept-alive connection closing is not news
             super().log_error(format, *args)
 
 

@@ -10,6 +10,7 @@ long as the data, and serves the app through infra/local_gateway.py on 127.0.0.1
 Ctrl-C or SIGTERM (to it or to its process group) stops the database too. If the database dies,
 it says so in one line and exits 1. `--empty` deletes the data first (`make run-empty`).
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -29,8 +30,8 @@ from infra import local_database  # noqa: E402
 from infra.local_database import Database, StartFailed  # noqa: E402
 
 DEFAULT_DATA_DIR = ROOT / ".local" / "data"
-KEY_FILE = "api-key-local"                     # the key of developer `local`, beside the data it opens
-DATABASE_FILE = "shared-local-instance.db"    # DynamoDB Local's one SQLite file under -sharedDb
+KEY_FILE = "api-key-local"  # the key of developer `local`, beside the data it opens
+DATABASE_FILE = "shared-local-instance.db"  # DynamoDB Local's one SQLite file under -sharedDb
 
 
 class StartupError(Exception):
@@ -40,10 +41,10 @@ class StartupError(Exception):
 @dataclass(frozen=True)
 class Settings:
     port: int
-    api_keys: list[tuple[str, str]] | None   # None: the key of developer `local`
+    api_keys: list[tuple[str, str]] | None  # None: the key of developer `local`
     table: str
-    engine: str | None                       # SESSIONS_LOCAL_DB; None: DynamoDB Local if it can run
-    endpoint: str | None                     # AWS_ENDPOINT_URL_DYNAMODB: use it, start nothing
+    engine: str | None  # SESSIONS_LOCAL_DB; None: DynamoDB Local if it can run
+    endpoint: str | None  # AWS_ENDPOINT_URL_DYNAMODB: use it, start nothing
     data_dir: Path
     empty: bool
 
@@ -72,8 +73,15 @@ def read_settings(environ: dict[str, str], argv: list[str]) -> Settings:
     if not re.fullmatch(r"[A-Za-z0-9_.-]{3,255}", table):
         raise StartupError(f"SESSIONS_TABLE must be 3 to 255 letters, digits, _ . - (DynamoDB's rule); got {table!r}")
     data_dir = Path(environ.get("SESSIONS_DATA_DIR") or DEFAULT_DATA_DIR).expanduser().resolve()
-    return Settings(int(raw_port), api_keys, table, engine,
-                    environ.get("AWS_ENDPOINT_URL_DYNAMODB") or None, data_dir, "--empty" in argv)
+    return Settings(
+        int(raw_port),
+        api_keys,
+        table,
+        engine,
+        environ.get("AWS_ENDPOINT_URL_DYNAMODB") or None,
+        data_dir,
+        "--empty" in argv,
+    )
 
 
 def lock_data_dir(data_dir: Path) -> IO[str]:
@@ -87,8 +95,10 @@ def lock_data_dir(data_dir: Path) -> IO[str]:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         lock.close()
-        raise StartupError(f"the data folder {data_dir} is in use by another make run; "
-                           "stop it, or set SESSIONS_DATA_DIR to another folder") from None
+        raise StartupError(
+            f"the data folder {data_dir} is in use by another make run; "
+            "stop it, or set SESSIONS_DATA_DIR to another folder"
+        ) from None
     return lock
 
 
@@ -124,8 +134,10 @@ def register(pairs: list[tuple[str, str]]) -> None:
         try:
             auth.register_key(get_store(), developer, key)
         except auth.KeyHeldByAnother as taken:
-            raise StartupError(f"SESSIONS_API_KEYS gives developer {developer!r} a key that is "
-                               f"developer {taken.owner!r}'s in this data; give {developer!r} another key") from None
+            raise StartupError(
+                f"SESSIONS_API_KEYS gives developer {developer!r} a key that is "
+                f"developer {taken.owner!r}'s in this data; give {developer!r} another key"
+            ) from None
 
 
 class Watch:
@@ -142,9 +154,13 @@ class Watch:
         if self.stopping:
             return
         self.died_with = code
-        print(f"make run: the database ({self.database.description}, pid {self.database.process.pid}) "
-              f"exited with code {code}; stopping", file=sys.stderr, flush=True)
-        self.server.shutdown()   # type: ignore[attr-defined]
+        print(
+            f"make run: the database ({self.database.description}, pid {self.database.process.pid}) "
+            f"exited with code {code}; stopping",
+            file=sys.stderr,
+            flush=True,
+        )
+        self.server.shutdown()  # type: ignore[attr-defined]
 
 
 def say(line: str) -> None:
@@ -160,9 +176,10 @@ def serve(settings: Settings) -> int:
     try:
         server = GatewayServer(("127.0.0.1", settings.port), app_module.app)
     except OSError as error:
-        raise StartupError(f"cannot serve on 127.0.0.1:{settings.port}: {error.strerror}; "
-                           "set PORT to a free port") from None
-    os.environ["SESSIONS_TABLE"] = settings.table     # the app reads it too
+        raise StartupError(
+            f"cannot serve on 127.0.0.1:{settings.port}: {error.strerror}; set PORT to a free port"
+        ) from None
+    os.environ["SESSIONS_TABLE"] = settings.table  # the app reads it too
     database: Database | None = None
     lock: IO[str] | None = None
     watch: Watch | None = None
@@ -186,6 +203,7 @@ def serve(settings: Settings) -> int:
         import boto3
 
         from chalicelib.store import schema
+
         try:
             schema.create_table(boto3.client("dynamodb"), settings.table)
             pairs = settings.api_keys or [("local", local_key(database.data_dir if database else None))]

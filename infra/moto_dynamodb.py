@@ -20,6 +20,7 @@ What moto 5 does, and what is done instead:
   side where they need it, tests/test_deletes.py). DynamoDB applies each call atomically; the
   server runs one DynamoDB call at a time.
 """
+
 from __future__ import annotations
 
 import copy
@@ -56,15 +57,15 @@ def _untrack_models() -> None:
 
     for model in subclasses(BaseModel):
         if model.__module__.startswith("moto.dynamodb."):
-            model.__new__ = untracked_new   # type: ignore[method-assign, assignment]
-            model.instances_tracked = []    # type: ignore[attr-defined]
+            model.__new__ = untracked_new  # type: ignore[method-assign, assignment]
+            model.instances_tracked = []  # type: ignore[attr-defined]
 
 
 def _query_one_partition() -> None:
     from moto.dynamodb.models.table import Table
 
     query, all_items = Table.query, Table.all_items
-    asked = threading.local()    # (table, hash key) of the Query running on this thread
+    asked = threading.local()  # (table, hash key) of the Query running on this thread
 
     @functools.wraps(query)
     def query_partition(table: Any, hash_key: Any, *args: Any, **kwargs: Any) -> Any:
@@ -81,10 +82,10 @@ def _query_one_partition() -> None:
         partition = getattr(asked, "partition", None)
         if partition is None or partition[0] is not table:
             return all_items(table)
-        return list(table.items.get(partition[1], {}).values())   # Query sorts them itself
+        return list(table.items.get(partition[1], {}).values())  # Query sorts them itself
 
-    Table.query = query_partition              # type: ignore[method-assign]
-    Table.all_items = items_of_the_partition   # type: ignore[method-assign]
+    Table.query = query_partition  # type: ignore[method-assign]
+    Table.all_items = items_of_the_partition  # type: ignore[method-assign]
 
 
 def _drop_empty_partitions() -> None:
@@ -98,7 +99,8 @@ def _drop_empty_partitions() -> None:
         if range_key and not table.items.get(hash_key, True):
             del table.items[hash_key]
         return item
-    Table.delete_item = delete_and_drop   # type: ignore[method-assign]
+
+    Table.delete_item = delete_and_drop  # type: ignore[method-assign]
 
 
 class _NoTableCopies:
@@ -139,7 +141,7 @@ def _roll_back_only_what_changed(models: Any, backend_class: Any) -> None:
                     hash_key = DynamoType(key[table.hash_key_attr])
                     range_key = DynamoType(key[table.range_key_attr]) if table.range_key_attr else None
                     current = table.get_item(hash_key, range_key)
-                except Exception:   # a malformed action: moto refuses it before writing anything
+                except Exception:  # a malformed action: moto refuses it before writing anything
                     continue
                 saved.append((table, hash_key, range_key, copy.deepcopy(current)))
         return saved
@@ -186,7 +188,8 @@ def one_call_at_a_time() -> None:
     def atomic(self: Any) -> Any:
         with lock:
             return call_action(self)
-    DynamoHandler.call_action = atomic   # type: ignore[method-assign]
+
+    DynamoHandler.call_action = atomic  # type: ignore[method-assign]
 
 
 def main(argv: list[str] | None = None) -> None:

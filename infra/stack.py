@@ -6,6 +6,7 @@ policy is switched off), one log group per function, and the Chalice app itself,
 chalice.cdk.Chalice from the repository root and included as its SAM template, to which the API
 Gateway throttling and gateway responses are added.
 """
+
 from __future__ import annotations
 
 import json
@@ -32,8 +33,8 @@ from gateway_responses import gateway_responses  # noqa: E402
 from chalicelib.store import schema  # noqa: E402
 from chalicelib.store.iam import RUNTIME_IAM_ACTIONS  # noqa: E402
 
-API_STAGE = "api"              # the path prefix, as in .chalice/config.json
-LAMBDA_MEMORY_MB = 512         # CPU scales with memory: pydantic and JSON work are CPU-bound
+API_STAGE = "api"  # the path prefix, as in .chalice/config.json
+LAMBDA_MEMORY_MB = 512  # CPU scales with memory: pydantic and JSON work are CPU-bound
 # API Gateway gives up on an integration after 29 s. The code bounds one DynamoDB call to 12 s and a
 # cascade to 15 s (docs/reliability.md), a chat's model calls to SESSIONS_MODEL_TIMEOUT (20 s);
 # 28 s lets Lambda stop (and log) a stuck invocation itself just before the gateway answers 504.
@@ -44,17 +45,17 @@ SERVERLESS_FUNCTION = "AWS::Serverless::Function"
 @dataclass(frozen=True)
 class Stage:
     name: str
-    retain: bool                    # table, secret and logs outlive the stack
+    retain: bool  # table, secret and logs outlive the stack
     log_retention: logs.RetentionDays
-    throttle_rate: float            # requests per second, steady, for the whole API stage
-    throttle_burst: int             # requests at once (token bucket size)
+    throttle_rate: float  # requests per second, steady, for the whole API stage
+    throttle_burst: int  # requests at once (token bucket size)
 
 
 STAGES = {
-    "dev": Stage("dev", retain=False, log_retention=logs.RetentionDays.TWO_WEEKS,
-                 throttle_rate=20, throttle_burst=40),
-    "prod": Stage("prod", retain=True, log_retention=logs.RetentionDays.THREE_MONTHS,
-                  throttle_rate=100, throttle_burst=200),
+    "dev": Stage("dev", retain=False, log_retention=logs.RetentionDays.TWO_WEEKS, throttle_rate=20, throttle_burst=40),
+    "prod": Stage(
+        "prod", retain=True, log_retention=logs.RetentionDays.THREE_MONTHS, throttle_rate=100, throttle_burst=200
+    ),
 }
 
 
@@ -84,35 +85,55 @@ class SessionsStack(cdk.Stack):
 
         self.table = self._table(removal)
         self.cursor_secret = secretsmanager.Secret(
-            self, "CursorSecret",
+            self,
+            "CursorSecret",
             description=f"HMAC key signing the sessions service's list cursors ({stage.name})",
-            generate_secret_string=secretsmanager.SecretStringGenerator(
-                password_length=64, exclude_punctuation=True),
-            removal_policy=removal)
+            generate_secret_string=secretsmanager.SecretStringGenerator(password_length=64, exclude_punctuation=True),
+            removal_policy=removal,
+        )
 
         # The role's one inline policy; the log statements are added once the functions are known.
-        self.policy = iam.PolicyDocument(statements=[iam.PolicyStatement(
-            sid="SessionsTable", actions=list(RUNTIME_IAM_ACTIONS), resources=[self.table.attr_arn])])
+        self.policy = iam.PolicyDocument(
+            statements=[
+                iam.PolicyStatement(
+                    sid="SessionsTable", actions=list(RUNTIME_IAM_ACTIONS), resources=[self.table.attr_arn]
+                )
+            ]
+        )
         provider = str(context(self, stage.name, "model_provider", "")).strip().lower()
         if provider == "bedrock":
-            self.policy.add_statements(iam.PolicyStatement(
-                sid="BedrockConverse", actions=["bedrock:InvokeModel"],
-                resources=["arn:aws:bedrock:*::foundation-model/*",
-                           f"arn:aws:bedrock:{cdk.Aws.REGION}:{cdk.Aws.ACCOUNT_ID}:inference-profile/*"]))
+            self.policy.add_statements(
+                iam.PolicyStatement(
+                    sid="BedrockConverse",
+                    actions=["bedrock:InvokeModel"],
+                    resources=[
+                        "arn:aws:bedrock:*::foundation-model/*",
+                        f"arn:aws:bedrock:{cdk.Aws.REGION}:{cdk.Aws.ACCOUNT_ID}:inference-profile/*",
+                    ],
+                )
+            )
         self.role = iam.Role(
-            self, "LambdaRole", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            self,
+            "LambdaRole",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
             description=f"The sessions service's Lambda functions ({stage.name})",
-            inline_policies={"sessions-runtime": self.policy})
+            inline_policies={"sessions-runtime": self.policy},
+        )
 
-        self.chalice = Chalice(self, "Service", source_dir=str(ROOT), stage_config={
-            "api_gateway_stage": API_STAGE,
-            "api_gateway_endpoint_type": "REGIONAL",
-            "manage_iam_role": False,
-            "iam_role_arn": self.role.role_arn,
-            "lambda_memory_size": LAMBDA_MEMORY_MB,
-            "lambda_timeout": LAMBDA_TIMEOUT_S,
-            "environment_variables": self._environment(provider),
-        })
+        self.chalice = Chalice(
+            self,
+            "Service",
+            source_dir=str(ROOT),
+            stage_config={
+                "api_gateway_stage": API_STAGE,
+                "api_gateway_endpoint_type": "REGIONAL",
+                "manage_iam_role": False,
+                "iam_role_arn": self.role.role_arn,
+                "lambda_memory_size": LAMBDA_MEMORY_MB,
+                "lambda_timeout": LAMBDA_TIMEOUT_S,
+                "environment_variables": self._environment(provider),
+            },
+        )
         self.functions = self._functions()
         for name, function in self.functions.items():
             self._log_group(name, function, removal)
@@ -122,19 +143,25 @@ class SessionsStack(cdk.Stack):
     # --- the table --------------------------------------------------------------------------
 
     def _table(self, removal: cdk.RemovalPolicy) -> dynamodb.CfnTable:
-        definition = schema.table_definition("unused")   # CloudFormation names the table
+        definition = schema.table_definition("unused")  # CloudFormation names the table
         table = dynamodb.CfnTable(
-            self, "SessionsTable",
+            self,
+            "SessionsTable",
             key_schema=[dynamodb.CfnTable.KeySchemaProperty(**_struct(key)) for key in definition["KeySchema"]],
-            attribute_definitions=[dynamodb.CfnTable.AttributeDefinitionProperty(**_struct(attribute))
-                                   for attribute in definition["AttributeDefinitions"]],
+            attribute_definitions=[
+                dynamodb.CfnTable.AttributeDefinitionProperty(**_struct(attribute))
+                for attribute in definition["AttributeDefinitions"]
+            ],
             billing_mode=definition["BillingMode"],
             time_to_live_specification=dynamodb.CfnTable.TimeToLiveSpecificationProperty(
-                enabled=True, attribute_name=schema.TTL_ATTRIBUTE),
+                enabled=True, attribute_name=schema.TTL_ATTRIBUTE
+            ),
             point_in_time_recovery_specification=dynamodb.CfnTable.PointInTimeRecoverySpecificationProperty(
-                point_in_time_recovery_enabled=True),
+                point_in_time_recovery_enabled=True
+            ),
             sse_specification=dynamodb.CfnTable.SSESpecificationProperty(sse_enabled=True),
-            deletion_protection_enabled=self.stage.retain)
+            deletion_protection_enabled=self.stage.retain,
+        )
         table.apply_removal_policy(removal)
         return table
 
@@ -161,15 +188,18 @@ class SessionsStack(cdk.Stack):
         if aliases is not None:
             environment["SESSIONS_MODEL_ALIASES"] = aliases if isinstance(aliases, str) else json.dumps(aliases)
         api_key_secret = context(self, stage, "openai_api_key_secret")
-        if api_key_secret:   # the name or ARN of a secret the team made; never the key itself in context
+        if api_key_secret:  # the name or ARN of a secret the team made; never the key itself in context
             environment["OPENAI_API_KEY"] = cdk.SecretValue.secrets_manager(str(api_key_secret)).unsafe_unwrap()
         return environment
 
     def _functions(self) -> dict[str, cdk.CfnResource]:
         """Every Lambda function of the packaged app, by logical id (APIHandler, and Invoke once
         app.py has its lambda_function)."""
-        return {child.node.id: child for child in self.chalice.sam_template.node.children
-                if isinstance(child, cdk.CfnResource) and child.cfn_resource_type == SERVERLESS_FUNCTION}
+        return {
+            child.node.id: child
+            for child in self.chalice.sam_template.node.children
+            if isinstance(child, cdk.CfnResource) and child.cfn_resource_type == SERVERLESS_FUNCTION
+        }
 
     def _log_group(self, name: str, function: cdk.CfnResource, removal: cdk.RemovalPolicy) -> None:
         """The function's own log group, made before it (LoggingConfig), so the role needs no
@@ -178,30 +208,39 @@ class SessionsStack(cdk.Stack):
         # JSON: the runtime's own log lines (warnings, tracebacks) come out as JSON objects with the
         # request id, like the per-request lines and their EMF metrics (docs/observability.md).
         function.add_property_override("LoggingConfig", {"LogGroup": group.log_group_name, "LogFormat": "JSON"})
-        self.policy.add_statements(iam.PolicyStatement(
-            sid=f"{name}Logs", actions=["logs:CreateLogStream", "logs:PutLogEvents"],
-            resources=[group.log_group_arn]))
+        self.policy.add_statements(
+            iam.PolicyStatement(
+                sid=f"{name}Logs",
+                actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+                resources=[group.log_group_arn],
+            )
+        )
 
     def _api_gateway(self) -> None:
         rest_api = self.chalice.get_resource("RestAPI")
         rate = float(context(self, self.stage.name, "throttle_rate", self.stage.throttle_rate))
         burst = int(context(self, self.stage.name, "throttle_burst", self.stage.throttle_burst))
-        rest_api.add_property_override("MethodSettings", [{
-            "ResourcePath": "/*", "HttpMethod": "*",
-            "ThrottlingRateLimit": rate, "ThrottlingBurstLimit": burst}])
+        rest_api.add_property_override(
+            "MethodSettings",
+            [{"ResourcePath": "/*", "HttpMethod": "*", "ThrottlingRateLimit": rate, "ThrottlingBurstLimit": burst}],
+        )
         # In the OpenAPI body, not as AWS::ApiGateway::GatewayResponse resources: a change to them
         # then changes the body, so SAM makes a new deployment and the stage serves it at once.
-        rest_api.add_property_override("DefinitionBody.x-amazon-apigateway-gateway-responses",
-                                       gateway_responses())
+        rest_api.add_property_override("DefinitionBody.x-amazon-apigateway-gateway-responses", gateway_responses())
 
     def _outputs(self) -> None:
-        cdk.CfnOutput(self, "TableName", value=self.table.ref,
-                      description="the DynamoDB table (sessions-admin --table)")
+        cdk.CfnOutput(
+            self, "TableName", value=self.table.ref, description="the DynamoDB table (sessions-admin --table)"
+        )
         cdk.CfnOutput(self, "CursorSecretArn", value=self.cursor_secret.secret_arn)
         cdk.CfnOutput(self, "LambdaRoleArn", value=self.role.role_arn)
         for name, function in self.functions.items():
             if name == "APIHandler":
                 continue
-            cdk.CfnOutput(self, f"{name}FunctionName", value=function.ref,
-                          description=f"the {name} function; callers need lambda:InvokeFunction on its ARN")
+            cdk.CfnOutput(
+                self,
+                f"{name}FunctionName",
+                value=function.ref,
+                description=f"the {name} function; callers need lambda:InvokeFunction on its ARN",
+            )
             cdk.CfnOutput(self, f"{name}FunctionArn", value=function.get_att("Arn").to_string())

@@ -1,5 +1,6 @@
 """Shared fixtures: a moto-mocked table built from the one schema, API keys for two developers,
 and chalice's test client over the real app."""
+
 from __future__ import annotations
 
 import contextlib
@@ -35,8 +36,13 @@ def aws_env(monkeypatch):
     monkeypatch.delenv("AWS_ENDPOINT_URL_DYNAMODB", raising=False)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     # Chat tests configure their own model provider; none leaks in from the environment.
-    for name in ("OPENAI_BASE_URL", "OPENAI_API_KEY", "SESSIONS_MODEL_PROVIDER", "SESSIONS_MODEL_ALIASES",
-                 "SESSIONS_MODEL_TIMEOUT"):
+    for name in (
+        "OPENAI_BASE_URL",
+        "OPENAI_API_KEY",
+        "SESSIONS_MODEL_PROVIDER",
+        "SESSIONS_MODEL_ALIASES",
+        "SESSIONS_MODEL_TIMEOUT",
+    ):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -46,13 +52,18 @@ MOTO, DYNAMODB_LOCAL = "moto", "dynamodb-local"
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "real_engine: also run on DynamoDB Local, Amazon's own engine "
-                                       "(the test then runs once per engine: [moto] and [dynamodb-local])")
+    config.addinivalue_line(
+        "markers",
+        "real_engine: also run on DynamoDB Local, Amazon's own engine "
+        "(the test then runs once per engine: [moto] and [dynamodb-local])",
+    )
 
 
 def pytest_generate_tests(metafunc):
-    chosen = any("dynamodb" in (names.replace(" ", "").split(",") if isinstance(names, str) else names)
-                 for names, *_ in (marker.args for marker in metafunc.definition.iter_markers("parametrize")))
+    chosen = any(
+        "dynamodb" in (names.replace(" ", "").split(",") if isinstance(names, str) else names)
+        for names, *_ in (marker.args for marker in metafunc.definition.iter_markers("parametrize"))
+    )
     if metafunc.definition.get_closest_marker("real_engine") and "dynamodb" in metafunc.fixturenames and not chosen:
         metafunc.parametrize("dynamodb", [MOTO, DYNAMODB_LOCAL], indirect=True)
 
@@ -79,14 +90,23 @@ def dynamodb_local(tmp_path_factory):
     from infra import local_database
 
     try:
-        database = local_database.start(local_database.DYNAMODB_LOCAL,
-                                        log=tmp_path_factory.mktemp("dynamodb-local") / "engine.log")
+        database = local_database.start(
+            local_database.DYNAMODB_LOCAL, log=tmp_path_factory.mktemp("dynamodb-local") / "engine.log"
+        )
     except local_database.StartFailed as error:
-        pytest.fail(f"DynamoDB Local did not start, so the real-engine tier cannot run: {error} "
-                    "(make test installs it: python -m infra.dynamodb_local install)", pytrace=False)
+        pytest.fail(
+            f"DynamoDB Local did not start, so the real-engine tier cannot run: {error} "
+            "(make test installs it: python -m infra.dynamodb_local install)",
+            pytrace=False,
+        )
     try:
-        yield boto3.client("dynamodb", endpoint_url=database.endpoint, config=client_config(),
-                           aws_access_key_id="local", aws_secret_access_key="local")
+        yield boto3.client(
+            "dynamodb",
+            endpoint_url=database.endpoint,
+            config=client_config(),
+            aws_access_key_id="local",
+            aws_secret_access_key="local",
+        )
     finally:
         database.stop()
 
@@ -110,7 +130,7 @@ def table(aws_env, dynamodb, monkeypatch):
     """A fresh table per test (built from the one schema), with API keys for two developers."""
     name = f"{TABLE}-{uuid.uuid4().hex[:12]}"
     monkeypatch.setenv("SESSIONS_TABLE", name)
-    if dynamodb.meta.endpoint_url.startswith("http://127.0.0.1"):   # DynamoDB Local: clients made here go there
+    if dynamodb.meta.endpoint_url.startswith("http://127.0.0.1"):  # DynamoDB Local: clients made here go there
         monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", dynamodb.meta.endpoint_url)
     schema.create_table(dynamodb, name)
     the_store = store.Store(dynamodb, name)
@@ -135,6 +155,7 @@ def calls_atomic(table, engine, monkeypatch):
         def locked(_name, call):
             with lock:
                 return call()
+
         monkeypatch.setattr(table, "client", InterceptedClient(table.client, locked))
     return table
 
@@ -191,6 +212,7 @@ def model():
 def model_provider(provider):
     """`provider` answers the model calls inside the block."""
     from chalicelib import providers
+
     providers.use_provider(provider)
     try:
         yield provider
@@ -240,8 +262,15 @@ class Api:
         self.client = client
         self.key = key
 
-    def request(self, method: str, path: str, body: Any = None, raw: bytes | str | None = None,
-                headers: dict[str, str] | None = None, key: str | None = "default"):
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        raw: bytes | str | None = None,
+        headers: dict[str, str] | None = None,
+        key: str | None = "default",
+    ):
         sent = {"Content-Type": "application/json", **(headers or {})}
         key = self.key if key == "default" else key
         if key is not None:
@@ -251,11 +280,20 @@ class Api:
         response.json = json.loads(response.body) if response.body else None
         return response
 
-    def get(self, path, **kw): return self.request("GET", path, **kw)
-    def post(self, path, body=None, **kw): return self.request("POST", path, body, **kw)
-    def put(self, path, body=None, **kw): return self.request("PUT", path, body, **kw)
-    def patch(self, path, body=None, **kw): return self.request("PATCH", path, body, **kw)
-    def delete(self, path, **kw): return self.request("DELETE", path, **kw)
+    def get(self, path, **kw):
+        return self.request("GET", path, **kw)
+
+    def post(self, path, body=None, **kw):
+        return self.request("POST", path, body, **kw)
+
+    def put(self, path, body=None, **kw):
+        return self.request("PUT", path, body, **kw)
+
+    def patch(self, path, body=None, **kw):
+        return self.request("PATCH", path, body, **kw)
+
+    def delete(self, path, **kw):
+        return self.request("DELETE", path, **kw)
 
     def as_(self, developer: str) -> Api:
         return Api(self.client, KEYS[developer])
@@ -266,6 +304,7 @@ def api(table):
     from chalice.test import Client
 
     import app as app_module
+
     with Client(app_module.app) as client:
         yield Api(client, KEYS["alice"])
 
@@ -282,5 +321,6 @@ def user_id(api) -> str:
 
 @pytest.fixture
 def session_id(api, agent_id, user_id) -> str:
-    return api.post("/sessions", {"agent_id": agent_id, "user_id": user_id, "situation": "hi",
-                                  "metadata": {"db_uuid": "1234"}}).json["id"]
+    return api.post(
+        "/sessions", {"agent_id": agent_id, "user_id": user_id, "situation": "hi", "metadata": {"db_uuid": "1234"}}
+    ).json["id"]

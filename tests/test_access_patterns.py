@@ -1,4 +1,5 @@
 """The access patterns of docs/design.md, counted: which DynamoDB calls each operation makes."""
+
 from __future__ import annotations
 
 import json
@@ -23,6 +24,7 @@ def counted(table, monkeypatch) -> Counter:
     def count(name, call):
         calls[name] += 1
         return call()
+
     monkeypatch.setattr(table, "client", InterceptedClient(table.client, count))
     return calls
 
@@ -38,20 +40,33 @@ KEY_CHECK = {"get_item": 1}  # every request reads its API key first
 
 def test_each_operation_makes_the_documented_calls(api, counted, agent_id, user_id):
     made = {}
-    made["create"] = calls_of(counted, lambda: made.setdefault("session", api.post(
-        "/sessions", {"agent_id": agent_id, "user_id": user_id, "metadata": {"a": 1}}).json["id"]))
+    made["create"] = calls_of(
+        counted,
+        lambda: made.setdefault(
+            "session",
+            api.post("/sessions", {"agent_id": agent_id, "user_id": user_id, "metadata": {"a": 1}}).json["id"],
+        ),
+    )
     sid = made["session"]
     assert made["create"] == {**KEY_CHECK, "transact_write_items": 1}
     assert calls_of(counted, lambda: api.get(f"/sessions/{sid}")) == {"get_item": 2}
     assert calls_of(counted, lambda: api.patch(f"/sessions/{sid}", {"situation": "x"})) == {
-        "get_item": 2, "transact_write_items": 1}
+        "get_item": 2,
+        "transact_write_items": 1,
+    }
     # The session read replaces the Query for the newest position: still two round trips.
-    assert calls_of(counted, lambda: api.post(f"/sessions/{sid}/history", {
-        "messages": [{"role": "user", "content": "hi"}] * 3})) == {"get_item": 2, "transact_write_items": 1}
+    assert calls_of(
+        counted, lambda: api.post(f"/sessions/{sid}/history", {"messages": [{"role": "user", "content": "hi"}] * 3})
+    ) == {"get_item": 2, "transact_write_items": 1}
     assert calls_of(counted, lambda: api.get(f"/sessions/{sid}/history")) == {"get_item": 2, "query": 1}
     assert calls_of(counted, lambda: api.get("/sessions")) == {**KEY_CHECK, "query": 1, "batch_get_item": 1}
     assert calls_of(counted, lambda: api.delete(f"/sessions/{sid}")) == {
-        "get_item": 2, "transact_write_items": 1, "query": 1, "batch_write_item": 1, "delete_item": 1}
+        "get_item": 2,
+        "transact_write_items": 1,
+        "query": 1,
+        "batch_write_item": 1,
+        "delete_item": 1,
+    }
 
 
 def test_a_list_reads_what_it_returns_not_the_whole_collection(api, counted, agent_id):
@@ -60,23 +75,32 @@ def test_a_list_reads_what_it_returns_not_the_whole_collection(api, counted, age
     pages = []
     # One Query page (capped at 100 entries) and one batch read, not a walk of all 120.
     assert calls_of(counted, lambda: pages.append(api.get("/sessions?limit=5").json["items"])) == {
-        "get_item": 1, "query": 1, "batch_get_item": 1}
+        "get_item": 1,
+        "query": 1,
+        "batch_get_item": 1,
+    }
     assert len(pages[0]) == 5
 
 
 def test_importing_the_app_touches_no_network_and_makes_no_client():
     root = Path(__file__).resolve().parent.parent
-    env = {**os.environ, "AWS_ENDPOINT_URL_DYNAMODB": "http://127.0.0.1:9", "AWS_ACCESS_KEY_ID": "x",
-           "AWS_SECRET_ACCESS_KEY": "x", "AWS_DEFAULT_REGION": "us-east-1"}
-    probe = ("import socket\n"
-             "def refuse(*a, **k): raise AssertionError('network touched at import')\n"
-             "socket.socket.connect = refuse\n"
-             "import app\n"
-             "from chalicelib.store import current as store\n"
-             "assert store._store is None, 'a DynamoDB client was made at import'\n"
-             "print(len(app.app.routes))\n")
-    done = subprocess.run([sys.executable, "-c", probe], cwd=root, env=env, capture_output=True, text=True,
-                          timeout=60)
+    env = {
+        **os.environ,
+        "AWS_ENDPOINT_URL_DYNAMODB": "http://127.0.0.1:9",
+        "AWS_ACCESS_KEY_ID": "x",
+        "AWS_SECRET_ACCESS_KEY": "x",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    probe = (
+        "import socket\n"
+        "def refuse(*a, **k): raise AssertionError('network touched at import')\n"
+        "socket.socket.connect = refuse\n"
+        "import app\n"
+        "from chalicelib.store import current as store\n"
+        "assert store._store is None, 'a DynamoDB client was made at import'\n"
+        "print(len(app.app.routes))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], cwd=root, env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert int(done.stdout) >= 8
 
@@ -84,11 +108,16 @@ def test_importing_the_app_touches_no_network_and_makes_no_client():
 def test_a_filter_no_record_could_match_is_refused_before_any_read(api, counted):
     """Issue 12, item 8: 300 keys cost 301 calls and 2.8 s; 41 conditions likewise 42."""
     from urllib.parse import quote
-    impossible = {"300 keys": {f"k{n}": n for n in range(300)},
-                  "41 indexable conditions": {f"k{n}": n for n in range(41)}}
+
+    impossible = {
+        "300 keys": {f"k{n}": n for n in range(300)},
+        "41 indexable conditions": {f"k{n}": n for n in range(41)},
+    }
     for what, wanted in impossible.items():
         answers = []
-        made = calls_of(counted, lambda: answers.append(api.get("/sessions?metadata_filter=" + quote(json.dumps(wanted)))))
+        made = calls_of(
+            counted, lambda: answers.append(api.get("/sessions?metadata_filter=" + quote(json.dumps(wanted))))
+        )
         assert answers[0].status_code == 400, what
         assert made == KEY_CHECK, (what, made)
     assert "at most 40 such values, so none could match" in answers[0].json["error"]["message"]
@@ -98,10 +127,13 @@ def test_a_filter_probes_at_most_four_terms_however_many_conditions_it_has(api, 
     from urllib.parse import quote
 
     from chalicelib.rules import lists
+
     metadata = {f"k{n}": 1 for n in range(40)}
     sessions = {api.post("/sessions", {"agent_id": agent_id, "metadata": metadata}).json["id"] for _ in range(20)}
     answers = []
-    made = calls_of(counted, lambda: answers.append(api.get("/sessions?metadata_filter=" + quote(json.dumps(metadata)))))
+    made = calls_of(
+        counted, lambda: answers.append(api.get("/sessions?metadata_filter=" + quote(json.dumps(metadata))))
+    )
     assert {s["id"] for s in answers[0].json["items"]} == sessions
     # 4 terms probed to 8, 16 and 32 entries (each holds 20): 12 Queries, not 40 x 3.
     assert made["query"] <= lists.PROBED_TERMS * 5 and made == {**KEY_CHECK, "query": 12, "batch_get_item": 1}, made

@@ -6,6 +6,7 @@ The summarizer is a fake that remembers which turns each summary it wrote covers
 summary's, plus the turns it was given), and answers a short name for it, so the oracle reads the
 coverage of the summary in a context straight from the summary's text.
 """
+
 from __future__ import annotations
 
 import re
@@ -54,27 +55,41 @@ def coverage(summarizer: FakeModel, answer) -> tuple[frozenset[int], set[int]]:
     return covered, carried
 
 
-@settings(max_examples=30, deadline=None, derandomize=True, database=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(token_budget=st.integers(150, 1500),
-       batches=st.lists(st.lists(st.integers(0, 400), min_size=1, max_size=8), min_size=1, max_size=6))
+@settings(
+    max_examples=30,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    token_budget=st.integers(150, 1500),
+    batches=st.lists(st.lists(st.integers(0, 400), min_size=1, max_size=8), min_size=1, max_size=6),
+)
 def test_every_turn_is_in_the_summary_or_the_context_unless_it_says_truncated(table, token_budget, batches):
     with model_provider(covering_summarizer()) as summarizer:
         agent = records.create(table, kinds.AGENTS, "alice", {"name": "a"}).id
-        session = records.create(table, kinds.SESSIONS, "alice", {
-            "agent_id": agent, "situation": "hi", "token_budget": token_budget,
-            "context_overflow": "adaptive"}).id
+        session = records.create(
+            table,
+            kinds.SESSIONS,
+            "alice",
+            {"agent_id": agent, "situation": "hi", "token_budget": token_budget, "context_overflow": "adaptive"},
+        ).id
         said: set[int] = set()
         for batch in batches:
             first = len(said)
-            history.append_messages(table, "alice", session, [
-                {"role": "user", "content": text(first + k, words), "name": None} for k, words in enumerate(batch)])
+            history.append_messages(
+                table,
+                "alice",
+                session,
+                [{"role": "user", "content": text(first + k, words), "name": None} for k, words in enumerate(batch)],
+            )
             said |= set(range(first, first + len(batch)))
             answer = context.get(table, "alice", session)
             covered, carried = coverage(summarizer, answer)
             assert answer.tokens <= token_budget
             assert covered | carried == said or answer.truncated, (sorted(said - covered - carried), answer)
-            assert not carried & covered or answer.truncated   # a turn is summarized or present, not both
+            assert not carried & covered or answer.truncated  # a turn is summarized or present, not both
         # Asked again, the context folds what waited, and nothing is lost for good.
         for _ in range(len(said) + 1):
             answer = context.get(table, "alice", session)
@@ -95,10 +110,15 @@ def test_the_reported_case_twelve_turns_in_a_budget_of_300(table, summarizer):
     to 9, the context kept 10 and 11, turns 0 and 1 were in neither and the answer said
     truncated: false. Now the summary covers 0 to 9."""
     agent = records.create(table, kinds.AGENTS, "alice", {"name": "a"}).id
-    session = records.create(table, kinds.SESSIONS, "alice", {
-        "agent_id": agent, "situation": "hi", "token_budget": 300, "context_overflow": "adaptive"}).id
-    history.append_messages(table, "alice", session, [
-        {"role": "user", "content": text(n, 40), "name": None} for n in range(12)])
+    session = records.create(
+        table,
+        kinds.SESSIONS,
+        "alice",
+        {"agent_id": agent, "situation": "hi", "token_budget": 300, "context_overflow": "adaptive"},
+    ).id
+    history.append_messages(
+        table, "alice", session, [{"role": "user", "content": text(n, 40), "name": None} for n in range(12)]
+    )
     answer = context.get(table, "alice", session)
     covered, carried = coverage(summarizer, answer)
     assert covered | carried == set(range(12)) and not answer.truncated
@@ -108,11 +128,21 @@ def test_the_reported_case_twelve_turns_in_a_budget_of_300(table, summarizer):
 def test_a_turn_longer_than_the_summarizer_takes_is_cut_and_the_answer_says_truncated(table, summarizer, monkeypatch):
     monkeypatch.setattr(context, "FOLD_MIN_TOKENS", 200)
     agent = records.create(table, kinds.AGENTS, "alice", {"name": "a"}).id
-    session = records.create(table, kinds.SESSIONS, "alice", {
-        "agent_id": agent, "situation": "hi", "token_budget": 200, "context_overflow": "adaptive"}).id
-    history.append_messages(table, "alice", session, [
-        {"role": "user", "content": text(0, 600), "name": None},
-        {"role": "user", "content": text(1, 5), "name": None}])
+    session = records.create(
+        table,
+        kinds.SESSIONS,
+        "alice",
+        {"agent_id": agent, "situation": "hi", "token_budget": 200, "context_overflow": "adaptive"},
+    ).id
+    history.append_messages(
+        table,
+        "alice",
+        session,
+        [
+            {"role": "user", "content": text(0, 600), "name": None},
+            {"role": "user", "content": text(1, 5), "name": None},
+        ],
+    )
     answer = context.get(table, "alice", session)
     covered, carried = coverage(summarizer, answer)
     assert answer.truncated and 0 in covered and 1 in carried

@@ -1,4 +1,5 @@
 """Cascading deletes past one batch, interrupted and resumed; concurrent updates that lose nothing."""
+
 from __future__ import annotations
 
 import threading
@@ -35,8 +36,9 @@ def test_history_longer_than_a_query_page_and_many_batches_is_deleted_whole(api,
     assert mentioning(table, session_id) == set()
 
 
-def test_an_agent_delete_past_its_budget_answers_503_and_the_retry_finishes_it(api, table, agent_id, user_id,
-                                                                                monkeypatch):
+def test_an_agent_delete_past_its_budget_answers_503_and_the_retry_finishes_it(
+    api, table, agent_id, user_id, monkeypatch
+):
     sessions = [api.post("/sessions", {"agent_id": agent_id, "user_id": user_id}).json["id"] for _ in range(3)]
     for session_id in sessions:
         append(api, session_id, 30)

@@ -30,6 +30,7 @@ endpoint), which is what outlives botocore's attempts.
 Sleeping is recorded, not done: botocore's backoff (up to seconds per retry under throttling)
 and the store's own jitter are summed, so the file runs in seconds and the backoff is reported.
 """
+
 from __future__ import annotations
 
 import json
@@ -58,9 +59,14 @@ API_GATEWAY_SECONDS = 29
 
 # --- the wire ---------------------------------------------------------------------------------
 
-REFUSALS = ("ProvisionedThroughputExceeded", "Throttling", "InternalServerError", "TransactionConflict",
-            "ConnectTimeout")
-LOST_ANSWERS = ("ReadTimeout", "InternalServerError(applied)")   # the request was applied first
+REFUSALS = (
+    "ProvisionedThroughputExceeded",
+    "Throttling",
+    "InternalServerError",
+    "TransactionConflict",
+    "ConnectTimeout",
+)
+LOST_ANSWERS = ("ReadTimeout", "InternalServerError(applied)")  # the request was applied first
 KINDS = REFUSALS + LOST_ANSWERS
 BOTOCORE_RETRIES = tuple(kind for kind in KINDS if kind != "TransactionConflict")  # the store retries that one
 
@@ -73,21 +79,35 @@ def _dynamodb_error(request: Any, status: int, error_type: str, message: str, **
 
 def _refusal(kind: str, request: Any, body: dict[str, Any], rng: random.Random) -> AWSResponse:
     if kind == "ProvisionedThroughputExceeded":
-        return _dynamodb_error(request, 400, DDB + "ProvisionedThroughputExceededException",
-                               "The level of configured provisioned throughput for the table was exceeded.")
+        return _dynamodb_error(
+            request,
+            400,
+            DDB + "ProvisionedThroughputExceededException",
+            "The level of configured provisioned throughput for the table was exceeded.",
+        )
     if kind == "Throttling":
-        return _dynamodb_error(request, 400, "com.amazon.coral.availability#ThrottlingException",
-                               "Rate of requests exceeds the allowed throughput.")
+        return _dynamodb_error(
+            request,
+            400,
+            "com.amazon.coral.availability#ThrottlingException",
+            "Rate of requests exceeds the allowed throughput.",
+        )
     if kind in ("InternalServerError", "InternalServerError(applied)"):
         return _dynamodb_error(request, 500, "com.amazon.coral.service#InternalServerError", "Internal server error")
     if kind == "TransactionConflict":
         reasons = [{"Code": "None"} for _ in body["TransactItems"]]
-        reasons[rng.randrange(len(reasons))] = {"Code": "TransactionConflict",
-                                                "Message": "Transaction is ongoing for the item"}
+        reasons[rng.randrange(len(reasons))] = {
+            "Code": "TransactionConflict",
+            "Message": "Transaction is ongoing for the item",
+        }
         codes = ", ".join(reason["Code"] for reason in reasons)
-        return _dynamodb_error(request, 400, DDB + "TransactionCanceledException",
-                               f"Transaction cancelled, please refer cancellation reasons for specific reasons "
-                               f"[{codes}]", CancellationReasons=reasons)
+        return _dynamodb_error(
+            request,
+            400,
+            DDB + "TransactionCanceledException",
+            f"Transaction cancelled, please refer cancellation reasons for specific reasons [{codes}]",
+            CancellationReasons=reasons,
+        )
     raise AssertionError(kind)
 
 
@@ -98,17 +118,17 @@ class Wire:
         self.client = client
         self.rng = random.Random(seed)
         self.on = True
-        self.rate = 0.0                                   # chance of one fault on a send
-        self.burst_rate = 0.0                             # chance that a send starts a burst
-        self.burst_length = (4, 12)                       # sends a burst lasts
-        self._burst: tuple[str, int] | None = None        # (kind, sends left)
-        self.scripted: dict[str, list[str | None]] = {}   # operation -> faults of its next sends
-        self.persistent: dict[str, str] = {}              # operation -> fault on every send
-        self.sent: Counter[str] = Counter()               # sends (attempts) per operation
-        self.calls: Counter[str] = Counter()              # API calls per operation (before retries)
-        self.injected: Counter[str] = Counter()           # faults per kind
-        self.tokens: list[str] = []                       # ClientRequestToken of each TransactWriteItems send
-        self.committed: dict[str, tuple[int, Any, Any]] = {}   # token -> DynamoDB's answer, for replays
+        self.rate = 0.0  # chance of one fault on a send
+        self.burst_rate = 0.0  # chance that a send starts a burst
+        self.burst_length = (4, 12)  # sends a burst lasts
+        self._burst: tuple[str, int] | None = None  # (kind, sends left)
+        self.scripted: dict[str, list[str | None]] = {}  # operation -> faults of its next sends
+        self.persistent: dict[str, str] = {}  # operation -> fault on every send
+        self.sent: Counter[str] = Counter()  # sends (attempts) per operation
+        self.calls: Counter[str] = Counter()  # API calls per operation (before retries)
+        self.injected: Counter[str] = Counter()  # faults per kind
+        self.tokens: list[str] = []  # ClientRequestToken of each TransactWriteItems send
+        self.committed: dict[str, tuple[int, Any, Any]] = {}  # token -> DynamoDB's answer, for replays
         self.replayed = 0
         events = client.meta.events
         events.unregister("before-send", botocore_stubber)
@@ -145,14 +165,15 @@ class Wire:
         if draw < self.burst_rate:
             # A spike (throttling, an unreachable endpoint, answers lost on the way back) hits
             # whatever is sent next: this is what exhausts botocore's retries.
-            kind = self.rng.choice(["ProvisionedThroughputExceeded", "Throttling", "InternalServerError",
-                                    "ConnectTimeout", "ReadTimeout"])
+            kind = self.rng.choice(
+                ["ProvisionedThroughputExceeded", "Throttling", "InternalServerError", "ConnectTimeout", "ReadTimeout"]
+            )
             left = self.rng.randint(*self.burst_length) - 1
             self._burst = (kind, left) if left else None
             return kind
         if draw < self.burst_rate + self.rate:
             if operation == "TransactWriteItems" and self.rng.random() < 0.5:
-                return "TransactionConflict"   # what transactions meet most, in DynamoDB
+                return "TransactionConflict"  # what transactions meet most, in DynamoDB
             return self.rng.choice(applicable)
         return None
 
@@ -165,7 +186,7 @@ class Wire:
             self.tokens.append(token)
         fault = self._fault(operation, token)
         if fault == "TransactionConflict" and token in self.committed:
-            fault = None   # a committed token is answered from DynamoDB's idempotency record
+            fault = None  # a committed token is answered from DynamoDB's idempotency record
         if fault is not None:
             self.injected[fault] += 1
         if fault == "ConnectTimeout":
@@ -206,8 +227,8 @@ class Sleeps:
 @dataclass
 class Faulty:
     wire: Wire
-    backoff: Sleeps           # botocore's
-    store_sleeps: Sleeps      # chalicelib's own retries
+    backoff: Sleeps  # botocore's
+    store_sleeps: Sleeps  # chalicelib's own retries
 
     def reset_counts(self) -> None:
         """Count from here on (what set-up requests did is not the test's)."""
@@ -239,6 +260,7 @@ def faulty(table, monkeypatch) -> Faulty:
 
 # --- the Config's bounds ------------------------------------------------------------------------
 
+
 def attempts_of(config: Any) -> int:
     retries = config.retries
     return int(retries.get("total_max_attempts") or retries["max_attempts"] + 1)
@@ -249,7 +271,7 @@ def worst_backoff(attempts: int) -> float:
     scale 1 s for throttling (25 ms otherwise for DynamoDB): the sum of those caps."""
     backoff = standard.ExponentialBackoff
     scale = backoff._DEFAULT_BACKOFF_CONFIG["throttling_base_scale"]
-    return sum(min(scale * backoff._BASE ** i, backoff._MAX_BACKOFF) for i in range(attempts - 1))
+    return sum(min(scale * backoff._BASE**i, backoff._MAX_BACKOFF) for i in range(attempts - 1))
 
 
 def worst_call_seconds(config: Any) -> float:
@@ -274,11 +296,13 @@ def test_one_dynamodb_call_at_its_worst_ends_inside_api_gateways_29_seconds(tabl
     assert worst < API_GATEWAY_SECONDS, f"one call can take {worst:.0f} s"
     # A DELETE's cascade checks its budget between calls, so one more call may start just before
     # the budget runs out: budget + one call must fit too (docs/design.md "Cascading deletes").
-    assert deletes.DELETE_BUDGET_SECONDS + worst <= API_GATEWAY_SECONDS, \
+    assert deletes.DELETE_BUDGET_SECONDS + worst <= API_GATEWAY_SECONDS, (
         f"{deletes.DELETE_BUDGET_SECONDS:.0f} s budget + {worst:.0f} s call"
+    )
 
 
 # --- one fault, retried -------------------------------------------------------------------------
+
 
 def make_parents(api) -> tuple[str, str]:
     agent = api.post("/agents", {"name": "Sara", "about": "coach", "metadata": {"team": "a"}})
@@ -296,8 +320,9 @@ def by_tag(api, kind: str, tag: str) -> list[dict[str, Any]]:
 def assert_consistent(table, *developers: str) -> None:
     for developer in developers:
         report = consistency.check(table, developer)
-        assert (report["missing"], report["orphaned"], report["orphaned_messages"]) == ([], [], []), \
+        assert (report["missing"], report["orphaned"], report["orphaned_messages"]) == ([], [], []), (
             f"{developer}: {report}"
+        )
 
 
 def assert_unavailable(answer) -> None:
@@ -313,8 +338,9 @@ def test_one_fault_is_retried_and_the_create_answers_as_if_nothing_happened(api,
     faulty.reset_counts()
     wire.scripted["TransactWriteItems"] = [kind]
 
-    created = api.post("/sessions", {"agent_id": agent_id, "user_id": user_id, "situation": "hi",
-                                     "metadata": {"tag": "one"}})
+    created = api.post(
+        "/sessions", {"agent_id": agent_id, "user_id": user_id, "situation": "hi", "metadata": {"tag": "one"}}
+    )
 
     assert created.status_code == 201, created.json
     assert wire.injected == Counter({kind: 1})
@@ -327,7 +353,7 @@ def test_one_fault_is_retried_and_the_create_answers_as_if_nothing_happened(api,
     else:
         assert wire.calls["TransactWriteItems"] == 1 and first == second
         assert len(faulty.backoff.each) == 1
-    assert wire.replayed == (1 if kind in LOST_ANSWERS else 0)   # applied once, answered on the retry
+    assert wire.replayed == (1 if kind in LOST_ANSWERS else 0)  # applied once, answered on the retry
     [session] = by_tag(api, "session", "one")
     assert session["id"] == created.json["id"]
     assert_consistent(table, "alice")
@@ -337,13 +363,14 @@ def test_one_fault_is_retried_and_the_create_answers_as_if_nothing_happened(api,
 def test_one_fault_on_a_read_is_retried(api, faulty, kind):
     agent_id, _ = make_parents(api)
     faulty.reset_counts()
-    faulty.wire.scripted["GetItem"] = [None, kind]   # the API key's read passes, the agent's faults once
+    faulty.wire.scripted["GetItem"] = [None, kind]  # the API key's read passes, the agent's faults once
     answer = api.get(f"/agents/{agent_id}")
     assert answer.status_code == 200 and answer.json["id"] == agent_id
     assert faulty.wire.sent["GetItem"] == 3
 
 
 # --- faults past every retry --------------------------------------------------------------------
+
 
 def agent_with_sessions(api, sessions: int = 3, messages: int = 30) -> tuple[str, list[str]]:
     agent_id, user_id = make_parents(api)
@@ -373,11 +400,12 @@ def run_scenario(api, faulty: Faulty, name: str, kind: str):
     faulty.reset_counts()
     operation = SCENARIOS[name]
     if name == "get":
-        wire.scripted["GetItem"] = [None]            # the API key's read passes
+        wire.scripted["GetItem"] = [None]  # the API key's read passes
     wire.persistent[operation] = kind
     if name == "create":
-        answer = api.post("/sessions", {"agent_id": agent_id, "metadata": {"tag": "lost"}},
-                          headers={"Idempotency-Key": "create-1"})
+        answer = api.post(
+            "/sessions", {"agent_id": agent_id, "metadata": {"tag": "lost"}}, headers={"Idempotency-Key": "create-1"}
+        )
     elif name == "get":
         answer = api.get(f"/agents/{agent_id}")
     elif name == "list":
@@ -387,8 +415,6 @@ def run_scenario(api, faulty: Faulty, name: str, kind: str):
     else:
         answer = api.delete(f"/agents/{agent_id}")
     return answer, agent_id, sessions
-
-
 
 
 @pytest.mark.parametrize("name", SCENARIOS)
@@ -406,8 +432,7 @@ def test_faults_past_every_retry_on_the_api_key_read_answer_503_with_retry_after
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_a_create_whose_faults_outlive_every_retry_is_whole_or_absent_and_its_retry_makes_one(
-        api, table, faulty, kind):
+def test_a_create_whose_faults_outlive_every_retry_is_whole_or_absent_and_its_retry_makes_one(api, table, faulty, kind):
     wire = faulty.wire
     failed, agent_id, _ = run_scenario(api, faulty, "create", kind)
     assert failed.status_code == 503
@@ -423,13 +448,16 @@ def test_a_create_whose_faults_outlive_every_retry_is_whole_or_absent_and_its_re
     # The answer never says "busy" about a write that may have been applied: DynamoDB refused
     # for sure (throttling, a conflict), or the outcome is unknown (timeouts, its 500s).
     assert failed.json["error"]["code"] == (
-        "service_unavailable" if kind in ("ProvisionedThroughputExceeded", "Throttling", "TransactionConflict")
-        else "write_outcome_unknown"), failed.json
+        "service_unavailable"
+        if kind in ("ProvisionedThroughputExceeded", "Throttling", "TransactionConflict")
+        else "write_outcome_unknown"
+    ), failed.json
     assert_consistent(table, "alice")
 
     wire.on = False
-    retried = api.post("/sessions", {"agent_id": agent_id, "metadata": {"tag": "lost"}},
-                       headers={"Idempotency-Key": "create-1"})
+    retried = api.post(
+        "/sessions", {"agent_id": agent_id, "metadata": {"tag": "lost"}}, headers={"Idempotency-Key": "create-1"}
+    )
     assert retried.status_code == 201
     [session] = by_tag(api, "session", "lost")
     assert session["id"] == retried.json["id"]
@@ -441,13 +469,12 @@ CASCADE_FAULTS = ["Throttling", "ReadTimeout", "ConnectTimeout"]
 
 
 @pytest.mark.parametrize("kind", CASCADE_FAULTS)
-def test_a_cascade_cut_by_faults_leaves_nothing_readable_and_the_retry_and_sweep_finish_it(
-        api, table, faulty, kind):
+def test_a_cascade_cut_by_faults_leaves_nothing_readable_and_the_retry_and_sweep_finish_it(api, table, faulty, kind):
     failed, agent_id, sessions = run_scenario(api, faulty, "cascade", kind)
     assert failed.status_code == 503
     assert api.get(f"/agents/{agent_id}").status_code == 404, "the agent went atomically, before its cascade"
     assert api.get("/agents").json["items"] == []
-    assert_consistent(table, "alice")   # each session is there whole, or gone with its purge pending
+    assert_consistent(table, "alice")  # each session is there whole, or gone with its purge pending
     assert table.pending_purges("alice")
 
     faulty.wire.persistent.clear()
@@ -471,26 +498,27 @@ def test_a_resumed_cascade_answers_202_only_when_everything_is_gone(api, table, 
 
 # --- a workload under faults ----------------------------------------------------------------------
 
-FAULTED = (503,)   # the only answer a fault may cause
+FAULTED = (503,)  # the only answer a fault may cause
 
 
 @dataclass
 class Rec:
     """What the client knows of one record it created and was answered 2xx for."""
+
     kind: str
     id: str
     developer: str
     tag: str
     team: str
     parents: tuple[Rec, ...] = ()
-    deleting: str = "no"                 # "no"; "doubt": a delete answered a fault; "gone": 202 or 404
-    text: str | None = None              # name (agents, users) / situation (sessions) if known
-    must: dict[str, Any] = field(default_factory=dict)   # metadata that must be there
-    must_not: set[str] = field(default_factory=set)      # metadata keys that must not
-    exact: bool = True                   # metadata is exactly `must`
-    history: list[str] = field(default_factory=list)     # acknowledged messages since the last clear
-    doubtful: list[tuple[str, ...]] = field(default_factory=list)   # appends answered with a fault
-    may_remain: set[str] = field(default_factory=set)    # messages a faulted clear may have left
+    deleting: str = "no"  # "no"; "doubt": a delete answered a fault; "gone": 202 or 404
+    text: str | None = None  # name (agents, users) / situation (sessions) if known
+    must: dict[str, Any] = field(default_factory=dict)  # metadata that must be there
+    must_not: set[str] = field(default_factory=set)  # metadata keys that must not
+    exact: bool = True  # metadata is exactly `must`
+    history: list[str] = field(default_factory=list)  # acknowledged messages since the last clear
+    doubtful: list[tuple[str, ...]] = field(default_factory=list)  # appends answered with a fault
+    may_remain: set[str] = field(default_factory=set)  # messages a faulted clear may have left
 
     @property
     def path(self) -> str:
@@ -506,13 +534,14 @@ class Rec:
 @dataclass
 class Unsure:
     """A create answered with a fault: its id is unknown; its tag finds it, if it exists."""
+
     kind: str
     developer: str
     tag: str
     body: dict[str, Any]
     key: str | None
     parents: tuple[Rec, ...]
-    code: str                     # the error code it was answered with
+    code: str  # the error code it was answered with
 
 
 TEXT = {"agent": "name", "user": "name", "session": "situation"}
@@ -525,19 +554,27 @@ class Workload:
         self.rng = random.Random(seed)
         self.records: list[Rec] = []
         self.unsure: list[Unsure] = []
-        self.answers: list[tuple[str, str, int, Any, dict[str, str]]] = []   # method, path, status, body, headers
+        self.answers: list[tuple[str, str, int, Any, dict[str, str]]] = []  # method, path, status, body, headers
         self.step = 0
 
     # requests ------------------------------------------------------------------------------------
 
-    def send(self, developer: str, method: str, path: str, body: Any = None, expect: set[int] = frozenset(),
-             headers: dict[str, str] | None = None):
+    def send(
+        self,
+        developer: str,
+        method: str,
+        path: str,
+        body: Any = None,
+        expect: set[int] = frozenset(),
+        headers: dict[str, str] | None = None,
+    ):
         answer = self.apis[developer].request(method, path, body, headers=headers)
         self.answers.append((method, path, answer.status_code, answer.json, dict(answer.headers)))
         allowed = set(expect) | set(FAULTED)
         assert answer.status_code in allowed, (
             f"step {self.step}: {method} {path} {json.dumps(body)[:200]} answered {answer.status_code} "
-            f"{answer.json}; expected one of {sorted(allowed)}")
+            f"{answer.json}; expected one of {sorted(allowed)}"
+        )
         return answer
 
     @staticmethod
@@ -569,11 +606,27 @@ class Workload:
         else:
             body.update(name=f"{kind} {self.step}", about="under faults")
         key = f"key-{self.step}" if self.rng.random() < 0.3 else None
-        answer = self.send(developer, "POST", f"/{kind}s", body, self.expect(201, *parents),
-                           headers={"Idempotency-Key": key} if key else None)
+        answer = self.send(
+            developer,
+            "POST",
+            f"/{kind}s",
+            body,
+            self.expect(201, *parents),
+            headers={"Idempotency-Key": key} if key else None,
+        )
         if answer.status_code == 201:
-            self.records.append(Rec(kind, answer.json["id"], developer, tag, team, parents,
-                                    text=body.get(TEXT[kind]), must=dict(body["metadata"])))
+            self.records.append(
+                Rec(
+                    kind,
+                    answer.json["id"],
+                    developer,
+                    tag,
+                    team,
+                    parents,
+                    text=body.get(TEXT[kind]),
+                    must=dict(body["metadata"]),
+                )
+            )
         elif answer.status_code in FAULTED:
             self.unsure.append(Unsure(kind, developer, tag, body, key, parents, answer.json["error"]["code"]))
 
@@ -584,8 +637,7 @@ class Workload:
         removed = self.rng.choice(removable) if removable and self.rng.random() < 0.4 else None
         if removed:
             metadata[removed] = None
-        answer = self.send(record.developer, "PATCH", record.path, {"metadata": metadata},
-                           self.expect(200, record))
+        answer = self.send(record.developer, "PATCH", record.path, {"metadata": metadata}, self.expect(200, record))
         if answer.status_code == 200:
             record.must[added] = self.step
             if removed:
@@ -599,8 +651,9 @@ class Workload:
         metadata = {"tag": record.tag, "team": record.team, f"u{self.step}": self.step}
         text = f"{TEXT[record.kind]} {self.step}"
         body = {"situation": text} if record.kind == "session" else {"name": text, "about": "replaced"}
-        answer = self.send(record.developer, "PUT", record.path, {**body, "metadata": metadata},
-                           self.expect(200, record))
+        answer = self.send(
+            record.developer, "PUT", record.path, {**body, "metadata": metadata}, self.expect(200, record)
+        )
         if answer.status_code == 200:
             record.must_not |= set(record.must) - set(metadata)
             record.must, record.exact, record.text = metadata, True, text
@@ -642,15 +695,19 @@ class Workload:
             check_record(record, answer.json)
 
     def read_history(self, session: Rec) -> None:
-        answer = self.send(session.developer, "GET", f"{session.path}/history?limit=1000", None,
-                           self.expect(200, session))
+        answer = self.send(
+            session.developer, "GET", f"{session.path}/history?limit=1000", None, self.expect(200, session)
+        )
         if answer.status_code == 200:
             check_history(session, [m["content"] for m in answer.json["items"]])
 
     def listing(self, developer: str) -> None:
         kind = self.rng.choice(["agent", "user", "session"])
-        params: dict[str, str] = {"limit": "1000", "sort_by": self.rng.choice(["created_at", "updated_at"]),
-                                  "order": self.rng.choice(["asc", "desc"])}
+        params: dict[str, str] = {
+            "limit": "1000",
+            "sort_by": self.rng.choice(["created_at", "updated_at"]),
+            "order": self.rng.choice(["asc", "desc"]),
+        }
         conditions: dict[str, Any] = {}
         if self.rng.random() < 0.5:
             conditions["team"] = self.rng.choice(["red", "blue", "green"])
@@ -674,17 +731,32 @@ class Workload:
                 assert item[f"{parent.kind}_id"] == parent.id
         # Every record that certainly exists and matches is listed (lists read the index).
         for record in self.records:
-            if (record.developer == developer and record.kind == kind and record.state == "no"
-                    and all(record.team == v for v in conditions.values())
-                    and (parent is None or parent in record.parents)):
+            if (
+                record.developer == developer
+                and record.kind == kind
+                and record.state == "no"
+                and all(record.team == v for v in conditions.values())
+                and (parent is None or parent in record.parents)
+            ):
                 assert record.id in ids, f"step {self.step}: {record.kind} {record.id} missing from {query}"
 
     # the run -------------------------------------------------------------------------------------
 
     def run(self, steps: int) -> None:
-        operations = [("agent", 8), ("user", 6), ("session", 14), ("patch", 12), ("put", 5), ("append", 16),
-                      ("history", 6), ("read", 6), ("list", 9), ("delete session", 4), ("delete parent", 3),
-                      ("clear", 3)]
+        operations = [
+            ("agent", 8),
+            ("user", 6),
+            ("session", 14),
+            ("patch", 12),
+            ("put", 5),
+            ("append", 16),
+            ("history", 6),
+            ("read", 6),
+            ("list", 9),
+            ("delete session", 4),
+            ("delete parent", 3),
+            ("clear", 3),
+        ]
         names, weights = zip(*operations)
         for self.step in range(steps):
             developer = self.rng.choice(["alice", "alice", "bob"])
@@ -700,8 +772,12 @@ class Workload:
             elif name in ("append", "history", "clear", "delete session"):
                 session = self.pick(developer, ("session",))
                 if session:
-                    {"append": self.append, "history": self.read_history, "clear": self.clear,
-                     "delete session": self.delete}[name](session)
+                    {
+                        "append": self.append,
+                        "history": self.read_history,
+                        "clear": self.clear,
+                        "delete session": self.delete,
+                    }[name](session)
             else:
                 parent = self.pick(developer, ("agent", "user"), gone_too=0.1)
                 if parent:
@@ -726,14 +802,16 @@ def check_history(session: Rec, contents: list[str]) -> None:
     assert len(contents) == len(set(contents)), f"a message twice in {session.id}: {contents}"
     known = set(session.history).union(session.may_remain, *session.doubtful)
     assert set(contents) <= known, f"unknown messages in {session.id}: {set(contents) - known}"
-    assert [c for c in contents if c in set(session.history)] == session.history, \
+    assert [c for c in contents if c in set(session.history)] == session.history, (
         f"acknowledged messages lost or out of order in {session.id}"
+    )
     for group in session.doubtful:
         present = [c for c in contents if c in group]
         if present:
             start = contents.index(group[0]) if group[0] in contents else -1
-            assert contents[start:start + len(group)] == list(group), \
+            assert contents[start : start + len(group)] == list(group), (
                 f"append {group} half there in {session.id}: {contents}"
+            )
 
 
 @dataclass
@@ -764,13 +842,15 @@ def fault_report(outcome: Outcome, faulty: Faulty) -> str:
     sends, faults = sum(wire.sent.values()), sum(wire.injected.values())
     faulted = Counter(f"{route(m, p)} {s}" for m, p, s, _, _ in outcome.workload.answers if s in FAULTED)
     unsure = outcome.workload.unsure
-    return (f"{len(outcome.workload.answers)} requests in {outcome.seconds:.1f} s, answers {dict(outcome.statuses)}; "
-            f"faulted answers by route {dict(faulted)}; {len(unsure)} creates answered with a fault "
-            f"({sum(u.key is not None for u in unsure)} with an Idempotency-Key); "
-            f"{sends} DynamoDB sends, {faults} faults ({faults / sends:.0%}) {dict(wire.injected)}; "
-            f"{wire.retries} absorbed by botocore retries, {wire.replayed} lost answers replayed by token; "
-            f"{len(faulty.store_sleeps.each)} store/service retries; "
-            f"backoff {faulty.backoff.total:.1f} s (botocore) + {faulty.store_sleeps.total:.2f} s (store), not slept")
+    return (
+        f"{len(outcome.workload.answers)} requests in {outcome.seconds:.1f} s, answers {dict(outcome.statuses)}; "
+        f"faulted answers by route {dict(faulted)}; {len(unsure)} creates answered with a fault "
+        f"({sum(u.key is not None for u in unsure)} with an Idempotency-Key); "
+        f"{sends} DynamoDB sends, {faults} faults ({faults / sends:.0%}) {dict(wire.injected)}; "
+        f"{wire.retries} absorbed by botocore retries, {wire.replayed} lost answers replayed by token; "
+        f"{len(faulty.store_sleeps.each)} store/service retries; "
+        f"backoff {faulty.backoff.total:.1f} s (botocore) + {faulty.store_sleeps.total:.2f} s (store), not slept"
+    )
 
 
 SEED, STEPS = 20240611, 320

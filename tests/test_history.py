@@ -1,5 +1,6 @@
 """History: a total, stable order under concurrent writers and skewed clocks, atomic appends,
 paging by offset and cursor in both orders, limits, and clearing histories of any length."""
+
 from __future__ import annotations
 
 import threading
@@ -25,13 +26,13 @@ def contents(api, session_id, query="?limit=1000"):
 
 
 def add(api, session_id, *texts, role="user"):
-    answer = api.post(f"/sessions/{session_id}/history",
-                      {"messages": [{"role": role, "content": t} for t in texts]})
+    answer = api.post(f"/sessions/{session_id}/history", {"messages": [{"role": role, "content": t} for t in texts]})
     assert answer.status_code == 201, answer.json
     return answer.json["items"]
 
 
 # --- order ---------------------------------------------------------------------------------------
+
 
 def test_many_writers_lose_nothing_and_keep_each_writers_order(calls_atomic, session_id, monkeypatch):
     """Eight writers append 1 to 3 messages at a time, 15 appends each, with one frozen clock, so
@@ -67,13 +68,13 @@ def test_many_writers_lose_nothing_and_keep_each_writers_order(calls_atomic, ses
     stored = list(table.messages("alice", session_id))
     texts = [message["content"] for _, message in stored]
     expected = {f"w{w}-a{a}-m{m}" for w in range(writers) for a in range(appends) for m in range(1 + a % 3)}
-    assert len(texts) == len(expected) and set(texts) == expected          # each exactly once
+    assert len(texts) == len(expected) and set(texts) == expected  # each exactly once
     by_writer = defaultdict(list)
     for text in texts:
         by_writer[text.split("-")[0]].append(text)
-    for w in range(writers):                                                # each writer's order
+    for w in range(writers):  # each writer's order
         assert by_writer[f"w{w}"] == [f"w{w}-a{a}-m{m}" for a in range(appends) for m in range(1 + a % 3)]
-    appends_seen = [text.rsplit("-", 1)[0] for text in texts]               # appends contiguous
+    appends_seen = [text.rsplit("-", 1)[0] for text in texts]  # appends contiguous
     runs = [key for n, key in enumerate(appends_seen) if n == 0 or appends_seen[n - 1] != key]
     assert len(runs) == writers * appends
     # The order read is the order of created_at, then position; and writers really collided.
@@ -81,7 +82,9 @@ def test_many_writers_lose_nothing_and_keep_each_writers_order(calls_atomic, ses
     assert created == sorted(created)
     assert lost_races, "no append ever lost a race to another, so this run proved nothing"
     # The API answers the same order, page after page.
-    assert [m.content for m in history.get(table, "alice", session_id, history.HistoryQuery(limit=1000))["items"]] == texts
+    assert [
+        m.content for m in history.get(table, "alice", session_id, history.HistoryQuery(limit=1000))["items"]
+    ] == texts
 
 
 def test_an_append_from_a_lagging_clock_still_lands_after_the_newest(api, session_id, monkeypatch):
@@ -96,7 +99,7 @@ def test_an_append_from_a_lagging_clock_still_lands_after_the_newest(api, sessio
 
     monkeypatch.setattr(clock, "datetime", LaggingDatetime)
     monkeypatch.setattr(clock, "_last", "")
-    assert clock.now() < first[-1]["created_at"]          # the clock really lags
+    assert clock.now() < first[-1]["created_at"]  # the clock really lags
     later = add(api, session_id, "third")
     assert later[0]["created_at"] > first[-1]["created_at"]
     assert contents(api, session_id) == ["first", "second", "third"]
@@ -111,14 +114,16 @@ def test_a_multi_message_append_is_all_or_nothing(api, table, session_id, monkey
     def fail_on_the_last_put(**kwargs):
         sent.append(kwargs["TransactItems"])
         raise table.client.exceptions.TransactionCanceledException(
-            {"Error": {"Code": "TransactionCanceledException", "Message": "cancelled"},
-             "CancellationReasons": [{"Code": "None"}] * 9 + [{"Code": "ConditionalCheckFailed"}]},
-            "TransactWriteItems")
+            {
+                "Error": {"Code": "TransactionCanceledException", "Message": "cancelled"},
+                "CancellationReasons": [{"Code": "None"}] * 9 + [{"Code": "ConditionalCheckFailed"}],
+            },
+            "TransactWriteItems",
+        )
 
     monkeypatch.setattr(table.client, "transact_write_items", fail_on_the_last_put)
     with pytest.raises(StoreError, match="position was taken"):
-        history.append_messages(table, "alice", session_id,
-                                [{"role": "user", "content": c} for c in ("a", "b", "c")])
+        history.append_messages(table, "alice", session_id, [{"role": "user", "content": c} for c in ("a", "b", "c")])
     monkeypatch.setattr(table.client, "transact_write_items", real_transact)
     # One transaction: the session's activity (its update, 3 update-order entries moved), 3 puts.
     assert [len(items) for items in sent] == [1 + 6 + 3]
@@ -127,22 +132,30 @@ def test_a_multi_message_append_is_all_or_nothing(api, table, session_id, monkey
 
 # --- activity: an append or a chat moves the session --------------------------------------------
 
+
 @pytest.mark.parametrize("how", ["append", "chat"])
 def test_activity_moves_the_session_to_the_front_of_its_users_sessions(api, table, agent_id, user_id, how):
     """docs/api.md: newest activity first with `?user_id=...&sort_by=updated_at`."""
     from chalicelib.tools import consistency
+
     older = api.post("/sessions", {"agent_id": agent_id, "user_id": user_id}).json["id"]
     newer = api.post("/sessions", {"agent_id": agent_id, "user_id": user_id}).json["id"]
     before = api.get(f"/sessions/{older}")
-    lists = [f"/sessions?user_id={user_id}&sort_by=updated_at", f"/sessions?agent_id={agent_id}&sort_by=updated_at",
-             "/sessions?sort_by=updated_at"]
+    lists = [
+        f"/sessions?user_id={user_id}&sort_by=updated_at",
+        f"/sessions?agent_id={agent_id}&sort_by=updated_at",
+        "/sessions?sort_by=updated_at",
+    ]
     for path in lists:
         assert [s["id"] for s in api.get(path).json["items"]] == [newer, older]
     if how == "append":
         add(api, older, "hello")
     else:
         with model_provider(FakeModel(reply="echo")):
-            assert api.post(f"/sessions/{older}/chat", {"messages": [{"role": "user", "content": "hi"}]}).status_code == 200
+            assert (
+                api.post(f"/sessions/{older}/chat", {"messages": [{"role": "user", "content": "hi"}]}).status_code
+                == 200
+            )
     after = api.get(f"/sessions/{older}")
     assert after.json["updated_at"] > before.json["updated_at"]
     assert after.json["created_at"] == before.json["created_at"]
@@ -153,17 +166,23 @@ def test_activity_moves_the_session_to_the_front_of_its_users_sessions(api, tabl
     assert report["missing"] == [] and report["orphaned"] == [], report
     # Activity is not an edit: the ETag stays, and an If-Match read before the chat still holds.
     assert after.headers["ETag"] == before.headers["ETag"]
-    assert api.patch(f"/sessions/{older}", {"metadata": {"edited": True}},
-                     headers={"If-Match": before.headers["ETag"]}).status_code == 200
+    assert (
+        api.patch(
+            f"/sessions/{older}", {"metadata": {"edited": True}}, headers={"If-Match": before.headers["ETag"]}
+        ).status_code
+        == 200
+    )
 
 
 @pytest.mark.parametrize("racer", ["patch", "delete"])
 def test_an_append_between_the_read_and_the_write_of_an_update_leaves_no_stale_entry(
-        api, table, session_id, monkeypatch, racer):
+    api, table, session_id, monkeypatch, racer
+):
     """The update (or delete) read the session; an append moves its updated_at and its
     update-order entries before the update's transaction. The update must not write the record
     back with the entries it read (they moved), nor leave the append's behind: it reads again."""
     from chalicelib.tools import consistency
+
     method = table.replace if racer == "patch" else table.delete
     raced = []
 
@@ -193,6 +212,7 @@ def test_appending_to_a_deleted_session_stores_nothing(api, table, session_id):
 
 
 # --- reading -------------------------------------------------------------------------------------
+
 
 def walk(api, session_id, query):
     pages, url = [], f"/sessions/{session_id}/history?{query}"
@@ -228,9 +248,9 @@ def test_a_cursor_only_continues_its_own_query(api, session_id, agent_id):
     add(api, other, "x", "y")
     for url, _who in [
         (f"/sessions/{session_id}/history?limit=1&order=desc&cursor={cursor}", "alice"),  # other order
-        (f"/sessions/{other}/history?limit=1&cursor={cursor}", "alice"),                # other session
-        (f"/sessions/{session_id}/history?limit=1&cursor={cursor[:-2]}xx", "alice"),     # forged
-        (f"/sessions/{session_id}/history?limit=1&cursor={cursor}&offset=1", "alice"),   # with offset
+        (f"/sessions/{other}/history?limit=1&cursor={cursor}", "alice"),  # other session
+        (f"/sessions/{session_id}/history?limit=1&cursor={cursor[:-2]}xx", "alice"),  # forged
+        (f"/sessions/{session_id}/history?limit=1&cursor={cursor}&offset=1", "alice"),  # with offset
     ]:
         answer = api.get(url)
         assert answer.status_code == 400, (url, answer.json)
@@ -252,14 +272,14 @@ def test_a_new_message_after_the_last_page_is_found_by_its_cursor(api, session_i
 
 # --- limits --------------------------------------------------------------------------------------
 
+
 def test_content_limits_and_roles_are_422_and_store_nothing(api, session_id):
     add(api, session_id, "before")
     big = "x" * (64 * 1024 + 1)
     for message, field in [
         ({"role": "user", "content": big}, "messages.0.content"),
         ({"role": "user", "content": [{"type": "text", "text": big}]}, "messages.0.content"),
-        ({"role": "user", "content": [{"type": "image_url", "image_url": {"url": "http://x"}}]},
-         "messages.0.content"),
+        ({"role": "user", "content": [{"type": "image_url", "image_url": {"url": "http://x"}}]}, "messages.0.content"),
         ({"role": "auto", "content": "x"}, "messages.0.role"),
         ({"role": "function_call", "content": "x"}, "messages.0.role"),
         ({"role": "user", "content": "x", "name": "n" * 257}, "messages.0.name"),
@@ -268,7 +288,7 @@ def test_content_limits_and_roles_are_422_and_store_nothing(api, session_id):
         assert answer.status_code == 422, (field, answer.json)
         assert any(d["field"].startswith(field) for d in answer.json["error"]["details"]), answer.json
     assert contents(api, session_id) == ["before"]
-    exactly = "é" * (32 * 1024)                                  # 64 KiB in UTF-8, the limit itself
+    exactly = "é" * (32 * 1024)  # 64 KiB in UTF-8, the limit itself
     parts = [{"type": "text", "text": "part one"}, {"type": "text", "text": "part two"}]
     add(api, session_id, exactly)
     api.post(f"/sessions/{session_id}/history", {"messages": [{"role": "user", "content": parts}]})
@@ -278,10 +298,12 @@ def test_content_limits_and_roles_are_422_and_store_nothing(api, session_id):
 
 # --- clearing ------------------------------------------------------------------------------------
 
+
 def test_clearing_two_thousand_messages_keeps_the_session_and_clears_the_summary(api, table, session_id):
     for start in range(0, 2000, 50):
-        history.append_messages(table, "alice", session_id,
-                                [{"role": "user", "content": f"m{n}"} for n in range(start, start + 50)])
+        history.append_messages(
+            table, "alice", session_id, [{"role": "user", "content": f"m{n}"} for n in range(start, start + 50)]
+        )
     session = table.get("alice", "session", session_id)
     assert table.write_summary("alice", session_id, session["version"], "they talked", "msg#zzz")
     assert api.get(f"/sessions/{session_id}").json["summary"] == "they talked"

@@ -5,6 +5,7 @@ Every call is recorded below botocore's client (so no client the request path co
 missed) and mapped to the IAM actions that authorize it: a TransactWriteItems needs no action of
 its own but one per kind of item in it (Put -> PutItem, Update -> UpdateItem, ...).
 """
+
 from __future__ import annotations
 
 import json
@@ -16,8 +17,12 @@ from botocore.client import BaseClient
 
 from chalicelib.store import iam
 
-TRANSACT_WRITE_ITEMS = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "DeleteItem",
-                        "ConditionCheck": "ConditionCheckItem"}
+TRANSACT_WRITE_ITEMS = {
+    "Put": "PutItem",
+    "Update": "UpdateItem",
+    "Delete": "DeleteItem",
+    "ConditionCheck": "ConditionCheckItem",
+}
 
 
 def iam_actions(operation: str, params: dict[str, Any]) -> set[str]:
@@ -61,17 +66,33 @@ def exercise(api, agent_id: str, session_id: str) -> None:
     filters and cursors, reads, PATCH/PUT with If-Match, history append/read/context/chat, the
     adaptive summary, clearing history, and deletes that cascade."""
     user_id = ok(api.post("/users", {"name": "Bo", "about": "another user", "metadata": {"tier": "gold"}}), 201)["id"]
-    other = ok(api.post("/sessions", {"agent_id": agent_id, "user_id": user_id, "situation": "s2",
-                                      "metadata": {"db_uuid": "1234", "n": 1}},
-                        headers={"Idempotency-Key": "create-1"}), 201)["id"]
-    assert ok(api.post("/sessions", {"agent_id": agent_id, "user_id": user_id, "situation": "s2",
-                                     "metadata": {"db_uuid": "1234", "n": 1}},
-                       headers={"Idempotency-Key": "create-1"}), 201)["id"] == other
+    other = ok(
+        api.post(
+            "/sessions",
+            {"agent_id": agent_id, "user_id": user_id, "situation": "s2", "metadata": {"db_uuid": "1234", "n": 1}},
+            headers={"Idempotency-Key": "create-1"},
+        ),
+        201,
+    )["id"]
+    assert (
+        ok(
+            api.post(
+                "/sessions",
+                {"agent_id": agent_id, "user_id": user_id, "situation": "s2", "metadata": {"db_uuid": "1234", "n": 1}},
+                headers={"Idempotency-Key": "create-1"},
+            ),
+            201,
+        )["id"]
+        == other
+    )
 
-    for path in ("/agents", "/users?metadata_filter=" + json.dumps({"tier": "gold"}),
-                 "/sessions?metadata_filter=" + json.dumps({"db_uuid": "1234"}),
-                 f"/sessions?agent_id={agent_id}&sort_by=updated_at&order=asc",
-                 f"/sessions?user_id={user_id}&offset=0"):
+    for path in (
+        "/agents",
+        "/users?metadata_filter=" + json.dumps({"tier": "gold"}),
+        "/sessions?metadata_filter=" + json.dumps({"db_uuid": "1234"}),
+        f"/sessions?agent_id={agent_id}&sort_by=updated_at&order=asc",
+        f"/sessions?user_id={user_id}&offset=0",
+    ):
         ok(api.get(path))
     page = ok(api.get("/sessions?limit=1"))
     ok(api.get(f"/sessions?limit=1&cursor={page['next_cursor']}"))
@@ -87,15 +108,20 @@ def exercise(api, agent_id: str, session_id: str) -> None:
     ok(api.get(f"/sessions/{session_id}/history?order=desc&limit=5"))
     ok(api.get(f"/sessions/{session_id}/history?offset=3"))
     ok(api.patch(f"/sessions/{session_id}", {"token_budget": 200, "context_overflow": "adaptive"}))
-    assert ok(api.get(f"/sessions/{session_id}/context"))["summarized"] is True      # writes the summary
-    ok(api.post(f"/sessions/{session_id}/chat", {"messages": [{"role": "user", "content": "hi"}]},
-                headers={"Idempotency-Key": "chat-1"}))
-    ok(api.delete(f"/sessions/{session_id}/history"), 202)                          # summary, then messages
+    assert ok(api.get(f"/sessions/{session_id}/context"))["summarized"] is True  # writes the summary
+    ok(
+        api.post(
+            f"/sessions/{session_id}/chat",
+            {"messages": [{"role": "user", "content": "hi"}]},
+            headers={"Idempotency-Key": "chat-1"},
+        )
+    )
+    ok(api.delete(f"/sessions/{session_id}/history"), 202)  # summary, then messages
 
     ok(api.post(f"/sessions/{other}/history", {"messages": [{"role": "user", "content": "x"}]}), 201)
-    ok(api.delete(f"/sessions/{other}"), 202)                                        # with its history
+    ok(api.delete(f"/sessions/{other}"), 202)  # with its history
     ok(api.delete(f"/users/{user_id}"), 202)
-    ok(api.delete(f"/agents/{agent_id}"), 202)                                       # and its sessions
+    ok(api.delete(f"/agents/{agent_id}"), 202)  # and its sessions
     assert api.get(f"/sessions/{session_id}").status_code == 404
 
 

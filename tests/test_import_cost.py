@@ -4,6 +4,7 @@ new Lambda process, so the ones only some requests need are imported by those re
 *what* is loaded, each in a fresh interpreter, so a change that imports one of them eagerly
 again fails here. (tests/test_providers.py and tests/test_templates.py check the provider modules
 and jinja2 on their own; this file checks the whole list.)"""
+
 from __future__ import annotations
 
 import json
@@ -15,13 +16,30 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # Never needed to answer most requests: templates, model providers, the API's description, and
 # packages that are never runtime dependencies at all.
-OPTIONAL_HEAVY = ["jinja2", "chalicelib.rules.templates", "chalicelib.providers", "chalicelib.web.openapi", "moto", "aws_cdk"]
+OPTIONAL_HEAVY = [
+    "jinja2",
+    "chalicelib.rules.templates",
+    "chalicelib.providers",
+    "chalicelib.web.openapi",
+    "moto",
+    "aws_cdk",
+]
 # Imported by chalicelib/web/operations.py when an operation first runs; with them the pydantic
 # models (chalicelib.rules.models) and pydantic's model machinery (pydantic.main).
-ON_FIRST_USE = ["chalicelib.rules.kinds", "chalicelib.rules.records", "chalicelib.rules.deletes",
-                "chalicelib.rules.validation", "chalicelib.rules.conflicts", "chalicelib.rules.lists",
-                "chalicelib.rules.history", "chalicelib.rules.context", "chalicelib.rules.chat",
-                "chalicelib.rules.idempotency", "chalicelib.rules.models", "pydantic.main"]
+ON_FIRST_USE = [
+    "chalicelib.rules.kinds",
+    "chalicelib.rules.records",
+    "chalicelib.rules.deletes",
+    "chalicelib.rules.validation",
+    "chalicelib.rules.conflicts",
+    "chalicelib.rules.lists",
+    "chalicelib.rules.history",
+    "chalicelib.rules.context",
+    "chalicelib.rules.chat",
+    "chalicelib.rules.idempotency",
+    "chalicelib.rules.models",
+    "pydantic.main",
+]
 
 
 def fresh(script: str) -> dict:
@@ -39,27 +57,37 @@ def loaded(names):
 
 
 def test_import_app_registers_every_route_and_loads_nothing_it_can_leave_for_later():
-    answer = fresh("import app\n" + LOADED + f"""
+    answer = fresh(
+        "import app\n"
+        + LOADED
+        + f"""
 from chalicelib.web.operations import OPERATIONS
 routes = [[op.method, op.path] for op in OPERATIONS.values() if op.method not in app.app.routes.get(op.path, {{}})]
 print(json.dumps({{"heavy": loaded({OPTIONAL_HEAVY!r}), "deferred": loaded({ON_FIRST_USE!r}),
                    "unregistered": routes, "routes": len(OPERATIONS)}}))
-""")
+"""
+    )
     assert answer["routes"] >= 23 and answer["unregistered"] == [], "import app must still register every route"
     assert answer["heavy"] == [], f"import app loads optional heavy modules: {answer['heavy']}"
-    assert answer["deferred"] == [], (f"import app loads modules operations.py imports on first use: "
-                                      f"{answer['deferred']} (see docs/performance.md, 'Cold start')")
+    assert answer["deferred"] == [], (
+        f"import app loads modules operations.py imports on first use: "
+        f"{answer['deferred']} (see docs/performance.md, 'Cold start')"
+    )
 
 
 def test_an_operation_imports_its_modules_when_it_first_runs():
     """The deferred imports do happen, through the operations table, and only the ones needed."""
-    answer = fresh("import app\nfrom chalicelib.web import operations\n" + LOADED + f"""
+    answer = fresh(
+        "import app\nfrom chalicelib.web import operations\n"
+        + LOADED
+        + f"""
 operations.OPERATIONS["agents.get"].run  # looking an operation up imports nothing
 before = loaded({ON_FIRST_USE!r})
 kind = operations.kind_of("agent")
 print(json.dumps({{"before": before, "after": loaded({ON_FIRST_USE!r}), "kind": kind.name,
                    "heavy": loaded({OPTIONAL_HEAVY!r})}}))
-""")
+"""
+    )
     assert answer["before"] == []
     assert answer["kind"] == "agent"
     assert {"chalicelib.rules.kinds", "chalicelib.rules.models"} <= set(answer["after"])

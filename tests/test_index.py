@@ -1,4 +1,5 @@
 """Filtered lists served by the index: what they read, cursors, limits, the consistency check."""
+
 from __future__ import annotations
 
 import json
@@ -31,6 +32,7 @@ def reads(table, monkeypatch):
         elif name == "get_item":
             counter["items"] += 1 if "Item" in answer else 0
         return answer
+
     monkeypatch.setattr(table, "client", InterceptedClient(table.client, count))
     return counter
 
@@ -64,8 +66,9 @@ def seeded(api, agent_id):
         if "tenant" in metadata:
             tenant1.append(sid)
     for _ in range(3):
-        tenant2.append(api.post("/sessions", {"agent_id": agent_id,
-                                              "metadata": {"env": "staging", "tenant": "t2"}}).json["id"])
+        tenant2.append(
+            api.post("/sessions", {"agent_id": agent_id, "metadata": {"env": "staging", "tenant": "t2"}}).json["id"]
+        )
     return {"t1": tenant1, "t2": tenant2, "prod": prod}
 
 
@@ -89,9 +92,10 @@ def test_a_broad_filter_reads_about_one_page(api, seeded, reads):
 
 def test_filters_that_no_index_serves_still_answer_exactly(api, agent_id):
     long = "x" * (index.MAX_INDEXED_STRING_BYTES + 1)
-    made = {name: api.post("/sessions", {"agent_id": agent_id, "metadata": {"v": value}}).json["id"]
-            for name, value in [("null", None), ("obj", {"a": [1]}), ("list", [1, 2]), ("long", long),
-                                ("short", "x")]}
+    made = {
+        name: api.post("/sessions", {"agent_id": agent_id, "metadata": {"v": value}}).json["id"]
+        for name, value in [("null", None), ("obj", {"a": [1]}), ("list", [1, 2]), ("long", long), ("short", "x")]
+    }
     for name, value in [("null", None), ("obj", {"a": [1]}), ("list", [1, 2]), ("long", long)]:
         assert ids(api.get(f"/sessions?metadata_filter={q({'v': value})}")) == [made[name]]
         assert walk(api, f"/sessions?metadata_filter={q({'v': value})}", 1) == [made[name]]
@@ -99,8 +103,10 @@ def test_filters_that_no_index_serves_still_answer_exactly(api, agent_id):
 
 def test_sessions_list_by_agent_and_user_combines_with_metadata(api, agent_id, user_id):
     other_agent = api.post("/agents", {"name": "other"}).json["id"]
-    mine = [api.post("/sessions", {"agent_id": agent_id, "user_id": user_id, "metadata": {"k": n % 2}}).json["id"]
-            for n in range(4)]
+    mine = [
+        api.post("/sessions", {"agent_id": agent_id, "user_id": user_id, "metadata": {"k": n % 2}}).json["id"]
+        for n in range(4)
+    ]
     api.post("/sessions", {"agent_id": other_agent, "user_id": user_id, "metadata": {"k": 0}})
     api.post("/sessions", {"agent_id": agent_id, "metadata": {"k": 0}})
     assert len(ids(api.get(f"/sessions?user_id={user_id}"))) == 5
@@ -143,8 +149,14 @@ def test_cursors_are_bound_to_developer_and_query_and_tamper_proof(api, agent_id
     assert cursor
     assert api.get(f"/sessions?limit=2&cursor={cursor}").status_code == 200  # limit may change
     payload, signature = cursor.split(".")
-    forged = [payload[:-1] + ("A" if payload[-1] != "A" else "B") + "." + signature,
-              payload + "." + signature[::-1], "garbage", "a.b.c", "", payload]
+    forged = [
+        payload[:-1] + ("A" if payload[-1] != "A" else "B") + "." + signature,
+        payload + "." + signature[::-1],
+        "garbage",
+        "a.b.c",
+        "",
+        payload,
+    ]
     for bad in filter(None, forged):
         answer = api.get(f"/sessions?limit=1&cursor={quote(bad)}")
         assert answer.status_code == 400 and answer.json["error"]["code"] == "bad_request", bad
@@ -187,8 +199,10 @@ def test_indexed_values_per_record_are_bounded(api, agent_id):
 
 
 def test_consistency_check_is_clean_after_everything_and_catches_damage(api, table, agent_id, user_id):
-    sessions = [api.post("/sessions", {"agent_id": agent_id, "user_id": user_id,
-                                       "metadata": {"a": n, "b": "x"}}).json["id"] for n in range(4)]
+    sessions = [
+        api.post("/sessions", {"agent_id": agent_id, "user_id": user_id, "metadata": {"a": n, "b": "x"}}).json["id"]
+        for n in range(4)
+    ]
     api.patch(f"/sessions/{sessions[0]}", {"metadata": {"a": None, "c": True}})
     api.put(f"/sessions/{sessions[1]}", {"situation": "s", "metadata": {"z": 1}})
     api.post(f"/sessions/{sessions[2]}/history", {"messages": [{"role": "user", "content": "hi"}]})
@@ -201,8 +215,9 @@ def test_consistency_check_is_clean_after_everything_and_catches_damage(api, tab
     table.client.delete_item(TableName=table.table, Key={"pk": {"S": entry[0]}, "sk": {"S": entry[1]}})
     stray = {"pk": {"S": "dev#alice#sessions#all#by_created"}, "sk": {"S": "2020-01-01T00:00:00.000000Z#x"}}
     table.client.put_item(TableName=table.table, Item=stray)
-    table.client.delete_item(TableName=table.table, Key={"pk": {"S": f"dev#alice#session#{sessions[2]}"},
-                                                         "sk": {"S": "#record"}})
+    table.client.delete_item(
+        TableName=table.table, Key={"pk": {"S": f"dev#alice#session#{sessions[2]}"}, "sk": {"S": "#record"}}
+    )
     report = consistency.check(table, "alice")
     assert entry in report["missing"]
     assert ("dev#alice#sessions#all#by_created", "2020-01-01T00:00:00.000000Z#x") in report["orphaned"]
@@ -215,8 +230,10 @@ def _keys(table):
 
 
 def test_sort_by_updated_gathers_a_small_parent_rather_than_a_large_value(api, agent_id, user_id, reads):
-    mine = [api.post("/sessions", {"agent_id": agent_id, "user_id": user_id, "metadata": {"env": "prod"}}).json["id"]
-            for _ in range(2)]
+    mine = [
+        api.post("/sessions", {"agent_id": agent_id, "user_id": user_id, "metadata": {"env": "prod"}}).json["id"]
+        for _ in range(2)
+    ]
     for _ in range(30):
         api.post("/sessions", {"agent_id": agent_id, "metadata": {"env": "prod"}})
     api.patch(f"/sessions/{mine[0]}", {"situation": "latest"})

@@ -1,6 +1,7 @@
 """Direct invocation (chalicelib/web/invoke.py) through chalice's own Lambda test client: every
 operation, the same answers and errors as HTTP, the event's schema, and nothing written by a
 refused event."""
+
 from __future__ import annotations
 
 import json
@@ -49,12 +50,15 @@ def model(model):
 
 @pytest.fixture
 def world(api, agent_id, user_id, session_id):
-    api.post(f"/sessions/{session_id}/history", {"messages": [{"role": "user", "content": "hi"},
-                                                             {"role": "assistant", "content": "hello"}]})
+    api.post(
+        f"/sessions/{session_id}/history",
+        {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]},
+    )
     return {"agent_id": agent_id, "user_id": user_id, "session_id": session_id}
 
 
 # --- every operation ---------------------------------------------------------------------------------
+
 
 # operation -> (params, how to check the effect over HTTP afterwards: (method, path, expected status))
 def cases(w):
@@ -75,17 +79,20 @@ def cases(w):
         "sessions.create": ({"body": {"agent_id": a, "user_id": u, "situation": "new"}}, None),
         "sessions.list": ({"agent_id": a, "metadata_filter": {"db_uuid": "1234"}}, None),
         "sessions.get": ({"session_id": s}, None),
-        "sessions.replace": ({"session_id": s, "body": {"situation": "redo"}},
-                             ("GET", f"/sessions/{s}")),
+        "sessions.replace": ({"session_id": s, "body": {"situation": "redo"}}, ("GET", f"/sessions/{s}")),
         "sessions.patch": ({"session_id": s, "body": {"situation": "moved on"}}, ("GET", f"/sessions/{s}")),
         "sessions.delete": ({"session_id": s}, ("GET", f"/sessions/{s}")),
         "sessions.history.get": ({"session_id": s, "limit": 1, "order": "desc"}, None),
-        "sessions.history.append": ({"session_id": s, "body": {"messages": [{"role": "user", "content": "more"}]}},
-                                    ("GET", f"/sessions/{s}/history")),
+        "sessions.history.append": (
+            {"session_id": s, "body": {"messages": [{"role": "user", "content": "more"}]}},
+            ("GET", f"/sessions/{s}/history"),
+        ),
         "sessions.history.delete": ({"session_id": s}, ("GET", f"/sessions/{s}/history")),
         "sessions.context.get": ({"session_id": s}, None),
-        "sessions.chat": ({"session_id": s, "body": {"messages": [{"role": "user", "content": "and?"}],
-                                                     "remember": True}}, ("GET", f"/sessions/{s}/history")),
+        "sessions.chat": (
+            {"session_id": s, "body": {"messages": [{"role": "user", "content": "and?"}], "remember": True}},
+            ("GET", f"/sessions/{s}/history"),
+        ),
     }
 
 
@@ -109,13 +116,19 @@ def test_every_operation_answers_as_http_does(api, world, lambda_client, model, 
     path = _http_path(path, params)
     if method == "GET":
         # A read answers exactly what HTTP answers (for lists and pages: the same items in order).
-        query = {k: (v if isinstance(v, str) else json.dumps(v)) for k, v in params.items()
-                 if "{" + k + "}" not in _route(operation)[1]}
+        query = {
+            k: (v if isinstance(v, str) else json.dumps(v))
+            for k, v in params.items()
+            if "{" + k + "}" not in _route(operation)[1]
+        }
         from urllib.parse import urlencode
+
         expected_status, expected_body, _ = http(api, "GET", path + ("?" + urlencode(query) if query else ""))
         answer = call(lambda_client, operation, **params)
-        assert (answer["status"], answer["body"]) == (expected_status, json.loads(json.dumps(expected_body,
-                                                                                               default=float)))
+        assert (answer["status"], answer["body"]) == (
+            expected_status,
+            json.loads(json.dumps(expected_body, default=float)),
+        )
         assert expected_status == OPERATIONS[operation].status
         return
     answer = call(lambda_client, operation, **params)
@@ -140,6 +153,7 @@ def test_every_operation_answers_as_http_does(api, world, lambda_client, model, 
 
 # --- the same errors as HTTP -------------------------------------------------------------------------
 
+
 def test_errors_are_http_errors_field_for_field(api, world, lambda_client):
     s = world["session_id"]
     missing = "00000000-0000-4000-8000-000000000000"
@@ -147,18 +161,28 @@ def test_errors_are_http_errors_field_for_field(api, world, lambda_client):
         (("sessions.get", {"session_id": missing}), ("GET", f"/sessions/{missing}", None, None)),
         (("sessions.get", {"session_id": "not-a-uuid"}), ("GET", "/sessions/not-a-uuid", None, None)),
         (("agents.create", {"body": {"name": 5}}), ("POST", "/agents", {"name": 5}, None)),
-        (("agents.create", {"body": {"name": "x", "surprise": 1}}), ("POST", "/agents", {"name": "x", "surprise": 1},
-                                                                      None)),
+        (
+            ("agents.create", {"body": {"name": "x", "surprise": 1}}),
+            ("POST", "/agents", {"name": "x", "surprise": 1}, None),
+        ),
         (("agents.list", {"limit": 0}), ("GET", "/agents?limit=0", None, None)),
         (("agents.list", {"colour": "red"}), ("GET", "/agents?colour=red", None, None)),
-        (("sessions.list", {"metadata_filter": "{not json"}), ("GET", "/sessions?metadata_filter={not json", None,
-                                                               None)),
-        (("sessions.patch", {"session_id": s, "body": {"situation": "x"}, "if_match": '"99"'}),
-         ("PATCH", f"/sessions/{s}", {"situation": "x"}, {"If-Match": '"99"'})),
-        (("sessions.history.get", {"session_id": s, "cursor": "forged.cursor"}),
-         ("GET", f"/sessions/{s}/history?cursor=forged.cursor", None, None)),
-        (("sessions.chat", {"session_id": s, "body": {"messages": [{"role": "user", "content": "x"}]}}),
-         ("POST", f"/sessions/{s}/chat", {"messages": [{"role": "user", "content": "x"}]}, None)),
+        (
+            ("sessions.list", {"metadata_filter": "{not json"}),
+            ("GET", "/sessions?metadata_filter={not json", None, None),
+        ),
+        (
+            ("sessions.patch", {"session_id": s, "body": {"situation": "x"}, "if_match": '"99"'}),
+            ("PATCH", f"/sessions/{s}", {"situation": "x"}, {"If-Match": '"99"'}),
+        ),
+        (
+            ("sessions.history.get", {"session_id": s, "cursor": "forged.cursor"}),
+            ("GET", f"/sessions/{s}/history?cursor=forged.cursor", None, None),
+        ),
+        (
+            ("sessions.chat", {"session_id": s, "body": {"messages": [{"role": "user", "content": "x"}]}}),
+            ("POST", f"/sessions/{s}/chat", {"messages": [{"role": "user", "content": "x"}]}, None),
+        ),
     ]
     for (operation, params), (method, path, body, headers) in pairs:
         expected_status, expected_body, expected_headers = http(api, method, path, body, headers)
@@ -216,26 +240,37 @@ def test_numbers_are_kept_exactly_where_json_allows(lambda_client, api):
 
 # --- the event itself ---------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("event,message", [
-    ([1, 2], "event must be a JSON object"),
-    ({"operation": "agents.list", "developer_id": "alice", "extra": 1}, "unknown event member(s): extra"),
-    ({"developer_id": "alice"}, "operation must be one of"),
-    ({"operation": "agents.drop", "developer_id": "alice"}, "operation must be one of"),
-    ({"operation": "agents.list"}, "developer_id must be"),
-    ({"operation": "agents.list", "developer_id": "al ice"}, "developer_id must be"),
-    ({"operation": "agents.list", "developer_id": "x" * 65}, "developer_id must be"),
-    ({"operation": "agents.list", "developer_id": "alice", "params": []}, "params must be a JSON object"),
-    ({"operation": "agents.get", "developer_id": "alice", "params": {}}, "params.agent_id is required"),
-    ({"operation": "agents.get", "developer_id": "alice", "params": {"agent_id": 7}}, "params.agent_id is required"),
-    ({"operation": "agents.list", "developer_id": "alice", "params": {"body": {}}}, "agents.list takes no body"),
-    ({"operation": "agents.create", "developer_id": "alice", "params": {}}, "request body is empty"),
-    ({"operation": "agents.create", "developer_id": "alice", "params": {"body": [1]}}, "must be a JSON object"),
-    ({"operation": "agents.patch", "developer_id": "alice",
-      "params": {"agent_id": "00000000-0000-4000-8000-000000000000", "body": {}, "if_match": 3}},
-     "params.if_match must be a string"),
-    ({"operation": "agents.list", "developer_id": "alice", "params": {"limit": None, "offset": [None]}},
-     "unknown"),
-])
+
+@pytest.mark.parametrize(
+    "event,message",
+    [
+        ([1, 2], "event must be a JSON object"),
+        ({"operation": "agents.list", "developer_id": "alice", "extra": 1}, "unknown event member(s): extra"),
+        ({"developer_id": "alice"}, "operation must be one of"),
+        ({"operation": "agents.drop", "developer_id": "alice"}, "operation must be one of"),
+        ({"operation": "agents.list"}, "developer_id must be"),
+        ({"operation": "agents.list", "developer_id": "al ice"}, "developer_id must be"),
+        ({"operation": "agents.list", "developer_id": "x" * 65}, "developer_id must be"),
+        ({"operation": "agents.list", "developer_id": "alice", "params": []}, "params must be a JSON object"),
+        ({"operation": "agents.get", "developer_id": "alice", "params": {}}, "params.agent_id is required"),
+        (
+            {"operation": "agents.get", "developer_id": "alice", "params": {"agent_id": 7}},
+            "params.agent_id is required",
+        ),
+        ({"operation": "agents.list", "developer_id": "alice", "params": {"body": {}}}, "agents.list takes no body"),
+        ({"operation": "agents.create", "developer_id": "alice", "params": {}}, "request body is empty"),
+        ({"operation": "agents.create", "developer_id": "alice", "params": {"body": [1]}}, "must be a JSON object"),
+        (
+            {
+                "operation": "agents.patch",
+                "developer_id": "alice",
+                "params": {"agent_id": "00000000-0000-4000-8000-000000000000", "body": {}, "if_match": 3},
+            },
+            "params.if_match must be a string",
+        ),
+        ({"operation": "agents.list", "developer_id": "alice", "params": {"limit": None, "offset": [None]}}, "unknown"),
+    ],
+)
 def test_a_malformed_event_is_a_400_that_writes_nothing(lambda_client, table, event, message):
     before = scan_all(table)
     answer = lambda_client.lambda_.invoke(invoke.FUNCTION_NAME, event).payload
@@ -262,7 +297,7 @@ def test_failures_answer_500_or_503_without_internals(lambda_client, world, monk
     def throttled(*args, **kwargs):
         raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "slow down"}}, "Query")
 
-    monkeypatch.setattr(table.client, "get_item", throttled)   # DynamoDB throttles the read
+    monkeypatch.setattr(table.client, "get_item", throttled)  # DynamoDB throttles the read
     answer = call(lambda_client, "users.get", user_id=world["user_id"])
     assert answer["status"] == 503 and answer["headers"]["Retry-After"] == "1"
     assert answer["body"]["error"]["code"] == "service_unavailable"
@@ -270,9 +305,11 @@ def test_failures_answer_500_or_503_without_internals(lambda_client, world, monk
 
 # --- the documented schema -----------------------------------------------------------------------------
 
+
 def test_the_schema_in_docs_is_the_one_the_code_generates():
-    assert SCHEMA == openapi.invoke_event_schema(), \
+    assert SCHEMA == openapi.invoke_event_schema(), (
         "docs/invoke-event.schema.json is stale: run `python -m chalicelib.web.openapi`"
+    )
     assert set(SCHEMA["properties"]["operation"]["enum"]) == set(OPERATIONS)
 
 

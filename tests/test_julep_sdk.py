@@ -1,5 +1,6 @@
 """The headline acceptance test: the real julep 0.3.9 SDK, unmodified, runs the seed page's
 snippets (../shared/reference/seed-sessions.md) against the app over HTTP."""
+
 from __future__ import annotations
 
 import json
@@ -39,6 +40,7 @@ def base_url(table):
 @pytest.fixture
 def client(base_url):
     from julep import Client
+
     return Client(api_key=KEYS["alice"], base_url=base_url)
 
 
@@ -57,7 +59,7 @@ About you:
 Important guidelines:
 ...
 """,
-        metadata={"db_uuid": "1234"}
+        metadata={"db_uuid": "1234"},
     )
     # --- "Retrieving a Session: Using a Session ID" (the page's literal id is another server's) ---
     session_id = session.id
@@ -65,7 +67,10 @@ Important guidelines:
     # --- "Using Metadata Filters" ---
     found = client.sessions.list(metadata_filter={"db_uuid": "1234"})
     # --- "Updating a Session" ---
-    client.sessions.update(session_id=session_id, situation="You are summarising and providing clear explanations about the new breakthroughs in maths and computer science")
+    client.sessions.update(
+        session_id=session_id,
+        situation="You are summarising and providing clear explanations about the new breakthroughs in maths and computer science",
+    )
 
     assert shown["id"] == session_id
     assert shown["agent_id"] == agent.id and shown["user_id"] == user.id
@@ -151,13 +156,16 @@ def test_the_readme_says_what_the_sdk_cannot_do_here(client, base_url):
     answer carries, and its methods without a route here are 404s in our shape."""
     agent = client.agents.create(name="Sara", about="A coach")
     session = client.sessions.create(agent_id=agent.id, situation="s", metadata={"db_uuid": "1234"})
-    assert json.loads(client.sessions.get(session.id).json())["metadata"] == {}          # hidden by the SDK
+    assert json.loads(client.sessions.get(session.id).json())["metadata"] == {}  # hidden by the SDK
     raw = httpx.get(f"{base_url}/sessions/{session.id}", headers={"Authorization": f"Bearer {KEYS['alice']}"})
-    assert raw.json()["metadata"] == {"db_uuid": "1234"}                                 # carried all the same
+    assert raw.json()["metadata"] == {"db_uuid": "1234"}  # carried all the same
     from julep.api.core.api_error import ApiError
-    for call in (lambda: client.memories.list(agent_id=agent.id, query="x", user_id=None),
-                 lambda: client.docs.list(agent_id=agent.id),
-                 lambda: client.sessions.suggestions(session_id=session.id)):
+
+    for call in (
+        lambda: client.memories.list(agent_id=agent.id, query="x", user_id=None),
+        lambda: client.docs.list(agent_id=agent.id),
+        lambda: client.sessions.suggestions(session_id=session.id),
+    ):
         with pytest.raises(ApiError) as refused:
             call()
         assert refused.value.status_code == 404 and refused.value.body["error"]["code"] == "not_found"

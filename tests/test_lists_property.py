@@ -26,6 +26,7 @@ make terms longer than one probe round, and half the runs shrink the planner's r
 Derandomized and bounded (SETTINGS). A failure prints the shortest program of steps Hypothesis
 found; shrinking against moto can take a few minutes.
 """
+
 from __future__ import annotations
 
 import copy
@@ -56,40 +57,63 @@ KINDS = {"agent": kinds.AGENTS, "user": kinds.USERS, "session": kinds.SESSIONS}
 def listed(store, kind, developer: str, params: dict[str, str]) -> dict[str, Any]:
     """A list as the edge runs it: the query string read (web/queries.py), then the rules."""
     return lists.list_records(store, kind, developer, queries.list_query(kind, developer, params))
+
+
 # Fields besides metadata and timestamps that the model tracks per kind.
-FIELDS = {"agent": ("name", "about"), "user": ("name", "about"),
-          "session": ("agent_id", "user_id", "situation", "render_templates")}
+FIELDS = {
+    "agent": ("name", "about"),
+    "user": ("name", "about"),
+    "session": ("agent_id", "user_id", "situation", "render_templates"),
+}
 
 KEYS = ["a", "b", "#k = :v OR", "x.y"]
 # As chalicelib.shared.jsonio.loads would parse them: non-integers are Decimal.
 # {"o": true} beside {"o": 1}: objects are never indexed, so only typed equality tells them apart.
 VALUES = [1, Decimal("1.0"), "1", True, False, None, "s", ["l"], {"o": 1}, {"o": True}]
 # Typed look-alikes, by the kind of stored value: what a filter built from it may say instead.
-VARIANTS: dict[str, list[Any]] = {"n": [1, Decimal("1.0"), "1", True], "b": [True, False, 1, "1"],
-                                  "s": ["1", "s", 1], "null": [None, False], "l": [["l"], "l", [True]],
-                                  "o": [{"o": 1}, {"o": Decimal("1.0")}, {"o": "1"}, {"o": True}]}
+VARIANTS: dict[str, list[Any]] = {
+    "n": [1, Decimal("1.0"), "1", True],
+    "b": [True, False, 1, "1"],
+    "s": ["1", "s", 1],
+    "null": [None, False],
+    "l": [["l"], "l", [True]],
+    "o": [{"o": 1}, {"o": Decimal("1.0")}, {"o": "1"}, {"o": True}],
+}
 
 OMIT = object()  # a field left out of the body (as opposed to sent as null)
 # The query shapes of the checks after writes: (filter, parents of a session, sort_by, order,
 # limit), every combination, in a fixed shuffled order so that consecutive checks differ in all.
-SHAPES = list(itertools.product(["none", "one key", "all keys", "look-alike", "another's key"],
-                                [(), ("agent",), ("user",), ("agent", "user")],
-                                ["created_at", "updated_at"], ["asc", "desc"], [1, 2, 3]))
+SHAPES = list(
+    itertools.product(
+        ["none", "one key", "all keys", "look-alike", "another's key"],
+        [(), ("agent",), ("user",), ("agent", "user")],
+        ["created_at", "updated_at"],
+        ["asc", "desc"],
+        [1, 2, 3],
+    )
+)
 random.Random(20261125).shuffle(SHAPES)
 # chalicelib.rules.lists read sizes for "tiny" runs (see ListsMachine.seed).
 TINY_SIZES = {"READ_CHUNK": 3, "GATHER_MAX": 4}
 
 # Weighted towards 1 and 1.0 (one value, so filters on it match many records, across pages), their
 # look-alikes "1" and true (which must never match them), and {"o": 1} beside {"o": true}.
-metadata_values = st.one_of(st.sampled_from([1, Decimal("1.0")]), st.sampled_from([1, Decimal("1.0"), "1", True]),
-                            st.sampled_from([{"o": 1}, {"o": True}]), st.sampled_from(VALUES)).map(copy.deepcopy)
+metadata_values = st.one_of(
+    st.sampled_from([1, Decimal("1.0")]),
+    st.sampled_from([1, Decimal("1.0"), "1", True]),
+    st.sampled_from([{"o": 1}, {"o": True}]),
+    st.sampled_from(VALUES),
+).map(copy.deepcopy)
 metadata = st.dictionaries(st.sampled_from(KEYS), metadata_values, min_size=1, max_size=3)
 # Left out, null (both "not given"), empty or not.
 optional_metadata = st.one_of(metadata, st.just(OMIT), st.none(), st.just({}))
 # In a PATCH a null value removes its key (on create and PUT it is stored): more nulls here.
 patch_metadata = st.one_of(
     st.dictionaries(st.sampled_from(KEYS), st.none() | metadata_values, min_size=1, max_size=3),
-    st.just(OMIT), st.none(), st.just({}))
+    st.just(OMIT),
+    st.none(),
+    st.just({}),
+)
 
 
 def optional(strategy: st.SearchStrategy) -> st.SearchStrategy:
@@ -144,8 +168,7 @@ class ListsMachine(RuleBasedStateMachine):
         schema.create_table(self.client, self.table)
         self.store = store.Store(self.client, self.table)
         # developer -> kind -> id -> record (the model); every id ever made -> its developer
-        self.model: dict[str, dict[str, dict[str, dict[str, Any]]]] = {
-            d: {k: {} for k in KINDS} for d in DEVELOPERS}
+        self.model: dict[str, dict[str, dict[str, dict[str, Any]]]] = {d: {k: {} for k in KINDS} for d in DEVELOPERS}
         self.owner: dict[str, str] = {}
         self.ids: dict[str, list[str]] = {k: [] for k in KINDS}
         self.touched: set[str] = set(DEVELOPERS)  # whose index to check after this step
@@ -167,15 +190,27 @@ class ListsMachine(RuleBasedStateMachine):
         owner = self.owner[record_id]
         return next(d for d in DEVELOPERS if d != owner) if other else owner
 
-    def _create(self, kind: str, developer: str, body: dict[str, Any], defaults: dict[str, Any],
-                missing_parent: bool, read_back: bool = True) -> None:
+    def _create(
+        self,
+        kind: str,
+        developer: str,
+        body: dict[str, Any],
+        defaults: dict[str, Any],
+        missing_parent: bool,
+        read_back: bool = True,
+    ) -> None:
         if missing_parent:
             with pytest.raises(NotFound):
                 record_rules.create(self.store, KINDS[kind], developer, body)
             return
         created = record_rules.create(self.store, KINDS[kind], developer, body)
-        record = {**defaults, **{k: copy.deepcopy(v) for k, v in body.items() if v is not None},
-                  "id": created.id, "created_at": created.created_at, "updated_at": created.created_at}
+        record = {
+            **defaults,
+            **{k: copy.deepcopy(v) for k, v in body.items() if v is not None},
+            "id": created.id,
+            "created_at": created.created_at,
+            "updated_at": created.created_at,
+        }
         self.model[developer][kind][created.id] = record
         self.owner[created.id] = developer
         self.ids[kind].append(created.id)
@@ -241,11 +276,15 @@ class ListsMachine(RuleBasedStateMachine):
         """After a refused write: the record, if its owner still has it, is as it was."""
         owner = self.owner[record_id]
         if record_id in self.model[owner][kind]:
-            self._check_item(kind, record_rules.get(self.store, KINDS[kind], owner, record_id).answer,
-                             self.model[owner][kind][record_id])
+            self._check_item(
+                kind,
+                record_rules.get(self.store, KINDS[kind], owner, record_id).answer,
+                self.model[owner][kind][record_id],
+            )
 
-    def _filter_from(self, data: st.DataObject, kind: str, developer: str,
-                     parents: dict[str, str] | None = None) -> dict[str, Any]:
+    def _filter_from(
+        self, data: st.DataObject, kind: str, developer: str, parents: dict[str, str] | None = None
+    ) -> dict[str, Any]:
         """Mostly keys of a stored record (one the parents select, if any does), each with its
         value or a typed variant of it (1 -> 1.0, "1", true ...), so filters both hit and nearly
         hit; otherwise none or random."""
@@ -256,24 +295,30 @@ class ListsMachine(RuleBasedStateMachine):
         if how == "none":
             return {}
         if how == "random" or not records:
-            return data.draw(st.dictionaries(st.sampled_from(KEYS), metadata_values, min_size=1, max_size=2),
-                             label="metadata_filter")
+            return data.draw(
+                st.dictionaries(st.sampled_from(KEYS), metadata_values, min_size=1, max_size=2), label="metadata_filter"
+            )
         stored = data.draw(st.sampled_from(records), label="filter from")["metadata"]
         wanted = {}
-        for key in data.draw(st.lists(st.sampled_from(sorted(stored)), min_size=1, max_size=2, unique=True),
-                             label="filter keys"):
+        for key in data.draw(
+            st.lists(st.sampled_from(sorted(stored)), min_size=1, max_size=2, unique=True), label="filter keys"
+        ):
             value = stored[key]
             exact = data.draw(st.sampled_from([True, True, True, False]), label=f"{key} as stored")
-            wanted[key] = copy.deepcopy(value if exact else data.draw(
-                st.sampled_from(VARIANTS[_canon(value)[0]]), label=f"{key} variant"))
+            wanted[key] = copy.deepcopy(
+                value if exact else data.draw(st.sampled_from(VARIANTS[_canon(value)[0]]), label=f"{key} variant")
+            )
         return wanted
 
-    def _expected(self, kind: str, developer: str, wanted: dict[str, Any], parents: dict[str, str],
-                  sort_by: str, order: str) -> list[dict[str, Any]]:
+    def _expected(
+        self, kind: str, developer: str, wanted: dict[str, Any], parents: dict[str, str], sort_by: str, order: str
+    ) -> list[dict[str, Any]]:
         def matches(record: dict[str, Any]) -> bool:
             md = record["metadata"]
-            return (all(record.get(name) == pid for name, pid in parents.items())
-                    and all(key in md and _canon(md[key]) == _canon(value) for key, value in wanted.items()))
+            return all(record.get(name) == pid for name, pid in parents.items()) and all(
+                key in md and _canon(md[key]) == _canon(value) for key, value in wanted.items()
+            )
+
         found = [r for r in self.model[developer][kind].values() if matches(r)]
         return sorted(found, key=lambda r: (r[sort_by], r["id"]), reverse=order == "desc")
 
@@ -285,8 +330,9 @@ class ListsMachine(RuleBasedStateMachine):
         for name in FIELDS[kind]:
             assert wire[name] == record.get(name), (name, wire, record)
 
-    def _check_page(self, kind: str, developer: str, wanted: dict[str, Any], parents: dict[str, str],
-                    sort_by: str, order: str) -> None:
+    def _check_page(
+        self, kind: str, developer: str, wanted: dict[str, Any], parents: dict[str, str], sort_by: str, order: str
+    ) -> None:
         """One page holding the whole answer: the model's matching records, in order."""
         expected = self._expected(kind, developer, wanted, parents, sort_by, order)
         params = {"metadata_filter": _json(wanted), "sort_by": sort_by, "order": order, **parents}
@@ -296,8 +342,17 @@ class ListsMachine(RuleBasedStateMachine):
             self._check_item(kind, item, record)
         assert answer["next_cursor"] is None
 
-    def _check_list(self, kind: str, developer: str, wanted: dict[str, Any], parents: dict[str, str],
-                    sort_by: str, order: str, limit: int, offset_limit: int | None) -> None:
+    def _check_list(
+        self,
+        kind: str,
+        developer: str,
+        wanted: dict[str, Any],
+        parents: dict[str, str],
+        sort_by: str,
+        order: str,
+        limit: int,
+        offset_limit: int | None,
+    ) -> None:
         """Every page by cursor, then (unless offset_limit is None) every page by offset. Page
         sizes grow with long answers so that a walk by cursor takes at most 4 pages, and by
         offset 3 (each offset page reads all the pages before it)."""
@@ -314,12 +369,13 @@ class ListsMachine(RuleBasedStateMachine):
         params = {**base, "limit": str(limit)}
         for page in range(len(expected) // limit + 1):
             answer = listed(self.store, KINDS[kind], developer, params)
-            chunk = expected[page * limit:(page + 1) * limit]
+            chunk = expected[page * limit : (page + 1) * limit]
             ids = [item.id for item in answer["items"]]
             assert not set(ids) & other_ids, f"{developer} sees {other}'s records"
             assert ids == [r["id"] for r in chunk], (
                 f"cursor page {page} of {kind}s {base} limit {limit}: got {ids}, "
-                f"expected {[r['id'] for r in chunk]} of {want_ids}")
+                f"expected {[r['id'] for r in chunk]} of {want_ids}"
+            )
             for item, record in zip(answer["items"], chunk):
                 self._check_item(kind, item, record)
             got += ids
@@ -338,11 +394,13 @@ class ListsMachine(RuleBasedStateMachine):
             return
         got = []
         for offset in range(0, len(expected) + 1, offset_limit):
-            answer = listed(self.store, KINDS[kind], developer,
-                                          {**base, "limit": str(offset_limit), "offset": str(offset)})
+            answer = listed(
+                self.store, KINDS[kind], developer, {**base, "limit": str(offset_limit), "offset": str(offset)}
+            )
             ids = [item.id for item in answer["items"]]
-            assert ids == want_ids[offset:offset + offset_limit], (
-                f"offset {offset} of {kind}s {base} limit {offset_limit}: got {ids} of {want_ids}")
+            assert ids == want_ids[offset : offset + offset_limit], (
+                f"offset {offset} of {kind}s {base} limit {offset_limit}: got {ids} of {want_ids}"
+            )
             assert (answer["next_cursor"] is not None) == (offset + offset_limit < len(expected))
             got += ids
             if offset + offset_limit >= len(expected):
@@ -351,10 +409,13 @@ class ListsMachine(RuleBasedStateMachine):
 
     # --- creates ------------------------------------------------------------------------------
 
-    @initialize(agents=st.lists(st.tuples(st.sampled_from(DEVELOPERS), metadata | st.just({})), min_size=3, max_size=6),
-                users=st.lists(st.tuples(st.sampled_from(DEVELOPERS), metadata | st.just({})), min_size=2, max_size=5),
-                sessions=st.lists(st.tuples(picks, st.none() | picks, metadata | st.just({})), min_size=4, max_size=12),
-                sizes=st.sampled_from(["as shipped", "tiny"]), first_shape=st.integers(0, len(SHAPES) - 1))
+    @initialize(
+        agents=st.lists(st.tuples(st.sampled_from(DEVELOPERS), metadata | st.just({})), min_size=3, max_size=6),
+        users=st.lists(st.tuples(st.sampled_from(DEVELOPERS), metadata | st.just({})), min_size=2, max_size=5),
+        sessions=st.lists(st.tuples(picks, st.none() | picks, metadata | st.just({})), min_size=4, max_size=12),
+        sizes=st.sampled_from(["as shipped", "tiny"]),
+        first_shape=st.integers(0, len(SHAPES) - 1),
+    )
     def seed(self, agents, users, sessions, sizes, first_shape):
         """Every run starts with records to list, sessions on their own developer's parents.
 
@@ -368,19 +429,36 @@ class ListsMachine(RuleBasedStateMachine):
                 self.shipped_sizes[name] = getattr(lists, name)  # AttributeError: renamed? update TINY_SIZES
                 setattr(lists, name, value)
         for developer, md in agents:
-            self._create("agent", developer, _body(name="Ada", metadata=md), {"about": None}, missing_parent=False,
-                         read_back=False)
+            self._create(
+                "agent",
+                developer,
+                _body(name="Ada", metadata=md),
+                {"about": None},
+                missing_parent=False,
+                read_back=False,
+            )
         for developer, md in users:
-            self._create("user", developer, _body(metadata=md), {"name": None, "about": None}, missing_parent=False,
-                         read_back=False)
+            self._create(
+                "user",
+                developer,
+                _body(metadata=md),
+                {"name": None, "about": None},
+                missing_parent=False,
+                read_back=False,
+            )
         for agent, user, md in sessions:
             agent_id = self._pick("agent", agent)
             developer = self.owner[agent_id]
             own_users = [u for u in self.ids["user"] if self.owner[u] == developer]
             user_id = own_users[user % len(own_users)] if user is not None and own_users else OMIT
-            self._create("session", developer, _body(agent_id=agent_id, user_id=user_id, metadata=md),
-                         {"user_id": None, "situation": None, "render_templates": False}, missing_parent=False,
-                         read_back=False)
+            self._create(
+                "session",
+                developer,
+                _body(agent_id=agent_id, user_id=user_id, metadata=md),
+                {"user_id": None, "situation": None, "render_templates": False},
+                missing_parent=False,
+                read_back=False,
+            )
 
     @rule(agent=picks, user=st.none() | picks, count=st.integers(9, 11), md=metadata)
     def create_sessions_in_bulk(self, agent, user, count, md):
@@ -393,9 +471,14 @@ class ListsMachine(RuleBasedStateMachine):
         own_users = [u for u in self.ids["user"] if u in self.model[developer]["user"]]
         user_id = own_users[user % len(own_users)] if user is not None and own_users else OMIT
         for _ in range(count):
-            self._create("session", developer, _body(agent_id=agent_id, user_id=user_id, metadata=md),
-                         {"user_id": None, "situation": None, "render_templates": False}, missing_parent=False,
-                         read_back=False)
+            self._create(
+                "session",
+                developer,
+                _body(agent_id=agent_id, user_id=user_id, metadata=md),
+                {"user_id": None, "situation": None, "render_templates": False},
+                missing_parent=False,
+                read_back=False,
+            )
 
     @rule(developer=st.sampled_from(DEVELOPERS), name=names, about=optional(abouts), md=optional_metadata)
     def create_agent(self, developer, name, about, md):
@@ -407,21 +490,37 @@ class ListsMachine(RuleBasedStateMachine):
         body = _body(name=name, about=about, metadata=md)
         self._create("user", developer, body, {"name": None, "about": None, "metadata": {}}, missing_parent=False)
 
-    @rule(agent=picks, user=st.none() | picks, other=foreign, situation=optional(situations),
-          render=optional(st.booleans()), md=optional_metadata)
+    @rule(
+        agent=picks,
+        user=st.none() | picks,
+        other=foreign,
+        situation=optional(situations),
+        render=optional(st.booleans()),
+        md=optional_metadata,
+    )
     def create_session(self, agent, user, other, situation, render, md):
         """On an agent (and maybe a user) that may be deleted or the other developer's: then a
         404 and nothing written."""
         agent_id = self._pick("agent", agent)
         user_id = self._pick("user", user) if user is not None and self.ids["user"] else None
         developer = self._developer(agent_id, other)
-        body = _body(agent_id=agent_id, user_id=user_id if user_id is not None else OMIT,
-                     situation=situation, render_templates=render, metadata=md)
-        missing = (agent_id not in self.model[developer]["agent"]
-                   or (user_id is not None and user_id not in self.model[developer]["user"]))
-        self._create("session", developer, body,
-                     {"user_id": None, "situation": None, "render_templates": False, "metadata": {}},
-                     missing_parent=missing)
+        body = _body(
+            agent_id=agent_id,
+            user_id=user_id if user_id is not None else OMIT,
+            situation=situation,
+            render_templates=render,
+            metadata=md,
+        )
+        missing = agent_id not in self.model[developer]["agent"] or (
+            user_id is not None and user_id not in self.model[developer]["user"]
+        )
+        self._create(
+            "session",
+            developer,
+            body,
+            {"user_id": None, "situation": None, "render_templates": False, "metadata": {}},
+            missing_parent=missing,
+        )
 
     # --- updates --------------------------------------------------------------------------------
 
@@ -433,11 +532,13 @@ class ListsMachine(RuleBasedStateMachine):
     def patch_user(self, user, other, name, about, md):
         self._update("user", user, other, _body(name=name, about=about, metadata=md), replace=False)
 
-    @rule(session=picks, other=foreign, situation=optional(situations), render=optional(st.booleans()),
-          md=patch_metadata)
+    @rule(
+        session=picks, other=foreign, situation=optional(situations), render=optional(st.booleans()), md=patch_metadata
+    )
     def patch_session(self, session, other, situation, render, md):
-        self._update("session", session, other, _body(situation=situation, render_templates=render, metadata=md),
-                     replace=False)
+        self._update(
+            "session", session, other, _body(situation=situation, render_templates=render, metadata=md), replace=False
+        )
 
     @rule(agent=picks, other=foreign, name=names, about=abouts, md=optional_metadata)
     def put_agent(self, agent, other, name, about, md):
@@ -447,11 +548,11 @@ class ListsMachine(RuleBasedStateMachine):
     def put_user(self, user, other, name, about, md):
         self._update("user", user, other, _body(name=name, about=about, metadata=md), replace=True)
 
-    @rule(session=picks, other=foreign, situation=situations, render=optional(st.booleans()),
-          md=optional_metadata)
+    @rule(session=picks, other=foreign, situation=situations, render=optional(st.booleans()), md=optional_metadata)
     def put_session(self, session, other, situation, render, md):
-        self._update("session", session, other, _body(situation=situation, render_templates=render, metadata=md),
-                     replace=True)
+        self._update(
+            "session", session, other, _body(situation=situation, render_templates=render, metadata=md), replace=True
+        )
 
     @rule(session=picks, other=foreign)
     def append_history(self, session, other):
@@ -483,15 +584,28 @@ class ListsMachine(RuleBasedStateMachine):
 
     # --- lists ----------------------------------------------------------------------------------
 
-    @rule(data=st.data(), kind=st.sampled_from(sorted(KINDS)), developer=st.sampled_from(DEVELOPERS),
-          sort_by=sort_fields, order=orders, limit=limits, offset_limit=limits)
+    @rule(
+        data=st.data(),
+        kind=st.sampled_from(sorted(KINDS)),
+        developer=st.sampled_from(DEVELOPERS),
+        sort_by=sort_fields,
+        order=orders,
+        limit=limits,
+        offset_limit=limits,
+    )
     def list_records(self, data, kind, developer, sort_by, order, limit, offset_limit):
         wanted = self._filter_from(data, kind, developer)
         self._check_list(kind, developer, wanted, {}, sort_by, order, limit, offset_limit)
 
-    @rule(data=st.data(), by=st.sampled_from(["agent", "user", "agent+user", "any agent", "any user"]),
-          developer=st.sampled_from(DEVELOPERS), sort_by=sort_fields, order=orders, limit=limits,
-          offset_limit=limits)
+    @rule(
+        data=st.data(),
+        by=st.sampled_from(["agent", "user", "agent+user", "any agent", "any user"]),
+        developer=st.sampled_from(DEVELOPERS),
+        sort_by=sort_fields,
+        order=orders,
+        limit=limits,
+        offset_limit=limits,
+    )
     def list_sessions_of(self, data, by, developer, sort_by, order, limit, offset_limit):
         """`agent_id` and/or `user_id`: those of one of the developer's sessions, or ("any") of
         any agent or user ever made: the other developer's, deleted ones, ones without sessions."""
@@ -530,13 +644,18 @@ class ListsMachine(RuleBasedStateMachine):
         elif how == "look-alike" and keys:
             key = keys[n % len(keys)]
             # Python's == where typed equality says no (1 == true, {"o": 1} == {"o": true}) first.
-            variants = [v for v in VARIANTS[_canon(md[key])[0]] if v == md[key] and _canon(v) != _canon(md[key])] \
-                or VARIANTS[_canon(md[key])[0]]
+            variants = [
+                v for v in VARIANTS[_canon(md[key])[0]] if v == md[key] and _canon(v) != _canon(md[key])
+            ] or VARIANTS[_canon(md[key])[0]]
             wanted = {**md, key: variants[n % len(variants)]}
         elif how == "another's key":
-            others = [r for r in self.model[developer][kind].values() if r["metadata"] and r["id"] != record["id"]
-                      and not all(r.get(name) == pid for name, pid in parents.items())] or [
-                      r for r in self.model[developer][kind].values() if r["metadata"]]
+            others = [
+                r
+                for r in self.model[developer][kind].values()
+                if r["metadata"]
+                and r["id"] != record["id"]
+                and not all(r.get(name) == pid for name, pid in parents.items())
+            ] or [r for r in self.model[developer][kind].values() if r["metadata"]]
             if others:
                 other = others[n % len(others)]["metadata"]
                 key = sorted(other)[n % len(other)]
@@ -571,9 +690,14 @@ def _spelled(value: Any) -> Any:
     raise AssertionError(f"unexpected {value!r}")
 
 
-SETTINGS = settings(max_examples=12, stateful_step_count=25, deadline=None, derandomize=True, database=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                           HealthCheck.filter_too_much])
+SETTINGS = settings(
+    max_examples=12,
+    stateful_step_count=25,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
+)
 
 
 @pytest.mark.real_engine

@@ -1,5 +1,6 @@
 """make run's HTTP front (infra/local_gateway.py) over real sockets: one write per answer, connections
 read concurrently with a timeout, and every answer it makes itself in the one error shape."""
+
 from __future__ import annotations
 
 import json
@@ -96,40 +97,53 @@ def test_thirty_clients_at_once_are_all_answered(gateway):
 
 def test_a_stalled_body_holds_up_only_its_own_client_and_gets_a_408(gateway):
     with connect(gateway) as stalled:
-        stalled.sendall(f"POST /agents HTTP/1.1\r\nHost: x\r\n{AUTH}Content-Type: application/json\r\n"
-                        "Content-Length: 100\r\n\r\n{\"".encode())
+        stalled.sendall(
+            f"POST /agents HTTP/1.1\r\nHost: x\r\n{AUTH}Content-Type: application/json\r\n"
+            'Content-Length: 100\r\n\r\n{"'.encode()
+        )
         with httpx.Client(base_url=gateway.url, headers={"Authorization": f"Bearer {KEYS['alice']}"}) as http:
             for _ in range(5):
                 assert http.post("/agents", json={"name": "other"}).status_code == 201
         stalled.setblocking(False)
         with pytest.raises(BlockingIOError):
-            stalled.recv(1)           # still waiting for its body: the others went past it, not after it
+            stalled.recv(1)  # still waiting for its body: the others went past it, not after it
         stalled.settimeout(30)
         status, headers, body, _ = read_answer(stalled)
         assert_error(status, headers, body, 408, "request_timeout")
         assert headers["connection"] == "close"
     names = httpx.get(f"{gateway.url}/agents", headers={"Authorization": f"Bearer {KEYS['alice']}"}).json()
-    assert [agent["name"] for agent in names["items"]] == ["other"] * 5     # nothing from the stalled one
+    assert [agent["name"] for agent in names["items"]] == ["other"] * 5  # nothing from the stalled one
 
 
-@pytest.mark.parametrize("request_text, status, code", [
-    ("TRACE /agents HTTP/1.1\r\nHost: x\r\n\r\n", 501, "not_implemented"),
-    ("BREW /agents HTTP/1.1\r\nHost: x\r\n\r\n", 501, "not_implemented"),
-    ("GET /" + "a" * 70_000 + " HTTP/1.1\r\nHost: x\r\n\r\n", 414, "request_uri_too_long"),
-    ("GET /agents HTTP/1.1\r\nHost: x\r\nX-Big: " + "b" * 70_000 + "\r\n\r\n", 431, "request_header_fields_too_large"),
-    ("GET /agents HTTP/1.1\r\nHost: x\r\n" + "".join(f"X-{n}: v\r\n" for n in range(120)) + "\r\n",
-     431, "request_header_fields_too_large"),
-    ("GET /agents HTTP/9.9\r\nHost: x\r\n\r\n", 505, "http_version_not_supported"),
-    ("garbage\r\n\r\n", 400, "bad_request"),
-    (f"POST /agents HTTP/1.1\r\nHost: x\r\n{AUTH}Content-Length: 11000000\r\n\r\n", 413, "payload_too_large"),
-    (f"POST /agents HTTP/1.1\r\nHost: x\r\n{AUTH}Content-Length: -1\r\n\r\n", 400, "bad_request"),
-    (f"POST /agents HTTP/1.1\r\nHost: x\r\n{AUTH}Transfer-Encoding: gzip\r\n\r\n", 400, "bad_request"),
-    (f"GET /no/such/route HTTP/1.1\r\nHost: x\r\n{AUTH}\r\n", 404, "not_found"),     # the app's catch-all
-    ("GET /no/such/route HTTP/1.1\r\nHost: x\r\n\r\n", 401, "unauthorized"),        # ... behind the key
-    ("GET / HTTP/1.1\r\nHost: x\r\n\r\n", 404, "not_found"),
-])
+@pytest.mark.parametrize(
+    "request_text, status, code",
+    [
+        ("TRACE /agents HTTP/1.1\r\nHost: x\r\n\r\n", 501, "not_implemented"),
+        ("BREW /agents HTTP/1.1\r\nHost: x\r\n\r\n", 501, "not_implemented"),
+        ("GET /" + "a" * 70_000 + " HTTP/1.1\r\nHost: x\r\n\r\n", 414, "request_uri_too_long"),
+        (
+            "GET /agents HTTP/1.1\r\nHost: x\r\nX-Big: " + "b" * 70_000 + "\r\n\r\n",
+            431,
+            "request_header_fields_too_large",
+        ),
+        (
+            "GET /agents HTTP/1.1\r\nHost: x\r\n" + "".join(f"X-{n}: v\r\n" for n in range(120)) + "\r\n",
+            431,
+            "request_header_fields_too_large",
+        ),
+        ("GET /agents HTTP/9.9\r\nHost: x\r\n\r\n", 505, "http_version_not_supported"),
+        ("garbage\r\n\r\n", 400, "bad_request"),
+        (f"POST /agents HTTP/1.1\r\nHost: x\r\n{AUTH}Content-Length: 11000000\r\n\r\n", 413, "payload_too_large"),
+        (f"POST /agents HTTP/1.1\r\nHost: x\r\n{AUTH}Content-Length: -1\r\n\r\n", 400, "bad_request"),
+        (f"POST /agents HTTP/1.1\r\nHost: x\r\n{AUTH}Transfer-Encoding: gzip\r\n\r\n", 400, "bad_request"),
+        (f"GET /no/such/route HTTP/1.1\r\nHost: x\r\n{AUTH}\r\n", 404, "not_found"),  # the app's catch-all
+        ("GET /no/such/route HTTP/1.1\r\nHost: x\r\n\r\n", 401, "unauthorized"),  # ... behind the key
+        ("GET / HTTP/1.1\r\nHost: x\r\n\r\n", 404, "not_found"),
+    ],
+)
 def test_what_the_gateway_refuses_itself_is_json_in_the_one_shape(gateway, table, request_text, status, code):
     from conftest import scan_all
+
     before = scan_all(table)
     with connect(gateway) as sock:
         assert_error(*ask(sock, request_text)[:3], status, code)
@@ -142,7 +156,7 @@ def test_a_method_a_known_path_lacks_is_the_apps_405_with_allow(gateway, method)
         status, headers, body, _ = ask(sock, f"{method} /agents HTTP/1.1\r\nHost: x\r\n{AUTH}\r\n")
         assert status == 405 and headers["allow"] == "POST, GET"
         if method == "HEAD":
-            assert body == b"" and int(headers["content-length"]) > 0   # the length a body would have had
+            assert body == b"" and int(headers["content-length"]) > 0  # the length a body would have had
         else:
             assert json.loads(body)["error"]["code"] == "method_not_allowed"
         # The connection stays usable after a bodiless answer.
@@ -154,8 +168,12 @@ def test_a_chunked_body_is_read(gateway):
     payload = json.dumps({"name": "chunked"}).encode()
     chunks = b"".join(b"%x\r\n%s\r\n" % (len(piece), piece) for piece in (payload[:5], payload[5:])) + b"0\r\n\r\n"
     with connect(gateway) as sock:
-        status, _, body, _ = ask(sock, f"POST /agents HTTP/1.1\r\nHost: x\r\n{AUTH}Content-Type: application/json\r\n"
-                                       "Transfer-Encoding: chunked\r\n\r\n".encode() + chunks)
+        status, _, body, _ = ask(
+            sock,
+            f"POST /agents HTTP/1.1\r\nHost: x\r\n{AUTH}Content-Type: application/json\r\n"
+            "Transfer-Encoding: chunked\r\n\r\n".encode()
+            + chunks,
+        )
         assert status == 201, body
         agent_id = json.loads(body)["id"]
         status, _, body, _ = ask(sock, f"GET /agents/{agent_id} HTTP/1.1\r\nHost: x\r\n{AUTH}\r\n")

@@ -2,6 +2,7 @@
 data in SESSIONS_DATA_DIR, kept across restarts; the fallback to moto's server, said in one line;
 start-up errors as one line before anything starts; a database that dies noticed; and no Java
 process left behind however it stops."""
+
 from __future__ import annotations
 
 import os
@@ -28,9 +29,14 @@ class Run:
         self.port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_ENDPOINT_URL")}
         env.update({"PORT": str(self.port), "SESSIONS_TABLE": "local-test", "SESSIONS_API_KEYS": "", **env_extra})
-        self.process = subprocess.Popen([sys.executable, str(ROOT / "infra" / "local_server.py"), *args], env=env,
-                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                        start_new_session=True)
+        self.process = subprocess.Popen(
+            [sys.executable, str(ROOT / "infra" / "local_server.py"), *args],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
         self.url = f"http://127.0.0.1:{self.port}"
         self.lines: list[str] = []
         Run.started.append(self)
@@ -55,12 +61,13 @@ class Run:
     def printed(self, start: str) -> str:
         found = [line for line in self.lines if line.startswith(start)]
         assert found, self.lines
-        return found[0][len(start):].strip()
+        return found[0][len(start) :].strip()
 
     @property
     def database_pid(self) -> int:
-        children = subprocess.run(["ps", "-o", "pid=", "--ppid", str(self.process.pid)],
-                                  capture_output=True, text=True).stdout.split()
+        children = subprocess.run(
+            ["ps", "-o", "pid=", "--ppid", str(self.process.pid)], capture_output=True, text=True
+        ).stdout.split()
         assert len(children) == 1, f"want one database process, found {children}"
         return int(children[0])
 
@@ -106,7 +113,7 @@ def fake_java(tmp_path: Path, version: str) -> dict[str, str]:
     bin_dir = tmp_path / "fake-bin"
     bin_dir.mkdir()
     java = bin_dir / "java"
-    java.write_text(f'#!/bin/sh\necho \'openjdk version "{version}" 2020-01-01\' >&2\n')
+    java.write_text(f"#!/bin/sh\necho 'openjdk version \"{version}\" 2020-01-01' >&2\n")
     java.chmod(0o755)
     return {"PATH": f"{bin_dir}:{os.environ['PATH']}", "JAVA_HOME": ""}
 
@@ -120,12 +127,16 @@ def test_dynamodb_local_keeps_keys_sessions_history_and_filters_across_a_restart
         assert "DynamoDBLocal.jar" in command_of(first.database_pid)
         key = first.printed("API key for developer 'local': ")
         from julep import Client
+
         client = Client(api_key=key, base_url=first.url)
         agent = client.agents.create(name="Sara", about="coach", instructions=["x"])
         session = client.sessions.create(agent_id=agent.id, situation="s", metadata={"db_uuid": "1234"})
         headers = {"Authorization": f"Bearer {key}"}
-        appended = httpx.post(f"{first.url}/sessions/{session.id}/history", headers=headers,
-                              json={"messages": [{"role": "user", "content": "hello"}]})
+        appended = httpx.post(
+            f"{first.url}/sessions/{session.id}/history",
+            headers=headers,
+            json={"messages": [{"role": "user", "content": "hello"}]},
+        )
         assert appended.status_code == 201
         database = first.database_pid
     finally:
@@ -140,7 +151,7 @@ def test_dynamodb_local_keeps_keys_sessions_history_and_filters_across_a_restart
         history = httpx.get(f"{second.url}/sessions/{session.id}/history", headers=headers).json()["items"]
         assert [(m["role"], m["content"]) for m in history] == [("user", "hello")]
     finally:
-        assert second.stop(signal.SIGINT, group=False) == 0          # Ctrl-C to it alone
+        assert second.stop(signal.SIGINT, group=False) == 0  # Ctrl-C to it alone
     assert java_processes_of(data_dir) == []
 
     empty = Run({"SESSIONS_DATA_DIR": str(data_dir)}, ("--empty",)).serving()
@@ -150,7 +161,7 @@ def test_dynamodb_local_keeps_keys_sessions_history_and_filters_across_a_restart
         assert httpx.get(f"{empty.url}/agents", headers=headers).status_code == 401
         assert httpx.get(f"{empty.url}/agents", headers={"Authorization": f"Bearer {new_key}"}).json()["items"] == []
     finally:
-        assert empty.stop(group=False) == 0                          # SIGTERM to it alone
+        assert empty.stop(group=False) == 0  # SIGTERM to it alone
     assert java_processes_of(data_dir) == []
 
 
@@ -170,28 +181,32 @@ def test_a_database_that_dies_is_noticed_and_make_run_exits_1(tmp_path):
 def test_a_make_run_killed_outright_takes_its_database_with_it(tmp_path):
     run = Run({"SESSIONS_DATA_DIR": str(tmp_path / "data"), "SESSIONS_API_KEYS": "acme:k"}).serving()
     database = run.database_pid
-    assert run.stop(signal.SIGKILL, group=False) == -signal.SIGKILL    # no cleanup of its own ran
+    assert run.stop(signal.SIGKILL, group=False) == -signal.SIGKILL  # no cleanup of its own ran
     assert gone(database), "the JVM outlived a killed make run"
 
 
-@pytest.mark.parametrize("env, args, says", [
-    ({"SESSIONS_API_KEYS": "alice"}, (), "bad SESSIONS_API_KEYS entry 'alice'"),
-    ({"SESSIONS_API_KEYS": " , "}, (), "SESSIONS_API_KEYS names no key"),
-    ({"SESSIONS_LOCAL_DB": "postgres"}, (), "SESSIONS_LOCAL_DB must be dynamodb-local or moto; got 'postgres'"),
-    ({"PORT": "eighty"}, (), "PORT must be a port number"),
-    ({"SESSIONS_TABLE": "ab"}, (), "SESSIONS_TABLE must be 3 to 255 letters"),
-    ({"SESSIONS_API_KEYS": "alice:k,bob:k"}, (), "gives developer 'bob' the key it gives developer 'alice'"),
-    ({}, ("--fresh",), "unknown argument '--fresh'"),
-])
+@pytest.mark.parametrize(
+    "env, args, says",
+    [
+        ({"SESSIONS_API_KEYS": "alice"}, (), "bad SESSIONS_API_KEYS entry 'alice'"),
+        ({"SESSIONS_API_KEYS": " , "}, (), "SESSIONS_API_KEYS names no key"),
+        ({"SESSIONS_LOCAL_DB": "postgres"}, (), "SESSIONS_LOCAL_DB must be dynamodb-local or moto; got 'postgres'"),
+        ({"PORT": "eighty"}, (), "PORT must be a port number"),
+        ({"SESSIONS_TABLE": "ab"}, (), "SESSIONS_TABLE must be 3 to 255 letters"),
+        ({"SESSIONS_API_KEYS": "alice:k,bob:k"}, (), "gives developer 'bob' the key it gives developer 'alice'"),
+        ({}, ("--fresh",), "unknown argument '--fresh'"),
+    ],
+)
 def test_bad_settings_are_one_line_before_anything_starts(env, args, says):
     run = Run(env, args)
     code, lines = run.finished()
     assert code == 2
-    assert lines == [f"make run: {lines[0][len('make run: '):]}"] and says in lines[0], lines
+    assert lines == [f"make run: {lines[0][len('make run: ') :]}"] and says in lines[0], lines
 
 
 def test_a_port_in_use_is_one_line_and_no_database_starts(tmp_path):
     import socket
+
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -208,14 +223,15 @@ def test_a_data_folder_in_use_is_one_line(tmp_path):
     try:
         code, lines = Run({"SESSIONS_DATA_DIR": str(data_dir)}).finished()
         assert code == 2 and len(lines) == 1 and "is in use by another make run" in lines[0], lines
-        assert httpx.get(f"{first.url}/agents").status_code == 401   # the first one is untouched
+        assert httpx.get(f"{first.url}/agents").status_code == 401  # the first one is untouched
     finally:
         first.stop()
 
 
 def test_without_java_17_it_falls_back_to_moto_and_says_so_in_one_line(tmp_path):
-    run = Run({**fake_java(tmp_path, "11.0.2"), "SESSIONS_API_KEYS": "acme:k",
-               "SESSIONS_DATA_DIR": str(tmp_path / "data")}).serving()
+    run = Run(
+        {**fake_java(tmp_path, "11.0.2"), "SESSIONS_API_KEYS": "acme:k", "SESSIONS_DATA_DIR": str(tmp_path / "data")}
+    ).serving()
     try:
         said = [line for line in run.lines if line.startswith("make run: ")]
         assert len(said) == 1, run.lines
@@ -250,7 +266,7 @@ def test_a_key_another_developer_holds_in_the_data_is_refused_in_one_line():
         mine = httpx.get(f"{first.url}/agents", headers={"Authorization": "Bearer shared-key"})
         assert mine.status_code == 200
         created = httpx.post(f"{first.url}/users", json={"name": "Ann"}, headers={"Authorization": "Bearer shared-key"})
-        assert created.status_code == 201   # still alice's key, for alice's data
+        assert created.status_code == 201  # still alice's key, for alice's data
     finally:
         first.stop()
 
@@ -260,19 +276,36 @@ def test_moto_when_asked_and_an_endpoint_given_starts_nothing():
     try:
         assert moto.printed("Database: ").startswith("moto's DynamoDB server at ")
         endpoint = moto.printed("Database: ").split(" at ", 1)[1].split(",")[0]
-        given = Run({"AWS_ENDPOINT_URL_DYNAMODB": endpoint, "SESSIONS_API_KEYS": "acme:key-one",
-                     "SESSIONS_TABLE": "given-endpoint"}).serving()
+        given = Run(
+            {
+                "AWS_ENDPOINT_URL_DYNAMODB": endpoint,
+                "SESSIONS_API_KEYS": "acme:key-one",
+                "SESSIONS_TABLE": "given-endpoint",
+            }
+        ).serving()
         try:
-            assert subprocess.run(["ps", "-o", "pid=", "--ppid", str(given.process.pid)],
-                                  capture_output=True, text=True).stdout.split() == []
+            assert (
+                subprocess.run(
+                    ["ps", "-o", "pid=", "--ppid", str(given.process.pid)], capture_output=True, text=True
+                ).stdout.split()
+                == []
+            )
             assert given.printed("Database: ") == f"the one at {endpoint} (AWS_ENDPOINT_URL_DYNAMODB); nothing started"
-            created = httpx.post(f"{given.url}/users", json={"name": "Ann"}, headers={"Authorization": "Bearer key-one"})
+            created = httpx.post(
+                f"{given.url}/users", json={"name": "Ann"}, headers={"Authorization": "Bearer key-one"}
+            )
             assert created.status_code == 201
             import boto3
-            client = boto3.client("dynamodb", endpoint_url=endpoint, region_name="us-east-1",
-                                  aws_access_key_id="x", aws_secret_access_key="x")
+
+            client = boto3.client(
+                "dynamodb",
+                endpoint_url=endpoint,
+                region_name="us-east-1",
+                aws_access_key_id="x",
+                aws_secret_access_key="x",
+            )
             assert "given-endpoint" in client.list_tables()["TableNames"]
-            assert client.scan(TableName="given-endpoint")["Count"] >= 4   # key, user, 2 list entries
+            assert client.scan(TableName="given-endpoint")["Count"] >= 4  # key, user, 2 list entries
         finally:
             assert given.stop() == 0
         other = httpx.get(f"{moto.url}/sessions", headers={"Authorization": "Bearer key-two"})

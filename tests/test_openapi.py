@@ -2,6 +2,7 @@
 keeps to it under schemathesis's generated requests: no 5xx at all, and every answer's status,
 content type, headers and body as the document says. Seeded and bounded, so every run sends the
 same requests (docs/api.md "The contract")."""
+
 from __future__ import annotations
 
 import hashlib
@@ -19,30 +20,40 @@ from chalicelib.web.operations import OPENAPI_PATH, OPERATIONS
 from conftest import KEYS, ROUTES, FakeModel, model_provider
 
 SEED = 20240611
-MAX_EXAMPLES = 20          # fuzzed cases per operation, besides the coverage phase's boundary cases
+MAX_EXAMPLES = 20  # fuzzed cases per operation, besides the coverage phase's boundary cases
 DEVELOPER = "alice"
 AUTHORIZATION = {"Authorization": f"Bearer {KEYS[DEVELOPER]}"}
 
 DOCUMENT = openapi.document()
-CONFIG = schemathesis.Config.from_dict({
-    "seed": SEED,
-    "generation": {"max-examples": MAX_EXAMPLES, "deterministic": True, "database": "none",
-                   "with-security-parameters": False},
-    # Unexpected methods: every one API Gateway routes, which a path that lacks it answers 405 (the
-    # app's, deployed and under make run alike); schemathesis does not send HEAD, which
-    # tests/test_local_server.py tries. TRACE is not one: the gateway refuses it itself.
-    "phases": {"coverage": {"unexpected-methods": ["GET", "PUT", "POST", "DELETE", "PATCH", "OPTIONS"]},
-               "stateful": {"enabled": False}},
-    "checks": {"enabled": False,
-               "not_a_server_error": {"enabled": True},
-               "status_code_conformance": {"enabled": True},
-               "content_type_conformance": {"enabled": True},
-               "response_headers_conformance": {"enabled": True},
-               "response_schema_conformance": {"enabled": True},
-               "negative_data_rejection": {"enabled": True},
-               "unsupported_method": {"enabled": True}},
-    "suppress-health-check": ["all"],
-})
+CONFIG = schemathesis.Config.from_dict(
+    {
+        "seed": SEED,
+        "generation": {
+            "max-examples": MAX_EXAMPLES,
+            "deterministic": True,
+            "database": "none",
+            "with-security-parameters": False,
+        },
+        # Unexpected methods: every one API Gateway routes, which a path that lacks it answers 405 (the
+        # app's, deployed and under make run alike); schemathesis does not send HEAD, which
+        # tests/test_local_server.py tries. TRACE is not one: the gateway refuses it itself.
+        "phases": {
+            "coverage": {"unexpected-methods": ["GET", "PUT", "POST", "DELETE", "PATCH", "OPTIONS"]},
+            "stateful": {"enabled": False},
+        },
+        "checks": {
+            "enabled": False,
+            "not_a_server_error": {"enabled": True},
+            "status_code_conformance": {"enabled": True},
+            "content_type_conformance": {"enabled": True},
+            "response_headers_conformance": {"enabled": True},
+            "response_schema_conformance": {"enabled": True},
+            "negative_data_rejection": {"enabled": True},
+            "unsupported_method": {"enabled": True},
+        },
+        "suppress-health-check": ["all"],
+    }
+)
 schema = schemathesis.openapi.from_dict(DOCUMENT, config=CONFIG)
 
 
@@ -65,6 +76,7 @@ def base_url(table, server_url):
 
 # --- the document ---------------------------------------------------------------------------------------
 
+
 def test_the_document_is_served_without_a_key(base_url):
     answer = httpx.get(f"{base_url}/openapi.json")
     assert answer.status_code == 200
@@ -74,8 +86,11 @@ def test_the_document_is_served_without_a_key(base_url):
 
 
 def test_the_document_lists_every_route_exactly():
-    documented = {(method.upper(), path, operation["operationId"])
-                  for path, item in DOCUMENT["paths"].items() for method, operation in item.items()}
+    documented = {
+        (method.upper(), path, operation["operationId"])
+        for path, item in DOCUMENT["paths"].items()
+        for method, operation in item.items()
+    }
     assert documented == {*ROUTES, ("GET", OPENAPI_PATH, "openapi.get")}
 
 
@@ -96,9 +111,16 @@ def test_the_document_is_valid_openapi_3_1():
 def test_every_route_but_the_document_needs_a_key():
     assert DOCUMENT["security"] == [{"bearer": []}]
     assert DOCUMENT["components"]["securitySchemes"]["bearer"] == {
-        "type": "http", "scheme": "bearer", "description": "an API key of the service"}
-    public = [(path, method) for path, item in DOCUMENT["paths"].items()
-              for method, operation in item.items() if operation.get("security") == []]
+        "type": "http",
+        "scheme": "bearer",
+        "description": "an API key of the service",
+    }
+    public = [
+        (path, method)
+        for path, item in DOCUMENT["paths"].items()
+        for method, operation in item.items()
+        if operation.get("security") == []
+    ]
     assert public == [(OPENAPI_PATH, "get")]
 
 
@@ -114,6 +136,7 @@ def test_every_error_has_the_one_error_schema():
 
 # --- schemathesis against a live server -----------------------------------------------------------------
 
+
 class Live:
     """An agent, a user and a session (with two messages of history) of the developer, for the
     cases to name instead of the ids schemathesis made up; made again after a DELETE took them."""
@@ -126,10 +149,18 @@ class Live:
         if not self.ids:
             agent = records.create(self.store, kinds.AGENTS, DEVELOPER, {"name": "Sara", "instructions": ["Be kind"]})
             user = records.create(self.store, kinds.USERS, DEVELOPER, {"name": "Ann"})
-            session = records.create(self.store, kinds.SESSIONS, DEVELOPER, {
-                "agent_id": agent.id, "user_id": user.id, "situation": "a coach", "metadata": {"db_uuid": "1234"}})
-            history.append(self.store, DEVELOPER, session.id, {"messages": [
-                {"role": "user", "content": "hello"}, {"role": "assistant", "content": "hi"}]})
+            session = records.create(
+                self.store,
+                kinds.SESSIONS,
+                DEVELOPER,
+                {"agent_id": agent.id, "user_id": user.id, "situation": "a coach", "metadata": {"db_uuid": "1234"}},
+            )
+            history.append(
+                self.store,
+                DEVELOPER,
+                session.id,
+                {"messages": [{"role": "user", "content": "hello"}, {"role": "assistant", "content": "hi"}]},
+            )
             self.ids = {"agent_id": agent.id, "user_id": user.id, "session_id": session.id}
         return self.ids
 
@@ -175,6 +206,7 @@ def test_the_service_keeps_to_its_document(case, base_url, live):
 
 
 # --- bugs schemathesis found --------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("path", ["/agents", "/users", "/sessions", "/sessions/{session_id}/history"])
 def test_a_cursor_with_a_non_ascii_signature_is_a_400(base_url, live, path):

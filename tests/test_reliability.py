@@ -1,5 +1,6 @@
 """Promises of docs/reliability.md: versions (ETag / If-Match), idempotent creates, request ids,
 revocable keys, secrets kept out of logs and answers, user input only in placeholders."""
+
 from __future__ import annotations
 
 import json
@@ -19,7 +20,10 @@ from conftest import scan_all as all_items
 
 # --- versions: ETag and If-Match -----------------------------------------------------------------
 
-@pytest.mark.parametrize("plural, body", [("agents", {"name": "A", "about": "x"}), ("users", {"name": "U", "about": "x"})])
+
+@pytest.mark.parametrize(
+    "plural, body", [("agents", {"name": "A", "about": "x"}), ("users", {"name": "U", "about": "x"})]
+)
 def test_get_answers_an_etag_that_if_match_must_name(api, plural, body):
     rid = api.post(f"/{plural}", {"name": "first"}).json["id"]
     got = api.get(f"/{plural}/{rid}")
@@ -35,7 +39,7 @@ def test_get_answers_an_etag_that_if_match_must_name(api, plural, body):
         assert stale.json["error"]["code"] == "precondition_failed" and '"2"' in stale.json["error"]["message"]
     stale_delete = api.delete(f"/{plural}/{rid}", headers={"If-Match": tag})
     assert stale_delete.status_code == 412
-    assert api.get(f"/{plural}/{rid}").json == before                     # nothing changed
+    assert api.get(f"/{plural}/{rid}").json == before  # nothing changed
     assert api.put(f"/{plural}/{rid}", body, headers={"If-Match": 'W/"2", "7"'}).status_code == 200
     assert api.patch(f"/{plural}/{rid}", {"about": "any"}, headers={"If-Match": "*"}).status_code == 200
     assert api.delete(f"/{plural}/{rid}", headers={"If-Match": '"4"'}).status_code == 202
@@ -56,27 +60,36 @@ def test_if_match_on_a_session_and_its_concurrent_writer(api, table, session_id)
     assert "ETag" not in api.get("/sessions").headers
 
 
-@pytest.mark.parametrize("method, body", [
-    ("patch", {}),
-    ("patch", {"situation": None, "metadata": None, "token_budget": None}),    # what the SDK sends
-    ("patch", {"situation": "hi", "metadata": {"db_uuid": "1234"}}),            # the values stored
-    ("patch", {"metadata": {"never-set": None}}),                               # removing an absent key
-    ("put", {"situation": "hi", "metadata": {"db_uuid": "1234"}}),
-], ids=["empty", "nulls", "equal", "remove-absent", "put-equal"])
+@pytest.mark.parametrize(
+    "method, body",
+    [
+        ("patch", {}),
+        ("patch", {"situation": None, "metadata": None, "token_budget": None}),  # what the SDK sends
+        ("patch", {"situation": "hi", "metadata": {"db_uuid": "1234"}}),  # the values stored
+        ("patch", {"metadata": {"never-set": None}}),  # removing an absent key
+        ("put", {"situation": "hi", "metadata": {"db_uuid": "1234"}}),
+    ],
+    ids=["empty", "nulls", "equal", "remove-absent", "put-equal"],
+)
 def test_an_update_that_changes_nothing_writes_nothing(api, table, session_id, monkeypatch, method, body):
     """Issue 12, item 6 (chosen: 200 with the current version, nothing written): it bumped the
     version and updated_at, so other clients got spurious 412s and lists reordered."""
     before = api.get(f"/sessions/{session_id}")
     stored = all_items(table)
     writes = []
-    monkeypatch.setattr(table, "client", InterceptedClient(
-        table.client, lambda name, call: (writes.append(name) if "write" in name else None, call())[1]))
+    monkeypatch.setattr(
+        table,
+        "client",
+        InterceptedClient(
+            table.client, lambda name, call: (writes.append(name) if "write" in name else None, call())[1]
+        ),
+    )
     answer = getattr(api, method)(f"/sessions/{session_id}", body, headers={"If-Match": before.headers["ETag"]})
     assert answer.status_code == 200, answer.json
     assert answer.headers["ETag"] == before.headers["ETag"] and answer.json["updated_at"] == before.json["updated_at"]
     assert writes == [] and all_items(table) == stored
     stale = api.patch(f"/sessions/{session_id}", {}, headers={"If-Match": '"999"'})
-    assert stale.status_code == 412                                  # the precondition still holds
+    assert stale.status_code == 412  # the precondition still holds
 
 
 def test_an_update_that_changes_how_a_number_is_written_is_a_change(api, session_id):
@@ -91,6 +104,7 @@ def test_a_delete_racing_a_patch_leaves_no_stale_index_entry(api, table, session
     """The delete read version n; a PATCH moves the record (and its metadata entries) to n + 1
     before the delete's transaction. The delete must not remove the record with n's entries."""
     from chalicelib.tools import consistency
+
     real_delete = table.delete
     raced = []
 
@@ -109,6 +123,7 @@ def test_a_delete_racing_a_patch_leaves_no_stale_index_entry(api, table, session
 
 # --- idempotency ---------------------------------------------------------------------------------
 
+
 @pytest.mark.real_engine
 def test_the_same_key_and_body_create_once_and_answer_the_first_answer(api, table):
     headers = {"Idempotency-Key": "create-agent-1"}
@@ -126,7 +141,7 @@ def test_the_same_key_and_body_create_once_and_answer_the_first_answer(api, tabl
     receipts = [i for i in all_items(table) if "#idem#" in i["pk"]["S"]]
     assert len(receipts) == 2
     assert all(abs(int(r["expires_at"]["N"]) - (time.time() + 86400)) < 120 for r in receipts)
-    assert not any("create-agent-1" in json.dumps(r) for r in receipts)      # stored hashed
+    assert not any("create-agent-1" in json.dumps(r) for r in receipts)  # stored hashed
 
 
 @pytest.mark.real_engine
@@ -166,8 +181,13 @@ def test_racing_duplicates_create_exactly_one(calls_atomic):
     def create():
         barrier.wait()
         try:
-            answers.append(dispatch(table, OPERATIONS["agents.create"], Call(
-                developer="alice", body={"name": "Racer"}, idempotency_key="race")))
+            answers.append(
+                dispatch(
+                    table,
+                    OPERATIONS["agents.create"],
+                    Call(developer="alice", body={"name": "Racer"}, idempotency_key="race"),
+                )
+            )
         except BaseException as exc:  # noqa: BLE001 - reported below
             failures.append(exc)
 
@@ -187,8 +207,13 @@ def test_racing_duplicates_create_exactly_one(calls_atomic):
 def test_a_failed_create_leaves_neither_record_nor_receipt(api, table, monkeypatch):
     def refuse(**kwargs):
         raise table.client.exceptions.TransactionCanceledException(
-            {"Error": {"Code": "TransactionCanceledException", "Message": "x"},
-             "CancellationReasons": [{"Code": "ValidationError"}]}, "TransactWriteItems")
+            {
+                "Error": {"Code": "TransactionCanceledException", "Message": "x"},
+                "CancellationReasons": [{"Code": "ValidationError"}],
+            },
+            "TransactWriteItems",
+        )
+
     real = table.client.transact_write_items
     monkeypatch.setattr(table.client, "transact_write_items", refuse)
     assert api.post("/agents", {"name": "X"}, headers={"Idempotency-Key": "k"}).status_code >= 500
@@ -218,7 +243,9 @@ def test_a_malformed_key_is_400_and_creates_nothing(api, key):
 def test_a_malformed_key_is_refused_in_the_service_too(table):
     for key in ("tab\there", "é", ""):
         with pytest.raises(BadRequest):
-            dispatch(table, OPERATIONS["agents.create"], Call(developer="alice", body={"name": "A"}, idempotency_key=key))
+            dispatch(
+                table, OPERATIONS["agents.create"], Call(developer="alice", body={"name": "A"}, idempotency_key=key)
+            )
     with pytest.raises(ValidationFailed):
         dispatch(table, OPERATIONS["agents.create"], Call(developer="alice", body={"name": 5}, idempotency_key="ok"))
     assert lists.list_records(table, AGENTS, "alice")["items"] == []
@@ -226,9 +253,16 @@ def test_a_malformed_key_is_refused_in_the_service_too(table):
 
 # --- request ids ---------------------------------------------------------------------------------
 
+
 def test_every_answer_carries_a_request_id(api, agent_id):
-    answers = [api.get(f"/agents/{agent_id}"), api.get("/agents/nope"), api.post("/agents", {"name": 1}),
-               api.get("/agents", key=None), api.get("/nosuchroute"), api.get("/openapi.json", key=None)]
+    answers = [
+        api.get(f"/agents/{agent_id}"),
+        api.get("/agents/nope"),
+        api.post("/agents", {"name": 1}),
+        api.get("/agents", key=None),
+        api.get("/nosuchroute"),
+        api.get("/openapi.json", key=None),
+    ]
     ids = [a.headers.get("X-Request-Id") for a in answers]
     assert all(ids) and len(set(ids)) == len(ids)
 
@@ -236,6 +270,7 @@ def test_every_answer_carries_a_request_id(api, agent_id):
 def test_an_unhandled_error_is_logged_with_the_request_id_and_answers_nothing_internal(api, monkeypatch, caplog):
     def explode(*args, **kwargs):
         raise RuntimeError("secret internal detail /srv/app.py")
+
     monkeypatch.setattr(records, "get", explode)
     with caplog.at_level(logging.INFO, logger="sessions"):
         answer = api.get(f"/agents/{uuid.uuid4()}")
@@ -248,20 +283,21 @@ def test_an_unhandled_error_is_logged_with_the_request_id_and_answers_nothing_in
 
 # --- keys ----------------------------------------------------------------------------------------
 
+
 def test_a_revoked_key_is_refused_at_once(api, table):
     key = auth.create_key(table, "carol")
     carol = type(api)(api.client, key)
     assert carol.post("/agents", {"name": "C"}).status_code == 201
     listed = auth.list_keys(table, "carol")
-    assert [k["prefix"] for k in listed] == [key[:auth.PREFIX_CHARS]]
-    assert key not in json.dumps(all_items(table))                          # only its hash is kept
-    auth.revoke_key(table, "carol", key[:auth.PREFIX_CHARS])
+    assert [k["prefix"] for k in listed] == [key[: auth.PREFIX_CHARS]]
+    assert key not in json.dumps(all_items(table))  # only its hash is kept
+    auth.revoke_key(table, "carol", key[: auth.PREFIX_CHARS])
     refused = carol.get("/agents")
     assert refused.status_code == 401 and refused.json["error"]["code"] == "unauthorized"
     assert auth.list_keys(table, "carol") == []
-    assert api.get("/agents").status_code == 200                           # alice's key unaffected
+    assert api.get("/agents").status_code == 200  # alice's key unaffected
     with pytest.raises(Exception):
-        auth.revoke_key(table, "carol", key[:auth.PREFIX_CHARS])           # nothing left to revoke
+        auth.revoke_key(table, "carol", key[: auth.PREFIX_CHARS])  # nothing left to revoke
 
 
 @pytest.mark.real_engine
@@ -276,7 +312,7 @@ def test_a_key_never_changes_owner(api, table):
     assert all_items(table) == before
     assert table.developer_for_key(auth.hash_key(alices)) == "alice"
     assert [k["key_hash"] for k in auth.list_keys(table, "bob")] == [auth.hash_key(KEYS["bob"])]
-    assert auth.register_key(table, "alice", alices) is False       # its owner again: nothing changes
+    assert auth.register_key(table, "alice", alices) is False  # its owner again: nothing changes
     assert all_items(table) == before
     with pytest.raises(ValueError, match="gives developer 'bob' the key it gives developer 'alice'"):
         auth.parse_key_spec("alice:k,bob:k")
@@ -288,9 +324,16 @@ def test_a_revoke_that_deletes_nothing_says_so(table):
     conditional): revoking it deletes nothing, and says so instead of "revoked"."""
     key = "sk_moved-key-0001"
     auth.register_key(table, "bob", key)
-    table.client.put_item(TableName=table.table, Item={
-        "pk": {"S": "dev#alice#apikeys"}, "sk": {"S": f"{key[:auth.PREFIX_CHARS]}#{auth.hash_key(key)}"},
-        "key_hash": {"S": auth.hash_key(key)}, "prefix": {"S": key[:auth.PREFIX_CHARS]}, "created_at": {"S": "x"}})
+    table.client.put_item(
+        TableName=table.table,
+        Item={
+            "pk": {"S": "dev#alice#apikeys"},
+            "sk": {"S": f"{key[: auth.PREFIX_CHARS]}#{auth.hash_key(key)}"},
+            "key_hash": {"S": auth.hash_key(key)},
+            "prefix": {"S": key[: auth.PREFIX_CHARS]},
+            "created_at": {"S": "x"},
+        },
+    )
     with pytest.raises(Conflict, match="nothing was revoked"):
         auth.revoke_key(table, "alice", key)
     assert table.developer_for_key(auth.hash_key(key)) == "bob"
@@ -306,10 +349,10 @@ def test_a_key_can_be_revoked_by_the_whole_key(table):
 def test_revoking_needs_exactly_one_matching_key_of_that_developer(table):
     first, second = auth.create_key(table, "dave"), auth.create_key(table, "dave")
     with pytest.raises(Exception):
-        auth.revoke_key(table, "dave", "sk_")                               # ambiguous
+        auth.revoke_key(table, "dave", "sk_")  # ambiguous
     with pytest.raises(Exception):
-        auth.revoke_key(table, "alice", first[:auth.PREFIX_CHARS])          # not alice's
-    auth.revoke_key(table, "dave", first[:auth.PREFIX_CHARS])
+        auth.revoke_key(table, "alice", first[: auth.PREFIX_CHARS])  # not alice's
+    auth.revoke_key(table, "dave", first[: auth.PREFIX_CHARS])
     assert table.developer_for_key(auth.hash_key(first)) is None
     assert table.developer_for_key(auth.hash_key(second)) == "dave"
 
@@ -317,8 +360,12 @@ def test_revoking_needs_exactly_one_matching_key_of_that_developer(table):
 def test_keys_never_reach_logs_or_answers(api, agent_id, caplog):
     secret = "sk_this-must-never-be-seen"
     with caplog.at_level(logging.DEBUG):
-        answers = [api.get("/agents", key=secret), api.get("/agents", headers={"Authorization": secret}),
-                   api.get(f"/agents/{agent_id}"), api.post("/agents", {"name": secret}, key=KEYS["alice"] + "x")]
+        answers = [
+            api.get("/agents", key=secret),
+            api.get("/agents", headers={"Authorization": secret}),
+            api.get(f"/agents/{agent_id}"),
+            api.post("/agents", {"name": secret}, key=KEYS["alice"] + "x"),
+        ]
     for answer in answers:
         assert secret.encode() not in answer.body and KEYS["alice"].encode() not in answer.body
     logged = "\n".join(record.getMessage() for record in caplog.records)
@@ -326,6 +373,7 @@ def test_keys_never_reach_logs_or_answers(api, agent_id, caplog):
 
 
 # --- expressions ---------------------------------------------------------------------------------
+
 
 def test_user_input_reaches_dynamodb_only_through_placeholders(api, table, monkeypatch):
     hostile = ["#evil", ":evil", "pk = :pk OR attribute_exists(sk)", "#sk) OR (", "size(pk) > :x", "REMOVE summary"]
@@ -342,22 +390,27 @@ def test_user_input_reaches_dynamodb_only_through_placeholders(api, table, monke
 
             def call(*args, **kwargs):
                 for item in [kwargs, *kwargs.get("TransactItems", [])]:
-                    for action in ([item] if item is kwargs else item.values()):
+                    for action in [item] if item is kwargs else item.values():
                         for field, value in action.items():
                             if field.endswith("Expression"):
                                 expressions.append(value)
                 return attribute(*args, **kwargs)
+
             return call
 
     monkeypatch.setattr(table, "client", Recording(table.client, record))
-    agent = api.post("/agents", {"name": hostile[2], "about": hostile[0],
-                                 "metadata": {text: text for text in hostile}}).json["id"]
-    session = api.post("/sessions", {"agent_id": agent, "situation": hostile[4],
-                                     "metadata": {text: text for text in hostile}}).json["id"]
+    agent = api.post(
+        "/agents", {"name": hostile[2], "about": hostile[0], "metadata": {text: text for text in hostile}}
+    ).json["id"]
+    session = api.post(
+        "/sessions", {"agent_id": agent, "situation": hostile[4], "metadata": {text: text for text in hostile}}
+    ).json["id"]
     api.patch(f"/sessions/{session}", {"metadata": {hostile[3]: hostile[1]}, "situation": hostile[5]})
     for text in hostile:
         api.get("/sessions?metadata_filter=" + __import__("urllib.parse").parse.quote(json.dumps({text: text})))
-    api.post(f"/sessions/{session}/history", {"messages": [{"role": "user", "content": hostile[2], "name": hostile[0]}]})
+    api.post(
+        f"/sessions/{session}/history", {"messages": [{"role": "user", "content": hostile[2], "name": hostile[0]}]}
+    )
     api.delete(f"/agents/{agent}")
     assert len(expressions) > 20
     for expression in expressions:
@@ -365,10 +418,10 @@ def test_user_input_reaches_dynamodb_only_through_placeholders(api, table, monke
             assert text not in expression, (text, expression)
 
 
-
 # --- a transaction whose answer was lost ---------------------------------------------------------
 
-@pytest.mark.parametrize("dynamodb", ["dynamodb-local"], indirect=True)   # moto keeps no tokens
+
+@pytest.mark.parametrize("dynamodb", ["dynamodb-local"], indirect=True)  # moto keeps no tokens
 def test_a_write_whose_answer_was_lost_is_sent_again_and_applied_once(api, table, agent_id):
     """The first attempt of each TransactWriteItems reaches DynamoDB and commits, then its answer
     is lost (a read timeout). botocore sends it again with the same ClientRequestToken (it fills
@@ -382,14 +435,16 @@ def test_a_write_whose_answer_was_lost_is_sent_again_and_applied_once(api, table
     def lose_the_first_answer(request, **kwargs):
         tokens.append(json.loads(request.body)["ClientRequestToken"])
         if len(tokens) % 2 == 1:
-            table.client._endpoint.http_session.send(request)      # DynamoDB commits it ...
-            raise ReadTimeoutError(endpoint_url=request.url)      # ... and the answer is lost
+            table.client._endpoint.http_session.send(request)  # DynamoDB commits it ...
+            raise ReadTimeoutError(endpoint_url=request.url)  # ... and the answer is lost
 
     events = table.client.meta.events
     events.register("before-send.dynamodb.TransactWriteItems", lose_the_first_answer, unique_id="lose-answer")
     try:
         created = api.post("/sessions", {"agent_id": agent_id, "metadata": {"lost": "answer"}})
-        appended = api.post(f"/sessions/{created.json['id']}/history", {"messages": [{"role": "user", "content": "hi"}]})
+        appended = api.post(
+            f"/sessions/{created.json['id']}/history", {"messages": [{"role": "user", "content": "hi"}]}
+        )
     finally:
         events.unregister("before-send.dynamodb.TransactWriteItems", unique_id="lose-answer")
     assert created.status_code == 201, created.json
@@ -422,20 +477,23 @@ def test_a_write_whose_every_answer_was_lost_says_its_outcome_is_unknown(api, ta
     assert failed.json["error"]["code"] == "write_outcome_unknown"
     assert "may have been applied" in failed.json["error"]["message"]
     listed = api.get("/sessions?metadata_filter=" + json.dumps({"lost": "every answer"})).json["items"]
-    assert len(listed) == 1                                                   # it was applied
+    assert len(listed) == 1  # it was applied
     again = api.post("/sessions", body, headers={"Idempotency-Key": "lost-1"})
-    assert again.status_code == 201 and again.json["id"] == listed[0]["id"]    # and the retry is safe
+    assert again.status_code == 201 and again.json["id"] == listed[0]["id"]  # and the retry is safe
     assert again.headers.get("Idempotent-Replayed") == "true"
 
 
 def test_a_dynamodb_5xx_without_an_error_code_is_a_503(api, table, session_id, monkeypatch):
     """Seen with 30 concurrent direct invocations: a 5xx whose body names no error code was a 500
     internal_error. It is DynamoDB's fault, not ours: the documented 503 with Retry-After."""
+
     def bare_500(name, call):
         if name == "get_item" and bare_500.armed:
             raise table.client.exceptions.ClientError(
-                {"Error": {}, "ResponseMetadata": {"HTTPStatusCode": 500}}, "GetItem")
+                {"Error": {}, "ResponseMetadata": {"HTTPStatusCode": 500}}, "GetItem"
+            )
         return call()
+
     bare_500.armed = False
     monkeypatch.setattr(table, "client", InterceptedClient(table.client, bare_500))
     bare_500.armed = True

@@ -4,6 +4,7 @@ cascades and the wire format (/work/shared/reference/julep-v0.3-wire.md).
 Every rule is checked on the answer and again on what a later GET or list (or, for cascades,
 the table itself) shows, so a rule that is answered but not kept still fails.
 """
+
 from __future__ import annotations
 
 import json
@@ -36,6 +37,7 @@ BODY = {"patch": PATCH_BODY, "put": PUT_REQUIRED}
 
 
 # --- helpers ------------------------------------------------------------------------------------
+
 
 @pytest.fixture
 def make(api):
@@ -85,8 +87,7 @@ def error_fields(answer) -> set[str]:
 
 
 def append(api, session_id: str, *contents: str, role: str = "user") -> list[dict[str, Any]]:
-    answer = api.post(f"/sessions/{session_id}/history",
-                      {"messages": [{"role": role, "content": c} for c in contents]})
+    answer = api.post(f"/sessions/{session_id}/history", {"messages": [{"role": role, "content": c} for c in contents]})
     assert answer.status_code == 201, answer.json
     return answer.json["items"]
 
@@ -101,8 +102,7 @@ def history(api, session_id: str, query: str = "") -> list[dict[str, Any]]:
 def items_mentioning(table, *ids: str) -> list[dict[str, Any]]:
     """Raw items with a string attribute (key or value) mentioning one of the ids: records, links,
     list entries, history messages, purge markers, whatever the layout."""
-    return [item for item in all_items(table)
-            if any(i in " ".join(v.get("S", "") for v in item.values()) for i in ids)]
+    return [item for item in all_items(table) if any(i in " ".join(v.get("S", "") for v in item.values()) for i in ids)]
 
 
 def _key_set(table) -> list[str]:
@@ -126,11 +126,15 @@ def assert_422(answer, *fields: str) -> None:
 
 # --- 1. create and get --------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_create_answers_201_id_created_at_jobs(api, kind):
     agent = created(api.post("/agents", {"name": "A"}))
-    body = {"agents": {"name": "A", "about": "x"}, "users": {"name": "U"},
-            "sessions": {"agent_id": agent, "situation": "s"}}[kind]
+    body = {
+        "agents": {"name": "A", "about": "x"},
+        "users": {"name": "U"},
+        "sessions": {"agent_id": agent, "situation": "s"},
+    }[kind]
     ids = set()
     for _ in range(3):
         answer = api.post(f"/{kind}", body)
@@ -150,20 +154,40 @@ def test_create_answers_201_id_created_at_jobs(api, kind):
 def test_agent_get_answers_every_field_with_defaults(api):
     answer = api.post("/agents", {"name": "Sara"}).json
     assert fetch(api, "agents", answer["id"]) == {
-        "id": answer["id"], "name": "Sara", "about": None, "instructions": [],
-        "model": DEFAULT_MODEL, "default_settings": {}, "metadata": {},
-        "created_at": answer["created_at"], "updated_at": answer["created_at"],
+        "id": answer["id"],
+        "name": "Sara",
+        "about": None,
+        "instructions": [],
+        "model": DEFAULT_MODEL,
+        "default_settings": {},
+        "metadata": {},
+        "created_at": answer["created_at"],
+        "updated_at": answer["created_at"],
     }
 
 
 def test_agent_as_the_sdk_creates_it_round_trips(api):
-    body = {"name": "Sara", "about": "coach", "tools": [], "default_settings": {"temperature": 0.7},
-            "model": "some/model", "docs": [], "metadata": {"team": "a"}, "instructions": ["one", "two"]}
+    body = {
+        "name": "Sara",
+        "about": "coach",
+        "tools": [],
+        "default_settings": {"temperature": 0.7},
+        "model": "some/model",
+        "docs": [],
+        "metadata": {"team": "a"},
+        "instructions": ["one", "two"],
+    }
     answer = api.post("/agents", body)
     assert fetch(api, "agents", created(answer)) == {
-        "id": answer.json["id"], "name": "Sara", "about": "coach", "instructions": ["one", "two"],
-        "model": "some/model", "default_settings": {"temperature": 0.7}, "metadata": {"team": "a"},
-        "created_at": answer.json["created_at"], "updated_at": answer.json["created_at"],
+        "id": answer.json["id"],
+        "name": "Sara",
+        "about": "coach",
+        "instructions": ["one", "two"],
+        "model": "some/model",
+        "default_settings": {"temperature": 0.7},
+        "metadata": {"team": "a"},
+        "created_at": answer.json["created_at"],
+        "updated_at": answer.json["created_at"],
     }
 
 
@@ -179,42 +203,77 @@ def test_agent_instructions_as_one_string_is_stored_as_a_list(api):
 def test_user_get_answers_every_field_with_defaults(api):
     answer = api.post("/users", {"name": "Ann", "about": "a user", "docs": [], "metadata": {}}).json
     assert fetch(api, "users", answer["id"]) == {
-        "id": answer["id"], "name": "Ann", "about": "a user", "metadata": {},
-        "created_at": answer["created_at"], "updated_at": answer["created_at"],
+        "id": answer["id"],
+        "name": "Ann",
+        "about": "a user",
+        "metadata": {},
+        "created_at": answer["created_at"],
+        "updated_at": answer["created_at"],
     }
     bare = api.post("/users", {}).json
     assert fetch(api, "users", bare["id"]) == {
-        "id": bare["id"], "name": None, "about": None, "metadata": {},
-        "created_at": bare["created_at"], "updated_at": bare["created_at"],
+        "id": bare["id"],
+        "name": None,
+        "about": None,
+        "metadata": {},
+        "created_at": bare["created_at"],
+        "updated_at": bare["created_at"],
     }
 
 
 def test_session_get_answers_every_field_with_defaults(api, agent_id, user_id):
     # as the SDK sends it: explicit nulls for what it was not given
-    answer = api.post("/sessions", {"agent_id": agent_id, "user_id": user_id, "situation": "hi",
-                                    "metadata": {"db_uuid": "1234"}, "render_templates": False,
-                                    "token_budget": None, "context_overflow": None}).json
+    answer = api.post(
+        "/sessions",
+        {
+            "agent_id": agent_id,
+            "user_id": user_id,
+            "situation": "hi",
+            "metadata": {"db_uuid": "1234"},
+            "render_templates": False,
+            "token_budget": None,
+            "context_overflow": None,
+        },
+    ).json
     assert fetch(api, "sessions", answer["id"]) == {
-        "id": answer["id"], "agent_id": agent_id, "user_id": user_id, "situation": "hi",
-        "summary": None, "metadata": {"db_uuid": "1234"}, "render_templates": False,
-        "token_budget": None, "context_overflow": None,
-        "created_at": answer["created_at"], "updated_at": answer["created_at"],
+        "id": answer["id"],
+        "agent_id": agent_id,
+        "user_id": user_id,
+        "situation": "hi",
+        "summary": None,
+        "metadata": {"db_uuid": "1234"},
+        "render_templates": False,
+        "token_budget": None,
+        "context_overflow": None,
+        "created_at": answer["created_at"],
+        "updated_at": answer["created_at"],
     }
     bare = api.post("/sessions", {"agent_id": agent_id}).json
     assert fetch(api, "sessions", bare["id"]) == {
-        "id": bare["id"], "agent_id": agent_id, "user_id": None, "situation": None,
-        "summary": None, "metadata": {}, "render_templates": False,
-        "token_budget": None, "context_overflow": None,
-        "created_at": bare["created_at"], "updated_at": bare["created_at"],
+        "id": bare["id"],
+        "agent_id": agent_id,
+        "user_id": None,
+        "situation": None,
+        "summary": None,
+        "metadata": {},
+        "render_templates": False,
+        "token_budget": None,
+        "context_overflow": None,
+        "created_at": bare["created_at"],
+        "updated_at": bare["created_at"],
     }
-    full = created(api.post("/sessions", {"agent_id": agent_id, "render_templates": True,
-                                          "token_budget": 4096, "context_overflow": "adaptive"}))
+    full = created(
+        api.post(
+            "/sessions",
+            {"agent_id": agent_id, "render_templates": True, "token_budget": 4096, "context_overflow": "adaptive"},
+        )
+    )
     stored = fetch(api, "sessions", full)
-    assert (stored["render_templates"], stored["token_budget"], stored["context_overflow"]) == \
-        (True, 4096, "adaptive")
+    assert (stored["render_templates"], stored["token_budget"], stored["context_overflow"]) == (True, 4096, "adaptive")
 
 
 # --- 2. session creation rules --------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("missing_kind", ["agent", "user"])
 def test_session_on_a_missing_parent_is_404_and_creates_nothing(api, table, agent_id, user_id, missing_kind):
@@ -241,8 +300,14 @@ def test_session_without_user_is_allowed(api, agent_id):
 
 
 def test_session_ids_must_be_uuids(api, agent_id, user_id):
-    for field, value in [("agent_id", "not-a-uuid"), ("agent_id", 12), ("agent_id", None),
-                         ("agent_id", ""), ("user_id", "nope"), ("user_id", 7)]:
+    for field, value in [
+        ("agent_id", "not-a-uuid"),
+        ("agent_id", 12),
+        ("agent_id", None),
+        ("agent_id", ""),
+        ("user_id", "nope"),
+        ("user_id", 7),
+    ]:
         body = {"agent_id": agent_id, "user_id": user_id, "situation": "s", field: value}
         assert_422(api.post("/sessions", body), field)
     assert_422(api.post("/sessions", {"situation": "s"}), "agent_id")
@@ -262,14 +327,26 @@ def test_unsupported_lists_must_be_empty(api):
 
 # --- 3. PATCH and PUT -----------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("method", ["patch", "put"])
 def test_session_update_as_the_sdk_sends_it_writes_only_non_null_fields(api, agent_id, method):
-    sid = created(api.post("/sessions", {"agent_id": agent_id, "situation": "old", "metadata": {"a": 1},
-                                         "token_budget": 100, "context_overflow": "truncate",
-                                         "render_templates": True}))
+    sid = created(
+        api.post(
+            "/sessions",
+            {
+                "agent_id": agent_id,
+                "situation": "old",
+                "metadata": {"a": 1},
+                "token_budget": 100,
+                "context_overflow": "truncate",
+                "render_templates": True,
+            },
+        )
+    )
     before = fetch(api, "sessions", sid)
-    answer = getattr(api, method)(f"/sessions/{sid}", {"situation": "x", "metadata": None,
-                                                       "token_budget": None, "context_overflow": None})
+    answer = getattr(api, method)(
+        f"/sessions/{sid}", {"situation": "x", "metadata": None, "token_budget": None, "context_overflow": None}
+    )
     assert answer.status_code == 200, answer.json
     after = fetch(api, "sessions", sid)
     assert after == {**before, "situation": "x", "updated_at": answer.json["updated_at"]}
@@ -277,8 +354,18 @@ def test_session_update_as_the_sdk_sends_it_writes_only_non_null_fields(api, age
 
 
 def test_agent_patch_changes_only_the_field_given(api):
-    aid = created(api.post("/agents", {"name": "Sara", "about": "coach", "instructions": ["i"],
-                                       "metadata": {"m": 1}, "default_settings": {"temperature": 1}}))
+    aid = created(
+        api.post(
+            "/agents",
+            {
+                "name": "Sara",
+                "about": "coach",
+                "instructions": ["i"],
+                "metadata": {"m": 1},
+                "default_settings": {"temperature": 1},
+            },
+        )
+    )
     before = fetch(api, "agents", aid)
     answer = api.patch(f"/agents/{aid}", {"about": "x"})
     assert answer.status_code == 200
@@ -318,8 +405,12 @@ def test_patch_leaves_metadata_keys_it_does_not_name_alone(api, make, kind):
 
 def test_session_put_without_situation_is_422_and_changes_nothing(api, session_id):
     before = fetch(api, "sessions", session_id)
-    for body in ({}, {"metadata": {"x": 1}}, {"token_budget": None},
-                 {"situation": None, "metadata": None, "token_budget": None, "context_overflow": None}):
+    for body in (
+        {},
+        {"metadata": {"x": 1}},
+        {"token_budget": None},
+        {"situation": None, "metadata": None, "token_budget": None, "context_overflow": None},
+    ):
         assert_422(api.put(f"/sessions/{session_id}", body), "situation")
     assert fetch(api, "sessions", session_id) == before
 
@@ -377,15 +468,17 @@ def test_update_of_a_missing_record_is_404(api, make, kind):
 
 
 def test_invalid_values_are_422_and_change_nothing(api, session_id, agent_id, user_id):
-    cases = [("sessions", session_id, {"token_budget": 0}, "token_budget"),
-             ("sessions", session_id, {"token_budget": "5"}, "token_budget"),
-             ("sessions", session_id, {"context_overflow": "drop"}, "context_overflow"),
-             ("sessions", session_id, {"render_templates": "yes"}, "render_templates"),
-             ("sessions", session_id, {"metadata": "not an object"}, "metadata"),
-             ("agents", agent_id, {"metadata": [1]}, "metadata"),
-             ("agents", agent_id, {"model": ""}, "model"),
-             ("agents", agent_id, {"instructions": 5}, "instructions"),
-             ("users", user_id, {"name": 5}, "name")]
+    cases = [
+        ("sessions", session_id, {"token_budget": 0}, "token_budget"),
+        ("sessions", session_id, {"token_budget": "5"}, "token_budget"),
+        ("sessions", session_id, {"context_overflow": "drop"}, "context_overflow"),
+        ("sessions", session_id, {"render_templates": "yes"}, "render_templates"),
+        ("sessions", session_id, {"metadata": "not an object"}, "metadata"),
+        ("agents", agent_id, {"metadata": [1]}, "metadata"),
+        ("agents", agent_id, {"model": ""}, "model"),
+        ("agents", agent_id, {"instructions": 5}, "instructions"),
+        ("users", user_id, {"name": 5}, "name"),
+    ]
     before = {kind: fetch(api, kind, rid) for kind, rid, _, _ in cases}
     for kind, rid, body, field in cases:
         assert_422(api.patch(f"/{kind}/{rid}", body), field)
@@ -399,10 +492,14 @@ RECORD_IMMUTABLE = ["id", "created_at", "updated_at"]
 
 
 def _immutable_values(api) -> dict[str, Any]:
-    return {"agent_id": created(api.post("/agents", {"name": "Other"})),
-            "user_id": created(api.post("/users", {"name": "Other"})),
-            "id": str(uuid.uuid4()), "created_at": "2020-01-01T00:00:00.000000Z",
-            "updated_at": "2099-01-01T00:00:00.000000Z", "summary": "a summary"}
+    return {
+        "agent_id": created(api.post("/agents", {"name": "Other"})),
+        "user_id": created(api.post("/users", {"name": "Other"})),
+        "id": str(uuid.uuid4()),
+        "created_at": "2020-01-01T00:00:00.000000Z",
+        "updated_at": "2099-01-01T00:00:00.000000Z",
+        "summary": "a summary",
+    }
 
 
 @pytest.mark.parametrize("method", ["patch", "put"])
@@ -414,9 +511,15 @@ def test_session_immutable_fields_are_refused_and_change_nothing(api, session_id
             answer = getattr(api, method)(f"/sessions/{session_id}", {"situation": "changed?", field: value})
             assert_422(answer, field)
             assert field in answer.json["error"]["message"]
-    assert_422(getattr(api, method)(f"/sessions/{session_id}", {
-        "situation": "changed?", "agent_id": values["agent_id"], "summary": "s", "id": session_id}),
-        "agent_id", "summary", "id")
+    assert_422(
+        getattr(api, method)(
+            f"/sessions/{session_id}",
+            {"situation": "changed?", "agent_id": values["agent_id"], "summary": "s", "id": session_id},
+        ),
+        "agent_id",
+        "summary",
+        "id",
+    )
     assert fetch(api, "sessions", session_id) == before
     assert listed(api, "/sessions") == [session_id]
 
@@ -447,6 +550,7 @@ def test_unknown_fields_are_422_naming_them(api, make, agent_id, kind):
 
 # --- 5. timestamps move forward -------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_every_update_moves_updated_at_forward_and_keeps_created_at(api, make, kind):
     rid = make(kind)
@@ -469,6 +573,7 @@ def test_every_update_moves_updated_at_forward_and_keeps_created_at(api, make, k
 
 
 # --- 6. delete and cascades ------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_delete_answers_202_and_the_record_is_gone(api, make, kind):
@@ -541,8 +646,9 @@ def test_deleting_an_agent_with_more_sessions_than_one_batch(api, table):
     agent = created(api.post("/agents", {"name": "A"}))
     user = created(api.post("/users", {"name": "U"}))
     other_agent = created(api.post("/agents", {"name": "B"}))
-    sessions = [created(api.post("/sessions", {"agent_id": agent, "user_id": user, "situation": str(n)}))
-                for n in range(30)]
+    sessions = [
+        created(api.post("/sessions", {"agent_id": agent, "user_id": user, "situation": str(n)})) for n in range(30)
+    ]
     for sid in sessions[::10]:
         append(api, sid, "a", "b", "c")
     survivor = created(api.post("/sessions", {"agent_id": other_agent, "user_id": user, "situation": "stay"}))
@@ -566,6 +672,7 @@ def test_deleting_an_agent_with_more_sessions_than_one_batch(api, table):
 
 
 # --- 7. lists -------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_list_order_newest_first_by_default(api, make, kind):
@@ -614,9 +721,23 @@ def test_paging_walks_every_item_exactly_once(api, make, kind):
 @pytest.mark.parametrize("kind", KINDS)
 def test_bad_list_parameters_are_400(api, make, kind):
     make(kind)
-    for query in ["limit=0", "limit=1001", "limit=abc", "limit=", "limit=1.5", "limit=-1",
-                  "offset=-1", "offset=abc", "sort_by=name", "sort_by=", "order=up", "order=DESC",
-                  "foo=bar", "limit=10&foo=bar", "metadata_filter=%7B&limit=1"]:
+    for query in [
+        "limit=0",
+        "limit=1001",
+        "limit=abc",
+        "limit=",
+        "limit=1.5",
+        "limit=-1",
+        "offset=-1",
+        "offset=abc",
+        "sort_by=name",
+        "sort_by=",
+        "order=up",
+        "order=DESC",
+        "foo=bar",
+        "limit=10&foo=bar",
+        "metadata_filter=%7B&limit=1",
+    ]:
         answer = api.get(f"/{kind}?{query}")
         assert answer.status_code == 400, (query, answer.json)
         assert answer.json["error"]["code"] == "bad_request"
@@ -626,8 +747,15 @@ def test_bad_list_parameters_are_400(api, make, kind):
 
 # --- 8. metadata_filter ---------------------------------------------------------------------------
 
-TYPED = {"int": {"v": 1}, "str": {"v": "1"}, "bool": {"v": True}, "float": {"v": 1.0},
-         "nested": {"v": {"a": [1, 2]}}, "other": {"w": 1}, "empty": {}}
+TYPED = {
+    "int": {"v": 1},
+    "str": {"v": "1"},
+    "bool": {"v": True},
+    "float": {"v": 1.0},
+    "nested": {"v": {"a": [1, 2]}},
+    "other": {"w": 1},
+    "empty": {},
+}
 TYPED_FILTERS = [
     ({"v": 1}, {"int", "float"}),
     ({"v": 1.0}, {"int", "float"}),
@@ -709,8 +837,10 @@ def test_odd_metadata_keys_round_trip_and_filter(api, make, kind):
     decoy = make(kind, metadata={key: "no" for key in ODD_KEYS})
     hits = {key: make(kind, metadata={key: "yes", "plain": 1}) for key in ODD_KEYS}
     stored = {item["id"]: item["metadata"] for item in api.get(f"/{kind}").json["items"]}
-    assert stored == {decoy: {key: "no" for key in ODD_KEYS},
-                      **{rid: {key: "yes", "plain": 1} for key, rid in hits.items()}}
+    assert stored == {
+        decoy: {key: "no" for key in ODD_KEYS},
+        **{rid: {key: "yes", "plain": 1} for key, rid in hits.items()},
+    }
     for key, rid in hits.items():
         assert filtered(api, kind, {key: "yes", "plain": 1}) == [rid], key
     assert filtered(api, kind, {key: "no" for key in ODD_KEYS}) == [decoy]
@@ -723,13 +853,19 @@ def test_odd_metadata_keys_round_trip_and_filter(api, make, kind):
 
 # --- 9. history ------------------------------------------------------------------------------------
 
+
 def test_history_append_answers_201_with_the_messages(api, session_id):
-    answer = api.post(f"/sessions/{session_id}/history", {"messages": [
-        {"role": "user", "content": "hi", "name": "Ann"},
-        {"role": "assistant", "content": "hello"},
-        {"role": "system", "content": "sys", "name": None},
-        {"role": "function", "content": "{\"x\": 1}"},
-    ]})
+    answer = api.post(
+        f"/sessions/{session_id}/history",
+        {
+            "messages": [
+                {"role": "user", "content": "hi", "name": "Ann"},
+                {"role": "assistant", "content": "hello"},
+                {"role": "system", "content": "sys", "name": None},
+                {"role": "function", "content": '{"x": 1}'},
+            ]
+        },
+    )
     assert answer.status_code == 201, answer.json
     assert set(answer.json) == {"items"}
     items = answer.json["items"]
@@ -738,15 +874,19 @@ def test_history_append_answers_201_with_the_messages(api, session_id):
         assert uuid.UUID(item["id"]).version == 4
         assert TIMESTAMP.match(item["created_at"])
     assert [(i["role"], i["content"], i["name"]) for i in items] == [
-        ("user", "hi", "Ann"), ("assistant", "hello", None), ("system", "sys", None),
-        ("function", "{\"x\": 1}", None)]
+        ("user", "hi", "Ann"),
+        ("assistant", "hello", None),
+        ("system", "sys", None),
+        ("function", '{"x": 1}', None),
+    ]
     assert len({i["id"] for i in items}) == 4
     assert history(api, session_id) == items
 
 
 def test_history_is_oldest_first_and_pages(api, session_id):
-    messages = append(api, session_id, "m0", "m1", "m2") + append(api, session_id, "m3", "m4") \
-        + append(api, session_id, "m5")
+    messages = (
+        append(api, session_id, "m0", "m1", "m2") + append(api, session_id, "m3", "m4") + append(api, session_id, "m5")
+    )
     assert [m["content"] for m in history(api, session_id)] == [f"m{n}" for n in range(6)]
     assert history(api, session_id) == messages
     walked = []
@@ -806,14 +946,19 @@ def test_history_of_a_missing_session_is_404(api, session_id, make):
     assert api.delete(f"/sessions/{deleted}").status_code == 202
     for sid in (str(uuid.uuid4()), "nope", deleted):
         path = f"/sessions/{sid}/history"
-        for answer in (api.get(path), api.post(path, {"messages": [{"role": "user", "content": "x"}]}),
-                       api.delete(path), api.get(path)):
+        for answer in (
+            api.get(path),
+            api.post(path, {"messages": [{"role": "user", "content": "x"}]}),
+            api.delete(path),
+            api.get(path),
+        ):
             assert answer.status_code == 404, (sid, answer.json)
             assert answer.json["error"]["code"] == "not_found"
     assert history(api, session_id) == []
 
 
 # --- 10. JSON numbers ------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_json_numbers_round_trip_exactly(api, make, kind):
@@ -840,24 +985,59 @@ def test_json_numbers_round_trip_exactly(api, make, kind):
 # either kept (integers exactly; fractions go out as JSON doubles, so equal as doubles) or refused as
 # the client's error (4xx, nothing written); never a 500.
 NUMBER_CASES = [
-    pytest.param("agents", "post", '{"name": "A", "metadata": {"x": 123456789012345678901234567890123456789}}',
-                 ("metadata", "x"), id="agent-39-digit-int"),
-    pytest.param("sessions", "post",
-                 '{"agent_id": "%(agent)s", "metadata": {"x": 0.1234567890123456789012345678901234567890}}',
-                 ("metadata", "x"), id="session-40-digit-fraction"),
-    pytest.param("sessions", "patch", '{"metadata": {"x": 10000000000000000000000000000000000000000}}',
-                 ("metadata", "x"), id="session-patch-int-1e40"),
+    pytest.param(
+        "agents",
+        "post",
+        '{"name": "A", "metadata": {"x": 123456789012345678901234567890123456789}}',
+        ("metadata", "x"),
+        id="agent-39-digit-int",
+    ),
+    pytest.param(
+        "sessions",
+        "post",
+        '{"agent_id": "%(agent)s", "metadata": {"x": 0.1234567890123456789012345678901234567890}}',
+        ("metadata", "x"),
+        id="session-40-digit-fraction",
+    ),
+    pytest.param(
+        "sessions",
+        "patch",
+        '{"metadata": {"x": 10000000000000000000000000000000000000000}}',
+        ("metadata", "x"),
+        id="session-patch-int-1e40",
+    ),
     pytest.param("users", "post", '{"name": "U", "metadata": {"x": 1e400}}', ("metadata", "x"), id="user-1e400"),
-    pytest.param("sessions", "post", '{"agent_id": "%(agent)s", "token_budget": 10000000000000000000000000000000000000000}',
-                 ("token_budget",), id="session-token_budget-1e40"),
-    pytest.param("agents", "patch", '{"default_settings": {"t": 1e-400}}', ("default_settings", "t"),
-                 id="agent-patch-1e-400"),
-    pytest.param("users", "post", '{"metadata": {"x": 12345678901234567890123456789012345678}}', ("metadata", "x"),
-                 id="user-38-digit-int"),
-    pytest.param("agents", "post", '{"name": "A", "metadata": {"x": -0.1234567890123456789012345678901234567}}',
-                 ("metadata", "x"), id="agent-37-digit-fraction"),
-    pytest.param("sessions", "patch", '{"metadata": {"x": 1.5e125, "y": 2.5e-130}}', ("metadata", "x"),
-                 id="session-patch-extremes"),
+    pytest.param(
+        "sessions",
+        "post",
+        '{"agent_id": "%(agent)s", "token_budget": 10000000000000000000000000000000000000000}',
+        ("token_budget",),
+        id="session-token_budget-1e40",
+    ),
+    pytest.param(
+        "agents", "patch", '{"default_settings": {"t": 1e-400}}', ("default_settings", "t"), id="agent-patch-1e-400"
+    ),
+    pytest.param(
+        "users",
+        "post",
+        '{"metadata": {"x": 12345678901234567890123456789012345678}}',
+        ("metadata", "x"),
+        id="user-38-digit-int",
+    ),
+    pytest.param(
+        "agents",
+        "post",
+        '{"name": "A", "metadata": {"x": -0.1234567890123456789012345678901234567}}',
+        ("metadata", "x"),
+        id="agent-37-digit-fraction",
+    ),
+    pytest.param(
+        "sessions",
+        "patch",
+        '{"metadata": {"x": 1.5e125, "y": 2.5e-130}}',
+        ("metadata", "x"),
+        id="session-patch-extremes",
+    ),
 ]
 
 
@@ -892,8 +1072,16 @@ def test_numbers_are_stored_exactly_or_refused(api, agent_id, session_id, kind, 
 def test_patch_merged_metadata_stays_within_its_bound(api, make, kind):
     chunk = ["x" * 13_400] * 3  # one such key (40 KB) is within the 64 KiB bound; two are not (strings: 16 KiB each)
     rid = make(kind, metadata={"k0": chunk})
-    assert_422(api.post(f"/{kind}", {**({"agent_id": fetch(api, kind, rid)["agent_id"]} if kind == "sessions"
-                                        else {"name": "A"}), "metadata": {"a": chunk, "b": chunk}}), "metadata")
+    assert_422(
+        api.post(
+            f"/{kind}",
+            {
+                **({"agent_id": fetch(api, kind, rid)["agent_id"]} if kind == "sessions" else {"name": "A"}),
+                "metadata": {"a": chunk, "b": chunk},
+            },
+        ),
+        "metadata",
+    )
     for n in range(1, 10):
         answer = api.patch(f"/{kind}/{rid}", {"metadata": {f"k{n}": chunk}})
         assert answer.status_code in (200, 422), (n, answer.status_code, answer.json)
@@ -909,8 +1097,13 @@ def test_ids_are_case_insensitive_and_answered_in_lower_case(api, agent_id, user
     got = api.get(f"/sessions/{sid.upper()}")
     assert got.status_code == 200
     assert (got.json["id"], got.json["agent_id"], got.json["user_id"]) == (sid, agent_id, user_id)
-    assert [s["id"] for s in api.get(f"/sessions?agent_id={agent_id.upper()}&user_id={user_id.upper()}").json["items"]] == [sid]
-    assert api.post(f"/sessions/{sid.upper()}/history", {"messages": [{"role": "user", "content": "hi"}]}).status_code == 201
+    assert [
+        s["id"] for s in api.get(f"/sessions?agent_id={agent_id.upper()}&user_id={user_id.upper()}").json["items"]
+    ] == [sid]
+    assert (
+        api.post(f"/sessions/{sid.upper()}/history", {"messages": [{"role": "user", "content": "hi"}]}).status_code
+        == 201
+    )
     assert [m["content"] for m in api.get(f"/sessions/{sid.upper()}/history").json["items"]] == ["hi"]
     assert api.patch(f"/agents/{agent_id.upper()}", {"about": "x"}).json["id"] == agent_id
     assert api.get(f"/agents/{agent_id.upper()}").json["about"] == "x"

@@ -1,5 +1,6 @@
 """One JSON line per request (chalicelib/shared/telemetry.py): what it says, that it is valid CloudWatch
 embedded metric format, that it counts the DynamoDB calls really made and never carries a key."""
+
 from __future__ import annotations
 
 import io
@@ -31,6 +32,7 @@ def counted(table):
     def around(name, run):
         made.append(name)
         return run()
+
     store_module.use_store(store_module.Store(InterceptedClient(table.client, around), table.table))
     return made
 
@@ -58,7 +60,7 @@ def test_a_request_writes_one_line_with_what_it_did(api, session_id, lines, coun
     assert line["operation"] == "sessions.history.get"
     assert line["developer_id"] == "alice"
     assert (line["status"], line["error_code"], line["level"]) == (200, None, "INFO")
-    assert line["dynamodb_calls"] == len(counted) >= 2          # the key, the session, the page
+    assert line["dynamodb_calls"] == len(counted) >= 2  # the key, the session, the page
     assert (line["requests"], line["errors"], line["client_errors"]) == (1, 0, 0)
     assert line["latency"] > 0
     assert_valid_emf(line)
@@ -82,11 +84,17 @@ def test_refusals_are_client_errors_and_bugs_are_errors(api, agent_id, lines, mo
     monkeypatch.setattr(chalicelib.rules.records, "get", lambda *a, **k: 1 / 0)
     api.get(f"/agents/{agent_id}")
     unauthorized, unknown, invalid, broken = lines()
-    assert (unauthorized["status"], unauthorized["error_code"], unauthorized["developer_id"]) == \
-        (401, "unauthorized", None)
+    assert (unauthorized["status"], unauthorized["error_code"], unauthorized["developer_id"]) == (
+        401,
+        "unauthorized",
+        None,
+    )
     assert (unknown["status"], unknown["operation"], unknown["developer_id"]) == (404, "unknown", "alice")
-    assert (invalid["status"], invalid["error_code"], invalid["operation"]) == (422, "validation_error",
-                                                                              "agents.create")
+    assert (invalid["status"], invalid["error_code"], invalid["operation"]) == (
+        422,
+        "validation_error",
+        "agents.create",
+    )
     for line in (unauthorized, unknown, invalid):
         assert (line["client_errors"], line["errors"], line["level"]) == (1, 0, "INFO")
     assert (broken["status"], broken["errors"], broken["client_errors"], broken["level"]) == (500, 1, 0, "ERROR")
@@ -104,13 +112,19 @@ def test_keys_never_reach_the_lines(api, agent_id, lines):
 
 def test_an_invocation_writes_its_line_too(table, lines, counted):
     with Client(app_module.app) as client:
-        answer = client.lambda_.invoke(invoke.FUNCTION_NAME, {"operation": "users.create", "developer_id": "bob",
-                                                              "params": {"body": {"name": "Zed"}}}).payload
+        answer = client.lambda_.invoke(
+            invoke.FUNCTION_NAME,
+            {"operation": "users.create", "developer_id": "bob", "params": {"body": {"name": "Zed"}}},
+        ).payload
         client.lambda_.invoke(invoke.FUNCTION_NAME, {"operation": "users.create", "developer_id": "bob"})
     created, refused = lines()
     assert created["request_id"] == answer["request_id"]
-    assert (created["via"], created["route"], created["operation"], created["developer_id"]) == \
-        ("invoke", None, "users.create", "bob")
+    assert (created["via"], created["route"], created["operation"], created["developer_id"]) == (
+        "invoke",
+        None,
+        "users.create",
+        "bob",
+    )
     assert created["status"] == 201 and created["dynamodb_calls"] == len(counted) == 1
     assert (refused["status"], refused["error_code"], refused["dynamodb_calls"]) == (400, "bad_request", 0)
     assert_valid_emf(created)
@@ -137,8 +151,9 @@ def test_an_invocations_error_log_carries_its_request_id(table, monkeypatch, cap
 
     monkeypatch.setattr(chalicelib.rules.records, "get", lambda *a, **k: 1 / 0)
     with Client(app_module.app) as client, caplog.at_level(logging.ERROR, logger="sessions"):
-        answer = client.lambda_.invoke(invoke.FUNCTION_NAME, {"operation": "users.get", "developer_id": "bob",
-                                                              "params": {"user_id": "x"}}).payload
+        answer = client.lambda_.invoke(
+            invoke.FUNCTION_NAME, {"operation": "users.get", "developer_id": "bob", "params": {"user_id": "x"}}
+        ).payload
     assert answer["status"] == 500
     logged = [r for r in caplog.records if r.name == "sessions" and r.levelno >= logging.ERROR]
     assert logged and {r.request_id for r in logged} == {answer["request_id"]} and answer["request_id"] != "-"

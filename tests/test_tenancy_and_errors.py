@@ -4,6 +4,7 @@ Every failing request must answer `{"error": {"code", "message", "details"}}` as
 table exactly as it was; another developer's ids must look exactly like ids that do not exist; and
 no input, however odd, may turn into a 500.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -25,6 +26,7 @@ META = {"db_uuid": "1234"}
 
 
 # --- helpers ----------------------------------------------------------------------------------------
+
 
 def header(response, name: str) -> str | None:
     for key, value in (response.headers or {}).items():
@@ -59,8 +61,11 @@ def assert_4xx(response) -> dict[str, Any]:
 
 def developer_items(store, developer: str) -> list[dict[str, Any]]:
     """A developer's data: everything under their prefix but the list of their API keys."""
-    return [item for item in scan_all(store) if item["pk"]["S"].startswith(f"dev#{developer}#")
-            and item["pk"]["S"] != f"dev#{developer}#apikeys"]
+    return [
+        item
+        for item in scan_all(store)
+        if item["pk"]["S"].startswith(f"dev#{developer}#") and item["pk"]["S"] != f"dev#{developer}#apikeys"
+    ]
 
 
 def strings_in(value: Any) -> list[str]:
@@ -93,8 +98,12 @@ def valid_body(operation: str, ids: dict[str, str]) -> dict[str, Any] | None:
         "users.create": {"name": "Mallory", "metadata": dict(META)},
         "users.replace": {"name": "Replaced", "about": "replaced"},
         "users.patch": {"about": "patched", "metadata": {"x": 1}},
-        "sessions.create": {"agent_id": ids["agent_id"], "user_id": ids["user_id"], "situation": "s",
-                            "metadata": dict(META)},
+        "sessions.create": {
+            "agent_id": ids["agent_id"],
+            "user_id": ids["user_id"],
+            "situation": "s",
+            "metadata": dict(META),
+        },
         "sessions.replace": {"situation": "replaced"},
         "sessions.patch": {"situation": "patched", "metadata": {"x": 1}},
         "sessions.history.append": {"messages": [{"role": "user", "content": "injected"}]},
@@ -109,8 +118,12 @@ def q(value: Any) -> str:
 def alice_view(api, world: dict[str, str]) -> dict[str, Any]:
     """What alice gets back for each of her resources, and her session's history."""
     view: dict[str, Any] = {}
-    for path in ("/agents/{agent_id}", "/users/{user_id}", "/sessions/{session_id}",
-                 "/sessions/{session_id}/history?limit=1000"):
+    for path in (
+        "/agents/{agent_id}",
+        "/users/{user_id}",
+        "/sessions/{session_id}",
+        "/sessions/{session_id}/history?limit=1000",
+    ):
         response = api.get(fill(path, world))
         assert response.status_code == 200, (path, response.body)
         view[path] = response.json
@@ -133,18 +146,27 @@ def normalized(error: dict[str, Any], ids: dict[str, str]) -> dict[str, Any]:
 
 # --- fixtures ---------------------------------------------------------------------------------------
 
+
 @pytest.fixture
 def world(api) -> dict[str, str]:
     """Alice's agent, user and session (with two messages of history), all carrying metadata META."""
-    agent = api.post("/agents", {"name": "Sara", "about": "coach", "instructions": ["be kind"],
-                                 "metadata": dict(META)})
+    agent = api.post("/agents", {"name": "Sara", "about": "coach", "instructions": ["be kind"], "metadata": dict(META)})
     user = api.post("/users", {"name": "Ann", "about": "a user", "metadata": dict(META)})
     assert agent.status_code == 201 and user.status_code == 201, (agent.body, user.body)
-    session = api.post("/sessions", {"agent_id": agent.json["id"], "user_id": user.json["id"],
-                                     "situation": "hi", "metadata": dict(META)})
+    session = api.post(
+        "/sessions",
+        {"agent_id": agent.json["id"], "user_id": user.json["id"], "situation": "hi", "metadata": dict(META)},
+    )
     assert session.status_code == 201, session.body
-    appended = api.post(f"/sessions/{session.json['id']}/history", {"messages": [
-        {"role": "user", "content": "hello"}, {"role": "assistant", "content": "hi there", "name": "Sara"}]})
+    appended = api.post(
+        f"/sessions/{session.json['id']}/history",
+        {
+            "messages": [
+                {"role": "user", "content": "hello"},
+                {"role": "assistant", "content": "hi there", "name": "Sara"},
+            ]
+        },
+    )
     assert appended.status_code == 201, appended.body
     return {"agent_id": agent.json["id"], "user_id": user.json["id"], "session_id": session.json["id"]}
 
@@ -156,8 +178,7 @@ def bob_world(api) -> dict[str, str]:
     agent = bob.post("/agents", {"name": "Bob's agent", "metadata": dict(META)})
     user = bob.post("/users", {"name": "Bob", "metadata": dict(META)})
     assert agent.status_code == 201 and user.status_code == 201
-    session = bob.post("/sessions", {"agent_id": agent.json["id"], "user_id": user.json["id"],
-                                     "metadata": dict(META)})
+    session = bob.post("/sessions", {"agent_id": agent.json["id"], "user_id": user.json["id"], "metadata": dict(META)})
     assert session.status_code == 201, session.body
     return {"agent_id": agent.json["id"], "user_id": user.json["id"], "session_id": session.json["id"]}
 
@@ -184,13 +205,21 @@ def _auth_headers(value: str | None) -> dict[str, str]:
 def test_every_route_refuses_a_request_without_a_valid_key(api, table, world, method, path, operation):
     before = scan_all(table)
     for authorization in ("missing", "wrong-key", "basic"):
-        response = api.request(method, fill(path, world), valid_body(operation, world), key=None,
-                               headers=_auth_headers(BAD_AUTHORIZATION[authorization]))
+        response = api.request(
+            method,
+            fill(path, world),
+            valid_body(operation, world),
+            key=None,
+            headers=_auth_headers(BAD_AUTHORIZATION[authorization]),
+        )
         assert response.status_code == 401, (authorization, response.status_code, response.body[:300])
         assert_error(response, 401, "unauthorized")
         # RFC 6750: the scheme to use, and for a key that was sent, that it is not valid (issue 12, item 9)
-        assert header(response, "WWW-Authenticate") == ('Bearer realm="sessions", error="invalid_token"'
-                                                        if authorization == "wrong-key" else 'Bearer realm="sessions"')
+        assert header(response, "WWW-Authenticate") == (
+            'Bearer realm="sessions", error="invalid_token"'
+            if authorization == "wrong-key"
+            else 'Bearer realm="sessions"'
+        )
     assert scan_all(table) == before
 
 
@@ -221,6 +250,7 @@ def test_keys_are_stored_only_hashed(api, table, world, bob_world):
 
 # --- 2. tenancy -----------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("method,path,operation", ROUTES, ids=ROUTE_IDS)
 def test_bob_walking_every_route_never_reaches_alice(api, table, world, request, method, path, operation):
     bob = api.as_("bob")
@@ -237,8 +267,13 @@ def test_bob_walking_every_route_never_reaches_alice(api, table, world, request,
         assert normalized(error, world) == normalized(assert_error(absent, 404, "not_found"), absent_ids)
     elif operation.endswith(".list"):
         bob_world = request.getfixturevalue("bob_world")
-        for query in ("", f"?metadata_filter={q(META)}", f"?metadata_filter={q({'db_uuid': '1234'})}&limit=1000",
-                      "?order=asc&sort_by=updated_at", "?offset=0&limit=1"):
+        for query in (
+            "",
+            f"?metadata_filter={q(META)}",
+            f"?metadata_filter={q({'db_uuid': '1234'})}&limit=1000",
+            "?order=asc&sort_by=updated_at",
+            "?offset=0&limit=1",
+        ):
             assert list_ids(bob, plural, query) == [bob_world[f"{plural[:-1]}_id"]], query
         # ... while alice, with the same filter, does see hers: the filter would have matched.
         assert list_ids(api, plural, f"?metadata_filter={q(META)}") == [world[f"{plural[:-1]}_id"]]
@@ -264,12 +299,12 @@ def test_bob_walking_every_route_never_reaches_alice(api, table, world, request,
 def test_bob_cannot_start_a_session_on_alices_agent_or_user(api, table, world, bob_world):
     bob = api.as_("bob")
     before_bob, before_alice = developer_items(table, "bob"), developer_items(table, "alice")
-    error = assert_error(bob.post("/sessions", {"agent_id": world["agent_id"], "situation": "s"}),
-                         404, "not_found")
+    error = assert_error(bob.post("/sessions", {"agent_id": world["agent_id"], "situation": "s"}), 404, "not_found")
     assert [d["field"] for d in error["details"]] == ["agent_id"]
     # bob's own agent with alice's user: the user is as absent as a random one
-    error = assert_error(bob.post("/sessions", {"agent_id": bob_world["agent_id"], "user_id": world["user_id"]}),
-                         404, "not_found")
+    error = assert_error(
+        bob.post("/sessions", {"agent_id": bob_world["agent_id"], "user_id": world["user_id"]}), 404, "not_found"
+    )
     assert [d["field"] for d in error["details"]] == ["user_id"]
     assert developer_items(table, "bob") == before_bob
     assert developer_items(table, "alice") == before_alice
@@ -279,8 +314,7 @@ def test_bob_cannot_start_a_session_on_alices_agent_or_user(api, table, world, b
 def test_bob_deleting_alices_agent_or_user_leaves_her_session(api, table, world):
     bob = api.as_("bob")
     before_view, before_items = alice_view(api, world), developer_items(table, "alice")
-    for path in ("/agents/{agent_id}", "/users/{user_id}", "/sessions/{session_id}/history",
-                 "/sessions/{session_id}"):
+    for path in ("/agents/{agent_id}", "/users/{user_id}", "/sessions/{session_id}/history", "/sessions/{session_id}"):
         assert_error(bob.delete(fill(path, world)), 404, "not_found")
     assert list_ids(api, "sessions") == [world["session_id"]]
     assert len(api.get(f"/sessions/{world['session_id']}/history").json["items"]) == 2
@@ -326,22 +360,35 @@ def test_unreadable_bodies_are_400(api, table, world, method, path, operation):
 def test_a_valid_surrogate_pair_is_accepted(api):
     created = api.post("/agents", raw='{"name": "\\ud83d\\ude00"}')
     assert created.status_code == 201, created.body
-    assert api.get(f"/agents/{created.json['id']}").json["name"] == "\U0001F600"
+    assert api.get(f"/agents/{created.json['id']}").json["name"] == "\U0001f600"
 
 
 def test_unknown_route_is_404_in_our_shape(api, table, world):
     before = scan_all(table)
-    for method, path in [("GET", "/nope"), ("POST", "/nope"), ("DELETE", "/nope"), ("GET", "/agent"),
-                         ("PUT", "/Agents"), ("PATCH", "/history")]:
+    for method, path in [
+        ("GET", "/nope"),
+        ("POST", "/nope"),
+        ("DELETE", "/nope"),
+        ("GET", "/agent"),
+        ("PUT", "/Agents"),
+        ("PATCH", "/history"),
+    ]:
         response = api.request(method, path, {"name": "x"})
         assert response.status_code == 404, (method, path, response.status_code, response.body[:300])
         assert_error(response, 404, "not_found")
     assert scan_all(table) == before
 
 
-WRONG_METHODS = [("POST", "/agents/{agent_id}"), ("POST", "/users/{user_id}"), ("POST", "/sessions/{session_id}"),
-                 ("DELETE", "/agents"), ("PUT", "/users"), ("PATCH", "/sessions"),
-                 ("PUT", "/sessions/{session_id}/history"), ("PATCH", "/sessions/{session_id}/history")]
+WRONG_METHODS = [
+    ("POST", "/agents/{agent_id}"),
+    ("POST", "/users/{user_id}"),
+    ("POST", "/sessions/{session_id}"),
+    ("DELETE", "/agents"),
+    ("PUT", "/users"),
+    ("PATCH", "/sessions"),
+    ("PUT", "/sessions/{session_id}/history"),
+    ("PATCH", "/sessions/{session_id}/history"),
+]
 
 
 def test_wrong_method_is_405_in_our_shape(api, table, world):
@@ -357,8 +404,12 @@ def test_wrong_method_is_405_in_our_shape(api, table, world):
 
 
 VALIDATION_CASES = {
-    "agent-wrong-types": ("POST", "/agents", {"name": 1, "about": True, "model": "", "metadata": []},
-                          {"name", "about", "model", "metadata"}),
+    "agent-wrong-types": (
+        "POST",
+        "/agents",
+        {"name": 1, "about": True, "model": "", "metadata": []},
+        {"name", "about", "model", "metadata"},
+    ),
     "agent-missing-name": ("POST", "/agents", {"about": "x"}, {"name"}),
     "agent-unknown-field": ("POST", "/agents", {"name": "a", "nmae": "b"}, {"nmae"}),
     "agent-tools-not-empty": ("POST", "/agents", {"name": "a", "tools": [{"type": "x"}]}, {"tools"}),
@@ -369,15 +420,25 @@ VALIDATION_CASES = {
     "session-missing-agent": ("POST", "/sessions", {"situation": "s"}, {"agent_id"}),
     "session-bad-agent-id": ("POST", "/sessions", {"agent_id": "not-a-uuid"}, {"agent_id"}),
     "session-bad-user-id": ("POST", "/sessions", {"agent_id": "{agent_id}", "user_id": "nope"}, {"user_id"}),
-    "session-wrong-types": ("POST", "/sessions", {"agent_id": "{agent_id}", "render_templates": "true",
-                                                  "token_budget": "5", "context_overflow": "drop"},
-                            {"render_templates", "token_budget", "context_overflow"}),
-    "session-patch-immutable": ("PATCH", "/sessions/{session_id}", {"agent_id": "{agent_id}", "summary": "s"},
-                                {"agent_id", "summary"}),
+    "session-wrong-types": (
+        "POST",
+        "/sessions",
+        {"agent_id": "{agent_id}", "render_templates": "true", "token_budget": "5", "context_overflow": "drop"},
+        {"render_templates", "token_budget", "context_overflow"},
+    ),
+    "session-patch-immutable": (
+        "PATCH",
+        "/sessions/{session_id}",
+        {"agent_id": "{agent_id}", "summary": "s"},
+        {"agent_id", "summary"},
+    ),
     "session-put-missing": ("PUT", "/sessions/{session_id}", {"metadata": {}}, {"situation"}),
-    "history-bad-message": ("POST", "/sessions/{session_id}/history",
-                            {"messages": [{"role": "robot", "content": 1}]},
-                            {"messages.0.role", "messages.0.content"}),
+    "history-bad-message": (
+        "POST",
+        "/sessions/{session_id}/history",
+        {"messages": [{"role": "robot", "content": 1}]},
+        {"messages.0.role", "messages.0.content"},
+    ),
     "history-empty": ("POST", "/sessions/{session_id}/history", {"messages": []}, {"messages"}),
 }
 
@@ -444,21 +505,41 @@ def test_situation_over_64_kib_is_422(api, table, world):
     assert response.status_code == 200, response.body[:300]
 
 
-BAD_QUERIES = ["limit=0", "limit=-1", "limit=1001", "limit=abc", "limit=1.5", "limit=", "offset=-1", "offset=x",
-               "sort_by=name", "order=up", "unknown=1", "metadata_filter=" + q("[1]"),
-               "metadata_filter=" + q("{bad"), "metadata_filter=" + q('{"x": NaN}'),
-               "metadata_filter=" + q('{"x": "\\ud800"}'),
-               # issue 12, item 7: int() takes these, so they were answered as 3, 5 and 10
-               "limit=" + q("\u0663"), "limit=" + q("\uff15"), "limit=1_0", "offset=" + q("\u0661"),
-               "limit=1&limit=2", "order=asc&order=desc"]
+BAD_QUERIES = [
+    "limit=0",
+    "limit=-1",
+    "limit=1001",
+    "limit=abc",
+    "limit=1.5",
+    "limit=",
+    "offset=-1",
+    "offset=x",
+    "sort_by=name",
+    "order=up",
+    "unknown=1",
+    "metadata_filter=" + q("[1]"),
+    "metadata_filter=" + q("{bad"),
+    "metadata_filter=" + q('{"x": NaN}'),
+    "metadata_filter=" + q('{"x": "\\ud800"}'),
+    # issue 12, item 7: int() takes these, so they were answered as 3, 5 and 10
+    "limit=" + q("\u0663"),
+    "limit=" + q("\uff15"),
+    "limit=1_0",
+    "offset=" + q("\u0661"),
+    "limit=1&limit=2",
+    "order=asc&order=desc",
+]
 
 
-@pytest.mark.parametrize("query, field, kind", [
-    ('{"a": 1e400}', "metadata_filter.a", "number_not_storable"),
-    ('{"a": [1, 12345678901234567890123456789012345678901]}', "metadata_filter.a.1", "number_not_storable"),
-    ('{"a": {"": 1}}', "metadata_filter.a", "key_length"),
-    ('{"%s": 1}' % ("k" * 257), "metadata_filter", "key_length"),
-])
+@pytest.mark.parametrize(
+    "query, field, kind",
+    [
+        ('{"a": 1e400}', "metadata_filter.a", "number_not_storable"),
+        ('{"a": [1, 12345678901234567890123456789012345678901]}', "metadata_filter.a.1", "number_not_storable"),
+        ('{"a": {"": 1}}', "metadata_filter.a", "key_length"),
+        ('{"%s": 1}' % ("k" * 257), "metadata_filter", "key_length"),
+    ],
+)
 def test_a_metadata_filter_is_held_to_the_rules_of_metadata(api, world, query, field, kind):
     """The same number rules as bodies: 1e400 in a body is a 422, and was a silent empty list here."""
     error = assert_error(api.get("/sessions?metadata_filter=" + q(query)), 400, "bad_request")
@@ -487,6 +568,7 @@ def test_bad_query_parameters_are_400(api, world):
 
 # --- 4. no 500s -----------------------------------------------------------------------------------------
 
+
 def _nested(depth: int) -> dict[str, Any]:
     value: dict[str, Any] = {"leaf": 1}
     for _ in range(depth - 1):
@@ -497,20 +579,41 @@ def _nested(depth: int) -> dict[str, Any]:
 WRONG_STRING = [1, -1.5, True, False, [], {}, ["a"], {"a": "b"}]
 WRONG_OBJECT = [[], "x", 1, 2.5, True, ["a"], {"": 1}, {"k" * 257: 1}, _nested(40), {"x": "y" * (64 * 1024)}]
 WRONG_BOOL = ["true", "false", 1, 0, 1.0, [], {}, "yes"]
-WRONG_INT = ["5", 5.5, 1.0, True, False, 0, -1, -(2 ** 63), [], {}, "1e3"]
+WRONG_INT = ["5", 5.5, 1.0, True, False, 0, -1, -(2**63), [], {}, "1e3"]
 WRONG_ID = [1, True, [], {}, "", "not-a-uuid", 1.5, ["x"]]
 WRONG_FIELDS: dict[str, dict[str, list[Any]]] = {
-    "agents": {"name": WRONG_STRING + ["n" * 257], "about": WRONG_STRING, "model": WRONG_STRING + [""],
-               "instructions": [1, True, {}, [1], [None], [[]], {"a": 1}],
-               "default_settings": WRONG_OBJECT, "metadata": WRONG_OBJECT,
-               "tools": ["x", 1, {}, [1], [{}], True], "docs": ["x", {}, [{}]],
-               "id": ["x"], "created_at": ["2020-01-01T00:00:00Z"], "bogus": [1]},
-    "users": {"name": WRONG_STRING, "about": WRONG_STRING, "metadata": WRONG_OBJECT,
-              "docs": ["x", {}, [{}]], "updated_at": ["x"], "bogus": [None]},
-    "sessions": {"agent_id": WRONG_ID, "user_id": WRONG_ID, "situation": WRONG_STRING,
-                 "metadata": WRONG_OBJECT, "render_templates": WRONG_BOOL, "token_budget": WRONG_INT,
-                 "context_overflow": ["", "TRUNCATE", "drop", 1, True, [], {}], "summary": [1],
-                 "bogus": [[]]},
+    "agents": {
+        "name": WRONG_STRING + ["n" * 257],
+        "about": WRONG_STRING,
+        "model": WRONG_STRING + [""],
+        "instructions": [1, True, {}, [1], [None], [[]], {"a": 1}],
+        "default_settings": WRONG_OBJECT,
+        "metadata": WRONG_OBJECT,
+        "tools": ["x", 1, {}, [1], [{}], True],
+        "docs": ["x", {}, [{}]],
+        "id": ["x"],
+        "created_at": ["2020-01-01T00:00:00Z"],
+        "bogus": [1],
+    },
+    "users": {
+        "name": WRONG_STRING,
+        "about": WRONG_STRING,
+        "metadata": WRONG_OBJECT,
+        "docs": ["x", {}, [{}]],
+        "updated_at": ["x"],
+        "bogus": [None],
+    },
+    "sessions": {
+        "agent_id": WRONG_ID,
+        "user_id": WRONG_ID,
+        "situation": WRONG_STRING,
+        "metadata": WRONG_OBJECT,
+        "render_templates": WRONG_BOOL,
+        "token_budget": WRONG_INT,
+        "context_overflow": ["", "TRUNCATE", "drop", 1, True, [], {}],
+        "summary": [1],
+        "bogus": [[]],
+    },
 }
 
 
@@ -525,15 +628,24 @@ def _base_body(plural: str, op: str, world: dict[str, str]) -> dict[str, Any]:
 @pytest.mark.parametrize("op", ["create", "patch", "put"])
 @pytest.mark.parametrize("plural", ["agents", "users", "sessions"])
 def test_wrongly_typed_fields_are_4xx_never_500(api, table, world, plural, op):
-    method, path = {"create": ("POST", f"/{plural}"), "patch": ("PATCH", f"/{plural}/{{{plural[:-1]}_id}}"),
-                    "put": ("PUT", f"/{plural}/{{{plural[:-1]}_id}}")}[op]
+    method, path = {
+        "create": ("POST", f"/{plural}"),
+        "patch": ("PATCH", f"/{plural}/{{{plural[:-1]}_id}}"),
+        "put": ("PUT", f"/{plural}/{{{plural[:-1]}_id}}"),
+    }[op]
     before = scan_all(table)
     for field, values in WRONG_FIELDS[plural].items():
         for value in values:
             body = {**_base_body(plural, op, world), field: value}
             response = api.request(method, fill(path, world), body)
-            assert 400 <= response.status_code < 500, (method, path, field, value, response.status_code,
-                                                       response.body[:300])
+            assert 400 <= response.status_code < 500, (
+                method,
+                path,
+                field,
+                value,
+                response.status_code,
+                response.body[:300],
+            )
             assert_4xx(response)
     assert scan_all(table) == before
 
@@ -541,18 +653,26 @@ def test_wrongly_typed_fields_are_4xx_never_500(api, table, world, plural, op):
 def test_wrongly_typed_history_messages_are_4xx(api, table, world):
     before = scan_all(table)
     path = f"/sessions/{world['session_id']}/history"
-    for body in ({"messages": "hi"}, {"messages": {}}, {"messages": [1]}, {"messages": [[]]},
-                 {"messages": [{"role": "user"}]}, {"messages": [{"role": "user", "content": None}]},
-                 {"messages": [{"role": "user", "content": "x", "name": 1}]},
-                 {"messages": [{"role": "user", "content": "x", "extra": 1}]},
-                 {"messages": [{"role": "user", "content": "x" * (64 * 1024 + 1)}]},
-                 {"messages": [{"role": "user", "content": "x"}] * 51},
-                 {"messages": None}, {}, {"message": []}):
+    for body in (
+        {"messages": "hi"},
+        {"messages": {}},
+        {"messages": [1]},
+        {"messages": [[]]},
+        {"messages": [{"role": "user"}]},
+        {"messages": [{"role": "user", "content": None}]},
+        {"messages": [{"role": "user", "content": "x", "name": 1}]},
+        {"messages": [{"role": "user", "content": "x", "extra": 1}]},
+        {"messages": [{"role": "user", "content": "x" * (64 * 1024 + 1)}]},
+        {"messages": [{"role": "user", "content": "x"}] * 51},
+        {"messages": None},
+        {},
+        {"message": []},
+    ):
         assert_4xx(api.post(path, body))
     assert scan_all(table) == before
 
 
-@pytest.mark.parametrize("value", [2 ** 63, 10 ** 38 - 1], ids=["2**63", "10**38-1"])
+@pytest.mark.parametrize("value", [2**63, 10**38 - 1], ids=["2**63", "10**38-1"])
 def test_large_but_storable_token_budget_is_kept(api, world, value):
     response = api.patch(f"/sessions/{world['session_id']}", {"token_budget": value})
     assert response.status_code < 500, response.body
@@ -565,17 +685,24 @@ def test_large_but_storable_token_budget_is_kept(api, world, value):
 # Numbers DynamoDB cannot hold (> 38 significant digits, or beyond 1E+125 / 1E-130) would blow up
 # in boto3's serializer (decimal.Rounded / Inexact / Overflow / Underflow) if validation let them by.
 UNSTORABLE_NUMBERS = [
-    ("POST", "/sessions", '{"agent_id": "{agent_id}", "token_budget": %d}' % 10 ** 40, "token_budget 10**40 create"),
-    ("PATCH", "/sessions/{session_id}", '{"token_budget": %d}' % 2 ** 200, "token_budget 2**200 patch"),
-    ("PUT", "/sessions/{session_id}", '{"situation": "s", "token_budget": %d}' % 10 ** 40,
-     "token_budget 10**40 put"),
-    ("POST", "/users", '{"metadata": {"x": %d}}' % 10 ** 40, "metadata int 10**40"),
+    ("POST", "/sessions", '{"agent_id": "{agent_id}", "token_budget": %d}' % 10**40, "token_budget 10**40 create"),
+    ("PATCH", "/sessions/{session_id}", '{"token_budget": %d}' % 2**200, "token_budget 2**200 patch"),
+    ("PUT", "/sessions/{session_id}", '{"situation": "s", "token_budget": %d}' % 10**40, "token_budget 10**40 put"),
+    ("POST", "/users", '{"metadata": {"x": %d}}' % 10**40, "metadata int 10**40"),
     ("PATCH", "/users/{user_id}", '{"metadata": {"x": 1e400}}', "metadata 1e400"),
     ("PUT", "/users/{user_id}", '{"name": "n", "about": "a", "metadata": {"x": 1e-200}}', "metadata 1e-200"),
-    ("POST", "/agents", '{"name": "a", "default_settings": {"t": 0.123456789012345678901234567890123456789012}}',
-     "default_settings 42-digit fraction"),
-    ("PATCH", "/sessions/{session_id}", '{"metadata": {"deep": [{"x": 99999999999999999999999999999999999999999}]}}',
-     "nested metadata 41-digit int"),
+    (
+        "POST",
+        "/agents",
+        '{"name": "a", "default_settings": {"t": 0.123456789012345678901234567890123456789012}}',
+        "default_settings 42-digit fraction",
+    ),
+    (
+        "PATCH",
+        "/sessions/{session_id}",
+        '{"metadata": {"deep": [{"x": 99999999999999999999999999999999999999999}]}}',
+        "nested metadata 41-digit int",
+    ),
 ]
 
 
@@ -587,23 +714,31 @@ def test_numbers_dynamodb_cannot_store_are_4xx(api, table, world, method, path, 
     assert scan_all(table) == before
 
 
-@pytest.mark.parametrize("method,path,body", [
-    ("POST", "/users", {"metadata": {"a": {"": 1}}}),
-    ("PATCH", "/agents/{agent_id}", {"default_settings": {"a": [{"": 1}]}}),
-    ("PATCH", "/sessions/{session_id}", {"metadata": {"a": {"b": {"": "x"}}}}),
-], ids=["user-create-metadata", "agent-patch-default_settings", "session-patch-metadata"])
+@pytest.mark.parametrize(
+    "method,path,body",
+    [
+        ("POST", "/users", {"metadata": {"a": {"": 1}}}),
+        ("PATCH", "/agents/{agent_id}", {"default_settings": {"a": [{"": 1}]}}),
+        ("PATCH", "/sessions/{session_id}", {"metadata": {"a": {"b": {"": "x"}}}}),
+    ],
+    ids=["user-create-metadata", "agent-patch-default_settings", "session-patch-metadata"],
+)
 def test_nested_empty_metadata_key_is_422(api, table, world, method, path, body):
     before = scan_all(table)
     assert_error(api.request(method, fill(path, world), body), 422, "validation_error")
     assert scan_all(table) == before
 
 
-@pytest.mark.parametrize("method,path,raw", [
-    ("POST", "/agents", "[" * 100_000 + "]" * 100_000),
-    ("POST", "/agents", '{"name": "a", "metadata": {"x": ' + "[" * 100_000 + "]" * 100_000 + "}}"),
-    ("PATCH", "/users/{user_id}", '{"metadata": ' + '{"k": ' * 900 + "1" + "}" * 900 + "}"),
-    ("GET", "/agents?metadata_filter=" + q("[" * 5000 + "]" * 5000), None),
-], ids=["body-100k-arrays", "metadata-100k-arrays", "metadata-900-objects", "metadata_filter-5k-arrays"])
+@pytest.mark.parametrize(
+    "method,path,raw",
+    [
+        ("POST", "/agents", "[" * 100_000 + "]" * 100_000),
+        ("POST", "/agents", '{"name": "a", "metadata": {"x": ' + "[" * 100_000 + "]" * 100_000 + "}}"),
+        ("PATCH", "/users/{user_id}", '{"metadata": ' + '{"k": ' * 900 + "1" + "}" * 900 + "}"),
+        ("GET", "/agents?metadata_filter=" + q("[" * 5000 + "]" * 5000), None),
+    ],
+    ids=["body-100k-arrays", "metadata-100k-arrays", "metadata-900-objects", "metadata_filter-5k-arrays"],
+)
 def test_very_deeply_nested_json_is_4xx(api, table, world, method, path, raw):
     before = scan_all(table)
     assert_4xx(api.request(method, fill(path, world), raw=raw))
@@ -629,13 +764,21 @@ def _assert_internal_error(response) -> None:
 
 def test_failure_in_the_service_is_a_500_without_internals(api, world, monkeypatch):
     import chalicelib.rules.records
+
     monkeypatch.setattr(chalicelib.rules.records, "get", _boom)
     _assert_internal_error(api.get(f"/agents/{world['agent_id']}"))
     _assert_internal_error(api.get(f"/sessions/{world['session_id']}"))
 
 
-@pytest.mark.parametrize("method,path", [("GET", "/users/{user_id}"), ("GET", "/sessions/{session_id}/history"),
-                                         ("PATCH", "/agents/{agent_id}"), ("DELETE", "/sessions/{session_id}")])
+@pytest.mark.parametrize(
+    "method,path",
+    [
+        ("GET", "/users/{user_id}"),
+        ("GET", "/sessions/{session_id}/history"),
+        ("PATCH", "/agents/{agent_id}"),
+        ("DELETE", "/sessions/{session_id}"),
+    ],
+)
 def test_failure_in_the_store_is_a_500_without_internals(api, table, world, monkeypatch, method, path):
     monkeypatch.setattr(table, "get", _boom)
     _assert_internal_error(api.request(method, fill(path, world), {"name": "x"}))

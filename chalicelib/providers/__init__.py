@@ -8,6 +8,7 @@
 e.g. Julep's default `julep-ai/samantha-1-turbo` to `llama3`. Each provider module is imported
 only when a chat needs it, never by `import app`.
 """
+
 from __future__ import annotations
 
 import json
@@ -17,23 +18,26 @@ from typing import Any, Protocol
 
 from chalicelib.shared.errors import ProviderNotConfigured
 
-DEFAULT_TIMEOUT_SECONDS = 20.0     # one model call; a chat's calls together stay inside API Gateway's 29 s
+DEFAULT_TIMEOUT_SECONDS = 20.0  # one model call; a chat's calls together stay inside API Gateway's 29 s
 FINISH_REASONS = ("stop", "length", "tool_calls", "content_filter", "function_call")
-HOW_TO_CONFIGURE = ("no model provider is configured: set OPENAI_BASE_URL (and OPENAI_API_KEY) for an "
-                    "OpenAI-compatible endpoint, or SESSIONS_MODEL_PROVIDER=bedrock for Amazon Bedrock")
+HOW_TO_CONFIGURE = (
+    "no model provider is configured: set OPENAI_BASE_URL (and OPENAI_API_KEY) for an "
+    "OpenAI-compatible endpoint, or SESSIONS_MODEL_PROVIDER=bedrock for Amazon Bedrock"
+)
 
 
 @dataclass(frozen=True)
 class Completion:
     content: str
-    finish_reason: str                 # one of FINISH_REASONS
-    prompt_tokens: int | None = None   # as the provider counted them, when it says
+    finish_reason: str  # one of FINISH_REASONS
+    prompt_tokens: int | None = None  # as the provider counted them, when it says
     completion_tokens: int | None = None
 
 
 class Provider(Protocol):
-    def complete(self, model: str, messages: list[dict[str, Any]], settings: dict[str, Any],
-                 timeout: float) -> Completion:
+    def complete(
+        self, model: str, messages: list[dict[str, Any]], settings: dict[str, Any], timeout: float
+    ) -> Completion:
         """Messages are `{"role", "content", "name"?}`; settings are the chat input's generation
         settings that were given. Raises ProviderFailed or ProviderTimeout."""
 
@@ -55,9 +59,11 @@ def configured() -> Provider:
         choice = "openai"
     if choice == "openai":
         from .openai_compatible import OpenAICompatible
+
         return OpenAICompatible.from_environment()
     if choice == "bedrock":
         from .bedrock import Bedrock
+
         return Bedrock.from_environment()
     if choice:
         raise ProviderNotConfigured(f"SESSIONS_MODEL_PROVIDER={choice!r} is not a provider; use openai or bedrock")

@@ -6,6 +6,7 @@ system messages go to its `system` field, `function` messages are sent as user t
 the same role in a row are merged into one, and a conversation that would start with the
 assistant gets a one-word user turn first.
 """
+
 from __future__ import annotations
 
 import os
@@ -15,11 +16,15 @@ from chalicelib.shared.errors import ProviderFailed, ProviderTimeout
 
 from . import Completion
 
-STOP_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length",
-                "tool_use": "tool_calls", "guardrail_intervened": "content_filter",
-                "content_filtered": "content_filter"}
-INFERENCE_SETTINGS = {"max_tokens": "maxTokens", "temperature": "temperature", "top_p": "topP",
-                      "stop": "stopSequences"}
+STOP_REASONS = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "tool_use": "tool_calls",
+    "guardrail_intervened": "content_filter",
+    "content_filtered": "content_filter",
+}
+INFERENCE_SETTINGS = {"max_tokens": "maxTokens", "temperature": "temperature", "top_p": "topP", "stop": "stopSequences"}
 
 
 class Bedrock:
@@ -34,21 +39,30 @@ class Bedrock:
             from botocore.config import Config
 
             from . import timeout_seconds
-            _client = boto3.client("bedrock-runtime", config=Config(
-                connect_timeout=2, read_timeout=timeout_seconds(), retries={"mode": "standard", "max_attempts": 1},  # a retry would outlast the gateway
-                region_name=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"))
+
+            _client = boto3.client(
+                "bedrock-runtime",
+                config=Config(
+                    connect_timeout=2,
+                    read_timeout=timeout_seconds(),
+                    retries={"mode": "standard", "max_attempts": 1},  # a retry would outlast the gateway
+                    region_name=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
+                ),
+            )
         return cls(_client)
 
-    def complete(self, model: str, messages: list[dict[str, Any]], settings: dict[str, Any],
-                 timeout: float) -> Completion:
+    def complete(
+        self, model: str, messages: list[dict[str, Any]], settings: dict[str, Any], timeout: float
+    ) -> Completion:
         from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError, ReadTimeoutError
 
         system, turns = converse_messages(messages)
         request: dict[str, Any] = {"modelId": model, "messages": turns}
         if system:
             request["system"] = system
-        inference = {wire: settings[name] for name, wire in INFERENCE_SETTINGS.items()
-                     if settings.get(name) is not None}
+        inference = {
+            wire: settings[name] for name, wire in INFERENCE_SETTINGS.items() if settings.get(name) is not None
+        }
         if isinstance(inference.get("stopSequences"), str):
             inference["stopSequences"] = [inference["stopSequences"]]
         if inference:
@@ -69,8 +83,12 @@ class Bedrock:
         except (KeyError, TypeError, AttributeError):
             raise ProviderFailed("Amazon Bedrock's answer held no message; nothing was stored") from None
         usage = answer.get("usage") or {}
-        return Completion(content=content, finish_reason=STOP_REASONS.get(answer.get("stopReason"), "stop"),
-                          prompt_tokens=usage.get("inputTokens"), completion_tokens=usage.get("outputTokens"))
+        return Completion(
+            content=content,
+            finish_reason=STOP_REASONS.get(answer.get("stopReason"), "stop"),
+            prompt_tokens=usage.get("inputTokens"),
+            completion_tokens=usage.get("outputTokens"),
+        )
 
 
 def converse_messages(messages: list[dict[str, Any]]) -> tuple[list[dict[str, str]], list[dict[str, Any]]]:
@@ -94,7 +112,7 @@ def converse_messages(messages: list[dict[str, Any]]) -> tuple[list[dict[str, st
 
 def _text(content: Any) -> str:
     if isinstance(content, str):
-        return content or " "   # Converse refuses empty text blocks
+        return content or " "  # Converse refuses empty text blocks
     return "\n".join(part.get("text", "") for part in content) or " "
 
 

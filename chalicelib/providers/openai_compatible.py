@@ -1,5 +1,6 @@
 """Any OpenAI-compatible chat-completions endpoint, over the standard library's HTTP client (no
 SDK to import at cold start). Configured with the standard OPENAI_BASE_URL and OPENAI_API_KEY."""
+
 from __future__ import annotations
 
 import json
@@ -16,10 +17,21 @@ from . import FINISH_REASONS, Completion
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 # Chat input settings that the chat-completions wire takes under the same name.
-PASSED_SETTINGS = ("max_tokens", "temperature", "top_p", "frequency_penalty", "presence_penalty",
-                   "stop", "seed", "logit_bias", "response_format",
-                   # not OpenAI's, but vLLM, LiteLLM and Ollama's OpenAI API accept them
-                   "min_p", "repetition_penalty", "length_penalty")
+PASSED_SETTINGS = (
+    "max_tokens",
+    "temperature",
+    "top_p",
+    "frequency_penalty",
+    "presence_penalty",
+    "stop",
+    "seed",
+    "logit_bias",
+    "response_format",
+    # not OpenAI's, but vLLM, LiteLLM and Ollama's OpenAI API accept them
+    "min_p",
+    "repetition_penalty",
+    "length_penalty",
+)
 MAX_ERROR_CHARS = 300
 _KEY_LIKE = re.compile(r"\b(?:sk|pk|rk|key)[-_][A-Za-z0-9_*.\-]{4,}")
 
@@ -33,26 +45,34 @@ class OpenAICompatible:
     def from_environment(cls) -> OpenAICompatible:
         return cls(os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL, os.environ.get("OPENAI_API_KEY"))
 
-    def complete(self, model: str, messages: list[dict[str, Any]], settings: dict[str, Any],
-                 timeout: float) -> Completion:
-        body = {"model": model, "messages": messages,
-                **{name: settings[name] for name in PASSED_SETTINGS if settings.get(name) is not None}}
+    def complete(
+        self, model: str, messages: list[dict[str, Any]], settings: dict[str, Any], timeout: float
+    ) -> Completion:
+        body = {
+            "model": model,
+            "messages": messages,
+            **{name: settings[name] for name in PASSED_SETTINGS if settings.get(name) is not None},
+        }
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
-        request = urllib.request.Request(self.url, data=json.dumps(body).encode("utf-8"),
-                                         headers=headers, method="POST")
+        request = urllib.request.Request(
+            self.url, data=json.dumps(body).encode("utf-8"), headers=headers, method="POST"
+        )
         try:
             with urllib.request.urlopen(request, timeout=timeout) as answer:
                 raw = answer.read()
         except urllib.error.HTTPError as error:
             raise ProviderFailed(self._refusal(error)) from None
         except TimeoutError:
-            raise ProviderTimeout(f"the model provider did not answer within {timeout:.0f} s; nothing was stored") from None
+            raise ProviderTimeout(
+                f"the model provider did not answer within {timeout:.0f} s; nothing was stored"
+            ) from None
         except urllib.error.URLError as error:
             if isinstance(error.reason, (TimeoutError, socket.timeout)):
-                raise ProviderTimeout(f"the model provider did not answer within {timeout:.0f} s; "
-                                      "nothing was stored") from None
+                raise ProviderTimeout(
+                    f"the model provider did not answer within {timeout:.0f} s; nothing was stored"
+                ) from None
             raise ProviderFailed("the model provider could not be reached; nothing was stored") from None
         except OSError:
             raise ProviderFailed("the connection to the model provider failed; nothing was stored") from None
@@ -61,8 +81,10 @@ class OpenAICompatible:
     def _refusal(self, error: urllib.error.HTTPError) -> str:
         if error.code in (401, 403):
             # The provider's text can echo part of the key; say only what the operator must fix.
-            return (f"the model provider refused this service's credentials ({error.code}); "
-                    "the operator should check OPENAI_API_KEY; nothing was stored")
+            return (
+                f"the model provider refused this service's credentials ({error.code}); "
+                "the operator should check OPENAI_API_KEY; nothing was stored"
+            )
         try:
             detail = json.loads(error.read() or b"{}").get("error", {})
             detail = detail.get("message", "") if isinstance(detail, dict) else str(detail)
@@ -70,7 +92,7 @@ class OpenAICompatible:
             detail = ""
         if self.api_key:
             detail = detail.replace(self.api_key, "[redacted]")
-        detail = _KEY_LIKE.sub("[redacted]", detail)     # masked echoes such as sk-abc****xyz
+        detail = _KEY_LIKE.sub("[redacted]", detail)  # masked echoes such as sk-abc****xyz
         reason = f": {detail[:MAX_ERROR_CHARS]}" if detail else ""
         return f"the model provider answered {error.code}{reason}; nothing was stored"
 
@@ -86,9 +108,12 @@ class OpenAICompatible:
         except (ValueError, KeyError, IndexError, TypeError, AttributeError):
             raise ProviderFailed("the model provider's answer was not a chat completion; nothing was stored") from None
         reason = choice.get("finish_reason")
-        return Completion(content=content, finish_reason=reason if reason in FINISH_REASONS else "stop",
-                          prompt_tokens=_count(usage.get("prompt_tokens")),
-                          completion_tokens=_count(usage.get("completion_tokens")))
+        return Completion(
+            content=content,
+            finish_reason=reason if reason in FINISH_REASONS else "stop",
+            prompt_tokens=_count(usage.get("prompt_tokens")),
+            completion_tokens=_count(usage.get("completion_tokens")),
+        )
 
 
 def _count(value: Any) -> int | None:

@@ -1,6 +1,7 @@
 """API keys: `Authorization: Bearer <key>` names a developer. Keys are stored only as SHA-256,
 with a short prefix (shown in lists, never enough to use); a key is shown once, when made.
 Every request reads its key (strongly consistent, no cache), so a revoked key is refused at once."""
+
 from __future__ import annotations
 
 import hashlib
@@ -12,7 +13,7 @@ from chalicelib.shared import clock
 from chalicelib.shared.errors import Conflict, NotFound, Unauthorized
 from chalicelib.store import KeyTaken, Store
 
-PREFIX_CHARS = 10           # "sk_" and 7 more: enough to tell keys apart, far too little to guess
+PREFIX_CHARS = 10  # "sk_" and 7 more: enough to tell keys apart, far too little to guess
 
 DEVELOPER_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
@@ -41,11 +42,15 @@ def parse_key_spec(spec: str) -> list[tuple[str, str]]:
     for entry in filter(None, (part.strip() for part in spec.split(","))):
         developer, sep, key = entry.partition(":")
         if not sep or not key or not DEVELOPER_ID.match(developer):
-            raise ValueError(f"bad SESSIONS_API_KEYS entry {entry.split(':')[0]!r}: "
-                             "want developer:key, developer made of letters, digits, _ . -")
+            raise ValueError(
+                f"bad SESSIONS_API_KEYS entry {entry.split(':')[0]!r}: "
+                "want developer:key, developer made of letters, digits, _ . -"
+            )
         if holders.setdefault(key, developer) != developer:
-            raise ValueError(f"SESSIONS_API_KEYS gives developer {developer!r} the key it gives developer "
-                             f"{holders[key]!r}: a key belongs to one developer")
+            raise ValueError(
+                f"SESSIONS_API_KEYS gives developer {developer!r} the key it gives developer "
+                f"{holders[key]!r}: a key belongs to one developer"
+            )
         pairs.append((developer, key))
     return pairs
 
@@ -92,10 +97,12 @@ def revoke_key(store: Store, developer: str, prefix: str) -> dict[str, Any]:
     whole = hash_key(prefix) if prefix else None
     keys = store.api_keys(developer)
     matching = [k for k in keys if k["key_hash"] == whole] or (
-        [k for k in keys if k["prefix"].startswith(prefix) or k["key_hash"].startswith(prefix)] if prefix else [])
+        [k for k in keys if k["prefix"].startswith(prefix) or k["key_hash"].startswith(prefix)] if prefix else []
+    )
     if len(matching) != 1:
         raise NotFound(f"{len(matching)} keys of developer {developer} match {prefix!r}; name exactly one")
     if not store.delete_api_key(developer, matching[0]["key_hash"], matching[0]["prefix"]):
-        raise Conflict(f"developer {developer} lists key {matching[0]['prefix']} but does not hold it; "
-                       "nothing was revoked")
+        raise Conflict(
+            f"developer {developer} lists key {matching[0]['prefix']} but does not hold it; nothing was revoked"
+        )
     return matching[0]

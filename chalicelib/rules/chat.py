@@ -4,6 +4,7 @@ provider (chalicelib/providers), and remember the exchange.
 With `remember` (the default) the input messages and the reply are appended in one atomic
 append, and only after the model answered: a failed or timed-out model call stores nothing.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,27 +23,40 @@ def chat(store, developer: str, session_id: str, body: dict, receipt: Receipt | 
     chat_input = validation.parse(models.ChatInput, body)
     deadline = time.monotonic() + providers.timeout_seconds()
     new = [message.model_dump() for message in chat_input.messages]
-    assembled = context.assemble(store, developer, session_id, new, recall=chat_input.recall is not False,
-                                 deadline=deadline)
+    assembled = context.assemble(
+        store, developer, session_id, new, recall=chat_input.recall is not False, deadline=deadline
+    )
     settings = _settings(assembled.agent, chat_input)
     provider = providers.configured()
-    completion = provider.complete(providers.model_name(assembled.agent.get("model") or models.DEFAULT_MODEL),
-                                   assembled.messages, settings, timeout=context.remaining(deadline))
+    completion = provider.complete(
+        providers.model_name(assembled.agent.get("model") or models.DEFAULT_MODEL),
+        assembled.messages,
+        settings,
+        timeout=context.remaining(deadline),
+    )
     reply = {"role": "assistant", "content": completion.content, "name": None}
     if len(completion.content.encode("utf-8")) > models.MAX_CONTENT_BYTES:
-        raise ProviderFailed(f"the model's reply is longer than a history message may be "
-                             f"({models.MAX_CONTENT_BYTES} bytes); lower max_tokens. Nothing was stored")
+        raise ProviderFailed(
+            f"the model's reply is longer than a history message may be "
+            f"({models.MAX_CONTENT_BYTES} bytes); lower max_tokens. Nothing was stored"
+        )
     remember = chat_input.remember is not False and chat_input.record is not False
     prompt_tokens = completion.prompt_tokens if completion.prompt_tokens is not None else assembled.tokens
-    completion_tokens = (completion.completion_tokens if completion.completion_tokens is not None
-                         else tokens.count_message(reply))
+    completion_tokens = (
+        completion.completion_tokens if completion.completion_tokens is not None else tokens.count_message(reply)
+    )
 
     def answer_for(stamped_reply: dict) -> models.ChatResponse:
         return models.ChatResponse(
-            id=stamped_reply["id"], finish_reason=completion.finish_reason,
+            id=stamped_reply["id"],
+            finish_reason=completion.finish_reason,
             response=[[models.Message.model_validate(stamped_reply)]],
-            usage=models.Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
-                               total_tokens=prompt_tokens + completion_tokens))
+            usage=models.Usage(
+                prompt_tokens=prompt_tokens,
+                completion_tokens=completion_tokens,
+                total_tokens=prompt_tokens + completion_tokens,
+            ),
+        )
 
     if not remember:
         answer = answer_for({**reply, "id": clock.new_id(), "created_at": clock.now()})
@@ -71,8 +85,15 @@ def _settings(agent: dict, chat_input: models.ChatInput) -> dict:
     try:
         settings = models.ChatSettings.model_validate(merged)
     except ValueError as error:
-        raise ValidationFailed("the agent's default_settings hold an invalid generation setting", details=[
-            {"field": "agent.default_settings." + ".".join(str(p) for p in e["loc"]), "message": e["msg"],
-             "type": e["type"]} for e in error.errors(include_url=False, include_context=False, include_input=False)
-        ]) from None
+        raise ValidationFailed(
+            "the agent's default_settings hold an invalid generation setting",
+            details=[
+                {
+                    "field": "agent.default_settings." + ".".join(str(p) for p in e["loc"]),
+                    "message": e["msg"],
+                    "type": e["type"],
+                }
+                for e in error.errors(include_url=False, include_context=False, include_input=False)
+            ],
+        ) from None
     return settings.model_dump(exclude_none=True)

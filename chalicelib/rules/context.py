@@ -16,6 +16,7 @@ chalicelib/rules/tokens.py. Over the session's `token_budget`, its `context_over
 History is read newest first and only as far as the budget reaches, so the cost follows the
 budget, not the length of the history. Design notes: docs/design.md "Context assembly".
 """
+
 from __future__ import annotations
 
 import json
@@ -31,9 +32,9 @@ from chalicelib.shared import jsonio
 from chalicelib.shared.errors import ContextOverBudget
 from chalicelib.store import Store
 
-CEILING_TOKENS = 1_000_000       # a session with no budget still stops here (a Lambda answer is at most 6 MB)
-SUMMARY_MAX_TOKENS = 1_024       # the summary gets at most this, and at most a quarter of the budget
-SUMMARY_MIN_TOKENS = 32          # below this there is no room for a useful summary
+CEILING_TOKENS = 1_000_000  # a session with no budget still stops here (a Lambda answer is at most 6 MB)
+SUMMARY_MAX_TOKENS = 1_024  # the summary gets at most this, and at most a quarter of the budget
+SUMMARY_MIN_TOKENS = 32  # below this there is no room for a useful summary
 # Turns one summarizer call takes in: the session's budget, but at least the first (a small chat
 # budget is no reason to summarize in slivers) and at most the second (one call stays bounded).
 FOLD_MIN_TOKENS, FOLD_MAX_TOKENS = 4_096, 16_384
@@ -41,7 +42,8 @@ SUMMARY_PROMPT = (
     "You keep the memory of a conversation between a user and an AI agent. Write a concise summary "
     "of the earlier summary (if any) and the turns below: facts about the user, what was decided, "
     "what is still open. Write it in the third person, at most {words} words, and answer with the "
-    "summary only.")
+    "summary only."
+)
 
 
 @dataclass
@@ -58,28 +60,40 @@ class Assembled:
 def get(store: Store, developer: str, session_id: str) -> models.Context:
     """The context a model would get now, for callers that run their own model."""
     assembled = assemble(store, developer, session_id)
-    return models.Context(messages=assembled.messages, tokens=assembled.tokens,
-                          token_budget=assembled.session.get("token_budget"),
-                          context_overflow=assembled.session.get("context_overflow"),
-                          truncated=assembled.truncated, summarized=assembled.summarized)
+    return models.Context(
+        messages=assembled.messages,
+        tokens=assembled.tokens,
+        token_budget=assembled.session.get("token_budget"),
+        context_overflow=assembled.session.get("context_overflow"),
+        truncated=assembled.truncated,
+        summarized=assembled.summarized,
+    )
 
 
-def assemble(store: Store, developer: str, session_id: str, new_messages: list[dict[str, Any]] = (),
-             recall: bool = True, provider: Any = None, deadline: float | None = None) -> Assembled:
+def assemble(
+    store: Store,
+    developer: str,
+    session_id: str,
+    new_messages: list[dict[str, Any]] = (),
+    recall: bool = True,
+    provider: Any = None,
+    deadline: float | None = None,
+) -> Assembled:
     session = existing(store, SESSIONS, developer, session_id)
     agent = store.get(developer, "agent", session["agent_id"]) or {}
     user = store.get(developer, "user", session["user_id"]) if session.get("user_id") else None
     system = _system_messages(session, agent, user)
     new = [_plain(message) for message in new_messages]
     budget = session.get("token_budget")
-    budget = int(budget) if budget is not None else None     # stored numbers come back as Decimal
+    budget = int(budget) if budget is not None else None  # stored numbers come back as Decimal
     limit = budget if budget is not None else CEILING_TOKENS
     fixed = tokens.count_messages(system) + tokens.count_messages(new)
     if fixed > limit:
         raise ContextOverBudget(
             f"the system message and the new messages alone need {fixed} tokens; the session's "
             f"token_budget is {limit}. Raise token_budget or shorten the situation or the messages",
-            details=[{"field": "token_budget", "message": f"needs at least {fixed}", "type": "budget"}])
+            details=[{"field": "token_budget", "message": f"needs at least {fixed}", "type": "budget"}],
+        )
     assembled = Assembled(session, agent, user, [], 0)
     if not recall:
         return _finish(assembled, system + new)
@@ -87,8 +101,10 @@ def assemble(store: Store, developer: str, session_id: str, new_messages: list[d
     summary = _summary_message(session.get("summary"))
     room = limit - fixed - (tokens.count_message(summary) if summary else 0)
     until = session.get("summary_until")
-    newest_first = takewhile(lambda item: until is None or item[0] > until,
-                             store.messages(developer, session_id, descending=True, page_size=20))
+    newest_first = takewhile(
+        lambda item: until is None or item[0] > until,
+        store.messages(developer, session_id, descending=True, page_size=20),
+    )
     kept, used, first_left_out = [], 0, None
     for position, message in newest_first:
         cost = tokens.count_message(message)
@@ -98,31 +114,36 @@ def assemble(store: Store, developer: str, session_id: str, new_messages: list[d
         kept.append((position, message))
         used += cost
     if first_left_out is None and room >= 0:
-        return _finish(assembled, system + ([summary] if summary else []) + _turns(kept) + new,
-                       summarized=summary is not None)
+        return _finish(
+            assembled, system + ([summary] if summary else []) + _turns(kept) + new, summarized=summary is not None
+        )
 
     overflow = session.get("context_overflow")
     if overflow is None:
         if budget is None:
             raise ContextOverBudget(
                 f"the session's context is longer than the {CEILING_TOKENS} tokens a context may hold; "
-                "set the session's token_budget and context_overflow (truncate or adaptive)")
+                "set the session's token_budget and context_overflow (truncate or adaptive)"
+            )
         raise ContextOverBudget(
             f"the session's context needs more than its token_budget of {budget} tokens and its "
             "context_overflow is null; set context_overflow to truncate or adaptive, raise "
             "token_budget, or clear the history",
-            details=[{"field": "context_overflow", "message": "is null", "type": "budget"}])
+            details=[{"field": "context_overflow", "message": "is null", "type": "budget"}],
+        )
     if overflow == "truncate":
         with_summary = [summary] if summary and room >= 0 else []
-        return _finish(assembled, system + with_summary + _turns(kept) + new,
-                       truncated=True, summarized=bool(with_summary))
+        return _finish(
+            assembled, system + with_summary + _turns(kept) + new, truncated=True, summarized=bool(with_summary)
+        )
 
     # adaptive: fold what does not fit (and the old summary) into a new summary.
     reserve = min(SUMMARY_MAX_TOKENS, limit // 4, limit - fixed - tokens.MESSAGE_OVERHEAD * 2)
     if reserve < SUMMARY_MIN_TOKENS:
         raise ContextOverBudget(
             f"the session's token_budget of {limit} leaves no room for a summary beside the system "
-            f"message and the new messages ({fixed} tokens); raise token_budget")
+            f"message and the new messages ({fixed} tokens); raise token_budget"
+        )
     half_room = (limit - fixed - reserve - tokens.MESSAGE_OVERHEAD * 2) // 2
     newest_kept, used = [], 0
     for position, message in kept:
@@ -136,10 +157,12 @@ def assemble(store: Store, developer: str, session_id: str, new_messages: list[d
     # between that one and the kept ones (if the input could not take them all) are in neither
     # this time: the answer says truncated, and the next context folds them.
     kept_from = newest_kept[-1][0] if newest_kept else None
-    waiting = takewhile(lambda item: kept_from is None or item[0] < kept_from,
-                        store.messages(developer, session_id, after=until, page_size=20))
+    waiting = takewhile(
+        lambda item: kept_from is None or item[0] < kept_from,
+        store.messages(developer, session_id, after=until, page_size=20),
+    )
     folded, clipped, left_out = _fold(waiting, min(max(limit, FOLD_MIN_TOKENS), FOLD_MAX_TOKENS))
-    if not folded:   # only the old summary was too long: fold it alone
+    if not folded:  # only the old summary was too long: fold it alone
         text = _summarize(provider, agent, session.get("summary"), [], reserve, deadline)
         new_until = until
     else:
@@ -148,12 +171,17 @@ def assemble(store: Store, developer: str, session_id: str, new_messages: list[d
     # A session changed meanwhile keeps its own state: this answer is still right, and the
     # next one summarizes again (docs/design.md).
     store.write_summary(developer, session_id, session["version"], text, new_until)
-    return _finish(assembled, system + [_summary_message(text)] + _turns(newest_kept) + new,
-                   truncated=clipped or left_out, summarized=True)
+    return _finish(
+        assembled,
+        system + [_summary_message(text)] + _turns(newest_kept) + new,
+        truncated=clipped or left_out,
+        summarized=True,
+    )
 
 
-def _finish(assembled: Assembled, messages: list[dict[str, Any]], truncated: bool = False,
-            summarized: bool = False) -> Assembled:
+def _finish(
+    assembled: Assembled, messages: list[dict[str, Any]], truncated: bool = False, summarized: bool = False
+) -> Assembled:
     assembled.messages = messages
     assembled.tokens = tokens.count_messages(messages)
     assembled.truncated = truncated
@@ -179,25 +207,36 @@ def _fold(oldest_first: Any, budget: int) -> tuple[list[tuple[str, dict[str, Any
     return folded, clipped, False
 
 
-def _summarize(provider: Any, agent: dict[str, Any], old_summary: str | None,
-               turns: list[dict[str, Any]], reserve: int, deadline: float | None) -> str:
+def _summarize(
+    provider: Any,
+    agent: dict[str, Any],
+    old_summary: str | None,
+    turns: list[dict[str, Any]],
+    reserve: int,
+    deadline: float | None,
+) -> str:
     """The new summary: the old one and `turns` (oldest first), in at most `reserve` tokens."""
     from chalicelib import providers
 
     provider = provider or providers.configured()
     transcript = "\n".join(
         f"{turn['role']}{' (' + turn['name'] + ')' if turn.get('name') else ''}: {tokens.text_of(turn['content'])}"
-        for turn in turns)
-    request = (f"Earlier summary:\n{old_summary or '(none)'}\n\nTurns to add:\n{transcript or '(none)'}")
+        for turn in turns
+    )
+    request = f"Earlier summary:\n{old_summary or '(none)'}\n\nTurns to add:\n{transcript or '(none)'}"
     completion = provider.complete(
         providers.model_name(agent.get("model") or models.DEFAULT_MODEL),
-        [{"role": "system", "content": SUMMARY_PROMPT.format(words=max(10, reserve * 2 // 3))},
-         {"role": "user", "content": request}],
-        {"max_tokens": reserve}, timeout=remaining(deadline))
+        [
+            {"role": "system", "content": SUMMARY_PROMPT.format(words=max(10, reserve * 2 // 3))},
+            {"role": "user", "content": request},
+        ],
+        {"max_tokens": reserve},
+        timeout=remaining(deadline),
+    )
     text = tokens.clip(completion.content.strip(), reserve - tokens.MESSAGE_OVERHEAD * 2)
     # The estimate counts whitespace as free, so bytes are bounded too: the session item must
     # stay far below 400 KB whatever the model answers.
-    return text.encode("utf-8")[:models.MAX_SUMMARY_BYTES].decode("utf-8", "ignore")
+    return text.encode("utf-8")[: models.MAX_SUMMARY_BYTES].decode("utf-8", "ignore")
 
 
 def remaining(deadline: float | None) -> float:
@@ -207,19 +246,24 @@ def remaining(deadline: float | None) -> float:
     return budget if deadline is None else max(1.0, min(budget, deadline - time.monotonic()))
 
 
-def _system_messages(session: dict[str, Any], agent: dict[str, Any], user: dict[str, Any] | None) -> list[dict[str, Any]]:
+def _system_messages(
+    session: dict[str, Any], agent: dict[str, Any], user: dict[str, Any] | None
+) -> list[dict[str, Any]]:
     situation = session.get("situation") or ""
     instructions = list(agent.get("instructions") or [])
     if session.get("render_templates"):
         from chalicelib.rules import templates
 
-        variables = {"agent": _public(AGENTS, agent) if agent else None,
-                     "user": _public(USERS, user) if user else None,
-                     "session": _public(SESSIONS, session)}
+        variables = {
+            "agent": _public(AGENTS, agent) if agent else None,
+            "user": _public(USERS, user) if user else None,
+            "session": _public(SESSIONS, session),
+        }
         if situation:
             situation = templates.render(situation, variables, "situation")
-        instructions = [templates.render(text, variables, f"agent.instructions.{n}")
-                        for n, text in enumerate(instructions)]
+        instructions = [
+            templates.render(text, variables, f"agent.instructions.{n}") for n, text in enumerate(instructions)
+        ]
     parts = [situation] if situation else []
     if instructions:
         parts.append("Instructions:\n" + "\n".join(f"- {text}" for text in instructions))

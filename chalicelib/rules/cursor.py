@@ -4,6 +4,7 @@ The payload names the developer, a digest of the query it continues and the sort
 item answered; the HMAC (SHA-256, secret from SESSIONS_CURSOR_SECRET) makes every other cursor a
 forgery. A cursor only ever continues the same developer's same query.
 """
+
 from __future__ import annotations
 
 import base64
@@ -51,11 +52,15 @@ def encode(developer: str, query_digest: str, after: str) -> str:
 def decode(cursor: str, developer: str, query_digest: str) -> str:
     """The sort key the cursor continues after; BadRequest for anything not made by `encode` for
     this developer and this query."""
-    invalid = BadRequest("cursor is not valid for this query: pass next_cursor from the previous "
-                         "page of the same list, unchanged")
+    invalid = BadRequest(
+        "cursor is not valid for this query: pass next_cursor from the previous page of the same list, unchanged"
+    )
     payload, _, signature = cursor.partition(".")
-    if not payload or not (payload.isascii() and signature.isascii()) \
-            or not hmac.compare_digest(signature, _signature(payload)):
+    if (
+        not payload
+        or not (payload.isascii() and signature.isascii())
+        or not hmac.compare_digest(signature, _signature(payload))
+    ):
         raise invalid
     try:
         fields = json.loads(_unb64(payload))

@@ -3,6 +3,7 @@ with a purge marker in the same transaction; the cascade (a session's history, a
 sessions) then runs under a time budget. Past the budget the answer is 503
 `deletion_in_progress`, and the same DELETE again resumes from the marker; an operator's sweep
 (finish_pending_deletes) finishes what nobody retried."""
+
 from __future__ import annotations
 
 import time
@@ -17,7 +18,9 @@ from chalicelib.shared.errors import DeletionInProgress, NotFound
 from chalicelib.store import MissingRecord, Store, VersionConflict, index
 from chalicelib.store.keys import id_in
 
-DELETE_BUDGET_SECONDS = 15.0  # cascading work per request: with one worst DynamoDB call (12 s) inside API Gateway's 29 s
+DELETE_BUDGET_SECONDS = (
+    15.0  # cascading work per request: with one worst DynamoDB call (12 s) inside API Gateway's 29 s
+)
 
 
 def deadline_after(budget_seconds: float | None) -> float:
@@ -25,8 +28,14 @@ def deadline_after(budget_seconds: float | None) -> float:
     return time.monotonic() + (DELETE_BUDGET_SECONDS if budget_seconds is None else budget_seconds)
 
 
-def delete(store: Store, kind: Kind, developer: str, record_id: str,
-           budget_seconds: float | None = None, expected: frozenset[int] | None = None) -> models.Deleted:
+def delete(
+    store: Store,
+    kind: Kind,
+    developer: str,
+    record_id: str,
+    budget_seconds: float | None = None,
+    expected: frozenset[int] | None = None,
+) -> models.Deleted:
     """Delete a record and everything under it; `expected`: the versions If-Match allows."""
     deadline = deadline_after(budget_seconds)
     if not clock.is_uuid(record_id):
@@ -42,7 +51,7 @@ def delete(store: Store, kind: Kind, developer: str, record_id: str,
             store.delete(developer, kind.name, record, kind.terms(record), kind.parents(record))
         except MissingRecord:
             return False  # a concurrent DELETE won; if its cascade is unfinished we resume it below
-        return True       # a VersionConflict: changed meanwhile, its index entries moved; read it again
+        return True  # a VersionConflict: changed meanwhile, its index entries moved; read it again
 
     deleted = retry_on_conflict(attempt, f"{kind.name} {record_id} kept changing under this delete; retry it")
     if not deleted and not store.purge_pending(developer, kind.name, record_id):
@@ -64,15 +73,15 @@ def finish_pending_deletes(store: Store, developer: str, budget_seconds: float |
 def _purge(store: Store, kind: Kind, developer: str, record_id: str, deadline: float) -> None:
     def check_budget() -> None:
         if time.monotonic() > deadline:
-            raise DeletionInProgress(f"deleting {kind.name} {record_id} is under way; "
-                                     "repeat the DELETE to continue it")
+            raise DeletionInProgress(f"deleting {kind.name} {record_id} is under way; repeat the DELETE to continue it")
 
     if kind is SESSIONS:
         while store.delete_history_batch(developer, record_id):
             check_budget()
     else:
-        children = store.index_keys(developer, SESSIONS.name, index.parent_term(kind.name, record_id),
-                                    "created_at", descending=False)
+        children = store.index_keys(
+            developer, SESSIONS.name, index.parent_term(kind.name, record_id), "created_at", descending=False
+        )
         for session_id in (id_in(key) for key in children):
             check_budget()
             _delete_child(store, developer, session_id)
@@ -91,7 +100,7 @@ def _delete_child(store: Store, developer: str, session_id: str) -> None:
     def attempt(_: VersionConflict | None) -> Any:
         session = store.get(developer, SESSIONS.name, session_id)
         if session is None:
-            return None     # a concurrent cascade took it; its marker is finished by whoever holds it
+            return None  # a concurrent cascade took it; its marker is finished by whoever holds it
         try:
             store.delete(developer, SESSIONS.name, session, SESSIONS.terms(session), SESSIONS.parents(session))
         except MissingRecord:

@@ -5,6 +5,7 @@ Equality is typed, as JSON means it: `1`, `"1"` and `true` all differ (Python's 
 does not leak in); numbers compare by value (`1` equals `1.0`); nested objects and arrays
 equal as a whole; `{}` matches everything.
 """
+
 from __future__ import annotations
 
 from decimal import Decimal

@@ -12,6 +12,7 @@ Concurrent appends to one session therefore contend; the one that lost reads the
 and restamps, so all succeed, each in order. Cost per message is the same at message 10 and at
 message 100,000.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -36,7 +37,7 @@ PAGE_DEFAULT, PAGE_MAX = 100, 1000
 # Rounds an append may lose to other appends of its session before a 409: eight writers appending
 # to one session at once on DynamoDB Local needed up to 34 for the unluckiest append (most none).
 APPEND_ATTEMPTS = 60
-OFFSET_MAX = 10_000      # offsets are read through; past this, page with the cursor
+OFFSET_MAX = 10_000  # offsets are read through; past this, page with the cursor
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,7 @@ class HistoryQuery:
     limit: int = PAGE_DEFAULT
     offset: int = 0
     descending: bool = False
-    after: str | None = None          # from a cursor: the position of the last message answered
+    after: str | None = None  # from a cursor: the position of the last message answered
 
 
 def cursor_digest(session_id: str, descending: bool) -> str:
@@ -57,67 +58,102 @@ def get(store: Store, developer: str, session_id: str, query: HistoryQuery = His
     turns" in one query); `next_cursor` continues it while more remain."""
     existing(store, SESSIONS, developer, session_id)
     # One item past the page tells whether another page follows.
-    read = store.messages(developer, session_id, descending=query.descending, after=query.after,
-                          page_size=min(query.offset + query.limit + 1, PAGE_MAX + 1))
+    read = store.messages(
+        developer,
+        session_id,
+        descending=query.descending,
+        after=query.after,
+        page_size=min(query.offset + query.limit + 1, PAGE_MAX + 1),
+    )
     page = list(islice(read, query.offset, query.offset + query.limit + 1))
     more = len(page) > query.limit
-    page = page[:query.limit]
+    page = page[: query.limit]
     digest = cursor_digest(session_id, query.descending)
-    return {"items": [models.Message.model_validate(message) for _, message in page],
-            "next_cursor": cursor.encode(developer, digest, page[-1][0]) if more else None}
+    return {
+        "items": [models.Message.model_validate(message) for _, message in page],
+        "next_cursor": cursor.encode(developer, digest, page[-1][0]) if more else None,
+    }
 
 
-def append(store: Store, developer: str, session_id: str, body: dict[str, Any],
-           receipt: Receipt | None = None) -> dict[str, Any]:
+def append(
+    store: Store, developer: str, session_id: str, body: dict[str, Any], receipt: Receipt | None = None
+) -> dict[str, Any]:
     """Append messages in the order given, atomically (all stored or none)."""
     parsed = validation.parse(models.HistoryAppend, body)
-    stamped = commit(store, developer, session_id, [message.model_dump() for message in parsed.messages],
-                     receipt and (lambda stamped: receipt.record(
-                         201, positions=message_positions(stamped), session_id=session_id)))
+    stamped = commit(
+        store,
+        developer,
+        session_id,
+        [message.model_dump() for message in parsed.messages],
+        receipt and (lambda stamped: receipt.record(201, positions=message_positions(stamped), session_id=session_id)),
+    )
     return {"items": [models.Message.model_validate(message) for message in stamped]}
 
 
-def append_messages(store: Store, developer: str, session_id: str,
-                    messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def append_messages(
+    store: Store, developer: str, session_id: str, messages: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
     """Store validated messages (role, content, name) after the session's newest one; the
     stored messages, with their ids and created_at."""
     return commit(store, developer, session_id, messages)
 
 
-def commit(store: Store, developer: str, session_id: str, messages: list[dict[str, Any]],
-           receipt_for: Callable[[list[dict[str, Any]]], dict[str, Any]] | None = None,
-           session: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+def commit(
+    store: Store,
+    developer: str,
+    session_id: str,
+    messages: list[dict[str, Any]],
+    receipt_for: Callable[[list[dict[str, Any]]], dict[str, Any]] | None = None,
+    session: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
     """Stamp the messages after the session's newest and store them with the session's new
     updated_at, in one transaction; on a concurrent change of the session, read it again and
     restamp. `receipt_for(stamped)` makes the request's idempotency receipt (which may hold an
     answer built from the stamps); `session`, a record read moments ago, saves the first read.
     The stored messages, with their ids and created_at."""
+
     def attempt(lost: VersionConflict | None) -> list[dict[str, Any]]:
         # the session as the lost race left it, when DynamoDB handed it back; else read it
         current = (lost.current if lost else session) or existing(store, SESSIONS, developer, session_id)
         stamped = _stamp(store, developer, current, messages)
-        store.append_messages(developer, current, stamped, clock.after(current["updated_at"]),
-                              SESSIONS.terms(current), receipt_for and receipt_for(stamped))
+        store.append_messages(
+            developer,
+            current,
+            stamped,
+            clock.after(current["updated_at"]),
+            SESSIONS.terms(current),
+            receipt_for and receipt_for(stamped),
+        )
         return stamped
 
-    return retry_on_conflict(attempt, f"session {session_id} kept changing under this append; retry it",
-                             attempts=APPEND_ATTEMPTS)
+    return retry_on_conflict(
+        attempt, f"session {session_id} kept changing under this append; retry it", attempts=APPEND_ATTEMPTS
+    )
 
 
-def _stamp(store: Store, developer: str, session: dict[str, Any], messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _stamp(
+    store: Store, developer: str, session: dict[str, Any], messages: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
     """The messages with their ids and a `created_at` strictly after the session's newest."""
     last = session.get(LAST_POSITION)
-    if last is None:     # a session from before positions were kept on it: ask the history
+    if last is None:  # a session from before positions were kept on it: ask the history
         newest = store.last_message_time(developer, session["id"])
     else:
         newest = message_time(last) if last else None
     timestamp = clock.after(newest) if newest else clock.now()
-    return [{"id": clock.new_id(), "role": m["role"], "content": m["content"], "name": m.get("name"),
-             "created_at": timestamp} for m in messages]
+    return [
+        {
+            "id": clock.new_id(),
+            "role": m["role"],
+            "content": m["content"],
+            "name": m.get("name"),
+            "created_at": timestamp,
+        }
+        for m in messages
+    ]
 
 
-def clear(store: Store, developer: str, session_id: str,
-          budget_seconds: float | None = None) -> models.Deleted:
+def clear(store: Store, developer: str, session_id: str, budget_seconds: float | None = None) -> models.Deleted:
     """Clear a session's history, the session staying. The summary goes first (a summary of a
     cleared history must never outlive it), then the messages in batches until none is left, so
     a retry after an interruption (or a 503 past the budget) finishes the job."""
@@ -128,6 +164,7 @@ def clear(store: Store, developer: str, session_id: str,
             session = existing(store, SESSIONS, developer, session_id)
     while store.delete_history_batch(developer, session_id):
         if time.monotonic() > deadline:
-            raise DeletionInProgress(f"clearing the history of session {session_id} is under way; "
-                                     "repeat the DELETE to continue it")
+            raise DeletionInProgress(
+                f"clearing the history of session {session_id} is under way; repeat the DELETE to continue it"
+            )
     return models.Deleted(id=session_id, deleted_at=clock.now())

@@ -12,6 +12,7 @@ an "in progress" marker written before the work and the answer after it, so it c
 transaction (a crash between the two either blocks the key or runs the work twice), and it adds
 its imports to every cold start. This module is a few dozen lines over the store we have.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -33,16 +34,22 @@ MAX_KEY_CHARS = 255
 @dataclass(frozen=True)
 class Receipt:
     """What a creating operation writes beside its records when the request had a key."""
+
     key_hash: str
     fingerprint: str
     expires_at: int
 
-    def record(self, status: int, answer: Any = None, positions: list[str] | None = None,
-               session_id: str | None = None) -> dict[str, Any]:
+    def record(
+        self, status: int, answer: Any = None, positions: list[str] | None = None, session_id: str | None = None
+    ) -> dict[str, Any]:
         """The item to store: the answer itself, or, for a history append (whose answer can be
         megabytes), where its messages are, to be read back on a replay."""
-        record = {"key_hash": self.key_hash, "fingerprint": self.fingerprint, "status": status,
-                  "expires_at": self.expires_at}
+        record = {
+            "key_hash": self.key_hash,
+            "fingerprint": self.fingerprint,
+            "status": status,
+            "expires_at": self.expires_at,
+        }
         if positions is not None:
             return {**record, "positions": positions, "session_id": session_id}
         return {**record, "answer": jsonio.dumps(answer)}
@@ -54,24 +61,29 @@ class Replay:
     body: Any
 
 
-def run(store: Store, developer: str, key: str, fingerprint_of: dict[str, Any],
-        operation: Callable[[Receipt], Any]) -> Any:
+def run(
+    store: Store, developer: str, key: str, fingerprint_of: dict[str, Any], operation: Callable[[Receipt], Any]
+) -> Any:
     """The operation's answer, run with a receipt to write; or a Replay of the first answer."""
     if not key or len(key) > MAX_KEY_CHARS or not all("!" <= ch <= "~" for ch in key):
         raise BadRequest(f"Idempotency-Key must be 1 to {MAX_KEY_CHARS} visible ASCII characters")
-    receipt = Receipt(key_hash=hashlib.sha256(key.encode()).hexdigest(),
-                      fingerprint=_fingerprint(fingerprint_of), expires_at=int(time.time()) + TTL_SECONDS)
+    receipt = Receipt(
+        key_hash=hashlib.sha256(key.encode()).hexdigest(),
+        fingerprint=_fingerprint(fingerprint_of),
+        expires_at=int(time.time()) + TTL_SECONDS,
+    )
     stored = store.receipt(developer, receipt.key_hash)
     if stored is None or int(stored["expires_at"]) < time.time():
         try:
             return operation(receipt)
-        except ReceiptTaken:          # an identical request committed first
+        except ReceiptTaken:  # an identical request committed first
             stored = store.receipt(developer, receipt.key_hash)
     if stored["fingerprint"] != receipt.fingerprint:
         raise ValidationFailed(
             "this Idempotency-Key was already used, within 24 hours, for a different request; "
-            "use a new key for a new request", details=[
-                {"field": "Idempotency-Key", "message": "used for a different request", "type": "idempotency"}])
+            "use a new key for a new request",
+            details=[{"field": "Idempotency-Key", "message": "used for a different request", "type": "idempotency"}],
+        )
     return _replay(store, developer, stored)
 
 

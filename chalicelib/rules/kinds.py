@@ -1,5 +1,6 @@
 """What differs between agents, users and sessions: their models, defaults, the fields that never
 change and the parents they name. Everything else (records.py, deletes.py, lists.py) is shared."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -20,8 +21,8 @@ class Kind:
     wire_model: type[BaseModel]
     defaults: dict[str, Any]
     immutable: frozenset[str] = frozenset({"id", "created_at", "updated_at"})
-    unsupported: frozenset[str] = frozenset()        # accepted only empty, never stored
-    references: tuple[str, ...] = ()                 # fields naming a parent: "agent_id" -> agent
+    unsupported: frozenset[str] = frozenset()  # accepted only empty, never stored
+    references: tuple[str, ...] = ()  # fields naming a parent: "agent_id" -> agent
 
     def parents(self, record: dict[str, Any]) -> list[tuple[str, str]]:
         """(kind, id) of each parent the record names; they must exist, and hold a link to it."""
@@ -32,13 +33,32 @@ class Kind:
         return index.terms_of(record, self.parents(record))
 
 
-AGENTS = Kind("agent", models.AgentCreate, models.AgentPatch, models.AgentReplace, models.Agent,
-              defaults={"instructions": [], "model": models.DEFAULT_MODEL, "default_settings": {}, "metadata": {}},
-              unsupported=frozenset({"tools", "docs"}))
-USERS = Kind("user", models.UserCreate, models.UserPatch, models.UserReplace, models.User,
-             defaults={"metadata": {}}, unsupported=frozenset({"docs"}))
-SESSIONS = Kind("session", models.SessionCreate, models.SessionPatch, models.SessionReplace, models.Session,
-                defaults={"metadata": {}, "render_templates": False, LAST_POSITION: ""},
-                immutable=frozenset({"id", "created_at", "updated_at", "agent_id", "user_id", "summary"}),
-                references=("agent_id", "user_id"))
+AGENTS = Kind(
+    "agent",
+    models.AgentCreate,
+    models.AgentPatch,
+    models.AgentReplace,
+    models.Agent,
+    defaults={"instructions": [], "model": models.DEFAULT_MODEL, "default_settings": {}, "metadata": {}},
+    unsupported=frozenset({"tools", "docs"}),
+)
+USERS = Kind(
+    "user",
+    models.UserCreate,
+    models.UserPatch,
+    models.UserReplace,
+    models.User,
+    defaults={"metadata": {}},
+    unsupported=frozenset({"docs"}),
+)
+SESSIONS = Kind(
+    "session",
+    models.SessionCreate,
+    models.SessionPatch,
+    models.SessionReplace,
+    models.Session,
+    defaults={"metadata": {}, "render_templates": False, LAST_POSITION: ""},
+    immutable=frozenset({"id", "created_at", "updated_at", "agent_id", "user_id", "summary"}),
+    references=("agent_id", "user_id"),
+)
 KINDS = {kind.name: kind for kind in (AGENTS, USERS, SESSIONS)}

@@ -6,6 +6,7 @@ batch-read and every condition is checked on them, so the index makes a list che
 different. Sorting by updated_at with a metadata condition gathers the (small) matching set and
 sorts it, since metadata terms are kept in creation order only. docs/design.md has the costs.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -22,10 +23,10 @@ from chalicelib.store import Store, index
 from chalicelib.store.keys import id_in, sort_key
 
 LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX = 100, 1000
-READ_CHUNK = 100          # records per BatchGetItem, entries per Query page, at most
+READ_CHUNK = 100  # records per BatchGetItem, entries per Query page, at most
 
-PROBE_ENTRIES = 100       # entries read at most per candidate term to compare selectivity
-GATHER_MAX = 1000         # largest metadata match set sorted in memory for sort_by=updated_at
+PROBE_ENTRIES = 100  # entries read at most per candidate term to compare selectivity
+GATHER_MAX = 1000  # largest metadata match set sorted in memory for sort_by=updated_at
 # Terms probed at most: the parents first, then the metadata conditions in the order given. The
 # other conditions are checked on the records read. So a filter's probe costs at most 4 x 5
 # Queries (8, 16, 32, 64, 100 entries a term), however many conditions it has.
@@ -37,15 +38,20 @@ class ListQuery:
     limit: int = LIST_LIMIT_DEFAULT
     offset: int = 0
     metadata_filter: dict[str, Any] = field(default_factory=dict)
-    parents: tuple[tuple[str, str], ...] = ()      # ("agent", id), ("user", id): sessions only
+    parents: tuple[tuple[str, str], ...] = ()  # ("agent", id), ("user", id): sessions only
     sort_by: str = "created_at"
     descending: bool = True
-    after: str | None = None                        # from a cursor: the last sort key answered
+    after: str | None = None  # from a cursor: the last sort key answered
 
     def digest(self, kind: Kind) -> str:
         """What a cursor is bound to: everything that selects and orders, not limit or offset."""
-        shape = [kind.name, self.sort_by, self.descending, sorted(self.parents),
-                 sorted((k, jsonio.dumps(v)) for k, v in self.metadata_filter.items())]
+        shape = [
+            kind.name,
+            self.sort_by,
+            self.descending,
+            sorted(self.parents),
+            sorted((k, jsonio.dumps(v)) for k, v in self.metadata_filter.items()),
+        ]
         return hashlib.sha256(jsonio.dumps(shape).encode("utf-8")).hexdigest()[:32]
 
 
@@ -55,7 +61,7 @@ def list_records(store: Store, kind: Kind, developer: str, query: ListQuery = Li
     wanted = query.offset + query.limit + 1  # one more than the page: is there a next page?
     matching = (record for record in _candidates(store, kind, developer, query) if _matches(record, query))
     found = list(islice(matching, query.offset, wanted))
-    page = found[:query.limit]
+    page = found[: query.limit]
     next_cursor = None
     if len(found) > query.limit:
         next_cursor = cursor.encode(developer, query.digest(kind), sort_key(page[-1], query.sort_by))
@@ -63,23 +69,31 @@ def list_records(store: Store, kind: Kind, developer: str, query: ListQuery = Li
 
 
 def _matches(record: dict[str, Any], query: ListQuery) -> bool:
-    return (all(record.get(f"{kind}_id") == pid for kind, pid in query.parents)
-            and filters.matches(record.get("metadata", {}), query.metadata_filter))
+    return all(record.get(f"{kind}_id") == pid for kind, pid in query.parents) and filters.matches(
+        record.get("metadata", {}), query.metadata_filter
+    )
 
 
 def _candidates(store: Store, kind: Kind, developer: str, query: ListQuery) -> Iterator[dict[str, Any]]:
     """Records that may match, in the query's order, past its cursor; a superset of the answer
     that reads as little as the index allows."""
     ordered = [index.parent_term(k, pid) for k, pid in query.parents] or [index.ALL]
-    metadata = [term for key, value in query.metadata_filter.items()
-                if (term := index.metadata_term(key, value))]
+    metadata = [term for key, value in query.metadata_filter.items() if (term := index.metadata_term(key, value))]
 
     first_page = min(query.offset + query.limit + 1, READ_CHUNK)
 
     def keys(term: str, limit: int | None = None, after: str | None = query.after) -> Iterator[str]:
         order = query.sort_by if query.sort_by in index.orders(term) else "created_at"
-        return store.index_keys(developer, kind.name, term, order, query.descending, after=after,
-                                page_size=first_page if limit is None else min(limit, READ_CHUNK), limit=limit)
+        return store.index_keys(
+            developer,
+            kind.name,
+            term,
+            order,
+            query.descending,
+            after=after,
+            page_size=first_page if limit is None else min(limit, READ_CHUNK),
+            limit=limit,
+        )
 
     candidates = ([term for term in ordered if term != index.ALL] + metadata)[:PROBED_TERMS]
     if query.sort_by == "created_at" or not metadata:
@@ -89,8 +103,9 @@ def _candidates(store: Store, kind: Kind, developer: str, query: ListQuery) -> I
         return
     # sort_by=updated_at with metadata conditions: metadata terms are in creation order, so gather
     # the smallest candidate set (a parent's sessions may be smaller), if small enough, and sort it.
-    _, probed = _most_selective(candidates, lambda term, limit=None, after=None: keys(term, limit, after),
-                                most=GATHER_MAX)
+    _, probed = _most_selective(
+        candidates, lambda term, limit=None, after=None: keys(term, limit, after), most=GATHER_MAX
+    )
     if probed is None:  # every candidate is large: walk the update order and filter
         yield from _records_in_order(store, kind, developer, (id_in(key) for key in keys(ordered[0])), first_page)
         return
@@ -102,8 +117,9 @@ def _candidates(store: Store, kind: Kind, developer: str, query: ListQuery) -> I
             yield record
 
 
-def _most_selective(terms: list[str], keys: Callable[..., Iterator[str]],
-                    most: int = PROBE_ENTRIES) -> tuple[str | None, list[str] | None]:
+def _most_selective(
+    terms: list[str], keys: Callable[..., Iterator[str]], most: int = PROBE_ENTRIES
+) -> tuple[str | None, list[str] | None]:
     """The term with the fewest entries, and its entries if they were read to the end.
 
     Probes in rounds that take each term to 8, 16, 32, ... entries read (each round continuing
@@ -127,8 +143,9 @@ def _most_selective(terms: list[str], keys: Callable[..., Iterator[str]],
         limit = min(limit * 2, most)
 
 
-def _records_in_order(store: Store, kind: Kind, developer: str, ids: Iterator[str],
-                      first_chunk: int = READ_CHUNK) -> Iterator[dict[str, Any]]:
+def _records_in_order(
+    store: Store, kind: Kind, developer: str, ids: Iterator[str], first_chunk: int = READ_CHUNK
+) -> Iterator[dict[str, Any]]:
     """Records for a stream of ids, fetched a batch at a time in the ids' order, the batches
     growing from `first_chunk` to 100 (a short page reads little; a filtered walk few times).
     An id whose record vanished between the two reads (a concurrent delete) is skipped."""

@@ -4,6 +4,7 @@ Input models are strict and refuse unknown fields, so a typo is a 422 naming it 
 silently ignored field. Bounds keep every item under DynamoDB's 400 KB and every transaction
 under 100 actions and 4 MB, with every field at its limit at once (docs/reliability.md, "Limits").
 """
+
 from __future__ import annotations
 
 from decimal import Context as DecimalContext
@@ -32,20 +33,20 @@ from chalicelib.shared import jsonio
 MAX_NAME_BYTES = 256
 MAX_ABOUT_BYTES = 16 * 1024
 MAX_SITUATION_BYTES = 64 * 1024
-MAX_INSTRUCTIONS_BYTES = 64 * 1024    # all of an agent's instructions together
-MAX_INSTRUCTIONS = 256                # items of the instructions list (each costs a byte even when empty)
+MAX_INSTRUCTIONS_BYTES = 64 * 1024  # all of an agent's instructions together
+MAX_INSTRUCTIONS = 256  # items of the instructions list (each costs a byte even when empty)
 MAX_MODEL_BYTES = 256
-MAX_OBJECT_BYTES = 64 * 1024          # metadata, default_settings (as compact JSON, numbers as written)
-MAX_OBJECT_KEYS = 256                 # keys of one object in metadata or default_settings, at any level
-MAX_STRING_VALUE_BYTES = 16 * 1024    # one string value in metadata or default_settings, at any level
+MAX_OBJECT_BYTES = 64 * 1024  # metadata, default_settings (as compact JSON, numbers as written)
+MAX_OBJECT_KEYS = 256  # keys of one object in metadata or default_settings, at any level
+MAX_STRING_VALUE_BYTES = 16 * 1024  # one string value in metadata or default_settings, at any level
 MAX_METADATA_KEY_CHARS = 256
-MAX_NESTING = 16                      # DynamoDB allows 32 levels; we leave room
-MAX_NUMBER_DIGITS = 38                # DynamoDB's precision; magnitudes 1E-128 to under 1E+126 (boto3's range)
-MAX_CONTENT_BYTES = 64 * 1024         # one history message
-MAX_MESSAGES_PER_APPEND = 50          # one transaction: 50 x 64 KiB < 4 MB, 51 actions < 100
-MAX_CONTENT_PARTS = 100               # text parts of one message's content
-MAX_REPLY_TOKENS = 16_384             # a reply must fit one history message (64 KiB)
-MAX_SUMMARY_BYTES = 16 * 1024         # a session's stored summary (chalicelib/rules/context.py clips to it)
+MAX_NESTING = 16  # DynamoDB allows 32 levels; we leave room
+MAX_NUMBER_DIGITS = 38  # DynamoDB's precision; magnitudes 1E-128 to under 1E+126 (boto3's range)
+MAX_CONTENT_BYTES = 64 * 1024  # one history message
+MAX_MESSAGES_PER_APPEND = 50  # one transaction: 50 x 64 KiB < 4 MB, 51 actions < 100
+MAX_CONTENT_PARTS = 100  # text parts of one message's content
+MAX_REPLY_TOKENS = 16_384  # a reply must fit one history message (64 KiB)
+MAX_SUMMARY_BYTES = 16 * 1024  # a session's stored summary (chalicelib/rules/context.py clips to it)
 MAX_TOKEN_BUDGET = 1_000_000_000
 DEFAULT_MODEL = "julep-ai/samantha-1-turbo"
 
@@ -54,8 +55,10 @@ def _limit_error(kind: str, message: str, loc: tuple[str | int, ...] = (), value
     """A 422 detail at `loc` under the field being validated (pydantic prefixes the field), its
     `type` naming the limit and its message the numbers. `message` is used as it is: no
     placeholders, so user text in it (a key in a path) cannot be read as one."""
-    return ValidationError.from_exception_data("limit", [InitErrorDetails(
-        type=PydanticCustomError(kind, "{message}", {"message": message}), loc=loc, input=value)])
+    return ValidationError.from_exception_data(
+        "limit",
+        [InitErrorDetails(type=PydanticCustomError(kind, "{message}", {"message": message}), loc=loc, input=value)],
+    )
 
 
 def _path(field: str, loc: tuple[str | int, ...]) -> str:
@@ -72,6 +75,7 @@ def _bounded(limit: int):
         if size > limit:
             raise _limit_error("string_too_long", f"{info.field_name} is {size} bytes (UTF-8); at most {limit}")
         return value
+
     return AfterValidator(check)
 
 
@@ -90,7 +94,7 @@ def _storable_number(value: int | Decimal) -> int | Decimal | None:
     if digits <= MAX_NUMBER_DIGITS:
         return value
     if isinstance(value, Decimal):
-        significant = number.normalize(DecimalContext(prec=digits))   # drops trailing zeros, never rounds
+        significant = number.normalize(DecimalContext(prec=digits))  # drops trailing zeros, never rounds
         if len(significant.as_tuple().digits) <= MAX_NUMBER_DIGITS:
             return significant
     return None
@@ -102,17 +106,23 @@ def _checked_tree(value: Any, field: str, loc: tuple[str | int, ...], depth: int
     and numbers DynamoDB can hold. Any of them past its limit is a 422 at the offending place.
     The value comes back as it was, but for numbers re-written in their storable form."""
     if depth > MAX_NESTING:
-        raise _limit_error("too_deeply_nested",
-                           f"{_path(field, loc)} nests {depth} levels deep; at most {MAX_NESTING}", loc)
+        raise _limit_error(
+            "too_deeply_nested", f"{_path(field, loc)} nests {depth} levels deep; at most {MAX_NESTING}", loc
+        )
     if isinstance(value, dict):
         if len(value) > MAX_OBJECT_KEYS:
-            raise _limit_error("too_many_keys", f"{_path(field, loc)} has {len(value)} keys; "
-                               f"at most {MAX_OBJECT_KEYS} per object", loc)
+            raise _limit_error(
+                "too_many_keys", f"{_path(field, loc)} has {len(value)} keys; at most {MAX_OBJECT_KEYS} per object", loc
+            )
         changed = None
         for key, item in value.items():
             if not key or len(key) > MAX_METADATA_KEY_CHARS:
-                raise _limit_error("key_length", f"{_path(field, loc)} has a key of {len(key)} characters; "
-                                   f"keys are 1 to {MAX_METADATA_KEY_CHARS} characters", loc)
+                raise _limit_error(
+                    "key_length",
+                    f"{_path(field, loc)} has a key of {len(key)} characters; "
+                    f"keys are 1 to {MAX_METADATA_KEY_CHARS} characters",
+                    loc,
+                )
             checked = _checked_tree(item, field, (*loc, key), depth + 1)
             if checked is not item:
                 changed = changed or dict(value)
@@ -125,17 +135,24 @@ def _checked_tree(value: Any, field: str, loc: tuple[str | int, ...], depth: int
         if len(value) > MAX_STRING_VALUE_BYTES // 4:
             size = _utf8_size(value)
             if size > MAX_STRING_VALUE_BYTES:
-                raise _limit_error("string_too_long", f"{_path(field, loc)} is a string of {size} bytes "
-                                   f"(UTF-8); at most {MAX_STRING_VALUE_BYTES}", loc)
+                raise _limit_error(
+                    "string_too_long",
+                    f"{_path(field, loc)} is a string of {size} bytes (UTF-8); at most {MAX_STRING_VALUE_BYTES}",
+                    loc,
+                )
         return value
     if isinstance(value, (int, Decimal)) and not isinstance(value, bool):
         storable = _storable_number(value)
         if storable is None:
             number = Decimal(value)
-            raise _limit_error("number_not_storable", f"{_path(field, loc)} holds a number of "
-                               f"{len(number.as_tuple().digits)} digits, magnitude 1E{number.adjusted():+d}; "
-                               f"DynamoDB stores at most {MAX_NUMBER_DIGITS} digits, magnitudes 1E-128 to "
-                               f"under 1E+126", loc)
+            raise _limit_error(
+                "number_not_storable",
+                f"{_path(field, loc)} holds a number of "
+                f"{len(number.as_tuple().digits)} digits, magnitude 1E{number.adjusted():+d}; "
+                f"DynamoDB stores at most {MAX_NUMBER_DIGITS} digits, magnitudes 1E-128 to "
+                f"under 1E+126",
+                loc,
+            )
         return storable
     return value
 
@@ -156,8 +173,9 @@ def _check_instructions(value: str | list[str]) -> list[str]:
         raise _limit_error("too_many_items", f"instructions has {len(items)} items; at most {MAX_INSTRUCTIONS}")
     size = sum(_utf8_size(item) for item in items)
     if size > MAX_INSTRUCTIONS_BYTES:
-        raise _limit_error("string_too_long", f"instructions are {size} bytes (UTF-8) in all; "
-                           f"at most {MAX_INSTRUCTIONS_BYTES}")
+        raise _limit_error(
+            "string_too_long", f"instructions are {size} bytes (UTF-8) in all; at most {MAX_INSTRUCTIONS_BYTES}"
+        )
     return items
 
 
@@ -176,6 +194,7 @@ TokenBudget = Annotated[int, Field(gt=0, le=MAX_TOKEN_BUDGET)]
 # module is imported, so a process pays only for the models its requests use (docs/performance.md,
 # "Cold start"). What a model is (its fields, its JSON schema) does not change.
 
+
 class _Input(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, defer_build=True)
 
@@ -185,6 +204,7 @@ class _Output(BaseModel):
 
 
 # --- agents ---------------------------------------------------------------------------------
+
 
 class AgentCreate(_Input):
     name: Name
@@ -225,6 +245,7 @@ class Agent(_Output):
 
 # --- users ----------------------------------------------------------------------------------
 
+
 class UserCreate(_Input):
     name: Name | None = None
     about: About | None = None
@@ -253,6 +274,7 @@ class User(_Output):
 
 
 # --- sessions -------------------------------------------------------------------------------
+
 
 class SessionCreate(_Input):
     agent_id: str
@@ -292,6 +314,7 @@ class Session(_Output):
 
 # --- history ---------------------------------------------------------------------------------
 
+
 def _content(value: Any) -> str | list[dict[str, str]]:
     """A string, or a list of text parts as the chat-completions wire has them; one error for
     the field either way. Images are not stored."""
@@ -300,7 +323,9 @@ def _content(value: Any) -> str | list[dict[str, str]]:
     elif isinstance(value, list) and 1 <= len(value) <= MAX_CONTENT_PARTS:
         for part in value:
             if not isinstance(part, dict) or part.get("type") != "text":
-                raise ValueError('parts must be {"type": "text", "text": ...}; images and other parts are not supported')
+                raise ValueError(
+                    'parts must be {"type": "text", "text": ...}; images and other parts are not supported'
+                )
             if set(part) != {"type", "text"} or not isinstance(part["text"], str):
                 raise ValueError('a text part has exactly "type" and "text" (a string)')
         size = sum(len(part["text"].encode("utf-8")) for part in value)
@@ -311,11 +336,28 @@ def _content(value: Any) -> str | list[dict[str, str]]:
     return value
 
 
-Content = Annotated[Any, PlainValidator(_content), WithJsonSchema({"anyOf": [
-    {"type": "string"},
-    {"type": "array", "minItems": 1, "maxItems": MAX_CONTENT_PARTS, "items": {
-        "type": "object", "required": ["type", "text"], "additionalProperties": False,
-        "properties": {"type": {"const": "text"}, "text": {"type": "string"}}}}]})]
+Content = Annotated[
+    Any,
+    PlainValidator(_content),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string"},
+                {
+                    "type": "array",
+                    "minItems": 1,
+                    "maxItems": MAX_CONTENT_PARTS,
+                    "items": {
+                        "type": "object",
+                        "required": ["type", "text"],
+                        "additionalProperties": False,
+                        "properties": {"type": {"const": "text"}, "text": {"type": "string"}},
+                    },
+                },
+            ]
+        }
+    ),
+]
 Role = Literal["system", "user", "assistant", "function"]
 
 
@@ -327,6 +369,7 @@ class MessageIn(_Input):
 
 class MetadataFilter(_Input):
     """A list's `metadata_filter`, held to the rules of the metadata it is compared with."""
+
     metadata_filter: JsonObject
 
 
@@ -344,6 +387,7 @@ class Message(_Output):
 
 # --- chat -----------------------------------------------------------------------------------
 
+
 def _plain_number(value: Any) -> Any:
     """JSON fractions arrive as Decimal (chalicelib/shared/jsonio.py); settings are plain floats."""
     return float(value) if isinstance(value, Decimal) else value
@@ -360,6 +404,7 @@ class ResponseFormat(_Input):
 class ChatSettings(_Input):
     """Generation settings: the chat input's, over the agent's `default_settings`. They go to the
     model provider; those a provider has no use for it ignores (docs/api.md)."""
+
     max_tokens: Annotated[int, Field(ge=1, le=MAX_REPLY_TOKENS)] | None = None
     temperature: Annotated[Float, Field(ge=0, le=2)] | None = None
     top_p: Annotated[Float, Field(ge=0, le=1)] | None = None
@@ -372,8 +417,20 @@ class ChatSettings(_Input):
     seed: Annotated[int, Field(ge=-(2**63), lt=2**63)] | None = None
     logit_bias: Annotated[dict[str, Annotated[int, Field(ge=-100, le=100)] | None], Field(max_length=300)] | None = None
     response_format: ResponseFormat | None = None
-    preset: Literal["problem_solving", "conversational", "fun", "prose", "creative", "business",
-                    "deterministic", "code", "multilingual"] | None = None
+    preset: (
+        Literal[
+            "problem_solving",
+            "conversational",
+            "fun",
+            "prose",
+            "creative",
+            "business",
+            "deterministic",
+            "code",
+            "multilingual",
+        ]
+        | None
+    ) = None
     stream: Annotated[bool, Field(description="streaming is not supported; must be false")] | None = None
 
     @field_validator("stream")
@@ -386,10 +443,11 @@ class ChatSettings(_Input):
 
 class ChatInput(ChatSettings):
     """Julep's chat input."""
+
     messages: Annotated[list[MessageIn], Field(min_length=1, max_length=MAX_MESSAGES_PER_APPEND - 1)]
-    remember: bool | None = None       # store the input and the reply (default true)
-    recall: bool | None = None         # include the stored history in the context (default true)
-    record: bool | None = None         # Julep's older name for remember
+    remember: bool | None = None  # store the input and the reply (default true)
+    recall: bool | None = None  # include the stored history in the context (default true)
+    record: bool | None = None  # Julep's older name for remember
     tools: Unsupported | None = None
     tool_choice: None = None
 
@@ -422,15 +480,17 @@ class ContextMessage(_Output):
 
 class Context(_Output):
     """GET /sessions/{id}/context: what a model should get for this session, within its budget."""
+
     messages: list[ContextMessage]
     tokens: int
     token_budget: int | None
     context_overflow: ContextOverflow | None
-    truncated: bool        # older turns were left out
-    summarized: bool       # the session's summary stands in for older turns
+    truncated: bool  # older turns were left out
+    summarized: bool  # the session's summary stands in for older turns
 
 
 # --- answers --------------------------------------------------------------------------------
+
 
 class Created(_Output):
     id: str
@@ -450,6 +510,7 @@ class Deleted(_Output):
 
 
 # --- pages: a list's answer, and the cursor to the next page (null at the end) ------------------------
+
 
 class AgentList(_Output):
     items: list[Agent]
@@ -473,4 +534,5 @@ class HistoryPage(_Output):
 
 class Appended(_Output):
     """POST /sessions/{id}/history: the messages as stored, with their ids and created_at."""
+
     items: list[Message]

@@ -1,5 +1,6 @@
 """Agents, users and sessions: create, read and update, each record with its index entries in one
 transaction (store/table.py). Deleting, which cascades, is deletes.py's."""
+
 from __future__ import annotations
 
 import json
@@ -22,6 +23,7 @@ from chalicelib.store import MissingRecord, Store, VersionConflict
 class Versioned:
     """An answer and the version of the record it read or wrote (which the edge answers as the
     ETag, and takes back as If-Match)."""
+
     answer: BaseModel
     version: int
 
@@ -44,8 +46,9 @@ def check_expected(kind: Kind, record: dict[str, Any], expected: frozenset[int] 
         raise PreconditionFailed(f"{kind.name} {record['id']} has changed", int(record["version"]))
 
 
-def create(store: Store, kind: Kind, developer: str, body: dict[str, Any],
-           receipt: Receipt | None = None) -> models.Created:
+def create(
+    store: Store, kind: Kind, developer: str, body: dict[str, Any], receipt: Receipt | None = None
+) -> models.Created:
     data = validation.given_fields(kind.create_model, body)
     for name in kind.unsupported:
         data.pop(name, None)
@@ -57,16 +60,31 @@ def create(store: Store, kind: Kind, developer: str, body: dict[str, Any],
     validation.check_default_settings(data)
     validation.check_templates(kind, data, set(data))
     timestamp = clock.now()
-    record = {**kind.defaults, **data, "id": clock.new_id(), "created_at": timestamp,
-              "updated_at": timestamp, "version": 1}
+    record = {
+        **kind.defaults,
+        **data,
+        "id": clock.new_id(),
+        "created_at": timestamp,
+        "updated_at": timestamp,
+        "version": 1,
+    }
     answer = models.Created(id=record["id"], created_at=timestamp)
     try:
-        store.create(developer, kind.name, record, kind.parents(record), kind.terms(record),
-                     receipt and receipt.record(201, answer))
+        store.create(
+            developer,
+            kind.name,
+            record,
+            kind.parents(record),
+            kind.terms(record),
+            receipt and receipt.record(201, answer),
+        )
     except MissingRecord as missing:
-        raise NotFound(f"{missing.kind} {missing.record_id} not found", details=[
-            {"field": f"{missing.kind}_id", "message": f"no {missing.kind} with this id", "type": "not_found"}
-        ]) from None
+        raise NotFound(
+            f"{missing.kind} {missing.record_id} not found",
+            details=[
+                {"field": f"{missing.kind}_id", "message": f"no {missing.kind} with this id", "type": "not_found"}
+            ],
+        ) from None
     return answer
 
 
@@ -75,8 +93,15 @@ def get(store: Store, kind: Kind, developer: str, record_id: str) -> Versioned:
     return Versioned(wire(kind, record), int(record["version"]))
 
 
-def update(store: Store, kind: Kind, developer: str, record_id: str, body: dict[str, Any],
-           replace: bool, expected: frozenset[int] | None = None) -> Versioned:
+def update(
+    store: Store,
+    kind: Kind,
+    developer: str,
+    record_id: str,
+    body: dict[str, Any],
+    replace: bool,
+    expected: frozenset[int] | None = None,
+) -> Versioned:
     """PATCH (replace=False) writes the non-null fields given and merges metadata key by key,
     a key set to null removing it; PUT (replace=True) requires the model's required fields and
     replaces metadata whole. Read, change, write conditionally on the version: a concurrent
@@ -95,7 +120,7 @@ def update(store: Store, kind: Kind, developer: str, record_id: str, body: dict[
         new = {**old, **changes}
         if "metadata" in changes and not replace:
             new["metadata"] = _merged_metadata(kind, old.get("metadata", {}), changes["metadata"])
-        if _same(old, new):     # nothing to change: no write, no new version, no move in lists
+        if _same(old, new):  # nothing to change: no write, no new version, no move in lists
             return Versioned(models.Updated(id=record_id, updated_at=old["updated_at"]), int(old["version"]))
         validation.check_templates(kind, new, set(changes))
         new["updated_at"] = clock.after(old["updated_at"])
@@ -118,7 +143,7 @@ def _same(old: dict[str, Any], new: dict[str, Any]) -> bool:
             return None
         if isinstance(value, bool):
             return ["b", value]
-        if isinstance(value, (int, Decimal)):     # as written: a body's 1 is stored as Decimal("1")
+        if isinstance(value, (int, Decimal)):  # as written: a body's 1 is stored as Decimal("1")
             return ["n", str(Decimal(value))]
         if isinstance(value, dict):
             return {key: typed(item) for key, item in value.items()}

@@ -20,6 +20,7 @@ the ways we know for a template to hang the process or exhaust its memory are bo
 jinja2 is imported on first use, never at import time: most requests never render a template and
 Lambda cold starts pay for every import.
 """
+
 from __future__ import annotations
 
 import functools
@@ -32,16 +33,16 @@ from typing import Any
 
 from chalicelib.shared import errors
 
-MAX_RENDERED_BYTES = 64 * 1024      # one rendered field (UTF-8), the size of a stored situation
-RENDER_SECONDS = 1.0                # wall-clock time to render one field
-MAX_RANGE = 1000                    # items one range() yields (jinja's own sandbox allows 100,000)
-MAX_VALUE_SIZE = 1024 * 1024        # one value a template builds, in characters as printed
+MAX_RENDERED_BYTES = 64 * 1024  # one rendered field (UTF-8), the size of a stored situation
+RENDER_SECONDS = 1.0  # wall-clock time to render one field
+MAX_RANGE = 1000  # items one range() yields (jinja's own sandbox allows 100,000)
+MAX_VALUE_SIZE = 1024 * 1024  # one value a template builds, in characters as printed
 MAX_BUILT_BYTES = 32 * 1024 * 1024  # everything one rendering builds, together (roughly bytes)
-MAX_INT_BITS = 4096                 # an integer a template computes (about 1,200 digits)
-MAX_DEPTH = 32                      # nesting of a value a template builds
+MAX_INT_BITS = 4096  # an integer a template computes (about 1,200 digits)
+MAX_DEPTH = 32  # nesting of a value a template builds
 
-_CONTAINER_BYTES = 64               # what one more list, tuple or dict costs besides its items
-_ITEM_BYTES = 8                     # one reference in a container
+_CONTAINER_BYTES = 64  # what one more list, tuple or dict costs besides its items
+_ITEM_BYTES = 8  # one reference in a container
 
 
 def check(source: str, field: str) -> None:
@@ -51,8 +52,9 @@ def check(source: str, field: str) -> None:
         _compile(source)
     except Exception as error:
         reason = _reason(error)
-        raise errors.ValidationFailed(f"{field}: {reason}", details=[
-            {"field": field, "message": reason, "type": "template"}]) from None
+        raise errors.ValidationFailed(
+            f"{field}: {reason}", details=[{"field": field, "message": reason, "type": "template"}]
+        ) from None
 
 
 def render(source: str, variables: dict[str, Any], field: str) -> str:
@@ -68,7 +70,8 @@ def render(source: str, variables: dict[str, Any], field: str) -> str:
             return _bounded_output(template.generate(**variables))
     except _TimeUp:
         raise errors.TemplateFailed(
-            f"{field}: rendering took longer than the time limit of {RENDER_SECONDS:g} s") from None
+            f"{field}: rendering took longer than the time limit of {RENDER_SECONDS:g} s"
+        ) from None
     except Exception as error:
         raise errors.TemplateFailed(f"{field}: {_reason(error)}") from None
     finally:
@@ -90,6 +93,7 @@ def _bounded_output(chunks: Iterator[str]) -> str:
 
 
 # --- what one rendering may build --------------------------------------------------------------
+
 
 class _Refused(Exception):
     """A bound of this module; its message is the reason the caller sees."""
@@ -224,8 +228,12 @@ _BRACE_FIELDS = re.compile(r"\{[^{}]*(?:\{[^{}]*\}[^{}]*)*\}")
 def _format_size(template: str, arguments: list[Any]) -> int:
     """An upper bound of what formatting `arguments` into `template` (%-style or str.format)
     prints: every field may print the biggest argument, padded to the widest width."""
-    widths = [int(number) for match in _PERCENT_WIDTHS.finditer(template)
-              for number in match.groups() if number and number.isdigit()]
+    widths = [
+        int(number)
+        for match in _PERCENT_WIDTHS.finditer(template)
+        for number in match.groups()
+        if number and number.isdigit()
+    ]
     for field in _BRACE_FIELDS.findall(template):
         spec = field.partition(":")[2]
         widths += [int(number) for number in re.findall(r"\d+", spec)]
@@ -285,8 +293,9 @@ def _indent_size(s: Any, width: int | str = 4, first: bool = False, blank: bool 
     return _size(s) + (str(s).count("\n") + 1) * per_line
 
 
-def _wordwrap_size(s: Any, width: int = 79, break_long_words: bool = True,
-                   wrapstring: str | None = None, break_on_hyphens: bool = True) -> int:
+def _wordwrap_size(
+    s: Any, width: int = 79, break_long_words: bool = True, wrapstring: str | None = None, break_on_hyphens: bool = True
+) -> int:
     text = str(s)
     lines = 2 * len(text) // max(_int(width), 1) + text.count("\n") + 1
     return len(text) + lines * len(wrapstring or "\n")
@@ -323,9 +332,16 @@ def _tojson_size(value: Any, indent: int | None = None) -> int:
 
 
 _FILTER_SIZES = {
-    "center": _center_size, "indent": _indent_size, "wordwrap": _wordwrap_size,
-    "format": _format_filter_size, "replace": _replace_filter_size, "join": _join_filter_size,
-    "sum": _sum_filter_size, "batch": _batch_size, "slice": _slice_size, "tojson": _tojson_size,
+    "center": _center_size,
+    "indent": _indent_size,
+    "wordwrap": _wordwrap_size,
+    "format": _format_filter_size,
+    "replace": _replace_filter_size,
+    "join": _join_filter_size,
+    "sum": _sum_filter_size,
+    "batch": _batch_size,
+    "slice": _slice_size,
+    "tojson": _tojson_size,
 }
 
 
@@ -338,7 +354,7 @@ def _guard_filter(name: str, function: Any) -> Any:
     @functools.wraps(function)
     def guarded(*args: Any, **kwargs: Any) -> Any:
         if name == "join" and len(args) > passed and isinstance(args[passed], Iterator):
-            args = (*args[:passed], list(args[passed]), *args[passed + 1:])  # to measure it first
+            args = (*args[:passed], list(args[passed]), *args[passed + 1 :])  # to measure it first
         if estimate is not None:
             try:
                 size = estimate(*args[passed:], **kwargs)
@@ -365,10 +381,15 @@ def _bounded_range(*args: int) -> range:
 # Methods of builtin types a template may use: the rest can allocate without bound
 # ('x'.ljust(10**9), (1).to_bytes(10**9, 'big'), s.translate(...), ...).
 _METHODS = (
-    (str, frozenset("""capitalize casefold count endswith find index isalnum isalpha isdecimal
+    (
+        str,
+        frozenset(
+            """capitalize casefold count endswith find index isalnum isalpha isdecimal
         isdigit islower isnumeric isspace istitle isupper join lower lstrip partition removeprefix
         removesuffix replace rfind rindex rpartition rsplit rstrip split splitlines startswith
-        strip swapcase title upper""".split())),  # format and format_map: the sandbox wraps them
+        strip swapcase title upper""".split()
+        ),
+    ),  # format and format_map: the sandbox wraps them
     (dict, frozenset({"get", "items", "keys", "values"})),
     ((list, tuple), frozenset({"count", "index"})),
     ((numbers.Number, bytes, bytearray, set, frozenset), frozenset()),
@@ -376,6 +397,7 @@ _METHODS = (
 
 
 # --- the environment ---------------------------------------------------------------------------
+
 
 @functools.cache
 def _environment() -> Any:
@@ -424,6 +446,7 @@ def _environment() -> Any:
     class Undefined(StrictUndefined):
         """StrictUndefined naming the variable: "'user' has no attribute 'nmae'" rather than
         "'dict object' has no attribute 'nmae'"."""
+
         __slots__ = ()
 
         @property
@@ -440,13 +463,15 @@ def _environment() -> Any:
 
         def __init__(self) -> None:
             # Julep's settings (autoescape off: prompt text, not HTML), with StrictUndefined.
-            super().__init__(autoescape=False, trim_blocks=True, lstrip_blocks=True,
-                             undefined=Undefined, auto_reload=False)
+            super().__init__(
+                autoescape=False, trim_blocks=True, lstrip_blocks=True, undefined=Undefined, auto_reload=False
+            )
             del self.globals["lipsum"]  # lorem ipsum: no use in a prompt, and unbounded
             self.globals.update(range=_bounded_range, namespace=Namespace)
             # urlize: HTML only, and it repeats its arguments once per link found
-            self.filters = {name: _guard_filter(name, function)
-                            for name, function in self.filters.items() if name != "urlize"}
+            self.filters = {
+                name: _guard_filter(name, function) for name, function in self.filters.items() if name != "urlize"
+            }
 
         def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
             for kinds, allowed in _METHODS:
@@ -514,6 +539,7 @@ def _path_of(target: Any) -> str | None:
 
 
 # --- the deadline ------------------------------------------------------------------------------
+
 
 class _TimeUp(BaseException):
     """Raised in the rendering thread at the deadline. A BaseException, so that no `except

@@ -13,6 +13,7 @@ use an estimate that leans high, so a context that fits here fits the model:
 English prose comes out about 1.2 to 1.5 times what OpenAI's cl100k tokenizer counts. A
 deployment that needs exact counts installs another `TokenCounter` with `use_counter`.
 """
+
 from __future__ import annotations
 
 import re
@@ -58,8 +59,11 @@ def text_of(content: Any) -> str:
 
 
 def count_message(message: dict[str, Any]) -> int:
-    return (_counter.count_text(text_of(message.get("content")))
-            + _counter.count_text(message.get("name") or "") + MESSAGE_OVERHEAD)
+    return (
+        _counter.count_text(text_of(message.get("content")))
+        + _counter.count_text(message.get("name") or "")
+        + MESSAGE_OVERHEAD
+    )
 
 
 def count_messages(messages: list[dict[str, Any]]) -> int:
@@ -72,11 +76,11 @@ def clip(text: str, tokens: int) -> str:
     if _counter.count_text(text) <= tokens:
         return text
     ends = [0] + [match.end() for match in _PIECES.finditer(text)]
-    low, high = 0, len(ends) - 1          # ends[low] fits; ends[high] does not
+    low, high = 0, len(ends) - 1  # ends[low] fits; ends[high] does not
     while high - low > 1:
         middle = (low + high) // 2
-        if _counter.count_text(text[:ends[middle]]) <= tokens:
+        if _counter.count_text(text[: ends[middle]]) <= tokens:
             low = middle
         else:
             high = middle
-    return text[:ends[low]].rstrip()
+    return text[: ends[low]].rstrip()

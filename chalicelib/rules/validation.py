@@ -1,6 +1,7 @@
 """Bodies held to the wire models (rules/models.py), and the bounds a model cannot state alone.
 Every failure is a ValidationFailed (422) whose `details` name each field, in one form
 (`field_errors`), and nothing is written."""
+
 from __future__ import annotations
 
 import json
@@ -19,9 +20,14 @@ if TYPE_CHECKING:
 
 def field_errors(error: ValidationError, under: tuple[str, ...] = ()) -> list[dict[str, Any]]:
     """pydantic's errors as `details`: the field's dotted path (below `under`), message and type."""
-    return [{"field": ".".join([*under, *(str(part) for part in item["loc"])]) or "body",
-             "message": item["msg"], "type": item["type"]}
-            for item in error.errors(include_url=False, include_context=False, include_input=False)]
+    return [
+        {
+            "field": ".".join([*under, *(str(part) for part in item["loc"])]) or "body",
+            "message": item["msg"],
+            "type": item["type"],
+        }
+        for item in error.errors(include_url=False, include_context=False, include_input=False)
+    ]
 
 
 def parse(model: type[BaseModel], body: dict[str, Any]) -> Any:
@@ -42,14 +48,17 @@ def refuse_immutable(kind: Kind, body: dict[str, Any]) -> None:
     if present:
         raise ValidationFailed(
             f"{', '.join(present)} cannot be changed on a {kind.name}; nothing was changed",
-            details=[{"field": name, "message": "cannot be changed after creation", "type": "immutable"}
-                     for name in present])
+            details=[
+                {"field": name, "message": "cannot be changed after creation", "type": "immutable"} for name in present
+            ],
+        )
 
 
 def require_uuid(field_name: str, value: str | None) -> None:
     if value is not None and not clock.is_uuid(value):
-        raise ValidationFailed(f"{field_name} must be a UUID", details=[
-            {"field": field_name, "message": "must be a UUID", "type": "uuid"}])
+        raise ValidationFailed(
+            f"{field_name} must be a UUID", details=[{"field": field_name, "message": "must be a UUID", "type": "uuid"}]
+        )
 
 
 def check_indexable(metadata: dict[str, Any]) -> None:
@@ -59,8 +68,14 @@ def check_indexable(metadata: dict[str, Any]) -> None:
         raise ValidationFailed(
             f"metadata has {count} top-level string, number or boolean values; at most "
             f"{index.MAX_INDEXED_VALUES} are allowed (each is an index entry)",
-            details=[{"field": "metadata", "message": f"at most {index.MAX_INDEXED_VALUES} indexable values",
-                      "type": "too_many_indexed_values"}])
+            details=[
+                {
+                    "field": "metadata",
+                    "message": f"at most {index.MAX_INDEXED_VALUES} indexable values",
+                    "type": "too_many_indexed_values",
+                }
+            ],
+        )
 
 
 def check_default_settings(fields: dict[str, Any]) -> None:
@@ -70,19 +85,25 @@ def check_default_settings(fields: dict[str, Any]) -> None:
     settings = fields.get("default_settings")
     if not settings:
         return
-    try:   # through JSON, stored numbers (Decimal) become the ints and floats the model expects
+    try:  # through JSON, stored numbers (Decimal) become the ints and floats the model expects
         models.ChatSettings.model_validate(json.loads(jsonio.dumps(settings)))
     except ValidationError as exc:
-        raise ValidationFailed("default_settings hold an invalid generation setting; nothing was changed",
-                               details=field_errors(exc, under=("default_settings",))) from None
+        raise ValidationFailed(
+            "default_settings hold an invalid generation setting; nothing was changed",
+            details=field_errors(exc, under=("default_settings",)),
+        ) from None
 
 
 def check_templates(kind: Kind, record: dict[str, Any], changed: set[str]) -> None:
     """A session that renders templates gets its situation compiled when either changes, so a
     syntax error is a 422 now rather than at every chat later (rendering errors need the
     variables, and surface at chat or context time)."""
-    if kind.name == "session" and record.get("render_templates") and record.get("situation") \
-            and changed & {"situation", "render_templates"}:
+    if (
+        kind.name == "session"
+        and record.get("render_templates")
+        and record.get("situation")
+        and changed & {"situation", "render_templates"}
+    ):
         from chalicelib.rules import templates
 
         templates.check(record["situation"], "situation")

@@ -1,4 +1,5 @@
 """Ids and timestamps: UUIDv4 ids (the SDK asserts version 4) and RFC 3339 UTC with microseconds."""
+
 from __future__ import annotations
 
 import threading

@@ -8,6 +8,7 @@ name and never spell a status; the edge (web/), API Gateway's own answers
 (infra/gateway_responses.py), make run's server (infra/local_gateway.py) and the OpenAPI document
 all read statuses from this one table.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 # without a code of ours (Chalice's, http.server's), the first code listed for it is used.
 STATUSES: dict[str, int] = {
     "bad_request": 400,
-    "client_error": 400,                   # API Gateway's other 4xx (their own status stays)
+    "client_error": 400,  # API Gateway's other 4xx (their own status stays)
     "unauthorized": 401,
     "forbidden": 403,
     "not_found": 404,
@@ -47,15 +48,18 @@ STATUSES: dict[str, int] = {
 
 def code_for(status: int) -> str:
     """The code of an answer that has only a status (Chalice's own, http.server's)."""
-    return next((code for code, known in STATUSES.items() if known == status),
-                "client_error" if status < 500 else "internal_error")
+    return next(
+        (code for code, known in STATUSES.items() if known == status),
+        "client_error" if status < 500 else "internal_error",
+    )
 
 
 class ServiceError(Exception):
     code = "internal_error"
 
-    def __init__(self, message: str, details: list[dict[str, Any]] | None = None,
-                 headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, message: str, details: list[dict[str, Any]] | None = None, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.details = details or []
@@ -75,6 +79,7 @@ def error_body(code: str, message: str, details: list[dict[str, Any]] | None = N
 
 class InternalError(ServiceError):
     """Our own bug, logged with its traceback; the caller learns nothing of it but the request id."""
+
     code = "internal_error"
 
     def __init__(self) -> None:
@@ -83,12 +88,14 @@ class InternalError(ServiceError):
 
 class BadRequest(ServiceError):
     """The request itself cannot be read: malformed JSON, bad query parameters."""
+
     code = "bad_request"
 
 
 class Unauthorized(ServiceError):
     """No key, or one we do not know. The answer names the scheme (RFC 6750: WWW-Authenticate),
     and for a key that was sent, says it is not a valid one."""
+
     code = "unauthorized"
 
     def __init__(self, message: str, key_sent: bool = False) -> None:
@@ -102,11 +109,13 @@ class NotFound(ServiceError):
 
 class Conflict(ServiceError):
     """A concurrent change won every retry; the caller may retry."""
+
     code = "conflict"
 
 
 class MethodNotAllowed(ServiceError):
     """A known path, a method it does not take; `allowed` goes out as the Allow header."""
+
     code = "method_not_allowed"
 
     def __init__(self, message: str, allowed: list[str]) -> None:
@@ -116,6 +125,7 @@ class MethodNotAllowed(ServiceError):
 class PreconditionFailed(ServiceError):
     """If-Match named a version the resource has moved past; nothing was changed. The edge names
     `current_version` in the answer, as the ETag to send instead."""
+
     code = "precondition_failed"
 
     def __init__(self, message: str, current_version: int) -> None:
@@ -129,12 +139,14 @@ class PayloadTooLarge(ServiceError):
 
 class ValidationFailed(ServiceError):
     """The body parsed but breaks the schema; `details` name each field."""
+
     code = "validation_error"
 
 
 class Unavailable(ServiceError):
     """DynamoDB throttled or failed past every retry; nothing half-done remains, so the caller may
     retry after a moment."""
+
     code = "service_unavailable"
 
     def __init__(self, message: str) -> None:
@@ -145,16 +157,20 @@ class WriteOutcomeUnknown(ServiceError):
     """A write was sent and DynamoDB never answered it for sure (timeouts, dropped connections or
     its own 500s past every retry): it may have been applied. Not "retry": read first, or retry
     with the same Idempotency-Key."""
+
     code = "write_outcome_unknown"
 
     def __init__(self) -> None:
-        super().__init__("the database did not confirm the write, which may have been applied: read before "
-                         "sending it again, or send it again with the same Idempotency-Key, which makes that safe",
-                         headers={"Retry-After": "1"})
+        super().__init__(
+            "the database did not confirm the write, which may have been applied: read before "
+            "sending it again, or send it again with the same Idempotency-Key, which makes that safe",
+            headers={"Retry-After": "1"},
+        )
 
 
 class DeletionInProgress(ServiceError):
     """A cascading delete ran out of its time budget; retrying the DELETE continues it."""
+
     code = "deletion_in_progress"
 
     def __init__(self, message: str) -> None:
@@ -163,11 +179,13 @@ class DeletionInProgress(ServiceError):
 
 class TemplateFailed(ServiceError):
     """A situation or instruction template would not parse or render in the sandbox."""
+
     code = "template_error"
 
 
 class ContextOverBudget(ServiceError):
     """The session's context exceeds its token_budget and its context_overflow is null."""
+
     code = "context_over_budget"
 
 
@@ -177,9 +195,11 @@ class ProviderNotConfigured(ServiceError):
 
 class ProviderFailed(ServiceError):
     """The model provider answered with an error or something unreadable; nothing was stored."""
+
     code = "model_provider_failed"
 
 
 class ProviderTimeout(ServiceError):
     """The model provider did not answer in time; nothing was stored."""
+
     code = "model_provider_timeout"

@@ -1,6 +1,7 @@
 """JSON in and out, exactly: numbers come in as Decimal (DynamoDB's number type) and go out as
 their exact decimal text, never through a float; NaN and Infinity are refused, and text that
 cannot be UTF-8 (lone surrogates) never reaches the table (docs/reliability.md, "Numbers")."""
+
 from __future__ import annotations
 
 import json

@@ -7,6 +7,7 @@ CloudWatch Logs turns it into the metrics `requests`, `errors` (5xx), `client_er
 `latency` per operation and for the whole service, with no agent, no API call and no extra
 import (docs/observability.md, which also says why not Powertools).
 """
+
 from __future__ import annotations
 
 import contextvars
@@ -21,24 +22,29 @@ from typing import Any, TextIO
 NAMESPACE_VARIABLE = "SESSIONS_METRICS_NAMESPACE"
 DEFAULT_NAMESPACE = "SessionsService"
 SERVICE = "sessions"
-METRICS = ({"Name": "requests", "Unit": "Count"}, {"Name": "errors", "Unit": "Count"},
-           {"Name": "client_errors", "Unit": "Count"}, {"Name": "latency", "Unit": "Milliseconds"})
+METRICS = (
+    {"Name": "requests", "Unit": "Count"},
+    {"Name": "errors", "Unit": "Count"},
+    {"Name": "client_errors", "Unit": "Count"},
+    {"Name": "latency", "Unit": "Milliseconds"},
+)
 
 
 @dataclass
 class Measure:
     """What one request did, filled in as it goes."""
+
     request_id: str
-    via: str                               # "http" or "invoke"
-    route: str | None = None               # "GET /sessions/{session_id}"; None for an invocation
-    operation: str | None = None           # "sessions.get"; None for an unknown route
-    developer_id: str | None = None        # once authenticated (HTTP) or named (invocation)
+    via: str  # "http" or "invoke"
+    route: str | None = None  # "GET /sessions/{session_id}"; None for an invocation
+    operation: str | None = None  # "sessions.get"; None for an unknown route
+    developer_id: str | None = None  # once authenticated (HTTP) or named (invocation)
     dynamodb_calls: int = 0
     started: float = field(default_factory=time.perf_counter)
 
 
 _current: contextvars.ContextVar[Measure | None] = contextvars.ContextVar("measure", default=None)
-_out: list[TextIO] = []                    # where lines go when not stdout (tests)
+_out: list[TextIO] = []  # where lines go when not stdout (tests)
 
 
 class _RequestIdFilter(logging.Filter):
@@ -87,12 +93,14 @@ def finish(measure: Measure, status: int, error_code: str | None = None) -> dict
         "latency": latency,
         "_aws": {
             "Timestamp": int(time.time() * 1000),
-            "CloudWatchMetrics": [{
-                "Namespace": os.environ.get(NAMESPACE_VARIABLE) or DEFAULT_NAMESPACE,
-                # per operation, and the service as a whole
-                "Dimensions": [["service", "operation"], ["service"]],
-                "Metrics": list(METRICS),
-            }],
+            "CloudWatchMetrics": [
+                {
+                    "Namespace": os.environ.get(NAMESPACE_VARIABLE) or DEFAULT_NAMESPACE,
+                    # per operation, and the service as a whole
+                    "Dimensions": [["service", "operation"], ["service"]],
+                    "Metrics": list(METRICS),
+                }
+            ],
         },
     }
     stream = _out[-1] if _out else sys.stdout
@@ -110,8 +118,9 @@ def count_dynamodb_call(**_: Any) -> None:
 
 def instrument(client: Any) -> None:
     """Count this client's calls into the current request's measure (idempotent per client)."""
-    client.meta.events.register("before-call.dynamodb", count_dynamodb_call,
-                                unique_id="sessions-telemetry-dynamodb-calls")
+    client.meta.events.register(
+        "before-call.dynamodb", count_dynamodb_call, unique_id="sessions-telemetry-dynamodb-calls"
+    )
 
 
 class capture:

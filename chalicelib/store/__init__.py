@@ -14,11 +14,25 @@ errors. Its modules:
     schema.py   the table's one definition
     iam.py      the IAM actions the request path needs
 """
+
 from .client import begin_request, client_config, write_outcome_unknown
 from .current import get_store, use_store
 from .errors import KeyTaken, MissingRecord, ReceiptTaken, StoreError, StoreFailed, StoreUnavailable, VersionConflict
 from .table import LAST_POSITION, Store
 
-__all__ = ["LAST_POSITION", "KeyTaken", "MissingRecord", "ReceiptTaken", "Store", "StoreError", "StoreFailed",
-           "StoreUnavailable", "VersionConflict", "begin_request", "client_config", "get_store", "use_store",
-           "write_outcome_unknown"]
+__all__ = [
+    "LAST_POSITION",
+    "KeyTaken",
+    "MissingRecord",
+    "ReceiptTaken",
+    "Store",
+    "StoreError",
+    "StoreFailed",
+    "StoreUnavailable",
+    "VersionConflict",
+    "begin_request",
+    "client_config",
+    "get_store",
+    "use_store",
+    "write_outcome_unknown",
+]

@@ -4,6 +4,7 @@ into the store's named errors (store/errors.py), so that no botocore name is use
 A write whose answer never came (a timeout, a dropped connection, DynamoDB's own 500) may have
 been applied: the client's hooks mark each write sent and settled, and a failure while one is
 unsettled says so (StoreUnavailable.outcome_unknown; docs/reliability.md)."""
+
 from __future__ import annotations
 
 import contextvars
@@ -21,13 +22,22 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 # DynamoDB's answers that mean "not now" rather than "wrong": after botocore's retries (and ours
 # for transactions) they are StoreUnavailable. Any other error code is StoreFailed.
-_TRANSIENT = frozenset({"ProvisionedThroughputExceededException", "ThrottlingException",
-                        "RequestLimitExceeded", "InternalServerError", "ServiceUnavailable",
-                        "TransactionConflictException", "TransactionInProgressException",
-                        "TransactionCanceledException"})
+_TRANSIENT = frozenset(
+    {
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "InternalServerError",
+        "ServiceUnavailable",
+        "TransactionConflictException",
+        "TransactionInProgressException",
+        "TransactionCanceledException",
+    }
+)
 
 
 # --- settings ---------------------------------------------------------------------------------------
+
 
 def _region(region: str | None = None) -> str:
     return region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
@@ -39,8 +49,9 @@ def client_config() -> Any:
     29 s, leaving room for a cascade's 15 s budget (docs/reliability.md "Faults")."""
     from botocore.config import Config
 
-    return Config(connect_timeout=1, read_timeout=2, retries={"mode": "standard", "total_max_attempts": 3},
-                  region_name=_region())
+    return Config(
+        connect_timeout=1, read_timeout=2, retries={"mode": "standard", "total_max_attempts": 3}, region_name=_region()
+    )
 
 
 def operator_region(region: str | None = None) -> str:
@@ -57,8 +68,12 @@ def operator_client(endpoint_url: str | None = None, region: str | None = None) 
     import boto3
     from botocore.config import Config
 
-    config = Config(connect_timeout=10, read_timeout=120, region_name=operator_region(region),
-                    retries={"mode": "standard", "total_max_attempts": 10})
+    config = Config(
+        connect_timeout=10,
+        read_timeout=120,
+        region_name=operator_region(region),
+        retries={"mode": "standard", "total_max_attempts": 10},
+    )
     return boto3.client("dynamodb", endpoint_url=endpoint_url, config=config)
 
 
@@ -99,6 +114,7 @@ def write_outcome_unknown() -> bool:
 
 # --- failures ----------------------------------------------------------------------------------------
 
+
 def translate(error: Exception) -> StoreError:
     """DynamoDB's failure (a botocore exception) as the store's named error."""
     from botocore.exceptions import ClientError, ParamValidationError
@@ -111,7 +127,7 @@ def translate(error: Exception) -> StoreError:
             return unavailable(f"DynamoDB: {code or status}")
         message = error.response.get("Error", {}).get("Message", "")
         return StoreFailed(f"DynamoDB refused {error.operation_name}: {code}: {message}", code, error.operation_name)
-    if isinstance(error, ParamValidationError):     # our own malformed call
+    if isinstance(error, ParamValidationError):  # our own malformed call
         return StoreFailed(f"a malformed DynamoDB call: {error}")
     # Timeouts, dropped connections, no endpoint or credentials.
     return unavailable(f"DynamoDB did not answer: {error}")
@@ -127,12 +143,14 @@ def translated(function: F) -> F:
     from botocore.exceptions import BotoCoreError, ClientError
 
     if inspect.isgeneratorfunction(function):
+
         @functools.wraps(function)
         def generator(*args: Any, **kwargs: Any) -> Any:
             try:
                 return (yield from function(*args, **kwargs))
             except (ClientError, BotoCoreError) as error:
                 raise translate(error) from error
+
         return generator  # type: ignore[return-value]
 
     @functools.wraps(function)
@@ -141,6 +159,7 @@ def translated(function: F) -> F:
             return function(*args, **kwargs)
         except (ClientError, BotoCoreError) as error:
             raise translate(error) from error
+
     return plain  # type: ignore[return-value]
 
 

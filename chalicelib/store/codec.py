@@ -1,5 +1,6 @@
 """Values as DynamoDB types them and back: records are plain dicts above the store, typed
 attribute values (`{"S": ...}`, `{"N": ...}`) only in here."""
+
 from __future__ import annotations
 
 from decimal import Context, Decimal
@@ -62,7 +63,7 @@ def _storable(value: Any) -> Any:
     refuses to write; such a number is written again in its shortest exact form."""
     if isinstance(value, Decimal):
         digits = len(value.as_tuple().digits)
-        return value.normalize(Context(prec=digits)) if digits > 38 else value   # exact: only zeros go
+        return value.normalize(Context(prec=digits)) if digits > 38 else value  # exact: only zeros go
     if isinstance(value, dict):
         return {k: _storable(v) for k, v in value.items()}
     if isinstance(value, list):

@@ -1,5 +1,6 @@
 """The process-wide store: made on the first request, not at import, so cold starts stay small and
 no network is touched by `import app`."""
+
 from __future__ import annotations
 
 from .client import client_config

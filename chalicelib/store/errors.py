@@ -1,6 +1,7 @@
 """The store's named outcomes. Above the store nothing sees a botocore exception: DynamoDB's
 failures arrive as StoreUnavailable ("not now") or StoreFailed ("wrong": our own bug, or an
 operator's missing table), translated in store/client.py."""
+
 from __future__ import annotations
 
 from typing import Any

@@ -4,7 +4,12 @@ action of its own: IAM authorizes each Put, Delete and ConditionCheck in it. Sca
 only operators' tools (consistency check, admin export) scan, with their own credentials."""
 
 RUNTIME_IAM_ACTIONS = (
-    "dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query",
-    "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:ConditionCheckItem",
+    "dynamodb:GetItem",
+    "dynamodb:BatchGetItem",
+    "dynamodb:Query",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:ConditionCheckItem",
     "dynamodb:BatchWriteItem",
 )

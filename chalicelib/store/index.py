@@ -12,6 +12,7 @@ The digest hashes (key, typed value), so user-supplied keys and values never app
 expression and any key (`"#a = :b OR"`, `"a.b"`) is just bytes. Typed as filters compare: `1`
 and `1.0` share a term, `1`, `"1"` and `true` do not.
 """
+
 from __future__ import annotations
 
 import hashlib

@@ -13,6 +13,7 @@
 
 Every item of a developer carries `dev#<d>#` in its key, so no query can reach another's data.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -94,24 +95,31 @@ def message_time(position: str) -> str:
 
 def entry_keys(developer: str, kind: str, record: dict[str, Any], terms: Iterable[str]) -> list[tuple[str, str]]:
     """(pk, sk) of every index entry a record has under these terms."""
-    return [(index_pk(developer, kind, term, order), sort_key(record, order))
-            for term in terms for order in index.orders(term)]
+    return [
+        (index_pk(developer, kind, term, order), sort_key(record, order))
+        for term in terms
+        for order in index.orders(term)
+    ]
 
 
 def update_order_keys(developer: str, kind: str, record: dict[str, Any], terms: Iterable[str]) -> list[tuple[str, str]]:
     """(pk, sk) of a record's entries that are ordered by updated_at (its fixed terms')."""
-    return [(index_pk(developer, kind, term, "updated_at"), sort_key(record, "updated_at"))
-            for term in terms if "updated_at" in index.orders(term)]
+    return [
+        (index_pk(developer, kind, term, "updated_at"), sort_key(record, "updated_at"))
+        for term in terms
+        if "updated_at" in index.orders(term)
+    ]
 
 
 @dataclass(frozen=True)
 class ItemKey:
     """What an item is, read off its key. `what` is one of: record, message, entry, purge, receipt,
     key_listing (all under a developer), api_key (a key's record, under no developer), other."""
+
     what: str
     developer: str | None = None
-    kind: str | None = None         # record: its kind; message: "session"; purge: the purged kind
-    record_id: str | None = None    # record, message (its session), purge (the purged record)
+    kind: str | None = None  # record: its kind; message: "session"; purge: the purged kind
+    record_id: str | None = None  # record, message (its session), purge (the purged record)
 
 
 def parse(pk: str, sk: str) -> ItemKey:
@@ -119,7 +127,7 @@ def parse(pk: str, sk: str) -> ItemKey:
         return ItemKey("api_key")
     if not pk.startswith("dev#"):
         return ItemKey("other")
-    developer, separator, rest = pk[len("dev#"):].partition("#")
+    developer, separator, rest = pk[len("dev#") :].partition("#")
     if not separator:
         return ItemKey("other")
     parts = rest.split("#")

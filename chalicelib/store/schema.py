@@ -5,6 +5,7 @@ A single table with a string partition key `pk` and sort key `sk`; store/keys.py
 them (see docs/design.md). No secondary index: every access pattern is a GetItem or a Query on
 the base table, so reads are strongly consistent and writes happen in one transaction.
 """
+
 from __future__ import annotations
 
 import os

@@ -8,6 +8,7 @@ append is a change of its session too: its `updated_at` and update-order entries
 append's transaction, and the record keeps the position of the newest message (LAST_POSITION),
 which the next append is stamped after.
 """
+
 from __future__ import annotations
 
 import random
@@ -38,10 +39,14 @@ _RETRYABLE_CANCELLATIONS = _THROTTLED | {"TransactionConflict"}
 def _still(record: dict[str, Any]) -> dict[str, Any]:
     """The condition that the stored record is still the one read: the same version and the same
     updated_at (a history append moves updated_at, and the entries with it, but not the version)."""
-    return {"ConditionExpression": "#version = :version AND #updated = :updated",
-            "ExpressionAttributeNames": {"#version": "version", "#updated": "updated_at"},
-            "ExpressionAttributeValues": {":version": {"N": str(record["version"])},
-                                          ":updated": {"S": record["updated_at"]}}}
+    return {
+        "ConditionExpression": "#version = :version AND #updated = :updated",
+        "ExpressionAttributeNames": {"#version": "version", "#updated": "updated_at"},
+        "ExpressionAttributeValues": {
+            ":version": {"N": str(record["version"])},
+            ":updated": {"S": record["updated_at"]},
+        },
+    }
 
 
 def _only_conflicts(exc: Any) -> bool:
@@ -58,27 +63,41 @@ class Store:
     def __init__(self, client: Any, table: str) -> None:
         self.client = client
         self.table = table
-        telemetry.instrument(client)   # each request's log line counts its DynamoDB calls
+        telemetry.instrument(client)  # each request's log line counts its DynamoDB calls
         watch_writes(client)
 
     # API keys ----------------------------------------------------------------------------------
 
     def developer_for_key(self, key_hash: str) -> str | None:
-        item = self.client.get_item(TableName=self.table, Key=key(keys.api_key_pk(key_hash), RECORD),
-                                    ConsistentRead=True).get("Item")
+        item = self.client.get_item(
+            TableName=self.table, Key=key(keys.api_key_pk(key_hash), RECORD), ConsistentRead=True
+        ).get("Item")
         return item["developer_id"]["S"] if item else None
 
     def put_api_key(self, key_hash: str, developer: str, prefix: str = "", created_at: str = "") -> None:
         """The key (by hash) and its entry in the developer's list of keys, together, if no one
         holds the key yet: a key never changes owner. Raises KeyTaken naming who holds it."""
-        listing = {**key(keys.keys_pk(developer), keys.key_listing_sk(prefix, key_hash)),
-                   **serialize({"key_hash": key_hash, "prefix": prefix, "created_at": created_at})}
-        failed = self._transact([
-            {"Put": {"TableName": self.table,
-                     "Item": {**key(keys.api_key_pk(key_hash), RECORD), "developer_id": {"S": developer},
-                              **serialize({"prefix": prefix, "created_at": created_at})},
-                     "ConditionExpression": "attribute_not_exists(#pk)", "ExpressionAttributeNames": {"#pk": PK}}},
-            self._put(listing)])
+        listing = {
+            **key(keys.keys_pk(developer), keys.key_listing_sk(prefix, key_hash)),
+            **serialize({"key_hash": key_hash, "prefix": prefix, "created_at": created_at}),
+        }
+        failed = self._transact(
+            [
+                {
+                    "Put": {
+                        "TableName": self.table,
+                        "Item": {
+                            **key(keys.api_key_pk(key_hash), RECORD),
+                            "developer_id": {"S": developer},
+                            **serialize({"prefix": prefix, "created_at": created_at}),
+                        },
+                        "ConditionExpression": "attribute_not_exists(#pk)",
+                        "ExpressionAttributeNames": {"#pk": PK},
+                    }
+                },
+                self._put(listing),
+            ]
+        )
         if failed is not None:
             raise KeyTaken(self.developer_for_key(key_hash))
 
@@ -88,46 +107,73 @@ class Store:
 
     def delete_api_key(self, developer: str, key_hash: str, prefix: str) -> bool:
         """Revoke: the key and its listing entry go together. False if it was not this developer's."""
-        failed = self._transact([
-            {"Delete": {"TableName": self.table, "Key": key(keys.api_key_pk(key_hash), RECORD),
+        failed = self._transact(
+            [
+                {
+                    "Delete": {
+                        "TableName": self.table,
+                        "Key": key(keys.api_key_pk(key_hash), RECORD),
                         "ConditionExpression": "#developer = :developer",
                         "ExpressionAttributeNames": {"#developer": "developer_id"},
-                        "ExpressionAttributeValues": {":developer": {"S": developer}}}},
-            self._delete(key(keys.keys_pk(developer), keys.key_listing_sk(prefix, key_hash)))])
+                        "ExpressionAttributeValues": {":developer": {"S": developer}},
+                    }
+                },
+                self._delete(key(keys.keys_pk(developer), keys.key_listing_sk(prefix, key_hash))),
+            ]
+        )
         return failed is None
 
     # records -----------------------------------------------------------------------------------
 
     def get(self, developer: str, kind: str, record_id: str) -> dict[str, Any] | None:
-        item = self.client.get_item(TableName=self.table, Key=_record_key(developer, kind, record_id),
-                                    ConsistentRead=True).get("Item")
+        item = self.client.get_item(
+            TableName=self.table, Key=_record_key(developer, kind, record_id), ConsistentRead=True
+        ).get("Item")
         return deserialize(item) if item else None
 
     def get_many(self, developer: str, kind: str, ids: list[str]) -> dict[str, dict[str, Any]]:
         """Records by id (consistent reads); ids that do not exist are simply absent."""
         found: dict[str, dict[str, Any]] = {}
         for start in range(0, len(ids), BATCH_GET_MAX):
-            wanted = [_record_key(developer, kind, i) for i in ids[start:start + BATCH_GET_MAX]]
+            wanted = [_record_key(developer, kind, i) for i in ids[start : start + BATCH_GET_MAX]]
             for item in self._batch_get(wanted):
                 record = deserialize(item)
                 found[record["id"]] = record
         return found
 
-    def create(self, developer: str, kind: str, record: dict[str, Any],
-               parents: list[tuple[str, str]], terms: list[str], receipt: dict[str, Any] | None = None) -> None:
+    def create(
+        self,
+        developer: str,
+        kind: str,
+        record: dict[str, Any],
+        parents: list[tuple[str, str]],
+        terms: list[str],
+        receipt: dict[str, Any] | None = None,
+    ) -> None:
         """Write a new record and its index entries in one transaction that also checks every
         parent exists (and writes the request's idempotency receipt, if any). Raises
         MissingRecord naming the first absent parent, ReceiptTaken if the receipt exists."""
         actions: list[dict[str, Any]] = [
-            {"ConditionCheck": {"TableName": self.table, "Key": _record_key(developer, *parent),
-                                "ConditionExpression": "attribute_exists(#pk)",
-                                "ExpressionAttributeNames": {"#pk": PK}}}
+            {
+                "ConditionCheck": {
+                    "TableName": self.table,
+                    "Key": _record_key(developer, *parent),
+                    "ConditionExpression": "attribute_exists(#pk)",
+                    "ExpressionAttributeNames": {"#pk": PK},
+                }
+            }
             for parent in parents
         ]
-        actions.append({"Put": {"TableName": self.table,
-                                "Item": {**_record_key(developer, kind, record["id"]), **serialize(record)},
-                                "ConditionExpression": "attribute_not_exists(#pk)",
-                                "ExpressionAttributeNames": {"#pk": PK}}})
+        actions.append(
+            {
+                "Put": {
+                    "TableName": self.table,
+                    "Item": {**_record_key(developer, kind, record["id"]), **serialize(record)},
+                    "ConditionExpression": "attribute_not_exists(#pk)",
+                    "ExpressionAttributeNames": {"#pk": PK},
+                }
+            }
+        )
         actions += [self._put(key(*k)) for k in keys.entry_keys(developer, kind, record, terms)]
         failed = self._transact(self._with_receipt(actions, developer, receipt))
         if failed is not None:
@@ -137,17 +183,28 @@ class Store:
                 raise ReceiptTaken()
             raise VersionConflict()  # an id collision: astronomically unlikely with UUIDv4
 
-    def replace(self, developer: str, kind: str, old: dict[str, Any], new: dict[str, Any],
-                old_terms: list[str], new_terms: list[str]) -> None:
+    def replace(
+        self,
+        developer: str,
+        kind: str,
+        old: dict[str, Any],
+        new: dict[str, Any],
+        old_terms: list[str],
+        new_terms: list[str],
+    ) -> None:
         """Write `new` over `old` if the stored record is still old's (its version, and its
         updated_at, which a history append moves without a new version), and swap exactly the
         index entries that differ, in one transaction. Raises MissingRecord or VersionConflict."""
         before = set(keys.entry_keys(developer, kind, old, old_terms))
         after = set(keys.entry_keys(developer, kind, new, new_terms))
         actions = [
-            {"Put": {"TableName": self.table,
-                     "Item": {**_record_key(developer, kind, new["id"]), **serialize(new)},
-                     **_still(old)}},
+            {
+                "Put": {
+                    "TableName": self.table,
+                    "Item": {**_record_key(developer, kind, new["id"]), **serialize(new)},
+                    **_still(old),
+                }
+            },
             *(self._delete(key(*k)) for k in sorted(before - after)),
             *(self._put(key(*k)) for k in sorted(after - before)),
         ]
@@ -156,19 +213,23 @@ class Store:
                 raise MissingRecord(kind, old["id"])
             raise VersionConflict()
 
-    def delete(self, developer: str, kind: str, record: dict[str, Any], terms: list[str],
-               parents: list[tuple[str, str]] = ()) -> None:
+    def delete(
+        self, developer: str, kind: str, record: dict[str, Any], terms: list[str], parents: list[tuple[str, str]] = ()
+    ) -> None:
         """Remove a record and its index entries, and leave a purge marker for whatever lives
         under it (history, child sessions), in one transaction, if the record is still at the
         version and updated_at read (else its entries may have moved). Raises MissingRecord if
         someone else deleted it first, VersionConflict if it changed."""
         actions: list[dict[str, Any]] = [
-            {"Delete": {"TableName": self.table, "Key": _record_key(developer, kind, record["id"]),
-                        **_still(record)}},
+            {"Delete": {"TableName": self.table, "Key": _record_key(developer, kind, record["id"]), **_still(record)}},
             *(self._delete(key(*k)) for k in keys.entry_keys(developer, kind, record, terms)),
             # The marker names the parents, so a parent's resumed cascade can find this one.
-            self._put({**key(keys.purge_pk(developer), keys.purge_sk(kind, record["id"])),
-                       **serialize({"parents": [keys.purge_sk(k, i) for k, i in parents] or None})}),
+            self._put(
+                {
+                    **key(keys.purge_pk(developer), keys.purge_sk(kind, record["id"])),
+                    **serialize({"parents": [keys.purge_sk(k, i) for k, i in parents] or None}),
+                }
+            ),
         ]
         if self._transact(actions) is not None:
             if self.get(developer, kind, record["id"]) is None:
@@ -177,8 +238,17 @@ class Store:
 
     # index reads ---------------------------------------------------------------------------------
 
-    def index_keys(self, developer: str, kind: str, term: str, order: str, descending: bool,
-                   after: str | None = None, page_size: int = 100, limit: int | None = None) -> Iterator[str]:
+    def index_keys(
+        self,
+        developer: str,
+        kind: str,
+        term: str,
+        order: str,
+        descending: bool,
+        after: str | None = None,
+        page_size: int = 100,
+        limit: int | None = None,
+    ) -> Iterator[str]:
         """Sort keys (`<value>#<id>`) of a term's entries in order, strictly past `after`, read
         as the caller consumes them in pages that start at `page_size` and double up to 100, at
         most `limit` in all."""
@@ -204,8 +274,9 @@ class Store:
     # cascading deletes ---------------------------------------------------------------------------
 
     def purge_pending(self, developer: str, kind: str, record_id: str) -> bool:
-        item = self.client.get_item(TableName=self.table, Key=key(keys.purge_pk(developer), keys.purge_sk(kind, record_id)),
-                                    ConsistentRead=True).get("Item")
+        item = self.client.get_item(
+            TableName=self.table, Key=key(keys.purge_pk(developer), keys.purge_sk(kind, record_id)), ConsistentRead=True
+        ).get("Item")
         return item is not None
 
     def pending_purges(self, developer: str) -> list[tuple[str, str]]:
@@ -214,9 +285,11 @@ class Store:
     def pending_child_purges(self, developer: str, parent_kind: str, parent_id: str) -> list[str]:
         """Ids of sessions whose purge is pending and whose marker names this parent."""
         parent = keys.purge_sk(parent_kind, parent_id)
-        return [keys.purge_target(item[SK]["S"])[1]
-                for item in self._query(keys.purge_pk(developer), prefix=keys.PURGE_PREFIX_OF_SESSIONS)
-                if parent in deserialize(item).get("parents", [])]
+        return [
+            keys.purge_target(item[SK]["S"])[1]
+            for item in self._query(keys.purge_pk(developer), prefix=keys.PURGE_PREFIX_OF_SESSIONS)
+            if parent in deserialize(item).get("parents", [])
+        ]
 
     def finish_purge(self, developer: str, kind: str, record_id: str) -> None:
         self.client.delete_item(TableName=self.table, Key=key(keys.purge_pk(developer), keys.purge_sk(kind, record_id)))
@@ -224,16 +297,28 @@ class Store:
     def delete_history_batch(self, developer: str, session_id: str) -> bool:
         """Delete one Query page (up to 200) of a session's messages; True while more may remain.
         Callers loop until it is False, so an interrupted purge simply resumes."""
-        answer = self.client.query(**self._query_args(
-            keys.record_pk(developer, "session", session_id), prefix=MESSAGE_PREFIX, projection=f"{PK}, {SK}",
-            limit=BATCH_WRITE_MAX * 8))
+        answer = self.client.query(
+            **self._query_args(
+                keys.record_pk(developer, "session", session_id),
+                prefix=MESSAGE_PREFIX,
+                projection=f"{PK}, {SK}",
+                limit=BATCH_WRITE_MAX * 8,
+            )
+        )
         self._batch_write([{"DeleteRequest": {"Key": codec.only_key(item)}} for item in answer["Items"]])
         return "LastEvaluatedKey" in answer
 
     # history -----------------------------------------------------------------------------------
 
-    def append_messages(self, developer: str, session: dict[str, Any], messages: list[dict[str, Any]],
-                        updated_at: str, terms: list[str], receipt: dict[str, Any] | None = None) -> list[str]:
+    def append_messages(
+        self,
+        developer: str,
+        session: dict[str, Any],
+        messages: list[dict[str, Any]],
+        updated_at: str,
+        terms: list[str],
+        receipt: dict[str, Any] | None = None,
+    ) -> list[str]:
         """Store messages atomically after the session's newest, and record the activity on the
         session in the same transaction: its updated_at becomes `updated_at` (its update-order
         entries move with it) and LAST_POSITION the last new message's. Only while the session's
@@ -247,28 +332,42 @@ class Store:
         before = keys.update_order_keys(developer, "session", session, terms)
         after = keys.update_order_keys(developer, "session", {**session, "updated_at": updated_at}, terms)
         actions: list[dict[str, Any]] = [
-            {"Update": {"TableName": self.table, "Key": key(session_pk, RECORD),
-                        "UpdateExpression": "SET #updated = :updated, #last = :last",
-                        "ConditionExpression": "#updated = :seen",
-                        # the session as it is now comes back with a failure: no read before the retry
-                        "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-                        "ExpressionAttributeNames": {"#updated": "updated_at", "#last": LAST_POSITION},
-                        "ExpressionAttributeValues": {":updated": {"S": updated_at}, ":last": {"S": positions[-1]},
-                                                      ":seen": {"S": session["updated_at"]}}}},
+            {
+                "Update": {
+                    "TableName": self.table,
+                    "Key": key(session_pk, RECORD),
+                    "UpdateExpression": "SET #updated = :updated, #last = :last",
+                    "ConditionExpression": "#updated = :seen",
+                    # the session as it is now comes back with a failure: no read before the retry
+                    "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                    "ExpressionAttributeNames": {"#updated": "updated_at", "#last": LAST_POSITION},
+                    "ExpressionAttributeValues": {
+                        ":updated": {"S": updated_at},
+                        ":last": {"S": positions[-1]},
+                        ":seen": {"S": session["updated_at"]},
+                    },
+                }
+            },
             *(self._delete(key(*k)) for k in before),
             *(self._put(key(*k)) for k in after),
         ]
         for position, message in zip(positions, messages):
-            actions.append({"Put": {"TableName": self.table,
-                                    "Item": {**key(session_pk, position), **serialize(message)},
-                                    "ConditionExpression": "attribute_not_exists(#pk)",
-                                    "ExpressionAttributeNames": {"#pk": PK}}})
+            actions.append(
+                {
+                    "Put": {
+                        "TableName": self.table,
+                        "Item": {**key(session_pk, position), **serialize(message)},
+                        "ConditionExpression": "attribute_not_exists(#pk)",
+                        "ExpressionAttributeNames": {"#pk": PK},
+                    }
+                }
+            )
         try:
             # A conflict is not retried here: sent again unchanged, a transaction that lost a race to
             # another append would only fail its condition. The caller restamps instead.
             cancelled = self._cancelled(self._with_receipt(actions, developer, receipt), _THROTTLED)
         except self.client.exceptions.TransactionCanceledException as exc:
-            if _only_conflicts(exc):    # racing another writer of this session: read it again
+            if _only_conflicts(exc):  # racing another writer of this session: read it again
                 raise VersionConflict() from None
             raise
         failed, current = cancelled or (None, None)
@@ -277,7 +376,7 @@ class Store:
         if failed == len(actions):
             raise ReceiptTaken()
         if failed is not None:
-            raise unavailable("a message position was taken")   # ids are random: not expected
+            raise unavailable("a message position was taken")  # ids are random: not expected
         return positions
 
     def messages_at(self, developer: str, session_id: str, positions: list[str]) -> list[dict[str, Any]]:
@@ -288,13 +387,20 @@ class Store:
 
     def last_message_time(self, developer: str, session_id: str) -> str | None:
         """`created_at` of the session's newest message: one key-only item read."""
-        answer = self.client.query(**self._query_args(
-            keys.record_pk(developer, "session", session_id), prefix=MESSAGE_PREFIX, descending=True,
-            projection=SK, limit=1))
+        answer = self.client.query(
+            **self._query_args(
+                keys.record_pk(developer, "session", session_id),
+                prefix=MESSAGE_PREFIX,
+                descending=True,
+                projection=SK,
+                limit=1,
+            )
+        )
         return keys.message_time(answer["Items"][0][SK]["S"]) if answer["Items"] else None
 
-    def messages(self, developer: str, session_id: str, descending: bool = False,
-                 after: str | None = None, page_size: int = 100) -> Iterator[tuple[str, dict[str, Any]]]:
+    def messages(
+        self, developer: str, session_id: str, descending: bool = False, after: str | None = None, page_size: int = 100
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
         """A session's messages as (position, message), oldest first (or newest first), strictly
         past the position `after`, read page by page as the caller consumes them."""
         args = self._query_args(keys.record_pk(developer, "session", session_id), descending=descending)
@@ -313,19 +419,26 @@ class Store:
                 if position != after:
                     yield position, deserialize(item)
 
-    def write_summary(self, developer: str, session_id: str, version: int,
-                      summary: str | None, until: str | None) -> bool:
+    def write_summary(
+        self, developer: str, session_id: str, version: int, summary: str | None, until: str | None
+    ) -> bool:
         """Set the session's summary (and the position of the last message it covers) if the
         session is still at `version`; bumps the version so no read-modify-write that started
         earlier can overwrite it. False when the session changed meanwhile (or is gone)."""
         try:
             self.client.update_item(
-                TableName=self.table, Key=_record_key(developer, "session", session_id),
+                TableName=self.table,
+                Key=_record_key(developer, "session", session_id),
                 UpdateExpression="SET #summary = :summary, #until = :until, #version = :next",
                 ConditionExpression="#version = :version",
                 ExpressionAttributeNames={"#summary": "summary", "#until": "summary_until", "#version": "version"},
-                ExpressionAttributeValues={":summary": codec.value(summary), ":until": codec.value(until),
-                                           ":version": {"N": str(version)}, ":next": {"N": str(version + 1)}})
+                ExpressionAttributeValues={
+                    ":summary": codec.value(summary),
+                    ":until": codec.value(until),
+                    ":version": {"N": str(version)},
+                    ":next": {"N": str(version + 1)},
+                },
+            )
             return True
         except self.client.exceptions.ConditionalCheckFailedException:
             return False
@@ -333,8 +446,9 @@ class Store:
     # idempotency receipts ------------------------------------------------------------------------
 
     def receipt(self, developer: str, key_hash: str) -> dict[str, Any] | None:
-        item = self.client.get_item(TableName=self.table, Key=key(keys.receipt_pk(developer, key_hash), RECORD),
-                                    ConsistentRead=True).get("Item")
+        item = self.client.get_item(
+            TableName=self.table, Key=key(keys.receipt_pk(developer, key_hash), RECORD), ConsistentRead=True
+        ).get("Item")
         return deserialize(item) if item else None
 
     def put_receipt(self, developer: str, receipt: dict[str, Any]) -> None:
@@ -342,18 +456,25 @@ class Store:
         if self._transact(self._with_receipt([], developer, receipt)) is not None:
             raise ReceiptTaken()
 
-    def _with_receipt(self, actions: list[dict[str, Any]], developer: str,
-                      receipt: dict[str, Any] | None) -> list[dict[str, Any]]:
+    def _with_receipt(
+        self, actions: list[dict[str, Any]], developer: str, receipt: dict[str, Any] | None
+    ) -> list[dict[str, Any]]:
         """`actions` and, last, a Put of the receipt that only succeeds if no live receipt has
         this key (one whose TTL has passed but which DynamoDB has not yet removed counts as gone)."""
         if receipt is None:
             return actions
-        return [*actions, {"Put": {
-            "TableName": self.table,
-            "Item": {**key(keys.receipt_pk(developer, receipt["key_hash"]), RECORD), **serialize(receipt)},
-            "ConditionExpression": "attribute_not_exists(#pk) OR #expires < :now",
-            "ExpressionAttributeNames": {"#pk": PK, "#expires": schema.TTL_ATTRIBUTE},
-            "ExpressionAttributeValues": {":now": {"N": str(int(time.time()))}}}}]
+        return [
+            *actions,
+            {
+                "Put": {
+                    "TableName": self.table,
+                    "Item": {**key(keys.receipt_pk(developer, receipt["key_hash"]), RECORD), **serialize(receipt)},
+                    "ConditionExpression": "attribute_not_exists(#pk) OR #expires < :now",
+                    "ExpressionAttributeNames": {"#pk": PK, "#expires": schema.TTL_ATTRIBUTE},
+                    "ExpressionAttributeValues": {":now": {"N": str(int(time.time()))}},
+                }
+            },
+        ]
 
     # helpers -----------------------------------------------------------------------------------
 
@@ -363,11 +484,20 @@ class Store:
     def _delete(self, typed_key: dict[str, Any]) -> dict[str, Any]:
         return {"Delete": {"TableName": self.table, "Key": typed_key}}
 
-    def _query_args(self, pk: str, prefix: str | None = None, descending: bool = False,
-                    projection: str | None = None, limit: int | None = None) -> dict[str, Any]:
+    def _query_args(
+        self,
+        pk: str,
+        prefix: str | None = None,
+        descending: bool = False,
+        projection: str | None = None,
+        limit: int | None = None,
+    ) -> dict[str, Any]:
         args: dict[str, Any] = {
-            "TableName": self.table, "ConsistentRead": True, "ScanIndexForward": not descending,
-            "KeyConditionExpression": "#pk = :pk", "ExpressionAttributeNames": {"#pk": PK},
+            "TableName": self.table,
+            "ConsistentRead": True,
+            "ScanIndexForward": not descending,
+            "KeyConditionExpression": "#pk = :pk",
+            "ExpressionAttributeNames": {"#pk": PK},
             "ExpressionAttributeValues": {":pk": {"S": pk}},
         }
         if prefix is not None:
@@ -383,8 +513,9 @@ class Store:
             args["Limit"] = limit
         return args
 
-    def _pages(self, operation: str, args: dict[str, Any],
-               next_limit: Callable[[], int] | None = None) -> Iterator[dict[str, Any]]:
+    def _pages(
+        self, operation: str, args: dict[str, Any], next_limit: Callable[[], int] | None = None
+    ) -> Iterator[dict[str, Any]]:
         """Each answer of a Query or Scan, following LastEvaluatedKey past DynamoDB's 1 MB pages,
         read as the caller consumes them; `next_limit()`, if given, sets each page's Limit."""
         while True:
@@ -401,13 +532,14 @@ class Store:
         for answer in self._pages("query", self._query_args(pk, **options)):
             yield from answer["Items"]
 
-    def _until_processed(self, operation: str, request: dict[str, Any], leftover: str,
-                         attempts: int = BATCH_ATTEMPTS) -> Iterator[dict[str, Any]]:
+    def _until_processed(
+        self, operation: str, request: dict[str, Any], leftover: str, attempts: int = BATCH_ATTEMPTS
+    ) -> Iterator[dict[str, Any]]:
         """Each answer of a batch call, what DynamoDB left unprocessed (under throttling) sent
         again after a backoff, until nothing is left."""
         for attempt in range(attempts):
             if attempt:
-                time.sleep(min(0.05 * 2 ** attempt, 1.0))
+                time.sleep(min(0.05 * 2**attempt, 1.0))
             answer = getattr(self.client, operation)(RequestItems=request)
             yield answer
             request = answer.get(leftover) or {}
@@ -424,8 +556,12 @@ class Store:
     def _batch_write(self, requests: list[dict[str, Any]], attempts: int = BATCH_ATTEMPTS) -> None:
         """Put and delete requests, 25 a call. Not conditional and not atomic."""
         for start in range(0, len(requests), BATCH_WRITE_MAX):
-            for _ in self._until_processed("batch_write_item", {self.table: requests[start:start + BATCH_WRITE_MAX]},
-                                           "UnprocessedItems", attempts):
+            for _ in self._until_processed(
+                "batch_write_item",
+                {self.table: requests[start : start + BATCH_WRITE_MAX]},
+                "UnprocessedItems",
+                attempts,
+            ):
                 pass
 
     def _transact(self, actions: list[dict[str, Any]]) -> int | None:
@@ -434,8 +570,9 @@ class Store:
         cancelled = self._cancelled(actions)
         return None if cancelled is None else cancelled[0]
 
-    def _cancelled(self, actions: list[dict[str, Any]], retryable: frozenset[str] = _RETRYABLE_CANCELLATIONS
-                   ) -> tuple[int, dict[str, Any] | None] | None:
+    def _cancelled(
+        self, actions: list[dict[str, Any]], retryable: frozenset[str] = _RETRYABLE_CANCELLATIONS
+    ) -> tuple[int, dict[str, Any] | None] | None:
         """Run a transaction; None on success, else the index of the first action whose
         condition failed and the item it saw (if the action asked for it back). A transaction
         cancelled only by a conflict with another one (or by throttling) applied nothing, so it
@@ -456,7 +593,7 @@ class Store:
                     return failed, reasons[failed].get("Item")
                 if attempt + 1 == TRANSACT_ATTEMPTS or not set(codes) & retryable:
                     raise
-                time.sleep(random.uniform(0, min(0.02 * 2 ** attempt, 0.5)))
+                time.sleep(random.uniform(0, min(0.02 * 2**attempt, 0.5)))
         raise AssertionError("unreachable")
 
 

@@ -18,6 +18,7 @@ result); notes, progress and errors go to stderr. Exit codes: 0 done; 1 done, bu
 missing table, DynamoDB refused or unreachable: one line on stderr, never a traceback); 130
 interrupted; 141 stdout closed early (`export | head`), as a shell reports SIGPIPE.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,7 +51,7 @@ class Progress:
     """One status line on stderr, redrawn in place (`\\r`) at most ten times a second: items done,
     of how many when known, and the rate. Drawn only when enabled (stderr is a TTY, or --progress)."""
 
-    line_open = False   # some status line is on stderr without its newline yet
+    line_open = False  # some status line is on stderr without its newline yet
 
     def __init__(self, label: str, enabled: bool, total: int | None = None) -> None:
         self.label, self.enabled, self.total = label, enabled, total
@@ -94,11 +95,14 @@ def _end_line() -> None:
 
 # --- the commands ---------------------------------------------------------------------------------
 
+
 def create_key(args: argparse.Namespace) -> int:
     key = auth.create_key(_store(args), args.developer)
     print(key)
-    _note(f"API key for developer {args.developer} created. It is shown this once and cannot be shown "
-          f"again: only its SHA-256 and its prefix {key[:auth.PREFIX_CHARS]} are stored.")
+    _note(
+        f"API key for developer {args.developer} created. It is shown this once and cannot be shown "
+        f"again: only its SHA-256 and its prefix {key[: auth.PREFIX_CHARS]} are stored."
+    )
     return EXIT_OK
 
 
@@ -107,7 +111,7 @@ def revoke_key(args: argparse.Namespace) -> int:
         revoked = auth.revoke_key(_store(args), args.developer, args.prefix)
     except NotFound as exc:
         raise Fail(f"{exc.message} (list-keys shows them); nothing was revoked", EXIT_NO) from None
-    except Conflict as exc:     # the delete deleted nothing: never say "revoked" then
+    except Conflict as exc:  # the delete deleted nothing: never say "revoked" then
         raise Fail(exc.message, EXIT_NO) from None
     print(f"revoked {revoked['prefix']} (hash {revoked['key_hash'][:16]}, created {revoked['created_at']})")
     return EXIT_OK
@@ -116,9 +120,11 @@ def revoke_key(args: argparse.Namespace) -> int:
 def list_keys(args: argparse.Namespace) -> int:
     prefix = args.prefix or ""
     # The same match as revoke-key's, so `list-keys --prefix P` shows what `revoke-key P` would revoke.
-    keys = [{"prefix": k["prefix"], "hash": k["key_hash"][:16], "created_at": k["created_at"]}
-            for k in auth.list_keys(_store(args), args.developer)
-            if k["prefix"].startswith(prefix) or k["key_hash"].startswith(prefix)]
+    keys = [
+        {"prefix": k["prefix"], "hash": k["key_hash"][:16], "created_at": k["created_at"]}
+        for k in auth.list_keys(_store(args), args.developer)
+        if k["prefix"].startswith(prefix) or k["key_hash"].startswith(prefix)
+    ]
     if args.json:
         print(json.dumps(keys, ensure_ascii=False))
     else:
@@ -136,13 +142,17 @@ def export(args: argparse.Namespace) -> int:
         progress.add(len(items), scanned)
     progress.finish()
     lines.sort()
-    text = "\n".join([transfer.header(args.developer, store.table, clock.now(), len(lines)),
-                      *(line for _, line in lines)]) + "\n"
+    text = (
+        "\n".join([transfer.header(args.developer, store.table, clock.now(), len(lines)), *(line for _, line in lines)])
+        + "\n"
+    )
     _write_output(args.output, text.encode("utf-8"))
     if not lines:
         _note(f"warning: developer {args.developer} has no data in table {store.table}")
-    _note(f"exported {len(lines):,} items of developer {args.developer} from table {store.table}"
-          + (f" to {args.output}" if args.output not in (None, "-") else ""))
+    _note(
+        f"exported {len(lines):,} items of developer {args.developer} from table {store.table}"
+        + (f" to {args.output}" if args.output not in (None, "-") else "")
+    )
     return EXIT_OK
 
 
@@ -154,10 +164,12 @@ def import_(args: argparse.Namespace) -> int:
     for number, item in numbered:
         pk, sk = key_of(item)
         if keys.parse(pk, sk).what == "api_key":
-            owner = store.developer_for_key(pk[len(keys.API_KEY_PREFIX):])
+            owner = store.developer_for_key(pk[len(keys.API_KEY_PREFIX) :])
             if owner not in (None, args.developer):
-                raise Fail(f"line {number}: that API key belongs to developer {owner!r} in table "
-                           f"{store.table}; nothing was written")
+                raise Fail(
+                    f"line {number}: that API key belongs to developer {owner!r} in table "
+                    f"{store.table}; nothing was written"
+                )
     progress = Progress(f"read {args.developer}'s current data", _progress_wanted(args))
     existing: list[dict[str, Any]] = []
     for page, scanned in scans.developer_pages_typed(store, args.developer):
@@ -165,32 +177,38 @@ def import_(args: argparse.Namespace) -> int:
         progress.add(len(page), scanned)
     progress.finish()
     if existing and not args.replace:
-        raise Fail(f"developer {args.developer} already has {len(existing):,} items in table {store.table}; "
-                   "--replace replaces them with the file's (export them first); nothing was written")
+        raise Fail(
+            f"developer {args.developer} already has {len(existing):,} items in table {store.table}; "
+            "--replace replaces them with the file's (export them first); nothing was written"
+        )
     incoming = {key_of(item) for item in items}
     stale = [key for key in existing if key_of(key) not in incoming]
     written = deleted = 0
     try:
         progress = Progress(f"delete {args.developer}'s items not in the file", _progress_wanted(args), len(stale))
         for start in range(0, len(stale), 100):
-            scans.delete_items(store, stale[start:start + 100])
-            deleted += len(stale[start:start + 100])
-            progress.add(len(stale[start:start + 100]))
+            scans.delete_items(store, stale[start : start + 100])
+            deleted += len(stale[start : start + 100])
+            progress.add(len(stale[start : start + 100]))
         if stale:
             progress.finish()
         progress = Progress(f"import {args.developer}", _progress_wanted(args), len(items))
         for start in range(0, len(items), 100):
-            scans.put_items(store, items[start:start + 100])
-            written += len(items[start:start + 100])
-            progress.add(len(items[start:start + 100]))
+            scans.put_items(store, items[start : start + 100])
+            written += len(items[start : start + 100])
+            progress.add(len(items[start : start + 100]))
         progress.finish()
     except BaseException:
-        _note(f"the import stopped after deleting {deleted:,} of {len(stale):,} items and writing {written:,} "
-              f"of {len(items):,}: developer {args.developer}'s data is partial. Run the same import "
-              "again with --replace to finish it.")
+        _note(
+            f"the import stopped after deleting {deleted:,} of {len(stale):,} items and writing {written:,} "
+            f"of {len(items):,}: developer {args.developer}'s data is partial. Run the same import "
+            "again with --replace to finish it."
+        )
         raise
-    _note(f"imported {written:,} items of developer {args.developer} into table {store.table}"
-          + (f", deleted {deleted:,} not in the file" if args.replace else ""))
+    _note(
+        f"imported {written:,} items of developer {args.developer} into table {store.table}"
+        + (f", deleted {deleted:,} not in the file" if args.replace else "")
+    )
     return EXIT_OK
 
 
@@ -217,8 +235,10 @@ def finish_deletes(args: argparse.Namespace) -> int:
     try:
         finished = deletes.finish_pending_deletes(_store(args), args.developer, budget_seconds=args.budget)
     except DeletionInProgress:
-        _note(f"developer {args.developer}: the {args.budget:g} s budget ran out with deletes still pending; "
-              "run it again to continue")
+        _note(
+            f"developer {args.developer}: the {args.budget:g} s budget ran out with deletes still pending; "
+            "run it again to continue"
+        )
         return EXIT_NO
     _note(f"developer {args.developer}: {finished} pending deletes finished")
     return EXIT_OK
@@ -234,11 +254,12 @@ def create_table(args: argparse.Namespace) -> int:
 
 # --- plumbing -------------------------------------------------------------------------------------
 
+
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     try:
         args = parser.parse_args(argv)
-    except SystemExit as exc:          # --help (0) or a usage error (2), already printed
+    except SystemExit as exc:  # --help (0) or a usage error (2), already printed
         return int(exc.code or 0)
     try:
         return args.command(args)
@@ -248,14 +269,14 @@ def main(argv: list[str] | None = None) -> int:
     except StoreFailed as exc:
         _note(f"error: {_refusal(args, exc)}")
         return EXIT_ERROR
-    except StoreError as exc:   # no credentials or region, unreachable endpoint, timeouts
+    except StoreError as exc:  # no credentials or region, unreachable endpoint, timeouts
         _note(f"error: {exc}")
         return EXIT_ERROR
     except KeyboardInterrupt:
         _note("interrupted")
         return EXIT_INTERRUPTED
-    except BrokenPipeError:            # `export | head`: the reader has gone, which is no error
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())   # no second one at exit
+    except BrokenPipeError:  # `export | head`: the reader has gone, which is no error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second one at exit
         return EXIT_BROKEN_PIPE
 
 
@@ -263,17 +284,33 @@ def _parser() -> argparse.ArgumentParser:
     # The global options are accepted before or after the command; SUPPRESS keeps a subcommand's
     # absent copy from overwriting one given before it.
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--table", default=argparse.SUPPRESS,
-                        help=f"the table (default: $SESSIONS_TABLE, else {schema.DEFAULT_TABLE_NAME!r})")
-    common.add_argument("--endpoint-url", default=argparse.SUPPRESS,
-                        help="a DynamoDB endpoint (default: boto3's, which honours AWS_ENDPOINT_URL_DYNAMODB)")
-    common.add_argument("--region", default=argparse.SUPPRESS,
-                        help="the AWS region (default: AWS_REGION, AWS_DEFAULT_REGION, the profile's, us-east-1)")
-    common.add_argument("--progress", action="store_true", default=argparse.SUPPRESS,
-                        help="draw progress on stderr even when it is not a terminal")
-    parser = argparse.ArgumentParser(prog="sessions-admin", parents=[common],
-                                     description="Operate the sessions service's table: API keys, export, "
-                                                 "import, consistency check (docs/operations.md).")
+    common.add_argument(
+        "--table",
+        default=argparse.SUPPRESS,
+        help=f"the table (default: $SESSIONS_TABLE, else {schema.DEFAULT_TABLE_NAME!r})",
+    )
+    common.add_argument(
+        "--endpoint-url",
+        default=argparse.SUPPRESS,
+        help="a DynamoDB endpoint (default: boto3's, which honours AWS_ENDPOINT_URL_DYNAMODB)",
+    )
+    common.add_argument(
+        "--region",
+        default=argparse.SUPPRESS,
+        help="the AWS region (default: AWS_REGION, AWS_DEFAULT_REGION, the profile's, us-east-1)",
+    )
+    common.add_argument(
+        "--progress",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="draw progress on stderr even when it is not a terminal",
+    )
+    parser = argparse.ArgumentParser(
+        prog="sessions-admin",
+        parents=[common],
+        description="Operate the sessions service's table: API keys, export, "
+        "import, consistency check (docs/operations.md).",
+    )
     commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
 
     def command(name: str, run: Any, help: str, developer: bool = True) -> argparse.ArgumentParser:
@@ -284,8 +321,9 @@ def _parser() -> argparse.ArgumentParser:
         return sub
 
     command("create-key", create_key, "create an API key and print it, this once")
-    sub = command("revoke-key", revoke_key,
-                  "revoke the one key that is KEY whole, or whose prefix (or hash) starts with KEY")
+    sub = command(
+        "revoke-key", revoke_key, "revoke the one key that is KEY whole, or whose prefix (or hash) starts with KEY"
+    )
     sub.add_argument("prefix", metavar="KEY")
     sub = command("list-keys", list_keys, "list a developer's keys: prefix, hash, created_at (never a key)")
     sub.add_argument("--prefix", help="only keys whose prefix (or hash) starts with this")
@@ -294,8 +332,11 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("--output", "-o", help="the file to write (default: stdout)")
     sub = command("import", import_, "write an export back exactly")
     sub.add_argument("--input", "-i", help="the file to read (default: stdin)")
-    sub.add_argument("--replace", action="store_true",
-                     help="replace the developer's current data: afterwards it is exactly the file's")
+    sub.add_argument(
+        "--replace",
+        action="store_true",
+        help="replace the developer's current data: afterwards it is exactly the file's",
+    )
     command("check", check, "check that a developer's index entries and records agree")
     sub = command("finish-deletes", finish_deletes, "complete the cascading deletes interrupted DELETEs left")
     sub.add_argument("--budget", type=float, default=3600.0, help="seconds to work before stopping (3600)")
@@ -331,10 +372,16 @@ def _store(args: argparse.Namespace) -> Store:
 
 def _refusal(args: argparse.Namespace, exc: StoreFailed) -> str:
     if exc.code == "ResourceNotFoundException":
-        where = getattr(args, "endpoint_url", None) or os.environ.get("AWS_ENDPOINT_URL_DYNAMODB") \
-            or os.environ.get("AWS_ENDPOINT_URL") or "AWS"
-        return (f"table {_table(args)!r} not found in region {_region(args)} at {where}; "
-                "check --table/--region/--endpoint-url, or create it with `sessions-admin create-table`")
+        where = (
+            getattr(args, "endpoint_url", None)
+            or os.environ.get("AWS_ENDPOINT_URL_DYNAMODB")
+            or os.environ.get("AWS_ENDPOINT_URL")
+            or "AWS"
+        )
+        return (
+            f"table {_table(args)!r} not found in region {_region(args)} at {where}; "
+            "check --table/--region/--endpoint-url, or create it with `sessions-admin create-table`"
+        )
     return str(exc)
 
 
@@ -354,7 +401,7 @@ def _write_output(path: str | None, data: bytes) -> None:
     """stdout, or a file written whole under a temporary name and then renamed, readable by its
     owner only (an export holds customer data): a failed export never leaves a file behind."""
     if path in (None, "-"):
-        stream: IO[bytes] = getattr(sys.stdout, "buffer", None) or sys.stdout   # type: ignore[assignment]
+        stream: IO[bytes] = getattr(sys.stdout, "buffer", None) or sys.stdout  # type: ignore[assignment]
         sys.stdout.flush()
         stream.write(data)
         stream.flush()
@@ -372,7 +419,7 @@ def _write_output(path: str | None, data: bytes) -> None:
 
 
 def _note(message: str) -> None:
-    _end_line()    # after a progress line cut short, the message starts a line of its own
+    _end_line()  # after a progress line cut short, the message starts a line of its own
     print(message, file=sys.stderr)
 
 

@@ -6,6 +6,7 @@ or at a stale position, `orphaned_messages` are history whose session is gone wi
 pending. All three are empty when the transactions did their job. Reads the developer's whole
 key space with a Scan: an operator's tool (tests, the admin CLI), never a request path.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -44,6 +45,7 @@ def check(store: Store, developer: str, progress: Callable[[], None] | None = No
         "entries": len(entries),
         "missing": sorted(expected - entries),
         "orphaned": sorted(entries - expected),
-        "orphaned_messages": sorted(sid for sid in message_sessions
-                                    if sid not in sessions and ("session", sid) not in purging),
+        "orphaned_messages": sorted(
+            sid for sid in message_sessions if sid not in sessions and ("session", sid) not in purging
+        ),
     }

@@ -15,6 +15,7 @@ Reading checks everything before anything is written: the header, every value's 
 each item is the developer's (a `dev#<d>#` key, or an `apikey#` record whose developer_id is the
 developer), no key twice, and the header's item count (a truncated file is refused).
 """
+
 from __future__ import annotations
 
 import base64
@@ -41,15 +42,28 @@ class BadFile(ValueError):
 
 
 def header(developer: str, table: str, exported_at: str, items: int) -> str:
-    return json.dumps({"format": FORMAT, "version": VERSION, "developer": developer, "table": table,
-                       "exported_at": exported_at, "items": items}, ensure_ascii=False)
+    return json.dumps(
+        {
+            "format": FORMAT,
+            "version": VERSION,
+            "developer": developer,
+            "table": table,
+            "exported_at": exported_at,
+            "items": items,
+        },
+        ensure_ascii=False,
+    )
 
 
 def item_line(item: dict[str, Any]) -> str:
     """One item as a line (without the newline): typed JSON, names sorted, binary as base64, text
     as UTF-8 except the characters some readers take for line ends (str.splitlines does)."""
-    line = json.dumps({name: _to_json(value) for name, value in item.items()},
-                      sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    line = json.dumps(
+        {name: _to_json(value) for name, value in item.items()},
+        sort_keys=True,
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
     return line.translate(_LINE_BREAKS)
 
 
@@ -118,8 +132,7 @@ def _check_header(value: Any, developer: str, number: int) -> int:
     if value.get("version") != VERSION:
         raise BadFile(f"line {number}: format version {value.get('version')!r}; this tool reads version {VERSION}")
     if value.get("developer") != developer:
-        raise BadFile(f"line {number}: the file is developer {value.get('developer')!r}'s export, "
-                      f"not {developer!r}'s")
+        raise BadFile(f"line {number}: the file is developer {value.get('developer')!r}'s export, not {developer!r}'s")
     count = value.get("items")
     if not isinstance(count, int) or isinstance(count, bool) or count < 0:
         raise BadFile(f"line {number}: the header's item count {count!r} is not a count")
@@ -137,7 +150,7 @@ def _item(value: Any) -> dict[str, Any]:
 
 
 def _to_json(value: dict[str, Any]) -> dict[str, Any]:
-    (tag, inner), = value.items()
+    ((tag, inner),) = value.items()
     if tag == "B":
         return {"B": base64.b64encode(inner).decode("ascii")}
     if tag == "BS":
@@ -153,8 +166,8 @@ def _from_json(value: Any, where: str) -> dict[str, Any]:
     """A typed value as botocore takes it (binary as bytes), checked so DynamoDB will not refuse it
     halfway through an import for its shape."""
     if not isinstance(value, dict) or len(value) != 1:
-        raise ValueError(f"{where}: not a typed value like {{\"S\": ...}}")
-    (tag, inner), = value.items()
+        raise ValueError(f'{where}: not a typed value like {{"S": ...}}')
+    ((tag, inner),) = value.items()
     if tag == "S":
         return {"S": _utf8(inner, where)}
     if tag == "N":

@@ -2,6 +2,7 @@
 saying "not now" as a 503, or our own bug as a 500 without internals. HTTP (web/http.py) and
 direct Lambda invocation (web/invoke.py) both answer through here, so a failure looks the same on
 either path."""
+
 from __future__ import annotations
 
 import logging
@@ -37,8 +38,10 @@ def answer_of(run: Callable[[], Answer]) -> Answer:
 
 def error_answer(error: ServiceError) -> Answer:
     if isinstance(error, PreconditionFailed):
-        message = (f"{error.message}: its ETag is now {queries.etag(error.current_version)}; "
-                   "read it again and retry with that If-Match")
+        message = (
+            f"{error.message}: its ETag is now {queries.etag(error.current_version)}; "
+            "read it again and retry with that If-Match"
+        )
         return Answer(error.status, error_body(error.code, message, error.details), dict(error.headers))
     return Answer(error.status, error.body(), dict(error.headers))
 

@@ -1,5 +1,6 @@
 """Chalice glue: authentication middleware, one route per operation (web/operations.py), the
 request read into a Call, and results and errors turned into JSON answers."""
+
 from __future__ import annotations
 
 import logging
@@ -35,8 +36,11 @@ GATEWAY_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 
 
 def json_response(answer: Answer) -> Response:
-    return Response(body=jsonio.dumps(answer.body), status_code=answer.status,
-                    headers={"Content-Type": "application/json", **answer.headers})
+    return Response(
+        body=jsonio.dumps(answer.body),
+        status_code=answer.status,
+        headers={"Content-Type": "application/json", **answer.headers},
+    )
 
 
 def error_response(error: ServiceError) -> Response:
@@ -50,7 +54,7 @@ class Web:
     def __init__(self, app: Chalice) -> None:
         self.app = app
         self.public_paths: set[str] = set()
-        self.operations: dict[tuple[str, str], str] = {}      # (method, path) -> operation, for logs
+        self.operations: dict[tuple[str, str], str] = {}  # (method, path) -> operation, for logs
         app.register_middleware(self._middleware, "http")
         app.route("/{proxy+}", methods=CATCH_ALL_METHODS, name="unknown_route")(self._unknown_route)
 
@@ -61,11 +65,22 @@ class Web:
             request = self.app.current_request
             headers = request.headers or {}
             # Every failure answered here: Chalice would turn a view's exception into its own 500.
-            return json_response(answer_of(lambda: dispatch(get_store(), operation, Call(
-                developer=request.context["authorizer"]["developer_id"], ids=ids,
-                query=queries.one_value_each(request.query_params),
-                body=jsonio.loads_body(request.raw_body) if operation.takes_body else None,
-                if_match=headers.get("if-match"), idempotency_key=headers.get("idempotency-key")))))
+            return json_response(
+                answer_of(
+                    lambda: dispatch(
+                        get_store(),
+                        operation,
+                        Call(
+                            developer=request.context["authorizer"]["developer_id"],
+                            ids=ids,
+                            query=queries.one_value_each(request.query_params),
+                            body=jsonio.loads_body(request.raw_body) if operation.takes_body else None,
+                            if_match=headers.get("if-match"),
+                            idempotency_key=headers.get("idempotency-key"),
+                        ),
+                    )
+                )
+            )
 
         view.__name__ = operation.name.replace(".", "_")
         self.app.route(operation.path, methods=[operation.method], name=view.__name__)(view)
@@ -81,8 +96,9 @@ class Web:
 
             def not_allowed(_path: str = path, _allowed: list[str] = methods, **ids: str) -> Response:
                 method = self.app.current_request.method
-                return error_response(MethodNotAllowed(
-                    f"{method} is not a method of {_path}; it takes {', '.join(_allowed)}", _allowed))
+                return error_response(
+                    MethodNotAllowed(f"{method} is not a method of {_path}; it takes {', '.join(_allowed)}", _allowed)
+                )
 
             self.app.route(path, methods=others, name=f"method_not_allowed_{number}")(not_allowed)
 
@@ -109,15 +125,13 @@ class Web:
         context = event.context or {}
         current = str(context.get("requestId") or uuid.uuid4())
         path = context.get("resourcePath") or event.path
-        measure = telemetry.begin(current, "http", f"{event.method} {path}",
-                                  self.operations.get((event.method, path)))
+        measure = telemetry.begin(current, "http", f"{event.method} {path}", self.operations.get((event.method, path)))
         response = self._answer(event, get_response, measure)
         response.headers["X-Request-Id"] = current
         telemetry.finish(measure, response.status_code, _error_code(response))
         return response
 
-    def _answer(self, event: Any, get_response: Callable[[Any], Response],
-                measure: telemetry.Measure) -> Response:
+    def _answer(self, event: Any, get_response: Callable[[Any], Response], measure: telemetry.Measure) -> Response:
         if not (event.path in self.public_paths and event.method == "GET"):
             headers = event.headers or {}
             authenticated = answer_of(lambda: Answer(200, _developer(headers.get("authorization"))))
@@ -159,6 +173,11 @@ def _our_shape(response: Response) -> Response:
             logger.error("chalice answered %s: %s", response.status_code, body)
             return error_response(InternalError())
         code = code_for(response.status_code)
-        return json_response(Answer(response.status_code, error_body(code, str(body.get("Message", code))),
-                                    {k: v for k, v in response.headers.items() if k.lower() != "content-type"}))
+        return json_response(
+            Answer(
+                response.status_code,
+                error_body(code, str(body.get("Message", code))),
+                {k: v for k, v in response.headers.items() if k.lower() != "content-type"},
+            )
+        )
     return response

@@ -10,6 +10,7 @@ act for, so there is no API key. `params` holds, by name, what HTTP carries else
 the body goes through the same reader, so the same validation, limits and errors apply, in the
 same error shape. The event's JSON schema: docs/invoke-event.schema.json; docs/invoke.md.
 """
+
 from __future__ import annotations
 
 import json
@@ -79,8 +80,14 @@ def _call(operation: Operation, developer: str, params: dict[str, Any]) -> Call:
     elif "body" in params:
         raise BadRequest(f"{operation.name} takes no body")
     query = {key: _query_text(key, value) for key, value in params.items() if value is not None}
-    return Call(developer=developer, ids=ids, query=query, body=body,
-                if_match=headers["if_match"], idempotency_key=headers["idempotency_key"])
+    return Call(
+        developer=developer,
+        ids=ids,
+        query=query,
+        body=body,
+        if_match=headers["if_match"],
+        idempotency_key=headers["idempotency_key"],
+    )
 
 
 def _query_text(key: str, value: Any) -> str:
@@ -100,4 +107,3 @@ def _plain_json(body: Any) -> Any:
     written as integers stay exact at any size; other numbers become the nearest float
     (docs/invoke.md)."""
     return json.loads(jsonio.dumps(body), parse_float=float, parse_int=int)
-

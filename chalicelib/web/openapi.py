@@ -4,6 +4,7 @@ each kind of query is described, and what each error status means. Served at GET
 (no key needed); imported only when that is first asked for. `python -m chalicelib.web.openapi`
 writes the direct invocation event's schema (docs/invoke-event.schema.json).
 """
+
 from __future__ import annotations
 
 import json
@@ -25,34 +26,56 @@ SCHEMA_REF = "#/components/schemas/{model}"
 
 # --- query parameters -------------------------------------------------------------------------------
 
+
 def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
 
 
 _UUID = {"type": "string", "format": "uuid"}
 _ORDER = {"type": "string", "enum": ["asc", "desc"]}
-_CURSOR = _query("cursor", {"type": "string"},
-                 "the previous page's next_cursor, with the same query; not with a non-zero offset")
+_CURSOR = _query(
+    "cursor", {"type": "string"}, "the previous page's next_cursor, with the same query; not with a non-zero offset"
+)
 LIST_QUERY = [
-    _query("limit", {"type": "integer", "minimum": 1, "maximum": LIST_LIMIT_MAX, "default": LIST_LIMIT_DEFAULT},
-           "items per page"),
-    _query("offset", {"type": "integer", "minimum": 0, "maximum": queries.OFFSET_MAX, "default": 0},
-           "matching items to skip (read and skipped: prefer the cursor)"),
+    _query(
+        "limit",
+        {"type": "integer", "minimum": 1, "maximum": LIST_LIMIT_MAX, "default": LIST_LIMIT_DEFAULT},
+        "items per page",
+    ),
+    _query(
+        "offset",
+        {"type": "integer", "minimum": 0, "maximum": queries.OFFSET_MAX, "default": 0},
+        "matching items to skip (read and skipped: prefer the cursor)",
+    ),
     _CURSOR,
-    {"name": "metadata_filter", "in": "query", "required": False,
-     "content": {"application/json": {"schema": {"type": "object"}}},
-     "description": "a JSON object: every top-level key must be present and equal (typed JSON equality)"},
-    _query("sort_by", {"type": "string", "enum": ["created_at", "updated_at"], "default": "created_at"},
-           "the order's field; ties are broken by id"),
+    {
+        "name": "metadata_filter",
+        "in": "query",
+        "required": False,
+        "content": {"application/json": {"schema": {"type": "object"}}},
+        "description": "a JSON object: every top-level key must be present and equal (typed JSON equality)",
+    },
+    _query(
+        "sort_by",
+        {"type": "string", "enum": ["created_at", "updated_at"], "default": "created_at"},
+        "the order's field; ties are broken by id",
+    ),
     _query("order", {**_ORDER, "default": "desc"}, "desc: newest first"),
 ]
-SESSION_LIST_QUERY = [*LIST_QUERY, _query("agent_id", _UUID, "only this agent's sessions"),
-                      _query("user_id", _UUID, "only this user's sessions")]
+SESSION_LIST_QUERY = [
+    *LIST_QUERY,
+    _query("agent_id", _UUID, "only this agent's sessions"),
+    _query("user_id", _UUID, "only this user's sessions"),
+]
 HISTORY_QUERY = [
-    _query("limit", {"type": "integer", "minimum": 1, "maximum": PAGE_MAX, "default": PAGE_DEFAULT},
-           "messages per page"),
-    _query("offset", {"type": "integer", "minimum": 0, "maximum": OFFSET_MAX, "default": 0},
-           "messages to skip; page further with the cursor"),
+    _query(
+        "limit", {"type": "integer", "minimum": 1, "maximum": PAGE_MAX, "default": PAGE_DEFAULT}, "messages per page"
+    ),
+    _query(
+        "offset",
+        {"type": "integer", "minimum": 0, "maximum": OFFSET_MAX, "default": 0},
+        "messages to skip; page further with the cursor",
+    ),
     _CURSOR,
     _query("order", {**_ORDER, "default": "asc"}, "asc: oldest first; desc: the last N turns"),
 ]
@@ -60,53 +83,95 @@ HISTORY_QUERY = [
 
 # The query parameters of each kind of query an operation takes (Operation.query).
 QUERIES: dict[str, list[dict[str, Any]]] = {
-    "list": LIST_QUERY, "session_list": SESSION_LIST_QUERY, "history": HISTORY_QUERY, "none": []}
+    "list": LIST_QUERY,
+    "session_list": SESSION_LIST_QUERY,
+    "history": HISTORY_QUERY,
+    "none": [],
+}
 EVERY_ROUTE_ERRORS = (401, 415, 503)
 
 
 # --- errors, headers, security ------------------------------------------------------------------------
 
 ERRORS = {
-    400: ("BadRequest", "the request cannot be read: malformed JSON, a bad or unknown query parameter, "
-                        "a bad cursor, a malformed Idempotency-Key"),
+    400: (
+        "BadRequest",
+        "the request cannot be read: malformed JSON, a bad or unknown query parameter, "
+        "a bad cursor, a malformed Idempotency-Key",
+    ),
     401: ("Unauthorized", "no `Authorization: Bearer` key, or an unknown one"),
     404: ("NotFound", "an absent id, another developer's id, a path id that is not a UUID"),
     409: ("Conflict", "concurrent changes won every retry; retry"),
     412: ("PreconditionFailed", "If-Match names a version the resource has moved past; nothing changed"),
     413: ("PayloadTooLarge", "a body over 1 MiB"),
     415: ("UnsupportedMediaType", "a Content-Type other than JSON"),
-    422: ("ValidationFailed", "the body breaks the schema (details name each field), an Idempotency-Key "
-                             "reused for another request, a template that fails, a context over budget"),
+    422: (
+        "ValidationFailed",
+        "the body breaks the schema (details name each field), an Idempotency-Key "
+        "reused for another request, a template that fails, a context over budget",
+    ),
     502: ("ProviderFailed", "the model provider failed; nothing was stored"),
-    503: ("Unavailable", "DynamoDB is throttled (or a cascading delete is unfinished, or no model provider "
-                        "is configured); retry after Retry-After"),
+    503: (
+        "Unavailable",
+        "DynamoDB is throttled (or a cascading delete is unfinished, or no model provider "
+        "is configured); retry after Retry-After",
+    ),
     504: ("ProviderTimeout", "the model provider did not answer in time; nothing was stored"),
 }
 ERROR_SCHEMA = {
-    "type": "object", "required": ["error"], "additionalProperties": False,
-    "properties": {"error": {
-        "type": "object", "required": ["code", "message", "details"], "additionalProperties": False,
-        "properties": {"code": {"type": "string"}, "message": {"type": "string"},
-                       "details": {"type": "array", "items": {"type": "object"}}}}},
+    "type": "object",
+    "required": ["error"],
+    "additionalProperties": False,
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message", "details"],
+            "additionalProperties": False,
+            "properties": {
+                "code": {"type": "string"},
+                "message": {"type": "string"},
+                "details": {"type": "array", "items": {"type": "object"}},
+            },
+        }
+    },
 }
 HEADERS = {
-    "RequestId": {"description": "this request's id, as in the service's logs", "required": True,
-                  "schema": {"type": "string"}},
-    "ETag": {"description": "the resource's version; send it back as If-Match", "required": True,
-             "schema": {"type": "string"}},
+    "RequestId": {
+        "description": "this request's id, as in the service's logs",
+        "required": True,
+        "schema": {"type": "string"},
+    },
+    "ETag": {
+        "description": "the resource's version; send it back as If-Match",
+        "required": True,
+        "schema": {"type": "string"},
+    },
     "RetryAfter": {"description": "seconds to wait before retrying", "schema": {"type": "string"}},
-    "WWWAuthenticate": {"description": "the scheme to authenticate with (RFC 6750): "
-                        "`Bearer realm=\"sessions\"`, with `error=\"invalid_token\"` when a key was sent",
-                        "schema": {"type": "string"}},
-    "IdempotentReplayed": {"description": "`true` when this is the stored answer of an earlier request "
-                                          "with the same Idempotency-Key", "schema": {"type": "string"}},
+    "WWWAuthenticate": {
+        "description": "the scheme to authenticate with (RFC 6750): "
+        '`Bearer realm="sessions"`, with `error="invalid_token"` when a key was sent',
+        "schema": {"type": "string"},
+    },
+    "IdempotentReplayed": {
+        "description": "`true` when this is the stored answer of an earlier request with the same Idempotency-Key",
+        "schema": {"type": "string"},
+    },
 }
-IF_MATCH = {"name": "If-Match", "in": "header", "required": False, "schema": {"type": "string"},
-            "description": "ETags (or `*`); the change happens only if one is the current version, else 412"}
-IDEMPOTENCY_KEY = {"name": "Idempotency-Key", "in": "header", "required": False,
-                   "schema": {"type": "string", "pattern": f"^[!-~]{{1,{MAX_KEY_CHARS}}}$"},
-                   "description": "within 24 hours, the same key and request answer the first answer again "
-                                  "and create nothing; the same key with another request is a 422"}
+IF_MATCH = {
+    "name": "If-Match",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string"},
+    "description": "ETags (or `*`); the change happens only if one is the current version, else 412",
+}
+IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string", "pattern": f"^[!-~]{{1,{MAX_KEY_CHARS}}}$"},
+    "description": "within 24 hours, the same key and request answer the first answer again "
+    "and create nothing; the same key with another request is a 422",
+}
 
 
 def _header(name: str) -> dict[str, str]:
@@ -121,11 +186,15 @@ def _error_response(status: int) -> dict[str, Any]:
         headers["Retry-After"] = _header("RetryAfter")
     if status == 401:
         headers["WWW-Authenticate"] = _header("WWWAuthenticate")
-    return {"description": description, "headers": headers,
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    return {
+        "description": description,
+        "headers": headers,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
 
 
 # --- the document --------------------------------------------------------------------------------------
+
 
 def _model(name: str) -> type[BaseModel]:
     return getattr(models, name)
@@ -134,32 +203,46 @@ def _model(name: str) -> type[BaseModel]:
 def document() -> dict[str, Any]:
     wanted = {(_model(op.response), "serialization") for op in OPERATIONS.values()}
     wanted |= {(_model(op.request), "validation") for op in OPERATIONS.values() if op.request is not None}
-    refs, defs = models_json_schema(sorted(wanted, key=lambda pair: (pair[0].__name__, pair[1])),
-                                    ref_template=SCHEMA_REF)
+    refs, defs = models_json_schema(
+        sorted(wanted, key=lambda pair: (pair[0].__name__, pair[1])), ref_template=SCHEMA_REF
+    )
     paths: dict[str, dict[str, Any]] = {
-        OPENAPI_PATH: {"get": {
-            "operationId": "openapi.get", "summary": "this document", "security": [],
-            "responses": {"200": {"description": "the OpenAPI document",
-                                  "headers": {"X-Request-Id": _header("RequestId")},
-                                  "content": {"application/json": {"schema": {"type": "object"}}}},
-                          "415": {"$ref": "#/components/responses/UnsupportedMediaType"}}}},
+        OPENAPI_PATH: {
+            "get": {
+                "operationId": "openapi.get",
+                "summary": "this document",
+                "security": [],
+                "responses": {
+                    "200": {
+                        "description": "the OpenAPI document",
+                        "headers": {"X-Request-Id": _header("RequestId")},
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    },
+                    "415": {"$ref": "#/components/responses/UnsupportedMediaType"},
+                },
+            }
+        },
     }
     for operation in OPERATIONS.values():
         paths.setdefault(operation.path, {})[operation.method.lower()] = _operation(operation, refs)
     return {
         "openapi": "3.1.0",
-        "info": {"title": "Sessions service", "version": "0.1.0",
-                 "description": "The memory layer for AI agents: a drop-in backend for the Julep v0.3 API. "
-                                "Every error answers `{\"error\": {\"code\", \"message\", \"details\"}}`; "
-                                "an unknown path is a 404 and a known path with another method a 405."},
+        "info": {
+            "title": "Sessions service",
+            "version": "0.1.0",
+            "description": "The memory layer for AI agents: a drop-in backend for the Julep v0.3 API. "
+            'Every error answers `{"error": {"code", "message", "details"}}`; '
+            "an unknown path is a 404 and a known path with another method a 405.",
+        },
         "security": [{"bearer": []}],
         "paths": paths,
         "components": {
             "schemas": {**_fixed_bounds(defs.get("$defs", {})), "Error": ERROR_SCHEMA},
             "responses": {ERRORS[status][0]: _error_response(status) for status in sorted(ERRORS)},
             "headers": HEADERS,
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
-                                           "description": "an API key of the service"}},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "description": "an API key of the service"}
+            },
         },
     }
 
@@ -177,20 +260,29 @@ def _operation(operation: Operation, refs: dict[Any, Any]) -> dict[str, Any]:
         headers["ETag"] = _header("ETag")
     if operation.creates:
         headers["Idempotent-Replayed"] = _header("IdempotentReplayed")
-    answer = {"description": (response.__doc__ or response.__name__).strip().splitlines()[0], "headers": headers,
-              "content": {"application/json": {"schema": refs[(response, "serialization")]}}}
+    answer = {
+        "description": (response.__doc__ or response.__name__).strip().splitlines()[0],
+        "headers": headers,
+        "content": {"application/json": {"schema": refs[(response, "serialization")]}},
+    }
     result: dict[str, Any] = {
         "operationId": operation.name,
         "summary": operation.summary,
         "tags": [operation.name.split(".")[0]],
         "parameters": parameters,
-        "responses": {str(operation.status): answer, **{
-            str(status): {"$ref": f"#/components/responses/{ERRORS[status][0]}"}
-            for status in sorted({*operation.errors, *EVERY_ROUTE_ERRORS})}},
+        "responses": {
+            str(operation.status): answer,
+            **{
+                str(status): {"$ref": f"#/components/responses/{ERRORS[status][0]}"}
+                for status in sorted({*operation.errors, *EVERY_ROUTE_ERRORS})
+            },
+        },
     }
     if operation.request is not None:
-        result["requestBody"] = {"required": True, "content": {
-            "application/json": {"schema": refs[(_model(operation.request), "validation")]}}}
+        result["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": refs[(_model(operation.request), "validation")]}},
+        }
     return result
 
 
@@ -235,21 +327,26 @@ def invoke_event_schema() -> dict[str, Any]:
                 properties[parameter["name"]] = schema
                 required.append(parameter["name"])
             elif parameter["in"] == "query":
-                properties[parameter["name"]] = (schema if schema.get("type") == "string" else
-                                                 {"anyOf": [schema, {"type": "string"}]})
+                properties[parameter["name"]] = (
+                    schema if schema.get("type") == "string" else {"anyOf": [schema, {"type": "string"}]}
+                )
             else:
                 properties[parameter["name"].lower().replace("-", "_")] = parameter["schema"]
         if "requestBody" in spec:
             properties["body"] = spec["requestBody"]["content"]["application/json"]["schema"]
             required.append("body")
         params = {"type": "object", "properties": properties, "required": required, "additionalProperties": False}
-        cases.append({"if": {"properties": {"operation": {"const": name}}},
-                      "then": {"properties": {"params": params}, **({"required": ["params"]} if required else {})}})
+        cases.append(
+            {
+                "if": {"properties": {"operation": {"const": name}}},
+                "then": {"properties": {"params": params}, **({"required": ["params"]} if required else {})},
+            }
+        )
     schema = {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "Sessions service: direct invocation event",
         "description": "The event of the `invoke` Lambda function (docs/invoke.md). Generated by "
-                       "`python -m chalicelib.web.openapi` from the operations table and the wire models.",
+        "`python -m chalicelib.web.openapi` from the operations table and the wire models.",
         "type": "object",
         "required": ["operation", "developer_id"],
         "additionalProperties": False,

@@ -9,6 +9,7 @@ when this table is: a cold start (`import app`) registers every route without th
 request pays only for the modules it uses, once per process (docs/performance.md, "Cold start").
 Models are named here, not imported, for the same reason.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -28,13 +29,14 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class Call:
     """One operation's input, whatever carried it."""
+
     developer: str
-    ids: dict[str, str] = field(default_factory=dict)      # path ids: agent_id, session_id, ...
-    query: dict[str, str] = field(default_factory=dict)    # query parameters, as strings
+    ids: dict[str, str] = field(default_factory=dict)  # path ids: agent_id, session_id, ...
+    query: dict[str, str] = field(default_factory=dict)  # query parameters, as strings
     body: dict[str, Any] | None = None
-    if_match: str | None = None                            # PUT, PATCH, DELETE: the ETag(s) expected
-    idempotency_key: str | None = None                     # creating POSTs
-    receipt: Receipt | None = None                         # made from idempotency_key by dispatch
+    if_match: str | None = None  # PUT, PATCH, DELETE: the ETag(s) expected
+    idempotency_key: str | None = None  # creating POSTs
+    receipt: Receipt | None = None  # made from idempotency_key by dispatch
 
 
 @dataclass(frozen=True)
@@ -52,13 +54,13 @@ class Operation:
     run: Callable[[Store, Call], Any]
     status: int
     summary: str
-    response: str                    # the answer's model, by its name in rules/models.py
-    request: str | None = None       # the body's model; None: the operation takes no body
-    query: str | None = None         # its query parameters (web/openapi.py QUERIES); None: ignored
-    errors: tuple[int, ...] = ()     # besides those every route can answer (web/openapi.py)
-    creates: bool = False            # honours Idempotency-Key
-    if_match: bool = False           # honours If-Match
-    versioned: bool = False          # answers the resource's ETag
+    response: str  # the answer's model, by its name in rules/models.py
+    request: str | None = None  # the body's model; None: the operation takes no body
+    query: str | None = None  # its query parameters (web/openapi.py QUERIES); None: ignored
+    errors: tuple[int, ...] = ()  # besides those every route can answer (web/openapi.py)
+    creates: bool = False  # honours Idempotency-Key
+    if_match: bool = False  # honours If-Match
+    versioned: bool = False  # answers the resource's ETag
 
     @property
     def takes_body(self) -> bool:
@@ -79,9 +81,13 @@ def dispatch(store: Store, operation: Operation, call: Call) -> Answer:
     if operation.creates and call.idempotency_key is not None:
         from chalicelib.rules import idempotency
 
-        result = idempotency.run(store, call.developer, call.idempotency_key,
-                                 {"operation": operation.name, "ids": call.ids, "body": call.body},
-                                 lambda receipt: operation.run(store, replace(call, receipt=receipt)))
+        result = idempotency.run(
+            store,
+            call.developer,
+            call.idempotency_key,
+            {"operation": operation.name, "ids": call.ids, "body": call.body},
+            lambda receipt: operation.run(store, replace(call, receipt=receipt)),
+        )
         if isinstance(result, idempotency.Replay):
             return Answer(result.status, result.body, {"Idempotent-Replayed": "true"})
     else:
@@ -92,6 +98,7 @@ def dispatch(store: Store, operation: Operation, call: Call) -> Answer:
 
 
 # --- what each operation runs ---------------------------------------------------------------------
+
 
 def kind_of(name: str) -> Kind:
     from chalicelib.rules.kinds import KINDS
@@ -108,8 +115,9 @@ def create_record(kind: str, store: Store, call: Call) -> Any:
 def list_records(kind: str, store: Store, call: Call) -> Any:
     from chalicelib.rules import lists
 
-    return lists.list_records(store, kind_of(kind), call.developer,
-                              queries.list_query(kind_of(kind), call.developer, call.query))
+    return lists.list_records(
+        store, kind_of(kind), call.developer, queries.list_query(kind_of(kind), call.developer, call.query)
+    )
 
 
 def get_record(kind: str, store: Store, call: Call) -> Any:
@@ -121,22 +129,37 @@ def get_record(kind: str, store: Store, call: Call) -> Any:
 def replace_record(kind: str, store: Store, call: Call) -> Any:
     from chalicelib.rules import records
 
-    return records.update(store, kind_of(kind), call.developer, call.ids[f"{kind}_id"], call.body,
-                          replace=True, expected=queries.expected_versions(call.if_match))
+    return records.update(
+        store,
+        kind_of(kind),
+        call.developer,
+        call.ids[f"{kind}_id"],
+        call.body,
+        replace=True,
+        expected=queries.expected_versions(call.if_match),
+    )
 
 
 def patch_record(kind: str, store: Store, call: Call) -> Any:
     from chalicelib.rules import records
 
-    return records.update(store, kind_of(kind), call.developer, call.ids[f"{kind}_id"], call.body,
-                          replace=False, expected=queries.expected_versions(call.if_match))
+    return records.update(
+        store,
+        kind_of(kind),
+        call.developer,
+        call.ids[f"{kind}_id"],
+        call.body,
+        replace=False,
+        expected=queries.expected_versions(call.if_match),
+    )
 
 
 def delete_record(kind: str, store: Store, call: Call) -> Any:
     from chalicelib.rules import deletes
 
-    return deletes.delete(store, kind_of(kind), call.developer, call.ids[f"{kind}_id"],
-                          expected=queries.expected_versions(call.if_match))
+    return deletes.delete(
+        store, kind_of(kind), call.developer, call.ids[f"{kind}_id"], expected=queries.expected_versions(call.if_match)
+    )
 
 
 def get_history(store: Store, call: Call) -> Any:
@@ -173,50 +196,159 @@ def chat_in_session(store: Store, call: Call) -> Any:
 
 # --- the table ---------------------------------------------------------------------------------------
 
-OPENAPI_PATH = "/openapi.json"   # the API's own description (web/openapi.py), served without a key
-_BODY = (400, 413, 422)     # unreadable, too large, against the schema
-_WRITE = (404, 409, 412)    # absent, lost every concurrency retry, a stale If-Match
+OPENAPI_PATH = "/openapi.json"  # the API's own description (web/openapi.py), served without a key
+_BODY = (400, 413, 422)  # unreadable, too large, against the schema
+_WRITE = (404, 409, 412)  # absent, lost every concurrency retry, a stale If-Match
 
 
-def _resource(kind: str, model: str, plural: str, list_query: str, create_errors: tuple[int, ...] = ()
-              ) -> list[Operation]:
+def _resource(
+    kind: str, model: str, plural: str, list_query: str, create_errors: tuple[int, ...] = ()
+) -> list[Operation]:
     """The six operations of agents, users or sessions; `kind` is the kind's name (rules/kinds.py)."""
     collection, item = f"/{plural}", f"/{plural}/{{{kind}_id}}"
     return [
-        Operation(f"{plural}.create", "POST", collection, partial(create_record, kind), 201,
-                  f"create a {kind}", "Created", f"{model}Create", errors=(*_BODY, *create_errors), creates=True),
-        Operation(f"{plural}.list", "GET", collection, partial(list_records, kind), 200,
-                  f"list {plural}, filtered and ordered", f"{model}List", query=list_query, errors=(400,)),
-        Operation(f"{plural}.get", "GET", item, partial(get_record, kind), 200,
-                  f"read a {kind}", model, errors=(404,), versioned=True),
-        Operation(f"{plural}.replace", "PUT", item, partial(replace_record, kind), 200,
-                  f"replace a {kind}'s fields", "Updated", f"{model}Replace", errors=(*_BODY, *_WRITE),
-                  if_match=True, versioned=True),
-        Operation(f"{plural}.patch", "PATCH", item, partial(patch_record, kind), 200,
-                  f"change some of a {kind}'s fields", "Updated", f"{model}Patch", errors=(*_BODY, *_WRITE),
-                  if_match=True, versioned=True),
-        Operation(f"{plural}.delete", "DELETE", item, partial(delete_record, kind), 202,
-                  f"delete a {kind} and everything under it", "Deleted", errors=_WRITE, if_match=True),
+        Operation(
+            f"{plural}.create",
+            "POST",
+            collection,
+            partial(create_record, kind),
+            201,
+            f"create a {kind}",
+            "Created",
+            f"{model}Create",
+            errors=(*_BODY, *create_errors),
+            creates=True,
+        ),
+        Operation(
+            f"{plural}.list",
+            "GET",
+            collection,
+            partial(list_records, kind),
+            200,
+            f"list {plural}, filtered and ordered",
+            f"{model}List",
+            query=list_query,
+            errors=(400,),
+        ),
+        Operation(
+            f"{plural}.get",
+            "GET",
+            item,
+            partial(get_record, kind),
+            200,
+            f"read a {kind}",
+            model,
+            errors=(404,),
+            versioned=True,
+        ),
+        Operation(
+            f"{plural}.replace",
+            "PUT",
+            item,
+            partial(replace_record, kind),
+            200,
+            f"replace a {kind}'s fields",
+            "Updated",
+            f"{model}Replace",
+            errors=(*_BODY, *_WRITE),
+            if_match=True,
+            versioned=True,
+        ),
+        Operation(
+            f"{plural}.patch",
+            "PATCH",
+            item,
+            partial(patch_record, kind),
+            200,
+            f"change some of a {kind}'s fields",
+            "Updated",
+            f"{model}Patch",
+            errors=(*_BODY, *_WRITE),
+            if_match=True,
+            versioned=True,
+        ),
+        Operation(
+            f"{plural}.delete",
+            "DELETE",
+            item,
+            partial(delete_record, kind),
+            202,
+            f"delete a {kind} and everything under it",
+            "Deleted",
+            errors=_WRITE,
+            if_match=True,
+        ),
     ]
 
 
-_HISTORY, _CONTEXT, _CHAT = "/sessions/{session_id}/history", "/sessions/{session_id}/context", "/sessions/{session_id}/chat"
-OPERATIONS: dict[str, Operation] = {operation.name: operation for operation in [
-    *_resource("agent", "Agent", "agents", "list"),
-    *_resource("user", "User", "users", "list"),
-    # A session names its agent and user: either absent is a 404.
-    *_resource("session", "Session", "sessions", "session_list", create_errors=(404,)),
-    Operation("sessions.history.get", "GET", _HISTORY, get_history, 200,
-              "read a page of a session's history", "HistoryPage", query="history", errors=(400, 404)),
-    Operation("sessions.history.append", "POST", _HISTORY, append_history, 201,
-              "append messages to a session's history", "Appended", "HistoryAppend", errors=(*_BODY, 404),
-              creates=True),
-    Operation("sessions.history.delete", "DELETE", _HISTORY, clear_history, 202,
-              "clear a session's history (the session stays)", "Deleted", errors=(404,)),
-    # An adaptive context has the model provider summarize: its failures are the chat's.
-    Operation("sessions.context.get", "GET", _CONTEXT, get_context, 200,
-              "the context a model would get now", "Context", query="none", errors=(400, 404, 422, 502, 504)),
-    Operation("sessions.chat", "POST", _CHAT, chat_in_session, 200,
-              "send messages and get the model's answer", "ChatResponse", "ChatInput",
-              errors=(*_BODY, 404, 502, 504), creates=True),
-]}
+_HISTORY, _CONTEXT, _CHAT = (
+    "/sessions/{session_id}/history",
+    "/sessions/{session_id}/context",
+    "/sessions/{session_id}/chat",
+)
+OPERATIONS: dict[str, Operation] = {
+    operation.name: operation
+    for operation in [
+        *_resource("agent", "Agent", "agents", "list"),
+        *_resource("user", "User", "users", "list"),
+        # A session names its agent and user: either absent is a 404.
+        *_resource("session", "Session", "sessions", "session_list", create_errors=(404,)),
+        Operation(
+            "sessions.history.get",
+            "GET",
+            _HISTORY,
+            get_history,
+            200,
+            "read a page of a session's history",
+            "HistoryPage",
+            query="history",
+            errors=(400, 404),
+        ),
+        Operation(
+            "sessions.history.append",
+            "POST",
+            _HISTORY,
+            append_history,
+            201,
+            "append messages to a session's history",
+            "Appended",
+            "HistoryAppend",
+            errors=(*_BODY, 404),
+            creates=True,
+        ),
+        Operation(
+            "sessions.history.delete",
+            "DELETE",
+            _HISTORY,
+            clear_history,
+            202,
+            "clear a session's history (the session stays)",
+            "Deleted",
+            errors=(404,),
+        ),
+        # An adaptive context has the model provider summarize: its failures are the chat's.
+        Operation(
+            "sessions.context.get",
+            "GET",
+            _CONTEXT,
+            get_context,
+            200,
+            "the context a model would get now",
+            "Context",
+            query="none",
+            errors=(400, 404, 422, 502, 504),
+        ),
+        Operation(
+            "sessions.chat",
+            "POST",
+            _CHAT,
+            chat_in_session,
+            200,
+            "send messages and get the model's answer",
+            "ChatResponse",
+            "ChatInput",
+            errors=(*_BODY, 404, 502, 504),
+            creates=True,
+        ),
+    ]
+}

@@ -2,6 +2,7 @@
 history queries from query strings, the versions an If-Match allows, the key of an Authorization
 header; and a version written back as an ETag. Every value that cannot be read is a 400 naming
 it (docs/api.md, "Query parameters")."""
+
 from __future__ import annotations
 
 from dataclasses import replace
@@ -16,10 +17,11 @@ if TYPE_CHECKING:
     from chalicelib.rules.kinds import Kind
     from chalicelib.rules.lists import ListQuery
 
-OFFSET_MAX = 10**9           # a list's offset is read through: bounded, and the cursor is cheaper
+OFFSET_MAX = 10**9  # a list's offset is read through: bounded, and the cursor is cheaper
 
 
 # --- headers ----------------------------------------------------------------------------------------
+
 
 def etag(version: int) -> str:
     return f'"{version}"'
@@ -47,6 +49,7 @@ def bearer_key(authorization: str | None) -> str | None:
 
 
 # --- query strings -----------------------------------------------------------------------------------
+
 
 def one_value_each(params: Any) -> dict[str, str]:
     """The query parameters (a multi-valued mapping: Chalice's), each given once: `limit=1&limit=2`
@@ -107,14 +110,20 @@ def list_query(kind: Kind, developer: str, params: dict[str, str]) -> ListQuery:
             if not clock.is_uuid(params[name]):
                 raise BadRequest(f"{name} must be a UUID")
             parents.append((name.removesuffix("_id"), clock.canonical_id(params[name])))
-    query = ListQuery(limit=int_param(params, "limit", LIST_LIMIT_DEFAULT, 1, LIST_LIMIT_MAX),
-                      offset=int_param(params, "offset", 0, 0, OFFSET_MAX),
-                      metadata_filter=metadata_filter(params.get("metadata_filter")),
-                      parents=tuple(parents), sort_by=sort_by, descending=descending)
+    query = ListQuery(
+        limit=int_param(params, "limit", LIST_LIMIT_DEFAULT, 1, LIST_LIMIT_MAX),
+        offset=int_param(params, "offset", 0, 0, OFFSET_MAX),
+        metadata_filter=metadata_filter(params.get("metadata_filter")),
+        parents=tuple(parents),
+        sort_by=sort_by,
+        descending=descending,
+    )
     indexable = len(index.metadata_terms(query.metadata_filter))
     if indexable > index.MAX_INDEXED_VALUES:
-        raise BadRequest(f"metadata_filter has {indexable} conditions on top-level strings, numbers or booleans; "
-                         f"a record holds at most {index.MAX_INDEXED_VALUES} such values, so none could match")
+        raise BadRequest(
+            f"metadata_filter has {indexable} conditions on top-level strings, numbers or booleans; "
+            f"a record holds at most {index.MAX_INDEXED_VALUES} such values, so none could match"
+        )
     if params.get("cursor"):
         if query.offset:
             raise BadRequest("give cursor or offset, not both: a cursor already says where to continue")
@@ -147,7 +156,7 @@ def metadata_filter(text: str | None) -> dict[str, Any]:
         return {}
     value = jsonio.loads(text, what="metadata_filter")
     if not isinstance(value, dict):
-        raise BadRequest("metadata_filter must be a JSON object, such as {\"db_uuid\": \"1234\"}")
+        raise BadRequest('metadata_filter must be a JSON object, such as {"db_uuid": "1234"}')
     from pydantic import ValidationError
 
     from chalicelib.rules import models
@@ -159,7 +168,9 @@ def metadata_filter(text: str | None) -> dict[str, Any]:
         return models.MetadataFilter.model_validate({"metadata_filter": _as_decimals(value)}).metadata_filter
     except ValidationError as exc:
         details = field_errors(exc)
-        raise BadRequest(f"metadata_filter cannot match any metadata: {details[0]['message']}", details=details) from None
+        raise BadRequest(
+            f"metadata_filter cannot match any metadata: {details[0]['message']}", details=details
+        ) from None
 
 
 def _as_decimals(value: Any) -> Any:
