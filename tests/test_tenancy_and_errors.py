@@ -1,4 +1,4 @@
-"""Tenancy, authentication and the one error shape, walked over every route in app.ROUTES.
+"""Tenancy, authentication and the one error shape, walked over every route of the operations table.
 
 Every failing request must answer `{"error": {"code", "message", "details"}}` as JSON and leave the
 table exactly as it was; another developer's ids must look exactly like ids that do not exist; and
