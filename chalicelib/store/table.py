@@ -24,6 +24,8 @@ from .codec import deserialize, key, serialize
 from .errors import KeyTaken, MissingRecord, ReceiptTaken, VersionConflict
 from .keys import MESSAGE_PREFIX, RECORD
 
+Record = dict[str, Any]  # a record (or a message, or a receipt): its fields as plain values
+
 # On a session record: the position of the newest message ever appended ("" before the first;
 # absent on sessions written before it was kept, whose newest message a Query finds instead).
 LAST_POSITION = "last_position"
@@ -145,10 +147,10 @@ class Store:
         self,
         developer: str,
         kind: str,
-        record: dict[str, Any],
+        record: Record,
         parents: list[tuple[str, str]],
         terms: list[str],
-        receipt: dict[str, Any] | None = None,
+        receipt: Record | None = None,
     ) -> None:
         """Write a new record and its index entries in one transaction that also checks every
         parent exists (and writes the request's idempotency receipt, if any). Raises
@@ -187,8 +189,8 @@ class Store:
         self,
         developer: str,
         kind: str,
-        old: dict[str, Any],
-        new: dict[str, Any],
+        old: Record,
+        new: Record,
         old_terms: list[str],
         new_terms: list[str],
     ) -> None:
@@ -214,7 +216,7 @@ class Store:
             raise VersionConflict()
 
     def delete(
-        self, developer: str, kind: str, record: dict[str, Any], terms: list[str], parents: list[tuple[str, str]] = ()
+        self, developer: str, kind: str, record: Record, terms: list[str], parents: list[tuple[str, str]] = ()
     ) -> None:
         """Remove a record and its index entries, and leave a purge marker for whatever lives
         under it (history, child sessions), in one transaction, if the record is still at the
@@ -313,11 +315,11 @@ class Store:
     def append_messages(
         self,
         developer: str,
-        session: dict[str, Any],
-        messages: list[dict[str, Any]],
+        session: Record,
+        messages: list[Record],
         updated_at: str,
         terms: list[str],
-        receipt: dict[str, Any] | None = None,
+        receipt: Record | None = None,
     ) -> list[str]:
         """Store messages atomically after the session's newest, and record the activity on the
         session in the same transaction: its updated_at becomes `updated_at` (its update-order

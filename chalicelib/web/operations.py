@@ -126,32 +126,13 @@ def get_record(kind: str, store: Store, call: Call) -> Any:
     return records.get(store, kind_of(kind), call.developer, call.ids[f"{kind}_id"])
 
 
-def replace_record(kind: str, store: Store, call: Call) -> Any:
+def update_record(kind: str, replace: bool, store: Store, call: Call) -> Any:
+    """PUT (`replace`) or PATCH."""
     from chalicelib.rules import records
 
-    return records.update(
-        store,
-        kind_of(kind),
-        call.developer,
-        call.ids[f"{kind}_id"],
-        call.body,
-        replace=True,
-        expected=queries.expected_versions(call.if_match),
-    )
-
-
-def patch_record(kind: str, store: Store, call: Call) -> Any:
-    from chalicelib.rules import records
-
-    return records.update(
-        store,
-        kind_of(kind),
-        call.developer,
-        call.ids[f"{kind}_id"],
-        call.body,
-        replace=False,
-        expected=queries.expected_versions(call.if_match),
-    )
+    expected = queries.expected_versions(call.if_match)
+    record_id = call.ids[f"{kind}_id"]
+    return records.update(store, kind_of(kind), call.developer, record_id, call.body, replace, expected)
 
 
 def delete_record(kind: str, store: Store, call: Call) -> Any:
@@ -201,154 +182,50 @@ _BODY = (400, 413, 422)  # unreadable, too large, against the schema
 _WRITE = (404, 409, 412)  # absent, lost every concurrency retry, a stale If-Match
 
 
-def _resource(
-    kind: str, model: str, plural: str, list_query: str, create_errors: tuple[int, ...] = ()
-) -> list[Operation]:
+# fmt: off
+# A table, kept one entry to two or three lines: name, method, path, function, status, summary,
+# response model, request model; then what the entry adds.
+def _resource(kind: str, model: str, plural: str, list_query: str,
+              create_errors: tuple[int, ...] = ()) -> list[Operation]:
     """The six operations of agents, users or sessions; `kind` is the kind's name (rules/kinds.py)."""
     collection, item = f"/{plural}", f"/{plural}/{{{kind}_id}}"
     return [
-        Operation(
-            f"{plural}.create",
-            "POST",
-            collection,
-            partial(create_record, kind),
-            201,
-            f"create a {kind}",
-            "Created",
-            f"{model}Create",
-            errors=(*_BODY, *create_errors),
-            creates=True,
-        ),
-        Operation(
-            f"{plural}.list",
-            "GET",
-            collection,
-            partial(list_records, kind),
-            200,
-            f"list {plural}, filtered and ordered",
-            f"{model}List",
-            query=list_query,
-            errors=(400,),
-        ),
-        Operation(
-            f"{plural}.get",
-            "GET",
-            item,
-            partial(get_record, kind),
-            200,
-            f"read a {kind}",
-            model,
-            errors=(404,),
-            versioned=True,
-        ),
-        Operation(
-            f"{plural}.replace",
-            "PUT",
-            item,
-            partial(replace_record, kind),
-            200,
-            f"replace a {kind}'s fields",
-            "Updated",
-            f"{model}Replace",
-            errors=(*_BODY, *_WRITE),
-            if_match=True,
-            versioned=True,
-        ),
-        Operation(
-            f"{plural}.patch",
-            "PATCH",
-            item,
-            partial(patch_record, kind),
-            200,
-            f"change some of a {kind}'s fields",
-            "Updated",
-            f"{model}Patch",
-            errors=(*_BODY, *_WRITE),
-            if_match=True,
-            versioned=True,
-        ),
-        Operation(
-            f"{plural}.delete",
-            "DELETE",
-            item,
-            partial(delete_record, kind),
-            202,
-            f"delete a {kind} and everything under it",
-            "Deleted",
-            errors=_WRITE,
-            if_match=True,
-        ),
+        Operation(f"{plural}.create", "POST", collection, partial(create_record, kind), 201,
+                  f"create a {kind}", "Created", f"{model}Create",
+                  errors=(*_BODY, *create_errors), creates=True),
+        Operation(f"{plural}.list", "GET", collection, partial(list_records, kind), 200,
+                  f"list {plural}, filtered and ordered", f"{model}List", query=list_query, errors=(400,)),
+        Operation(f"{plural}.get", "GET", item, partial(get_record, kind), 200,
+                  f"read a {kind}", model, errors=(404,), versioned=True),
+        Operation(f"{plural}.replace", "PUT", item, partial(update_record, kind, True), 200,
+                  f"replace a {kind}'s fields", "Updated", f"{model}Replace",
+                  errors=(*_BODY, *_WRITE), if_match=True, versioned=True),
+        Operation(f"{plural}.patch", "PATCH", item, partial(update_record, kind, False), 200,
+                  f"change some of a {kind}'s fields", "Updated", f"{model}Patch",
+                  errors=(*_BODY, *_WRITE), if_match=True, versioned=True),
+        Operation(f"{plural}.delete", "DELETE", item, partial(delete_record, kind), 202,
+                  f"delete a {kind} and everything under it", "Deleted", errors=_WRITE, if_match=True),
     ]
 
 
-_HISTORY, _CONTEXT, _CHAT = (
-    "/sessions/{session_id}/history",
-    "/sessions/{session_id}/context",
-    "/sessions/{session_id}/chat",
-)
-OPERATIONS: dict[str, Operation] = {
-    operation.name: operation
-    for operation in [
-        *_resource("agent", "Agent", "agents", "list"),
-        *_resource("user", "User", "users", "list"),
-        # A session names its agent and user: either absent is a 404.
-        *_resource("session", "Session", "sessions", "session_list", create_errors=(404,)),
-        Operation(
-            "sessions.history.get",
-            "GET",
-            _HISTORY,
-            get_history,
-            200,
-            "read a page of a session's history",
-            "HistoryPage",
-            query="history",
-            errors=(400, 404),
-        ),
-        Operation(
-            "sessions.history.append",
-            "POST",
-            _HISTORY,
-            append_history,
-            201,
-            "append messages to a session's history",
-            "Appended",
-            "HistoryAppend",
-            errors=(*_BODY, 404),
-            creates=True,
-        ),
-        Operation(
-            "sessions.history.delete",
-            "DELETE",
-            _HISTORY,
-            clear_history,
-            202,
-            "clear a session's history (the session stays)",
-            "Deleted",
-            errors=(404,),
-        ),
-        # An adaptive context has the model provider summarize: its failures are the chat's.
-        Operation(
-            "sessions.context.get",
-            "GET",
-            _CONTEXT,
-            get_context,
-            200,
-            "the context a model would get now",
-            "Context",
-            query="none",
-            errors=(400, 404, 422, 502, 504),
-        ),
-        Operation(
-            "sessions.chat",
-            "POST",
-            _CHAT,
-            chat_in_session,
-            200,
-            "send messages and get the model's answer",
-            "ChatResponse",
-            "ChatInput",
-            errors=(*_BODY, 404, 502, 504),
-            creates=True,
-        ),
-    ]
-}
+_HISTORY = "/sessions/{session_id}/history"
+OPERATIONS: dict[str, Operation] = {operation.name: operation for operation in [
+    *_resource("agent", "Agent", "agents", "list"),
+    *_resource("user", "User", "users", "list"),
+    # A session names its agent and user: either absent is a 404.
+    *_resource("session", "Session", "sessions", "session_list", create_errors=(404,)),
+    Operation("sessions.history.get", "GET", _HISTORY, get_history, 200,
+              "read a page of a session's history", "HistoryPage", query="history", errors=(400, 404)),
+    Operation("sessions.history.append", "POST", _HISTORY, append_history, 201,
+              "append messages to a session's history", "Appended", "HistoryAppend",
+              errors=(*_BODY, 404), creates=True),
+    Operation("sessions.history.delete", "DELETE", _HISTORY, clear_history, 202,
+              "clear a session's history (the session stays)", "Deleted", errors=(404,)),
+    # An adaptive context has the model provider summarize: its failures are the chat's.
+    Operation("sessions.context.get", "GET", "/sessions/{session_id}/context", get_context, 200,
+              "the context a model would get now", "Context", query="none", errors=(400, 404, 422, 502, 504)),
+    Operation("sessions.chat", "POST", "/sessions/{session_id}/chat", chat_in_session, 200,
+              "send messages and get the model's answer", "ChatResponse", "ChatInput",
+              errors=(*_BODY, 404, 502, 504), creates=True),
+]}
+# fmt: on
