@@ -50,8 +50,10 @@ def completion(content: str = REPLY, finish_reason: str = "stop", usage: dict | 
     }
 
 
-class FakeModel:
-    """Records every request; answers from a script of (status, body, delay), then the default."""
+class FakeOpenAIServer:
+    """An OpenAI-compatible HTTP server for the real provider adapter to call (the in-process stand-in
+    for a provider is conftest.FakeModel). Records every request; answers from a script of (status,
+    body, delay), then the default."""
 
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
@@ -101,7 +103,7 @@ class FakeModel:
 
 @pytest.fixture
 def fake_model():
-    fake = FakeModel()
+    fake = FakeOpenAIServer()
     server = ThreadingHTTPServer(("127.0.0.1", 0), fake.handler())
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
