@@ -66,25 +66,13 @@ def exercise(api, agent_id: str, session_id: str) -> None:
     filters and cursors, reads, PATCH/PUT with If-Match, history append/read/context/chat, the
     adaptive summary, clearing history, and deletes that cascade."""
     user_id = ok(api.post("/users", {"name": "Bo", "about": "another user", "metadata": {"tier": "gold"}}), 201)["id"]
-    other = ok(
-        api.post(
-            "/sessions",
-            {"agent_id": agent_id, "user_id": user_id, "situation": "s2", "metadata": {"db_uuid": "1234", "n": 1}},
-            headers={"Idempotency-Key": "create-1"},
-        ),
-        201,
-    )["id"]
-    assert (
-        ok(
-            api.post(
-                "/sessions",
-                {"agent_id": agent_id, "user_id": user_id, "situation": "s2", "metadata": {"db_uuid": "1234", "n": 1}},
-                headers={"Idempotency-Key": "create-1"},
-            ),
-            201,
-        )["id"]
-        == other
-    )
+    body = {"agent_id": agent_id, "user_id": user_id, "situation": "s2", "metadata": {"db_uuid": "1234", "n": 1}}
+
+    def create() -> str:
+        return ok(api.post("/sessions", body, headers={"Idempotency-Key": "create-1"}), 201)["id"]
+
+    other = create()
+    assert create() == other  # the replay
 
     for path in (
         "/agents",
