@@ -58,6 +58,13 @@ def test_each_operation_makes_the_documented_calls(api, counted, agent_id, user_
     assert calls_of(
         counted, lambda: api.post(f"/sessions/{sid}/history", {"messages": [{"role": "user", "content": "hi"}] * 3})
     ) == {"get_item": 2, "transact_write_items": 1}
+    # With `after`, the same: the session record names its last message, and the append's
+    # condition on the session holds the check until the commit.
+    last = api.get(f"/sessions/{sid}/history?order=desc&limit=1").json["items"][0]["id"]
+    assert calls_of(
+        counted,
+        lambda: api.post(f"/sessions/{sid}/history", {"messages": [{"role": "user", "content": "hi"}], "after": last}),
+    ) == {"get_item": 2, "transact_write_items": 1}
     assert calls_of(counted, lambda: api.get(f"/sessions/{sid}/history")) == {"get_item": 2, "query": 1}
     assert calls_of(counted, lambda: api.get("/sessions")) == {**KEY_CHECK, "query": 1, "batch_get_item": 1}
     assert calls_of(counted, lambda: api.delete(f"/sessions/{sid}")) == {

@@ -314,3 +314,109 @@ def test_clearing_two_thousand_messages_keeps_the_session_and_clears_the_summary
     assert "summary_until" not in after
     add(api, session_id, "fresh")
     assert contents(api, session_id) == ["fresh"]
+
+
+# --- append-after: an append that says which message it follows (issue 14) -------------------------
+
+
+def test_an_append_after_the_last_message_is_stored_and_after_any_other_is_a_409(api, session_id):
+    first = add(api, session_id, "one", "two")
+    answer = api.post(
+        f"/sessions/{session_id}/history",
+        {"messages": [{"role": "user", "content": "three"}], "after": first[-1]["id"]},
+    )
+    assert answer.status_code == 201, answer.json
+    last = answer.json["items"][-1]["id"]
+    for stale in (first[0]["id"], first[-1]["id"], None):  # a middle message, the old last, "empty"
+        moved = api.post(
+            f"/sessions/{session_id}/history", {"messages": [{"role": "user", "content": "x"}], "after": stale}
+        )
+        assert moved.status_code == 409 and moved.json["error"]["code"] == "history_moved", moved.json
+        assert last in moved.json["error"]["message"] and moved.json["error"]["details"][0]["last_message_id"] == last
+    assert contents(api, session_id) == ["one", "two", "three"]  # nothing stored by the refused ones
+    # in either case, as every id
+    upper = api.post(
+        f"/sessions/{session_id}/history", {"messages": [{"role": "user", "content": "four"}], "after": last.upper()}
+    )
+    assert upper.status_code == 201, upper.json
+
+
+def test_after_null_appends_only_to_an_empty_history_and_a_cleared_one_is_empty(api, session_id):
+    def to_empty(text):
+        return api.post(
+            f"/sessions/{session_id}/history", {"messages": [{"role": "user", "content": text}], "after": None}
+        )
+
+    assert to_empty("first").status_code == 201
+    refused = to_empty("second")
+    assert refused.status_code == 409 and refused.json["error"]["details"][0]["last_message_id"] is not None
+    assert api.delete(f"/sessions/{session_id}/history").status_code == 202
+    assert to_empty("again").status_code == 201
+    assert contents(api, session_id) == ["again"]
+
+
+def test_after_must_be_a_message_id(api, session_id):
+    answer = api.post(
+        f"/sessions/{session_id}/history", {"messages": [{"role": "user", "content": "x"}], "after": "nope"}
+    )
+    assert answer.status_code == 422 and answer.json["error"]["details"][0]["field"] == "after"
+    assert contents(api, session_id) == []
+
+
+def test_two_writers_answering_the_same_turn_never_interleave(calls_atomic, session_id, monkeypatch):
+    """Two agents answer the same last message at once, each with `after`: exactly one answer is
+    stored, the other is a 409 naming it, on moto and on DynamoDB Local, however they race."""
+    table = calls_atomic
+    (turn,) = history.append_messages(table, "alice", session_id, [{"role": "user", "content": "q", "name": None}])
+    for attempt in range(5):
+        barrier, results = threading.Barrier(2), []
+
+        def answer(n: int, after: str) -> None:
+            barrier.wait()
+            try:
+                body = {"messages": [{"role": "assistant", "content": f"answer {attempt}.{n}"}], "after": after}
+                results.append(history.append(table, "alice", session_id, body)["items"][-1].id)
+            except Exception as exc:  # noqa: BLE001 - counted below
+                results.append(exc)
+
+        threads = [threading.Thread(target=answer, args=(n, turn["id"])) for n in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        stored = [r for r in results if isinstance(r, str)]
+        refused = [r for r in results if not isinstance(r, str)]
+        assert len(stored) == 1 and len(refused) == 1, results
+        assert refused[0].code == "history_moved" and refused[0].details[0]["last_message_id"] == stored[0]
+        turn = {"id": stored[0]}
+    items = history.get(table, "alice", session_id, history.HistoryQuery(limit=100))["items"]
+    assert [m.content.split(".")[0] for m in items] == ["q", *(f"answer {a}" for a in range(5))]
+
+
+def test_a_chat_after_a_moved_history_is_a_409_before_the_model_is_called(api, session_id, model):
+    (last,) = add(api, session_id, "hello")
+    add(api, session_id, "meanwhile")
+    answer = api.post(
+        f"/sessions/{session_id}/chat", {"messages": [{"role": "user", "content": "hi"}], "after": last["id"]}
+    )
+    assert answer.status_code == 409 and answer.json["error"]["code"] == "history_moved"
+    assert model.calls == [] and contents(api, session_id) == ["hello", "meanwhile"]
+    current = api.get(f"/sessions/{session_id}/history?order=desc&limit=1").json["items"][0]["id"]
+    chat = api.post(f"/sessions/{session_id}/chat", {"messages": [{"role": "user", "content": "hi"}], "after": current})
+    assert chat.status_code == 200 and contents(api, session_id) == ["hello", "meanwhile", "hi", "reply"]
+
+
+def test_after_works_on_a_session_written_before_the_record_kept_its_last_message(api, table, session_id):
+    """Sessions stored before last_message_id was kept: the newest message is asked of the history."""
+    (last,) = add(api, session_id, "old")
+    table.client.update_item(
+        TableName=table.table,
+        Key={"pk": {"S": f"dev#alice#session#{session_id}"}, "sk": {"S": "#record"}},
+        UpdateExpression="REMOVE last_message_id",
+    )
+    stale = api.post(f"/sessions/{session_id}/history", {"messages": [{"role": "user", "content": "x"}], "after": None})
+    assert stale.status_code == 409 and stale.json["error"]["details"][0]["last_message_id"] == last["id"]
+    fresh = api.post(
+        f"/sessions/{session_id}/history", {"messages": [{"role": "user", "content": "new"}], "after": last["id"]}
+    )
+    assert fresh.status_code == 201 and contents(api, session_id) == ["old", "new"]

@@ -26,6 +26,8 @@ def chat(store, developer: str, session_id: str, body: dict, receipt: Receipt | 
     assembled = context.assemble(
         store, developer, session_id, new, recall=chat_input.recall is not False, deadline=deadline
     )
+    follows = history.Follows.of(chat_input)
+    history.check_follows(store, developer, assembled.session, follows)  # before paying for the model
     settings = _settings(assembled.agent, chat_input)
     provider = providers.configured()
     completion = provider.complete(
@@ -71,7 +73,7 @@ def chat(store, developer: str, session_id: str, body: dict, receipt: Receipt | 
         answers.append(answer_for(stamped[-1]))
         return receipt.record(200, answers[-1]) if receipt else None
 
-    history.commit(store, developer, session_id, [*new, reply], receipt_for, session=assembled.session)
+    history.commit(store, developer, session_id, [*new, reply], receipt_for, session=assembled.session, follows=follows)
     return answers[-1]
 
 

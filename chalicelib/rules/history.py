@@ -29,8 +29,8 @@ from chalicelib.rules.idempotency import Receipt
 from chalicelib.rules.kinds import SESSIONS
 from chalicelib.rules.records import existing
 from chalicelib.shared import clock
-from chalicelib.shared.errors import DeletionInProgress
-from chalicelib.store import LAST_POSITION, Store, VersionConflict
+from chalicelib.shared.errors import DeletionInProgress, HistoryMoved
+from chalicelib.store import LAST_MESSAGE_ID, LAST_POSITION, Store, VersionConflict
 from chalicelib.store.keys import message_positions, message_time
 
 PAGE_DEFAULT, PAGE_MAX = 100, 1000
@@ -75,10 +75,36 @@ def get(store: Store, developer: str, session_id: str, query: HistoryQuery = His
     }
 
 
+@dataclass(frozen=True)
+class Follows:
+    """An append's precondition (`after` in its body): the message that must still be the last one
+    in the history, None for "the history is empty"."""
+
+    message_id: str | None
+
+    @classmethod
+    def of(cls, parsed: models.HistoryAppend | models.ChatInput) -> Follows | None:
+        """The body's precondition; None when it gave no `after` (append wherever the end is)."""
+        return cls(parsed.after) if "after" in parsed.model_fields_set else None
+
+
+def check_follows(store: Store, developer: str, session: dict[str, Any], follows: Follows | None) -> None:
+    """HistoryMoved unless the message `follows` names is the last one of the session as read: the
+    session record says which one is (no extra read), but for sessions from before it did."""
+    if follows is None:
+        return
+    last = session.get(LAST_MESSAGE_ID)
+    if last is None:  # a session from before the record kept it: ask the history
+        last = store.last_message_id(developer, session["id"])
+    if (last or None) != follows.message_id:
+        raise HistoryMoved(session["id"], follows.message_id, last or None)
+
+
 def append(
     store: Store, developer: str, session_id: str, body: dict[str, Any], receipt: Receipt | None = None
 ) -> dict[str, Any]:
-    """Append messages in the order given, atomically (all stored or none)."""
+    """Append messages in the order given, atomically (all stored or none); with `after`, only if
+    that is still the last message (Follows)."""
     parsed = validation.parse(models.HistoryAppend, body)
     stamped = commit(
         store,
@@ -86,6 +112,7 @@ def append(
         session_id,
         [message.model_dump() for message in parsed.messages],
         receipt and (lambda stamped: receipt.record(201, positions=message_positions(stamped), session_id=session_id)),
+        follows=Follows.of(parsed),
     )
     return {"items": [models.Message.model_validate(message) for message in stamped]}
 
@@ -105,16 +132,21 @@ def commit(
     messages: list[dict[str, Any]],
     receipt_for: Callable[[list[dict[str, Any]]], dict[str, Any]] | None = None,
     session: dict[str, Any] | None = None,
+    follows: Follows | None = None,
 ) -> list[dict[str, Any]]:
     """Stamp the messages after the session's newest and store them with the session's new
     updated_at, in one transaction; on a concurrent change of the session, read it again and
     restamp. `receipt_for(stamped)` makes the request's idempotency receipt (which may hold an
     answer built from the stamps); `session`, a record read moments ago, saves the first read.
-    The stored messages, with their ids and created_at."""
+    With `follows`, every round checks the last message on the session it read: the transaction's
+    condition on that session's updated_at makes the check hold at commit, so a concurrent append
+    turns into a retry, which answers HistoryMoved. The stored messages, with their ids and
+    created_at."""
 
     def attempt(lost: VersionConflict | None) -> list[dict[str, Any]]:
         # the session as the lost race left it, when DynamoDB handed it back; else read it
         current = (lost.current if lost else session) or existing(store, SESSIONS, developer, session_id)
+        check_follows(store, developer, current, follows)
         stamped = _stamp(store, developer, current, messages)
         store.append_messages(
             developer,
@@ -156,12 +188,16 @@ def _stamp(
 def clear(store: Store, developer: str, session_id: str, budget_seconds: float | None = None) -> models.Deleted:
     """Clear a session's history, the session staying. The summary goes first (a summary of a
     cleared history must never outlive it), then the messages in batches until none is left, so
-    a retry after an interruption (or a 503 past the budget) finishes the job."""
+    a retry after an interruption (or a 503 past the budget) finishes the job. The session
+    records that its history is empty before the first message goes, so an append `after` a
+    message being cleared is refused rather than stored behind it."""
     deadline = deadline_after(budget_seconds)
     session = existing(store, SESSIONS, developer, session_id)
     if session.get("summary") is not None or session.get("summary_until") is not None:
         while not store.write_summary(developer, session_id, session["version"], None, None):
             session = existing(store, SESSIONS, developer, session_id)
+    if session.get(LAST_MESSAGE_ID) != "":
+        store.forget_last_message(developer, session_id)
     while store.delete_history_batch(developer, session_id):
         if time.monotonic() > deadline:
             raise DeletionInProgress(

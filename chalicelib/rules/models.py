@@ -25,7 +25,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from chalicelib.shared import jsonio
+from chalicelib.shared import clock, jsonio
 
 # Bounds, in UTF-8 bytes unless said otherwise. Together they keep every item under DynamoDB's
 # 400 KB and every transaction under 100 actions and 4 MB, with every field at its limit at once:
@@ -373,8 +373,20 @@ class MetadataFilter(_Input):
     metadata_filter: JsonObject
 
 
+def _message_id(value: str) -> str:
+    if not clock.is_uuid(value):
+        raise PydanticCustomError("uuid", "must be a message id (a UUID)")
+    return clock.canonical_id(value)
+
+
+# `after`: the append happens only if this is still the session's last message (null: only if its
+# history is empty); given and no longer so, a 409 history_moved, and nothing is stored.
+MessageId = Annotated[str, AfterValidator(_message_id)]
+
+
 class HistoryAppend(_Input):
     messages: Annotated[list[MessageIn], Field(min_length=1, max_length=MAX_MESSAGES_PER_APPEND)]
+    after: MessageId | None = None
 
 
 class Message(_Output):
@@ -450,6 +462,7 @@ class ChatInput(ChatSettings):
     record: bool | None = None  # Julep's older name for remember
     tools: Unsupported | None = None
     tool_choice: None = None
+    after: MessageId | None = None  # as in HistoryAppend; checked before the model is called
 
 
 class Usage(_Output):

@@ -24,6 +24,7 @@ STATUSES: dict[str, int] = {
     "method_not_allowed": 405,
     "request_timeout": 408,
     "conflict": 409,
+    "history_moved": 409,
     "precondition_failed": 412,
     "payload_too_large": 413,
     "request_uri_too_long": 414,
@@ -111,6 +112,21 @@ class Conflict(ServiceError):
     """A concurrent change won every retry; the caller may retry."""
 
     code = "conflict"
+
+
+class HistoryMoved(ServiceError):
+    """An append said which message it follows (`after`), and that is no longer the last one; nothing
+    was stored. `details` name the last message now."""
+
+    code = "history_moved"
+
+    def __init__(self, session_id: str, expected: str | None, last: str | None) -> None:
+        now = f"the last message is now {last}" if last else "the history is now empty"
+        wanted = f"after message {expected}" if expected else "to an empty history"
+        super().__init__(
+            f"session {session_id}: this append was to follow {wanted}, but {now}; nothing was stored",
+            details=[{"field": "after", "message": now, "type": "history_moved", "last_message_id": last}],
+        )
 
 
 class MethodNotAllowed(ServiceError):

@@ -29,6 +29,9 @@ Record = dict[str, Any]  # a record (or a message, or a receipt): its fields as 
 # On a session record: the position of the newest message ever appended ("" before the first;
 # absent on sessions written before it was kept, whose newest message a Query finds instead).
 LAST_POSITION = "last_position"
+# On a session record: the id of the message that is last in its history now ("" when it has none;
+# absent on sessions written before it was kept, whose newest message a Query finds instead).
+LAST_MESSAGE_ID = "last_message_id"
 PK, SK = schema.PARTITION_KEY, schema.SORT_KEY
 BATCH_WRITE_MAX = 25
 BATCH_GET_MAX = 100
@@ -323,7 +326,8 @@ class Store:
     ) -> list[str]:
         """Store messages atomically after the session's newest, and record the activity on the
         session in the same transaction: its updated_at becomes `updated_at` (its update-order
-        entries move with it) and LAST_POSITION the last new message's. Only while the session's
+        entries move with it), LAST_POSITION the last new message's position and LAST_MESSAGE_ID
+        its id. Only while the session's
         updated_at is still the one read: a concurrent append or update raises VersionConflict
         (so does a deleted session), and the caller reads the session again. All messages of one
         append share `created_at` and the first one's id, so an append is contiguous and keeps
@@ -338,14 +342,19 @@ class Store:
                 "Update": {
                     "TableName": self.table,
                     "Key": key(session_pk, RECORD),
-                    "UpdateExpression": "SET #updated = :updated, #last = :last",
+                    "UpdateExpression": "SET #updated = :updated, #last = :last, #last_id = :last_id",
                     "ConditionExpression": "#updated = :seen",
                     # the session as it is now comes back with a failure: no read before the retry
                     "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-                    "ExpressionAttributeNames": {"#updated": "updated_at", "#last": LAST_POSITION},
+                    "ExpressionAttributeNames": {
+                        "#updated": "updated_at",
+                        "#last": LAST_POSITION,
+                        "#last_id": LAST_MESSAGE_ID,
+                    },
                     "ExpressionAttributeValues": {
                         ":updated": {"S": updated_at},
                         ":last": {"S": positions[-1]},
+                        ":last_id": {"S": messages[-1]["id"]},
                         ":seen": {"S": session["updated_at"]},
                     },
                 }
@@ -386,6 +395,34 @@ class Store:
         pk = keys.record_pk(developer, "session", session_id)
         found = {item[SK]["S"]: deserialize(item) for item in self._batch_get([key(pk, p) for p in positions])}
         return [found[position] for position in positions if position in found]
+
+    def last_message_id(self, developer: str, session_id: str) -> str | None:
+        """The id of the session's newest message, None when it has none: one item read."""
+        answer = self.client.query(
+            **self._query_args(
+                keys.record_pk(developer, "session", session_id),
+                prefix=MESSAGE_PREFIX,
+                descending=True,
+                projection="id",
+                limit=1,
+            )
+        )
+        return answer["Items"][0]["id"]["S"] if answer["Items"] else None
+
+    def forget_last_message(self, developer: str, session_id: str) -> None:
+        """Record that the session's history is empty (LAST_MESSAGE_ID ""), when it is being
+        cleared; its LAST_POSITION stays, so later messages still sort after every earlier one."""
+        try:
+            self.client.update_item(
+                TableName=self.table,
+                Key=_record_key(developer, "session", session_id),
+                UpdateExpression="SET #last_id = :none",
+                ConditionExpression="attribute_exists(#pk)",
+                ExpressionAttributeNames={"#last_id": LAST_MESSAGE_ID, "#pk": PK},
+                ExpressionAttributeValues={":none": {"S": ""}},
+            )
+        except self.client.exceptions.ConditionalCheckFailedException:
+            return  # deleted meanwhile: nothing to record
 
     def last_message_time(self, developer: str, session_id: str) -> str | None:
         """`created_at` of the session's newest message: one key-only item read."""

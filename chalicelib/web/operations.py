@@ -218,7 +218,7 @@ OPERATIONS: dict[str, Operation] = {operation.name: operation for operation in [
               "read a page of a session's history", "HistoryPage", query="history", errors=(400, 404)),
     Operation("sessions.history.append", "POST", _HISTORY, append_history, 201,
               "append messages to a session's history", "Appended", "HistoryAppend",
-              errors=(*_BODY, 404), creates=True),
+              errors=(*_BODY, 404, 409), creates=True),
     Operation("sessions.history.delete", "DELETE", _HISTORY, clear_history, 202,
               "clear a session's history (the session stays)", "Deleted", errors=(404,)),
     # An adaptive context has the model provider summarize: its failures are the chat's.
@@ -226,6 +226,6 @@ OPERATIONS: dict[str, Operation] = {operation.name: operation for operation in [
               "the context a model would get now", "Context", query="none", errors=(400, 404, 422, 502, 504)),
     Operation("sessions.chat", "POST", "/sessions/{session_id}/chat", chat_in_session, 200,
               "send messages and get the model's answer", "ChatResponse", "ChatInput",
-              errors=(*_BODY, 404, 502, 504), creates=True),
+              errors=(*_BODY, 404, 409, 502, 504), creates=True),
 ]}
 # fmt: on
