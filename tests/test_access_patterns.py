@@ -66,6 +66,19 @@ def test_each_operation_makes_the_documented_calls(api, counted, agent_id, user_
         lambda: api.post(f"/sessions/{sid}/history", {"messages": [{"role": "user", "content": "hi"}], "after": last}),
     ) == {"get_item": 2, "transact_write_items": 1}
     assert calls_of(counted, lambda: api.get(f"/sessions/{sid}/history")) == {"get_item": 2, "query": 1}
+    # One message by its id: the id names its position, read with the session in one call. Removing
+    # it: that read and one transaction, and one Query more when it was the last (for the one before).
+    stored = api.get(f"/sessions/{sid}/history").json["items"]
+    one = f"/sessions/{sid}/history/{stored[0]['id']}"
+    assert calls_of(counted, lambda: api.get(one)) == {**KEY_CHECK, "batch_get_item": 1}
+    assert calls_of(counted, lambda: api.delete(one)) == {**KEY_CHECK, "batch_get_item": 1, "transact_write_items": 1}
+    last = f"/sessions/{sid}/history/{stored[-1]['id']}"
+    assert calls_of(counted, lambda: api.delete(last)) == {
+        **KEY_CHECK,
+        "batch_get_item": 1,
+        "query": 1,
+        "transact_write_items": 1,
+    }
     assert calls_of(counted, lambda: api.get("/sessions")) == {**KEY_CHECK, "query": 1, "batch_get_item": 1}
     assert calls_of(counted, lambda: api.delete(f"/sessions/{sid}")) == {
         "get_item": 2,

@@ -420,3 +420,115 @@ def test_after_works_on_a_session_written_before_the_record_kept_its_last_messag
         f"/sessions/{session_id}/history", {"messages": [{"role": "user", "content": "new"}], "after": last["id"]}
     )
     assert fresh.status_code == 201 and contents(api, session_id) == ["old", "new"]
+
+
+# --- one message: read and remove by id (issue 14) ----------------------------------------------------
+
+
+def test_one_message_is_read_by_its_id_in_either_case_and_only_in_its_session(api, session_id, agent_id):
+    stored = add(api, session_id, "one", "two", "three")
+    for message in stored:
+        got = api.get(f"/sessions/{session_id}/history/{message['id'].upper()}")
+        assert got.status_code == 200 and got.json == message
+    other = api.post("/sessions", {"agent_id": agent_id}).json["id"]
+    assert api.get(f"/sessions/{other}/history/{stored[0]['id']}").status_code == 404
+    missing = api.get(f"/sessions/{session_id}/history/{clock.new_id()}")
+    assert missing.status_code == 404 and "message" in missing.json["error"]["message"]
+    assert api.get(f"/sessions/{session_id}/history/not-an-id").status_code == 404
+    assert api.get(f"/sessions/{clock.new_id()}/history/{stored[0]['id']}").status_code == 404
+
+
+def test_removing_one_message_keeps_the_others_order_and_ids(api, session_id):
+    stored = add(api, session_id, "one", "two", "three", "four")
+    before = api.get(f"/sessions/{session_id}").json["updated_at"]
+    removed = api.delete(f"/sessions/{session_id}/history/{stored[1]['id']}")
+    assert removed.status_code == 202 and removed.json["id"] == stored[1]["id"]
+    assert api.get(f"/sessions/{session_id}/history").json["items"] == [stored[0], stored[2], stored[3]]
+    assert api.get(f"/sessions/{session_id}/history/{stored[1]['id']}").status_code == 404
+    assert api.delete(f"/sessions/{session_id}/history/{stored[1]['id']}").status_code == 404
+    assert api.get(f"/sessions/{session_id}").json["updated_at"] > before  # a change of the history
+
+
+def test_removing_the_last_message_makes_the_one_before_it_last(api, session_id):
+    first, last = add(api, session_id, "one", "two")
+    assert api.delete(f"/sessions/{session_id}/history/{last['id']}").status_code == 202
+    moved = api.post(
+        f"/sessions/{session_id}/history", {"messages": [{"role": "user", "content": "x"}], "after": last["id"]}
+    )
+    assert moved.status_code == 409 and moved.json["error"]["details"][0]["last_message_id"] == first["id"]
+    assert api.delete(f"/sessions/{session_id}/history/{first['id']}").status_code == 202
+    fresh = api.post(f"/sessions/{session_id}/history", {"messages": [{"role": "user", "content": "y"}], "after": None})
+    assert fresh.status_code == 201 and contents(api, session_id) == ["y"]
+
+
+def test_removing_a_message_the_summary_covered_clears_the_summary(api, table, session_id):
+    """The summary stays honest: one that covered a removed message is cleared (the next adaptive
+    context rebuilds it from what is left); one that did not, stays."""
+    first, second, third = add(api, session_id, "one", "two", "three")
+    session = table.get("alice", "session", session_id)
+    position = {m["id"]: p for p, m in table.messages("alice", session_id)}
+    assert table.write_summary("alice", session_id, int(session["version"]), "one and two", position[second["id"]])
+    tag = api.get(f"/sessions/{session_id}").headers["ETag"]
+    assert api.delete(f"/sessions/{session_id}/history/{third['id']}").status_code == 202  # after the summary
+    kept = api.get(f"/sessions/{session_id}")
+    assert kept.json["summary"] == "one and two" and kept.headers["ETag"] == tag
+    assert api.delete(f"/sessions/{session_id}/history/{first['id']}").status_code == 202  # inside it
+    cleared = api.get(f"/sessions/{session_id}")
+    assert cleared.json["summary"] is None and cleared.headers["ETag"] != tag
+    assert table.get("alice", "session", session_id).get("summary_until") is None
+
+
+def test_a_message_stored_before_ids_carried_positions_is_found_by_its_id(api, table, session_id):
+    """Sessions and messages from before: a random id, found with a Query of the history."""
+    add(api, session_id, "new style")
+    pk = {"S": f"dev#alice#session#{session_id}"}
+    table.client.update_item(
+        TableName=table.table, Key={"pk": pk, "sk": {"S": "#record"}}, UpdateExpression="REMOVE positional_ids"
+    )
+    old_id = clock.new_id()
+    table.client.put_item(
+        TableName=table.table,
+        Item={
+            "pk": pk,
+            "sk": {"S": f"msg#2020-01-01T00:00:00.000000Z#{old_id}#000"},
+            "id": {"S": old_id},
+            "role": {"S": "user"},
+            "content": {"S": "old style"},
+            "created_at": {"S": "2020-01-01T00:00:00.000000Z"},
+        },
+    )
+    assert api.get(f"/sessions/{session_id}/history/{old_id}").json["content"] == "old style"
+    assert api.delete(f"/sessions/{session_id}/history/{old_id}").status_code == 202
+    assert contents(api, session_id) == ["new style"]
+
+
+def test_a_remove_racing_appends_loses_nothing_and_leaves_the_true_last_message(calls_atomic, session_id):
+    table = calls_atomic
+    stored = history.append_messages(
+        table, "alice", session_id, [{"role": "user", "content": f"m{n}", "name": None} for n in range(6)]
+    )
+    barrier, failures = threading.Barrier(3), []
+
+    def run(job) -> None:
+        barrier.wait()
+        try:
+            job()
+        except Exception as exc:  # noqa: BLE001 - reported below
+            failures.append(exc)
+
+    jobs = [
+        lambda: history.delete_message(table, "alice", session_id, stored[-1]["id"]),
+        lambda: history.delete_message(table, "alice", session_id, stored[2]["id"]),
+        lambda: history.append_messages(
+            table, "alice", session_id, [{"role": "user", "content": "late", "name": None}]
+        ),
+    ]
+    threads = [threading.Thread(target=run, args=(job,)) for job in jobs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    items = history.get(table, "alice", session_id, history.HistoryQuery(limit=100))["items"]
+    assert [m.content for m in items] == ["m0", "m1", "m3", "m4", "late"]
+    assert table.get("alice", "session", session_id)["last_message_id"] == items[-1].id

@@ -50,11 +50,12 @@ def model(model):
 
 @pytest.fixture
 def world(api, agent_id, user_id, session_id):
-    api.post(
+    appended = api.post(
         f"/sessions/{session_id}/history",
         {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]},
     )
-    return {"agent_id": agent_id, "user_id": user_id, "session_id": session_id}
+    message_id = appended.json["items"][0]["id"]
+    return {"agent_id": agent_id, "user_id": user_id, "session_id": session_id, "message_id": message_id}
 
 
 # --- every operation ---------------------------------------------------------------------------------
@@ -62,7 +63,7 @@ def world(api, agent_id, user_id, session_id):
 
 # operation -> (params, how to check the effect over HTTP afterwards: (method, path, expected status))
 def cases(w):
-    a, u, s = w["agent_id"], w["user_id"], w["session_id"]
+    a, u, s, m = w["agent_id"], w["user_id"], w["session_id"], w["message_id"]
     return {
         "agents.create": ({"body": {"name": "Ivy", "about": "new"}}, None),
         "agents.list": ({"limit": 5, "metadata_filter": {}}, None),
@@ -88,6 +89,11 @@ def cases(w):
             ("GET", f"/sessions/{s}/history"),
         ),
         "sessions.history.delete": ({"session_id": s}, ("GET", f"/sessions/{s}/history")),
+        "sessions.history.message.get": ({"session_id": s, "message_id": m}, None),
+        "sessions.history.message.delete": (
+            {"session_id": s, "message_id": m},
+            ("GET", f"/sessions/{s}/history/{m}"),
+        ),
         "sessions.context.get": ({"session_id": s}, None),
         "sessions.chat": (
             {"session_id": s, "body": {"messages": [{"role": "user", "content": "and?"}], "remember": True}},
@@ -97,7 +103,7 @@ def cases(w):
 
 
 def test_the_cases_cover_every_operation_and_every_route():
-    fake = {"agent_id": "a", "user_id": "u", "session_id": "s"}
+    fake = {"agent_id": "a", "user_id": "u", "session_id": "s", "message_id": "m"}
     assert set(cases(fake)) == set(OPERATIONS) == {name for _, _, name in ROUTES}
 
 

@@ -86,7 +86,12 @@ def fill(path: str, ids: dict[str, str]) -> str:
 
 
 def random_ids() -> dict[str, str]:
-    return {"agent_id": str(uuid.uuid4()), "user_id": str(uuid.uuid4()), "session_id": str(uuid.uuid4())}
+    return {
+        "agent_id": str(uuid.uuid4()),
+        "user_id": str(uuid.uuid4()),
+        "session_id": str(uuid.uuid4()),
+        "message_id": str(uuid.uuid4()),
+    }
 
 
 def valid_body(operation: str, ids: dict[str, str]) -> dict[str, Any] | None:
@@ -168,7 +173,12 @@ def world(api) -> dict[str, str]:
         },
     )
     assert appended.status_code == 201, appended.body
-    return {"agent_id": agent.json["id"], "user_id": user.json["id"], "session_id": session.json["id"]}
+    return {
+        "agent_id": agent.json["id"],
+        "user_id": user.json["id"],
+        "session_id": session.json["id"],
+        "message_id": appended.json["items"][0]["id"],
+    }
 
 
 @pytest.fixture

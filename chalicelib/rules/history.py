@@ -29,9 +29,9 @@ from chalicelib.rules.idempotency import Receipt
 from chalicelib.rules.kinds import SESSIONS
 from chalicelib.rules.records import existing
 from chalicelib.shared import clock
-from chalicelib.shared.errors import DeletionInProgress, HistoryMoved
-from chalicelib.store import LAST_MESSAGE_ID, LAST_POSITION, Store, VersionConflict
-from chalicelib.store.keys import message_positions, message_time
+from chalicelib.shared.errors import DeletionInProgress, HistoryMoved, NotFound
+from chalicelib.store import LAST_MESSAGE_ID, LAST_POSITION, MissingRecord, Store, VersionConflict
+from chalicelib.store.keys import message_ids, message_positions, message_time
 
 PAGE_DEFAULT, PAGE_MAX = 100, 1000
 # Rounds an append may lose to other appends of its session before a 409: eight writers appending
@@ -173,16 +173,59 @@ def _stamp(
     else:
         newest = message_time(last) if last else None
     timestamp = clock.after(newest) if newest else clock.now()
+    ids = message_ids(timestamp, len(messages))
     return [
-        {
-            "id": clock.new_id(),
-            "role": m["role"],
-            "content": m["content"],
-            "name": m.get("name"),
-            "created_at": timestamp,
-        }
-        for m in messages
+        {"id": message_id, "role": m["role"], "content": m["content"], "name": m.get("name"), "created_at": timestamp}
+        for message_id, m in zip(ids, messages)
     ]
+
+
+def get_message(store: Store, developer: str, session_id: str, message_id: str) -> models.Message:
+    """One message of a session's history, by its id (one read: its id names its position)."""
+    _, _, message = _find(store, developer, session_id, message_id)
+    return models.Message.model_validate(message)
+
+
+def delete_message(store: Store, developer: str, session_id: str, message_id: str) -> models.Deleted:
+    """Remove one message; the others keep their order and ids. The session records it as a change
+    of its history (updated_at moves); if the message was the last, the one before it becomes the
+    last (for `after`); a summary that covered it is cleared, to be rebuilt from what is left by
+    the next adaptive context (docs/api.md, "Editing the history")."""
+
+    def attempt(lost: VersionConflict | None) -> models.Deleted:
+        session, position, _ = _find(store, developer, session_id, message_id)
+        last = session.get(LAST_MESSAGE_ID)
+        if last is None:  # a session from before the record kept it
+            last = store.last_message_id(developer, session_id) or ""
+        previous = store.message_before(developer, session_id, position) if last == message_id else None
+        until = session.get("summary_until")
+        try:
+            store.remove_message(
+                developer,
+                session,
+                position,
+                clock.after(session["updated_at"]),
+                SESSIONS.terms(session),
+                (previous or "") if last == message_id else None,
+                clear_summary=bool(until) and position <= until,
+            )
+        except MissingRecord:  # removed meanwhile by another request
+            raise NotFound(f"message {message_id} not found in session {session_id}") from None
+        return models.Deleted(id=message_id, deleted_at=clock.now())
+
+    return retry_on_conflict(attempt, f"session {session_id} kept changing under this delete; retry it")
+
+
+def _find(store: Store, developer: str, session_id: str, message_id: str) -> tuple[dict[str, Any], str, dict[str, Any]]:
+    """(the session, the message's position, the message), or NotFound naming what is absent."""
+    session, position, message = (None, None, None)
+    if clock.is_uuid(session_id) and clock.is_uuid(message_id):
+        session, position, message = store.find_message(developer, session_id, message_id)
+    if session is None:
+        raise NotFound(f"session {session_id} not found")
+    if position is None or message is None:
+        raise NotFound(f"message {message_id} not found in session {session_id}")
+    return session, position, message
 
 
 def clear(store: Store, developer: str, session_id: str, budget_seconds: float | None = None) -> models.Deleted:

@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from chalicelib.rules import models
-from chalicelib.store import LAST_MESSAGE_ID, LAST_POSITION, index
+from chalicelib.store import LAST_MESSAGE_ID, LAST_POSITION, POSITIONAL_IDS, index
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ SESSIONS = Kind(
     models.SessionPatch,
     models.SessionReplace,
     models.Session,
-    defaults={"metadata": {}, "render_templates": False, LAST_POSITION: "", LAST_MESSAGE_ID: ""},
+    defaults={"metadata": {}, "render_templates": False, LAST_POSITION: "", LAST_MESSAGE_ID: "", POSITIONAL_IDS: True},
     immutable=frozenset({"id", "created_at", "updated_at", "agent_id", "user_id", "summary"}),
     references=("agent_id", "user_id"),
 )

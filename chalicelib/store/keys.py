@@ -16,8 +16,11 @@ Every item of a developer carries `dev#<d>#` in its key, so no query can reach a
 
 from __future__ import annotations
 
+import secrets
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from . import index
@@ -86,6 +89,65 @@ def message_positions(messages: list[dict[str, Any]]) -> list[str]:
     """Sort keys of one append's messages: its time, its first message's id, each one's place."""
     group = messages[0]["id"]
     return [f"{MESSAGE_PREFIX}{m['created_at']}#{group}#{n:03d}" for n, m in enumerate(messages)]
+
+
+# A message's id carries its position, so one read finds a message by id. It is a version-4 UUID
+# (the julep SDK asserts the version) whose 122 free bits hold the append's time in microseconds
+# since 1970 (64 bits), the message's place in its append (8 bits) and the append's random part
+# (50 bits, shared by its messages). Its position is `msg#<created_at>#<the append's first id>#<n>`,
+# as for every message before ids carried it; those keep their random ids and are found by a Query.
+# The bits are mixed by an invertible function first, so ids look as random as any other's.
+_MICROSECONDS, _PLACE, _RANDOM = 64, 8, 50
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+_BITS = 1 << 122
+_K1, _K2 = 0x2545F4914F6CDD1D9E3779B97F4A7C15 % _BITS | 1, 0x1B873593CC9E2D51BF58476D1CE4E5B9 % _BITS | 1
+_K1_INVERSE, _K2_INVERSE = pow(_K1, -1, _BITS), pow(_K2, -1, _BITS)
+
+
+def _mixed(payload: int) -> int:
+    mixed = payload * _K1 % _BITS
+    return (mixed ^ mixed >> 61) * _K2 % _BITS
+
+
+def _unmixed(mixed: int) -> int:
+    value = mixed * _K2_INVERSE % _BITS
+    return (value ^ value >> 61) * _K1_INVERSE % _BITS
+
+
+def _as_uuid4(payload: int) -> str:
+    """122 bits, mixed, as a version-4, RFC-variant UUID."""
+    payload = _mixed(payload)
+    value = (payload >> 74) << 80 | 0x4 << 76 | ((payload >> 62) & 0xFFF) << 64 | 0b10 << 62 | (payload & (1 << 62) - 1)
+    return str(uuid.UUID(int=value))
+
+
+def _payload(message_id: str) -> int | None:
+    value = uuid.UUID(message_id).int
+    if value >> 76 & 0xF != 4 or value >> 62 & 0b11 != 0b10:
+        return None
+    return _unmixed((value >> 80) << 74 | ((value >> 64) & 0xFFF) << 62 | (value & (1 << 62) - 1))
+
+
+def message_ids(created_at: str, count: int) -> list[str]:
+    """The ids of one append's `count` messages, all stamped `created_at`."""
+    micros = (datetime.strptime(created_at, _TIME_FORMAT).replace(tzinfo=UTC) - _EPOCH) // timedelta(microseconds=1)
+    group = secrets.randbits(_RANDOM)
+    return [_as_uuid4((micros << _PLACE | n) << _RANDOM | group) for n in range(count)]
+
+
+def position_of(message_id: str) -> str | None:
+    """The position a message id names, if it is one that carries it (None: an id from before)."""
+    payload = _payload(message_id)
+    if payload is None:
+        return None
+    micros, place, group = payload >> (_PLACE + _RANDOM), payload >> _RANDOM & 0xFF, payload & (1 << _RANDOM) - 1
+    try:
+        created_at = (_EPOCH + timedelta(microseconds=micros)).strftime(_TIME_FORMAT)
+    except OverflowError:
+        return None
+    first = _as_uuid4((micros << _PLACE) << _RANDOM | group)
+    return f"{MESSAGE_PREFIX}{created_at}#{first}#{place:03d}"
 
 
 def message_time(position: str) -> str:

@@ -32,6 +32,9 @@ LAST_POSITION = "last_position"
 # On a session record: the id of the message that is last in its history now ("" when it has none;
 # absent on sessions written before it was kept, whose newest message a Query finds instead).
 LAST_MESSAGE_ID = "last_message_id"
+# On a session record: true when every message of it has an id that carries its position
+# (keys.message_ids); absent on sessions created before, whose older messages a Query finds.
+POSITIONAL_IDS = "positional_ids"
 PK, SK = schema.PARTITION_KEY, schema.SORT_KEY
 BATCH_WRITE_MAX = 25
 BATCH_GET_MAX = 100
@@ -395,6 +398,102 @@ class Store:
         pk = keys.record_pk(developer, "session", session_id)
         found = {item[SK]["S"]: deserialize(item) for item in self._batch_get([key(pk, p) for p in positions])}
         return [found[position] for position in positions if position in found]
+
+    def find_message(
+        self, developer: str, session_id: str, message_id: str
+    ) -> tuple[Record | None, str | None, Record | None]:
+        """(the session, the message's position, the message), None for what is absent: one
+        BatchGetItem of the session and the position the id names, and for a session from before
+        ids carried positions, a Query of its history for the id if that missed."""
+        pk = keys.record_pk(developer, "session", session_id)
+        position = keys.position_of(message_id)
+        wanted = [key(pk, RECORD)] + ([key(pk, position)] if position else [])
+        found = {item[SK]["S"]: item for item in self._batch_get(wanted)}
+        session = deserialize(found[RECORD]) if RECORD in found else None
+        item = found.get(position) if position else None
+        if item is not None and item.get("id") == {"S": message_id}:
+            return session, position, deserialize(item)
+        if session is None or session.get(POSITIONAL_IDS):
+            return session, None, None
+        args = self._query_args(pk, prefix=MESSAGE_PREFIX)
+        args.update(FilterExpression="#id = :id")
+        args["ExpressionAttributeNames"]["#id"] = "id"
+        args["ExpressionAttributeValues"][":id"] = {"S": message_id}
+        for answer in self._pages("query", args):
+            for item in answer["Items"]:
+                return session, item[SK]["S"], deserialize(item)
+        return session, None, None
+
+    def message_before(self, developer: str, session_id: str, position: str) -> str | None:
+        """The id of the message right before `position`, None when it is the first: one item read."""
+        args = self._query_args(
+            keys.record_pk(developer, "session", session_id), descending=True, projection="id", limit=1
+        )
+        args["KeyConditionExpression"] += " AND #sk BETWEEN :low AND :before"
+        args["ExpressionAttributeNames"]["#sk"] = SK
+        args["ExpressionAttributeValues"].update({":low": {"S": MESSAGE_PREFIX}, ":before": {"S": position}})
+        args["Limit"] = 2  # the range is inclusive: `position` itself, then the one before it
+        items = self.client.query(**args)["Items"]
+        return items[1]["id"]["S"] if len(items) > 1 else None
+
+    def remove_message(
+        self,
+        developer: str,
+        session: Record,
+        position: str,
+        updated_at: str,
+        terms: list[str],
+        last_message_id: str | None,
+        clear_summary: bool,
+    ) -> None:
+        """Delete one message, and record the change on the session in the same transaction: its
+        updated_at (and update-order entries) move; `last_message_id`, when the message was the
+        last, names the one before it ("" for none); `clear_summary` removes a summary that covered
+        the message, with a new version, so no summary computed before can be written over it.
+        Only while the session is as read: else VersionConflict; a message already gone, MissingRecord."""
+        session_pk = keys.record_pk(developer, "session", session["id"])
+        # (placeholders apart from _still's, which names the values as read)
+        sets, names, values = ["#updated = :now"], {"#updated": "updated_at"}, {":now": {"S": updated_at}}
+        if last_message_id is not None:
+            sets.append("#last_id = :last_id")
+            names["#last_id"] = LAST_MESSAGE_ID
+            values[":last_id"] = {"S": last_message_id}
+        expression = "SET " + ", ".join(sets)
+        if clear_summary:
+            expression = "SET " + ", ".join([*sets, "#version = :next"]) + " REMOVE #summary, #until"
+            names.update({"#version": "version", "#summary": "summary", "#until": "summary_until"})
+            values[":next"] = {"N": str(int(session["version"]) + 1)}
+        still = _still(session)
+        actions: list[dict[str, Any]] = [
+            {
+                "Update": {
+                    "TableName": self.table,
+                    "Key": key(session_pk, RECORD),
+                    "UpdateExpression": expression,
+                    "ConditionExpression": still["ConditionExpression"],
+                    "ExpressionAttributeNames": {**still["ExpressionAttributeNames"], **names},
+                    "ExpressionAttributeValues": {**still["ExpressionAttributeValues"], **values},
+                }
+            },
+            *(self._delete(key(*k)) for k in keys.update_order_keys(developer, "session", session, terms)),
+            *(
+                self._put(key(*k))
+                for k in keys.update_order_keys(developer, "session", {**session, "updated_at": updated_at}, terms)
+            ),
+            {
+                "Delete": {
+                    "TableName": self.table,
+                    "Key": key(session_pk, position),
+                    "ConditionExpression": "attribute_exists(#pk)",
+                    "ExpressionAttributeNames": {"#pk": PK},
+                }
+            },
+        ]
+        failed = self._transact(actions)
+        if failed == len(actions) - 1:
+            raise MissingRecord("message", position)
+        if failed is not None:
+            raise VersionConflict()
 
     def last_message_id(self, developer: str, session_id: str) -> str | None:
         """The id of the session's newest message, None when it has none: one item read."""

@@ -162,6 +162,18 @@ def clear_history(store: Store, call: Call) -> Any:
     return history.clear(store, call.developer, call.ids["session_id"])
 
 
+def get_message(store: Store, call: Call) -> Any:
+    from chalicelib.rules import history
+
+    return history.get_message(store, call.developer, call.ids["session_id"], call.ids["message_id"])
+
+
+def delete_message(store: Store, call: Call) -> Any:
+    from chalicelib.rules import history
+
+    return history.delete_message(store, call.developer, call.ids["session_id"], call.ids["message_id"])
+
+
 def get_context(store: Store, call: Call) -> Any:
     from chalicelib.rules import context
 
@@ -209,6 +221,7 @@ def _resource(kind: str, model: str, plural: str, list_query: str,
 
 
 _HISTORY = "/sessions/{session_id}/history"
+_MESSAGE = "/sessions/{session_id}/history/{message_id}"
 OPERATIONS: dict[str, Operation] = {operation.name: operation for operation in [
     *_resource("agent", "Agent", "agents", "list"),
     *_resource("user", "User", "users", "list"),
@@ -221,6 +234,10 @@ OPERATIONS: dict[str, Operation] = {operation.name: operation for operation in [
               errors=(*_BODY, 404, 409), creates=True),
     Operation("sessions.history.delete", "DELETE", _HISTORY, clear_history, 202,
               "clear a session's history (the session stays)", "Deleted", errors=(404,)),
+    Operation("sessions.history.message.get", "GET", _MESSAGE, get_message, 200,
+              "read one message of a session's history", "Message", errors=(404,)),
+    Operation("sessions.history.message.delete", "DELETE", _MESSAGE, delete_message, 202,
+              "remove one message from a session's history", "Deleted", errors=(404, 409)),
     # An adaptive context has the model provider summarize: its failures are the chat's.
     Operation("sessions.context.get", "GET", "/sessions/{session_id}/context", get_context, 200,
               "the context a model would get now", "Context", query="none", errors=(400, 404, 422, 502, 504)),
