@@ -510,18 +510,16 @@ class Store:
 
     def forget_last_message(self, developer: str, session_id: str) -> None:
         """Record that the session's history is empty (LAST_MESSAGE_ID ""), when it is being
-        cleared; its LAST_POSITION stays, so later messages still sort after every earlier one."""
-        try:
-            self.client.update_item(
-                TableName=self.table,
-                Key=_record_key(developer, "session", session_id),
-                UpdateExpression="SET #last_id = :none",
-                ConditionExpression="attribute_exists(#pk)",
-                ExpressionAttributeNames={"#last_id": LAST_MESSAGE_ID, "#pk": PK},
-                ExpressionAttributeValues={":none": {"S": ""}},
-            )
-        except self.client.exceptions.ConditionalCheckFailedException:
-            return  # deleted meanwhile: nothing to record
+        cleared; its LAST_POSITION stays, so later messages still sort after every earlier one.
+        A session deleted meanwhile has nothing to record."""
+        self._update_session(
+            developer,
+            session_id,
+            "SET #last_id = :none",
+            "attribute_exists(#pk)",
+            {"#last_id": LAST_MESSAGE_ID, "#pk": PK},
+            {":none": {"S": ""}},
+        )
 
     def last_message_time(self, developer: str, session_id: str) -> str | None:
         """`created_at` of the session's newest message: one key-only item read."""
@@ -563,19 +561,32 @@ class Store:
         """Set the session's summary (and the position of the last message it covers) if the
         session is still at `version`; bumps the version so no read-modify-write that started
         earlier can overwrite it. False when the session changed meanwhile (or is gone)."""
+        return self._update_session(
+            developer,
+            session_id,
+            "SET #summary = :summary, #until = :until, #version = :next",
+            "#version = :version",
+            {"#summary": "summary", "#until": "summary_until", "#version": "version"},
+            {
+                ":summary": codec.value(summary),
+                ":until": codec.value(until),
+                ":version": {"N": str(version)},
+                ":next": {"N": str(version + 1)},
+            },
+        )
+
+    def _update_session(
+        self, developer: str, session_id: str, expression: str, condition: str, names: dict, values: dict
+    ) -> bool:
+        """One conditional UpdateItem of a session record; False when the condition failed."""
         try:
             self.client.update_item(
                 TableName=self.table,
                 Key=_record_key(developer, "session", session_id),
-                UpdateExpression="SET #summary = :summary, #until = :until, #version = :next",
-                ConditionExpression="#version = :version",
-                ExpressionAttributeNames={"#summary": "summary", "#until": "summary_until", "#version": "version"},
-                ExpressionAttributeValues={
-                    ":summary": codec.value(summary),
-                    ":until": codec.value(until),
-                    ":version": {"N": str(version)},
-                    ":next": {"N": str(version + 1)},
-                },
+                UpdateExpression=expression,
+                ConditionExpression=condition,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
             )
             return True
         except self.client.exceptions.ConditionalCheckFailedException:

@@ -101,11 +101,7 @@ ERRORS = {
     ),
     401: ("Unauthorized", "no `Authorization: Bearer` key, or an unknown one"),
     404: ("NotFound", "an absent id, another developer's id, a path id that is not a UUID"),
-    409: (
-        "Conflict",
-        "concurrent changes won every retry (retry); or an append's `after` is no longer the last "
-        "message (`history_moved`: details name the last one now; nothing was stored)",
-    ),
+    409: ("Conflict", "changes won every retry, or an append's `after` is no longer last (`history_moved`)"),
     412: ("PreconditionFailed", "If-Match names a version the resource has moved past; nothing changed"),
     413: ("PayloadTooLarge", "a body over 1 MiB"),
     415: ("UnsupportedMediaType", "a Content-Type other than JSON"),
