@@ -13,7 +13,7 @@ from chalicelib.rules import history
 from chalicelib.shared import clock
 from chalicelib.shared.errors import NotFound
 from chalicelib.store import StoreError
-from conftest import FakeModel, count_conflicts, model_provider
+from conftest import FakeModel, count_conflicts, model_provider, table_keys
 
 # Concurrent writers, Query pages and batch deletes: on DynamoDB Local too.
 pytestmark = pytest.mark.real_engine
@@ -532,3 +532,86 @@ def test_a_remove_racing_appends_loses_nothing_and_leaves_the_true_last_message(
     items = history.get(table, "alice", session_id, history.HistoryQuery(limit=100))["items"]
     assert [m.content for m in items] == ["m0", "m1", "m3", "m4", "late"]
     assert table.get("alice", "session", session_id)["last_message_id"] == items[-1].id
+
+
+# --- rewind: DELETE /sessions/{id}/history?after=<message id> (issue 14) ------------------------------
+
+
+def test_a_rewind_keeps_the_history_up_to_a_message_and_that_message_becomes_the_last(api, table, session_id):
+    from chalicelib.tools import consistency
+
+    stored = add(api, session_id, *(f"m{n}" for n in range(20)))
+    answer = api.delete(f"/sessions/{session_id}/history?after={stored[9]['id'].upper()}")
+    assert answer.status_code == 202, answer.json
+    assert api.get(f"/sessions/{session_id}/history").json["items"] == stored[:10]
+    moved = api.post(f"/sessions/{session_id}/history", {"messages": [{"role": "user", "content": "x"}], "after": None})
+    assert moved.json["error"]["details"][0]["last_message_id"] == stored[9]["id"]
+    again = api.post(
+        f"/sessions/{session_id}/history", {"messages": [{"role": "user", "content": "redo"}], "after": stored[9]["id"]}
+    )
+    assert again.status_code == 201 and contents(api, session_id)[-2:] == ["m9", "redo"]
+    assert (
+        api.delete(f"/sessions/{session_id}/history?after={again.json['items'][0]['id']}").status_code == 202
+    )  # the last: nothing to do
+    report = consistency.check(table, "alice")
+    assert (report["missing"], report["orphaned"], report["orphaned_messages"]) == ([], [], [])
+    assert [k for k in table_keys(table) if k[0].endswith("#purge")] == []
+
+
+def test_a_rewind_clears_a_summary_that_covered_what_it_removed(api, table, session_id):
+    stored = add(api, session_id, *(f"m{n}" for n in range(6)))
+    position = {m["id"]: p for p, m in table.messages("alice", session_id)}
+    session = table.get("alice", "session", session_id)
+    assert table.write_summary("alice", session_id, int(session["version"]), "m0..m1", position[stored[1]["id"]])
+    assert api.delete(f"/sessions/{session_id}/history?after={stored[3]['id']}").status_code == 202
+    assert api.get(f"/sessions/{session_id}").json["summary"] == "m0..m1"  # it covered nothing removed
+    session = table.get("alice", "session", session_id)
+    assert table.write_summary("alice", session_id, int(session["version"]), "m0..m3", position[stored[3]["id"]])
+    assert api.delete(f"/sessions/{session_id}/history?after={stored[2]['id']}").status_code == 202
+    assert api.get(f"/sessions/{session_id}").json["summary"] is None and contents(api, session_id) == [
+        "m0",
+        "m1",
+        "m2",
+    ]
+
+
+def test_an_interrupted_rewind_keeps_what_was_appended_meanwhile_and_a_retry_finishes_it(
+    api, table, session_id, monkeypatch
+):
+    from chalicelib.rules import deletes
+
+    for start in range(0, 450, 50):
+        add(api, session_id, *(f"m{n}" for n in range(start, start + 50)))
+    keep = api.get(f"/sessions/{session_id}/history?limit=5").json["items"]
+    monkeypatch.setattr(deletes, "DELETE_BUDGET_SECONDS", -1.0)  # stops after its first page
+    stopped = api.delete(f"/sessions/{session_id}/history?after={keep[-1]['id']}")
+    assert stopped.status_code == 503 and stopped.json["error"]["code"] == "deletion_in_progress"
+    monkeypatch.setattr(deletes, "DELETE_BUDGET_SECONDS", 20.0)
+    meanwhile = add(api, session_id, "meanwhile")  # after the rewind began: it must stay
+    assert meanwhile[0]["content"] == "meanwhile"
+    assert api.delete(f"/sessions/{session_id}/history?after={keep[-1]['id']}").status_code == 202
+    assert contents(api, session_id) == ["m0", "m1", "m2", "m3", "m4", "meanwhile"]
+
+
+def test_the_operators_sweep_finishes_a_rewind_nobody_retried(api, table, session_id, monkeypatch):
+    from chalicelib.rules import deletes
+
+    for start in range(0, 450, 50):
+        add(api, session_id, *(f"m{n}" for n in range(start, start + 50)))
+    first = api.get(f"/sessions/{session_id}/history?limit=1").json["items"][0]
+    monkeypatch.setattr(deletes, "DELETE_BUDGET_SECONDS", -1.0)
+    assert api.delete(f"/sessions/{session_id}/history?after={first['id']}").status_code == 503
+    monkeypatch.setattr(deletes, "DELETE_BUDGET_SECONDS", 20.0)
+    assert deletes.finish_pending_deletes(table, "alice") == 1
+    assert contents(api, session_id) == ["m0"] and deletes.finish_pending_deletes(table, "alice") == 0
+
+
+def test_a_rewind_names_a_message_of_its_own_session(api, session_id, agent_id):
+    stored = add(api, session_id, "a", "b")
+    other = api.post("/sessions", {"agent_id": agent_id}).json["id"]
+    assert api.delete(f"/sessions/{other}/history?after={stored[0]['id']}").status_code == 404
+    assert api.delete(f"/sessions/{session_id}/history?after={clock.new_id()}").status_code == 404
+    bad = api.delete(f"/sessions/{session_id}/history?after=nope")
+    assert bad.status_code == 400 and "after" in bad.json["error"]["message"]
+    assert api.delete(f"/sessions/{session_id}/history?before={stored[0]['id']}").status_code == 400
+    assert contents(api, session_id) == ["a", "b"]

@@ -15,7 +15,7 @@ from chalicelib.rules.kinds import KINDS, SESSIONS, Kind
 from chalicelib.rules.records import check_expected
 from chalicelib.shared import clock
 from chalicelib.shared.errors import DeletionInProgress, NotFound
-from chalicelib.store import MissingRecord, Store, VersionConflict, index
+from chalicelib.store import REWIND, MissingRecord, Store, VersionConflict, index
 from chalicelib.store.keys import id_in
 
 DELETE_BUDGET_SECONDS = (
@@ -66,8 +66,24 @@ def finish_pending_deletes(store: Store, developer: str, budget_seconds: float |
     deadline = deadline_after(budget_seconds)
     pending = store.pending_purges(developer)
     for kind_name, record_id in pending:
-        _purge(store, KINDS[kind_name], developer, record_id, deadline)
+        if kind_name == REWIND:
+            marker = store.pending_rewind(developer, record_id)
+            if marker is not None:
+                finish_rewind(store, developer, record_id, marker, deadline)
+        else:
+            _purge(store, KINDS[kind_name], developer, record_id, deadline)
     return len(pending)
+
+
+def finish_rewind(store: Store, developer: str, session_id: str, marker: dict[str, Any], deadline: float) -> None:
+    """Delete what a rewind's marker says is left (messages after `after`, up to `through`: those
+    appended since stay), then the marker; under the request's budget, resumable as cascades are."""
+    while store.delete_history_batch(developer, session_id, marker["after"], marker["through"]):
+        if time.monotonic() > deadline:
+            raise DeletionInProgress(
+                f"rewinding the history of session {session_id} is under way; repeat the DELETE to continue it"
+            )
+    store.finish_purge(developer, REWIND, session_id)
 
 
 def _purge(store: Store, kind: Kind, developer: str, record_id: str, deadline: float) -> None:

@@ -24,7 +24,7 @@ from typing import Any
 
 from chalicelib.rules import cursor, models, validation
 from chalicelib.rules.conflicts import retry_on_conflict
-from chalicelib.rules.deletes import deadline_after
+from chalicelib.rules.deletes import deadline_after, finish_rewind
 from chalicelib.rules.idempotency import Receipt
 from chalicelib.rules.kinds import SESSIONS
 from chalicelib.rules.records import existing
@@ -226,6 +226,51 @@ def _find(store: Store, developer: str, session_id: str, message_id: str) -> tup
     if position is None or message is None:
         raise NotFound(f"message {message_id} not found in session {session_id}")
     return session, position, message
+
+
+def rewind(
+    store: Store, developer: str, session_id: str, after_id: str, budget_seconds: float | None = None
+) -> models.Deleted:
+    """Remove every message after `after_id`, which becomes the last ("regenerate from here").
+    One transaction records it on the session and leaves a marker of the range to delete: the
+    messages up to the newest at that moment (an append arriving meanwhile lands after them and
+    stays). The range then goes in pages under the request's budget; past it, 503
+    deletion_in_progress, and the same DELETE (or the operators' sweep) finishes it. A summary that
+    covered removed messages is cleared, as for one message. An unfinished earlier rewind of the
+    session is finished first."""
+    deadline = deadline_after(budget_seconds)
+    pending = store.pending_rewind(developer, session_id) if clock.is_uuid(session_id) else None
+    if pending is not None:
+        finish_rewind(store, developer, session_id, pending, deadline)
+        if pending["after_id"] == after_id:
+            return models.Deleted(id=session_id, deleted_at=clock.now())
+
+    def attempt(lost: VersionConflict | None) -> dict[str, Any] | None:
+        session, position, _ = _find(store, developer, session_id, after_id)
+        through = session.get(LAST_POSITION)
+        if through is None:  # a session from before positions were kept on it: ask the history
+            through = next((p for p, _ in store.messages(developer, session_id, descending=True, page_size=1)), "")
+        if through <= position:
+            return None  # nothing after it
+        until = session.get("summary_until")
+        try:
+            store.start_rewind(
+                developer,
+                session,
+                (position, after_id),
+                through,
+                clock.after(session["updated_at"]),
+                SESSIONS.terms(session),
+                clear_summary=bool(until) and until > position,
+            )
+        except MissingRecord:
+            raise NotFound(f"message {after_id} not found in session {session_id}") from None
+        return {"after": position, "through": through, "after_id": after_id}
+
+    started = retry_on_conflict(attempt, f"session {session_id} kept changing under this rewind; retry it")
+    if started is not None:
+        finish_rewind(store, developer, session_id, started, deadline)
+    return models.Deleted(id=session_id, deleted_at=clock.now())
 
 
 def clear(store: Store, developer: str, session_id: str, budget_seconds: float | None = None) -> models.Deleted:

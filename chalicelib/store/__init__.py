@@ -18,12 +18,13 @@ errors. Its modules:
 from .client import begin_request, client_config, write_outcome_unknown
 from .current import get_store, use_store
 from .errors import KeyTaken, MissingRecord, ReceiptTaken, StoreError, StoreFailed, StoreUnavailable, VersionConflict
-from .table import LAST_MESSAGE_ID, LAST_POSITION, POSITIONAL_IDS, Store
+from .table import LAST_MESSAGE_ID, LAST_POSITION, POSITIONAL_IDS, REWIND, Store
 
 __all__ = [
     "LAST_MESSAGE_ID",
     "LAST_POSITION",
     "POSITIONAL_IDS",
+    "REWIND",
     "KeyTaken",
     "MissingRecord",
     "ReceiptTaken",

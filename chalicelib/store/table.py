@@ -35,6 +35,8 @@ LAST_MESSAGE_ID = "last_message_id"
 # On a session record: true when every message of it has an id that carries its position
 # (keys.message_ids); absent on sessions created before, whose older messages a Query finds.
 POSITIONAL_IDS = "positional_ids"
+# The purge kind of a rewind's marker (dev#<d>#purge, history#<session id>): what is left to delete.
+REWIND = "history"
 PK, SK = schema.PARTITION_KEY, schema.SORT_KEY
 BATCH_WRITE_MAX = 25
 BATCH_GET_MAX = 100
@@ -302,18 +304,25 @@ class Store:
     def finish_purge(self, developer: str, kind: str, record_id: str) -> None:
         self.client.delete_item(TableName=self.table, Key=key(keys.purge_pk(developer), keys.purge_sk(kind, record_id)))
 
-    def delete_history_batch(self, developer: str, session_id: str) -> bool:
-        """Delete one Query page (up to 200) of a session's messages; True while more may remain.
-        Callers loop until it is False, so an interrupted purge simply resumes."""
-        answer = self.client.query(
-            **self._query_args(
-                keys.record_pk(developer, "session", session_id),
-                prefix=MESSAGE_PREFIX,
-                projection=f"{PK}, {SK}",
-                limit=BATCH_WRITE_MAX * 8,
-            )
+    def delete_history_batch(
+        self, developer: str, session_id: str, after: str | None = None, through: str | None = None
+    ) -> bool:
+        """Delete one Query page (up to 200) of a session's messages, all of them or those strictly
+        after `after` up to `through` (a rewind's range); True while more may remain. Callers loop
+        until it is False, so an interrupted purge simply resumes."""
+        args = self._query_args(
+            keys.record_pk(developer, "session", session_id),
+            prefix=None if after else MESSAGE_PREFIX,
+            projection=f"{PK}, {SK}",
+            limit=BATCH_WRITE_MAX * 8,
         )
-        self._batch_write([{"DeleteRequest": {"Key": codec.only_key(item)}} for item in answer["Items"]])
+        if after is not None and through is not None:
+            args["KeyConditionExpression"] += " AND #sk BETWEEN :after AND :through"
+            args["ExpressionAttributeNames"]["#sk"] = SK
+            args["ExpressionAttributeValues"].update({":after": {"S": after}, ":through": {"S": through}})
+        answer = self.client.query(**args)
+        doomed = [item for item in answer["Items"] if item[SK]["S"] != after]  # the range is inclusive
+        self._batch_write([{"DeleteRequest": {"Key": codec.only_key(item)}} for item in doomed])
         return "LastEvaluatedKey" in answer
 
     # history -----------------------------------------------------------------------------------
@@ -446,40 +455,12 @@ class Store:
         last_message_id: str | None,
         clear_summary: bool,
     ) -> None:
-        """Delete one message, and record the change on the session in the same transaction: its
-        updated_at (and update-order entries) move; `last_message_id`, when the message was the
-        last, names the one before it ("" for none); `clear_summary` removes a summary that covered
-        the message, with a new version, so no summary computed before can be written over it.
-        Only while the session is as read: else VersionConflict; a message already gone, MissingRecord."""
+        """Delete one message, and record the change on the session in the same transaction
+        (`_history_changed`). Only while the session is as read: else VersionConflict; a message
+        already gone, MissingRecord."""
         session_pk = keys.record_pk(developer, "session", session["id"])
-        # (placeholders apart from _still's, which names the values as read)
-        sets, names, values = ["#updated = :now"], {"#updated": "updated_at"}, {":now": {"S": updated_at}}
-        if last_message_id is not None:
-            sets.append("#last_id = :last_id")
-            names["#last_id"] = LAST_MESSAGE_ID
-            values[":last_id"] = {"S": last_message_id}
-        expression = "SET " + ", ".join(sets)
-        if clear_summary:
-            expression = "SET " + ", ".join([*sets, "#version = :next"]) + " REMOVE #summary, #until"
-            names.update({"#version": "version", "#summary": "summary", "#until": "summary_until"})
-            values[":next"] = {"N": str(int(session["version"]) + 1)}
-        still = _still(session)
-        actions: list[dict[str, Any]] = [
-            {
-                "Update": {
-                    "TableName": self.table,
-                    "Key": key(session_pk, RECORD),
-                    "UpdateExpression": expression,
-                    "ConditionExpression": still["ConditionExpression"],
-                    "ExpressionAttributeNames": {**still["ExpressionAttributeNames"], **names},
-                    "ExpressionAttributeValues": {**still["ExpressionAttributeValues"], **values},
-                }
-            },
-            *(self._delete(key(*k)) for k in keys.update_order_keys(developer, "session", session, terms)),
-            *(
-                self._put(key(*k))
-                for k in keys.update_order_keys(developer, "session", {**session, "updated_at": updated_at}, terms)
-            ),
+        actions = [
+            *self._history_changed(developer, session, updated_at, terms, last_message_id, clear_summary),
             {
                 "Delete": {
                     "TableName": self.table,
@@ -494,6 +475,95 @@ class Store:
             raise MissingRecord("message", position)
         if failed is not None:
             raise VersionConflict()
+
+    def start_rewind(
+        self,
+        developer: str,
+        session: Record,
+        after: tuple[str, str],
+        through: str,
+        updated_at: str,
+        terms: list[str],
+        clear_summary: bool,
+    ) -> None:
+        """Begin removing every message after `after` ((position, id)) up to `through` (the
+        newest position when it begins; what is appended later stays): in one transaction the
+        session records the change (`_history_changed`, the message at `after` becoming the last),
+        that message is checked to exist, and a marker (purge kind "history") says what is left
+        to delete, for a retry or the operators' sweep to finish (delete_history_batch,
+        finish_purge). VersionConflict if the session changed, MissingRecord if the message went."""
+        session_pk = keys.record_pk(developer, "session", session["id"])
+        marker = {"after": after[0], "through": through, "after_id": after[1]}
+        actions = [
+            *self._history_changed(developer, session, updated_at, terms, after[1], clear_summary),
+            {
+                "ConditionCheck": {
+                    "TableName": self.table,
+                    "Key": key(session_pk, after[0]),
+                    "ConditionExpression": "attribute_exists(#pk)",
+                    "ExpressionAttributeNames": {"#pk": PK},
+                }
+            },
+            self._put({**key(keys.purge_pk(developer), keys.purge_sk(REWIND, session["id"])), **serialize(marker)}),
+        ]
+        failed = self._transact(actions)
+        if failed == len(actions) - 2:
+            raise MissingRecord("message", after[1])
+        if failed is not None:
+            raise VersionConflict()
+
+    def pending_rewind(self, developer: str, session_id: str) -> Record | None:
+        """The unfinished rewind of a session ({after, through, after_id}), if there is one."""
+        item = self.client.get_item(
+            TableName=self.table,
+            Key=key(keys.purge_pk(developer), keys.purge_sk(REWIND, session_id)),
+            ConsistentRead=True,
+        ).get("Item")
+        return deserialize(item) if item else None
+
+    def _history_changed(
+        self,
+        developer: str,
+        session: Record,
+        updated_at: str,
+        terms: list[str],
+        last_message_id: str | None,
+        clear_summary: bool,
+    ) -> list[dict[str, Any]]:
+        """The actions that record a change of the history (a removal) on its session, if the
+        session is still as read: its updated_at (and update-order entries) move; `last_message_id`,
+        when given, becomes the last message ("" for none); `clear_summary` removes a summary that
+        covered what goes, with a new version, so no summary computed before is written over it."""
+        # (placeholders apart from _still's, which names the values as read)
+        sets, names, values = ["#updated = :now"], {"#updated": "updated_at"}, {":now": {"S": updated_at}}
+        if last_message_id is not None:
+            sets.append("#last_id = :last_id")
+            names["#last_id"] = LAST_MESSAGE_ID
+            values[":last_id"] = {"S": last_message_id}
+        expression = "SET " + ", ".join(sets)
+        if clear_summary:
+            expression = "SET " + ", ".join([*sets, "#version = :next"]) + " REMOVE #summary, #until"
+            names.update({"#version": "version", "#summary": "summary", "#until": "summary_until"})
+            values[":next"] = {"N": str(int(session["version"]) + 1)}
+        still = _still(session)
+        session_key = key(keys.record_pk(developer, "session", session["id"]), RECORD)
+        return [
+            {
+                "Update": {
+                    "TableName": self.table,
+                    "Key": session_key,
+                    "UpdateExpression": expression,
+                    "ConditionExpression": still["ConditionExpression"],
+                    "ExpressionAttributeNames": {**still["ExpressionAttributeNames"], **names},
+                    "ExpressionAttributeValues": {**still["ExpressionAttributeValues"], **values},
+                }
+            },
+            *(self._delete(key(*k)) for k in keys.update_order_keys(developer, "session", session, terms)),
+            *(
+                self._put(key(*k))
+                for k in keys.update_order_keys(developer, "session", {**session, "updated_at": updated_at}, terms)
+            ),
+        ]
 
     def last_message_id(self, developer: str, session_id: str) -> str | None:
         """The id of the session's newest message, None when it has none: one item read."""

@@ -82,10 +82,14 @@ HISTORY_QUERY = [
 
 
 # The query parameters of each kind of query an operation takes (Operation.query).
+REWIND_QUERY = [
+    _query("after", _UUID, "keep the history up to and including this message, remove every one after it"),
+]
 QUERIES: dict[str, list[dict[str, Any]]] = {
     "list": LIST_QUERY,
     "session_list": SESSION_LIST_QUERY,
     "history": HISTORY_QUERY,
+    "rewind": REWIND_QUERY,
     "none": [],
 }
 EVERY_ROUTE_ERRORS = (401, 415, 503)

@@ -157,8 +157,12 @@ def append_history(store: Store, call: Call) -> Any:
 
 
 def clear_history(store: Store, call: Call) -> Any:
+    """All of it, or with `?after=<message id>` every message after that one (a rewind)."""
     from chalicelib.rules import history
 
+    after = queries.rewind_query(call.query)
+    if after is not None:
+        return history.rewind(store, call.developer, call.ids["session_id"], after)
     return history.clear(store, call.developer, call.ids["session_id"])
 
 
@@ -233,7 +237,8 @@ OPERATIONS: dict[str, Operation] = {operation.name: operation for operation in [
               "append messages to a session's history", "Appended", "HistoryAppend",
               errors=(*_BODY, 404, 409), creates=True),
     Operation("sessions.history.delete", "DELETE", _HISTORY, clear_history, 202,
-              "clear a session's history (the session stays)", "Deleted", errors=(404,)),
+              "clear a session's history, or with `after` every message after one (the session stays)",
+              "Deleted", query="rewind", errors=(400, 404, 409)),
     Operation("sessions.history.message.get", "GET", _MESSAGE, get_message, 200,
               "read one message of a session's history", "Message", errors=(404,)),
     Operation("sessions.history.message.delete", "DELETE", _MESSAGE, delete_message, 202,

@@ -148,6 +148,15 @@ def history_query(developer: str, session_id: str, params: dict[str, str]) -> Hi
     return HistoryQuery(limit=limit, offset=offset, descending=descending, after=after)
 
 
+def rewind_query(params: dict[str, str]) -> str | None:
+    """`after` of DELETE /sessions/{id}/history: the message to rewind to, or None to clear all."""
+    refuse_unknown(params, {"after"})
+    after = params.get("after")
+    if after is not None and not clock.is_uuid(after):
+        raise BadRequest(f"after must be a message id (a UUID); got {after!r}")
+    return clock.canonical_id(after) if after is not None else None
+
+
 def metadata_filter(text: str | None) -> dict[str, Any]:
     """`metadata_filter` as a JSON object held to the rules of metadata (keys, sizes, nesting,
     numbers DynamoDB can store): what no metadata may hold, no filter may ask for, and a number no
