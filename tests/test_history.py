@@ -3,6 +3,7 @@ paging by offset and cursor in both orders, limits, and clearing histories of an
 
 from __future__ import annotations
 
+import json
 import threading
 from collections import defaultdict
 from datetime import datetime, timedelta
@@ -615,3 +616,115 @@ def test_a_rewind_names_a_message_of_its_own_session(api, session_id, agent_id):
     assert bad.status_code == 400 and "after" in bad.json["error"]["message"]
     assert api.delete(f"/sessions/{session_id}/history?before={stored[0]['id']}").status_code == 400
     assert contents(api, session_id) == ["a", "b"]
+
+
+# --- fork: POST /sessions/{id}/fork (issue 14) --------------------------------------------------------
+
+
+def test_fork_at_5_of_20_then_rewind_the_original_after_10(api, table, session_id):
+    """The issue's flow: the fork has 5 messages, the original 10, and both read back exactly."""
+    from chalicelib.tools import consistency
+
+    stored = add(api, session_id, *(f"m{n}" for n in range(20)))
+    forked = api.post(f"/sessions/{session_id}/fork", {"up_to": stored[4]["id"]})
+    assert forked.status_code == 201, forked.json
+    fork_id = forked.json["id"]
+    assert api.delete(f"/sessions/{session_id}/history?after={stored[9]['id']}").status_code == 202
+    assert api.get(f"/sessions/{session_id}/history").json["items"] == stored[:10]
+    copied = api.get(f"/sessions/{fork_id}/history").json["items"]
+    assert [(m["role"], m["content"], m["created_at"]) for m in copied] == [
+        (m["role"], m["content"], m["created_at"]) for m in stored[:5]
+    ]
+    assert not {m["id"] for m in copied} & {m["id"] for m in stored}  # new ids
+    for message in copied:  # each found by its own id, in the fork only
+        assert api.get(f"/sessions/{fork_id}/history/{message['id']}").json == message
+        assert api.get(f"/sessions/{session_id}/history/{message['id']}").status_code == 404
+    appended = api.post(
+        f"/sessions/{fork_id}/history",
+        {"messages": [{"role": "user", "content": "other path"}], "after": copied[-1]["id"]},
+    )
+    assert appended.status_code == 201, appended.json
+    report = consistency.check(table, "alice")
+    assert (report["missing"], report["orphaned"], report["orphaned_messages"]) == ([], [], [])
+
+
+def test_a_fork_takes_the_originals_settings_merges_metadata_and_leaves_the_original_unchanged(
+    api, table, agent_id, user_id
+):
+    session_id = api.post(
+        "/sessions",
+        {
+            "agent_id": agent_id,
+            "user_id": user_id,
+            "situation": "coach",
+            "token_budget": 900,
+            "context_overflow": "truncate",
+            "metadata": {"keep": 1, "drop": 2},
+        },
+    ).json["id"]
+    add(api, session_id, "a", "b")
+    before = api.get(f"/sessions/{session_id}")
+    forked = api.post(f"/sessions/{session_id}/fork", {"metadata": {"drop": None, "new": "x"}})
+    fork = api.get(f"/sessions/{forked.json['id']}").json
+    assert {k: fork[k] for k in ("agent_id", "user_id", "situation", "token_budget", "context_overflow")} == {
+        "agent_id": agent_id,
+        "user_id": user_id,
+        "situation": "coach",
+        "token_budget": 900,
+        "context_overflow": "truncate",
+    }
+    assert fork["metadata"] == {"keep": 1, "new": "x"}
+    assert contents(api, forked.json["id"]) == ["a", "b"]  # all of it without up_to
+    after = api.get(f"/sessions/{session_id}")
+    assert (after.json, after.headers["ETag"]) == (before.json, before.headers["ETag"])
+    assert [s["id"] for s in api.get(f"/sessions?user_id={user_id}").json["items"]] == [forked.json["id"], session_id]
+    assert api.get("/sessions?metadata_filter=" + json.dumps({"new": "x"})).json["items"][0]["id"] == forked.json["id"]
+
+
+def test_a_fork_keeps_the_summary_only_when_it_covers_no_message_left_out(api, table, session_id):
+    stored = add(api, session_id, *(f"m{n}" for n in range(6)))
+    position = {m["id"]: p for p, m in table.messages("alice", session_id)}
+    session = table.get("alice", "session", session_id)
+    assert table.write_summary("alice", session_id, int(session["version"]), "m0..m2", position[stored[2]["id"]])
+    kept = api.post(f"/sessions/{session_id}/fork", {"up_to": stored[3]["id"]}).json["id"]
+    record = table.get("alice", "session", kept)
+    assert record["summary"] == "m0..m2"
+    copied = {p: m for p, m in table.messages("alice", kept)}
+    assert copied[record["summary_until"]]["content"] == "m2"  # the same message, at its new position
+    dropped = api.post(f"/sessions/{session_id}/fork", {"up_to": stored[1]["id"]}).json["id"]
+    assert api.get(f"/sessions/{dropped}").json["summary"] is None
+
+
+def test_a_fork_that_does_not_finish_is_never_visible_and_the_sweep_removes_it(api, table, session_id, monkeypatch):
+    from chalicelib.rules import deletes
+    from chalicelib.tools import consistency
+
+    for start in range(0, 450, 50):
+        add(api, session_id, *(f"m{n}" for n in range(start, start + 50)))
+    sessions_before = [s["id"] for s in api.get("/sessions").json["items"]]
+    monkeypatch.setattr(deletes, "DELETE_BUDGET_SECONDS", -1.0)  # out of time after the first round
+    stopped = api.post(f"/sessions/{session_id}/fork", {})
+    assert stopped.status_code == 503 and stopped.headers["Retry-After"]
+    monkeypatch.setattr(deletes, "DELETE_BUDGET_SECONDS", 20.0)
+    assert [s["id"] for s in api.get("/sessions").json["items"]] == sessions_before
+    partial = {key[0] for key in table_keys(table) if key[1].startswith("msg#") and session_id not in key[0]}
+    assert len(partial) == 1  # copied messages of a session that does not exist
+    (fork_id,) = (pk.rsplit("#", 1)[1] for pk in partial)
+    assert api.get(f"/sessions/{fork_id}").status_code == 404
+    report = consistency.check(table, "alice")
+    assert (report["missing"], report["orphaned"], report["orphaned_messages"]) == ([], [], [])
+    assert deletes.finish_pending_deletes(table, "alice") == 1
+    assert not [key for key in table_keys(table) if fork_id in key[0] or fork_id in key[1]]
+
+
+def test_a_fork_is_refused_for_what_it_cannot_name_and_replayed_by_its_key(api, session_id, agent_id):
+    stored = add(api, session_id, "a")
+    other = api.post("/sessions", {"agent_id": agent_id}).json["id"]
+    assert api.post(f"/sessions/{other}/fork", {"up_to": stored[0]["id"]}).status_code == 404
+    assert api.post(f"/sessions/{clock.new_id()}/fork", {}).status_code == 404
+    assert api.post(f"/sessions/{session_id}/fork", {"up_to": "x"}).status_code == 422
+    assert api.post(f"/sessions/{session_id}/fork", {"metadata": {"k": {"$bad": 1}}, "extra": 1}).status_code == 422
+    first = api.post(f"/sessions/{session_id}/fork", {}, headers={"Idempotency-Key": "f1"})
+    again = api.post(f"/sessions/{session_id}/fork", {}, headers={"Idempotency-Key": "f1"})
+    assert again.json == first.json and again.headers.get("Idempotent-Replayed") == "true"
+    assert len(api.get(f"/sessions?agent_id={agent_id}").json["items"]) == 3  # the session, other, one fork

@@ -37,6 +37,7 @@ ON_FIRST_USE = [
     "chalicelib.rules.context",
     "chalicelib.rules.chat",
     "chalicelib.rules.idempotency",
+    "chalicelib.rules.forks",
     "chalicelib.rules.models",
     "pydantic.main",
 ]

@@ -94,6 +94,7 @@ def cases(w):
             {"session_id": s, "message_id": m},
             ("GET", f"/sessions/{s}/history/{m}"),
         ),
+        "sessions.fork": ({"session_id": s, "body": {"up_to": m}}, None),
         "sessions.context.get": ({"session_id": s}, None),
         "sessions.chat": (
             {"session_id": s, "body": {"messages": [{"role": "user", "content": "and?"}], "remember": True}},

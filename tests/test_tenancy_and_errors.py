@@ -113,6 +113,7 @@ def valid_body(operation: str, ids: dict[str, str]) -> dict[str, Any] | None:
         "sessions.patch": {"situation": "patched", "metadata": {"x": 1}},
         "sessions.history.append": {"messages": [{"role": "user", "content": "injected"}]},
         "sessions.chat": {"messages": [{"role": "user", "content": "injected"}]},
+        "sessions.fork": {"up_to": ids["message_id"], "metadata": {"x": 1}},
     }.get(operation)
 
 

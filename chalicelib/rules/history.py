@@ -182,7 +182,7 @@ def _stamp(
 
 def get_message(store: Store, developer: str, session_id: str, message_id: str) -> models.Message:
     """One message of a session's history, by its id (one read: its id names its position)."""
-    _, _, message = _find(store, developer, session_id, message_id)
+    _, _, message = find_message(store, developer, session_id, message_id)
     return models.Message.model_validate(message)
 
 
@@ -193,7 +193,7 @@ def delete_message(store: Store, developer: str, session_id: str, message_id: st
     the next adaptive context (docs/api.md, "Editing the history")."""
 
     def attempt(lost: VersionConflict | None) -> models.Deleted:
-        session, position, _ = _find(store, developer, session_id, message_id)
+        session, position, _ = find_message(store, developer, session_id, message_id)
         last = session.get(LAST_MESSAGE_ID)
         if last is None:  # a session from before the record kept it
             last = store.last_message_id(developer, session_id) or ""
@@ -216,7 +216,9 @@ def delete_message(store: Store, developer: str, session_id: str, message_id: st
     return retry_on_conflict(attempt, f"session {session_id} kept changing under this delete; retry it")
 
 
-def _find(store: Store, developer: str, session_id: str, message_id: str) -> tuple[dict[str, Any], str, dict[str, Any]]:
+def find_message(
+    store: Store, developer: str, session_id: str, message_id: str
+) -> tuple[dict[str, Any], str, dict[str, Any]]:
     """(the session, the message's position, the message), or NotFound naming what is absent."""
     session, position, message = (None, None, None)
     if clock.is_uuid(session_id) and clock.is_uuid(message_id):
@@ -246,7 +248,7 @@ def rewind(
             return models.Deleted(id=session_id, deleted_at=clock.now())
 
     def attempt(lost: VersionConflict | None) -> dict[str, Any] | None:
-        session, position, _ = _find(store, developer, session_id, after_id)
+        session, position, _ = find_message(store, developer, session_id, after_id)
         through = session.get(LAST_POSITION)
         if through is None:  # a session from before positions were kept on it: ask the history
             through = next((p for p, _ in store.messages(developer, session_id, descending=True, page_size=1)), "")

@@ -389,6 +389,14 @@ class HistoryAppend(_Input):
     after: MessageId | None = None
 
 
+class ForkInput(_Input):
+    """POST /sessions/{id}/fork: copy the history up to and including `up_to` (all if absent), and
+    merge `metadata` into the original's (a key set to null is left out)."""
+
+    up_to: MessageId | None = None
+    metadata: JsonObject | None = None
+
+
 class Message(_Output):
     id: str
     role: str

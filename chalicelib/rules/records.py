@@ -119,7 +119,7 @@ def update(
         check_expected(kind, old, expected)
         new = {**old, **changes}
         if "metadata" in changes and not replace:
-            new["metadata"] = _merged_metadata(kind, old.get("metadata", {}), changes["metadata"])
+            new["metadata"] = merged_metadata(kind, old.get("metadata", {}), changes["metadata"])
         if _same(old, new):  # nothing to change: no write, no new version, no move in lists
             return Versioned(models.Updated(id=record_id, updated_at=old["updated_at"]), int(old["version"]))
         validation.check_templates(kind, new, set(changes))
@@ -154,7 +154,7 @@ def _same(old: dict[str, Any], new: dict[str, Any]) -> bool:
     return json.dumps(typed(old), sort_keys=True) == json.dumps(typed(new), sort_keys=True)
 
 
-def _merged_metadata(kind: Kind, stored: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+def merged_metadata(kind: Kind, stored: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
     """Key by key: a key patched to null is removed, the others are set; keys the patch does not
     name stay as stored (null values included). The result must still fit the metadata bounds."""
     merged = dict(stored)

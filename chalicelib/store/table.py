@@ -159,9 +159,11 @@ class Store:
         parents: list[tuple[str, str]],
         terms: list[str],
         receipt: Record | None = None,
+        finishing_fork: bool = False,
     ) -> None:
         """Write a new record and its index entries in one transaction that also checks every
-        parent exists (and writes the request's idempotency receipt, if any). Raises
+        parent exists (and writes the request's idempotency receipt, if any); `finishing_fork`:
+        and removes the marker of the fork whose copied history it completes (start_fork). Raises
         MissingRecord naming the first absent parent, ReceiptTaken if the receipt exists."""
         actions: list[dict[str, Any]] = [
             {
@@ -185,6 +187,8 @@ class Store:
             }
         )
         actions += [self._put(key(*k)) for k in keys.entry_keys(developer, kind, record, terms)]
+        if finishing_fork:
+            actions.append(self._delete(key(keys.purge_pk(developer), keys.purge_sk(kind, record["id"]))))
         failed = self._transact(self._with_receipt(actions, developer, receipt))
         if failed is not None:
             if failed < len(parents):
@@ -511,6 +515,22 @@ class Store:
             raise MissingRecord("message", after[1])
         if failed is not None:
             raise VersionConflict()
+
+    def start_fork(self, developer: str, session_id: str, parents: list[tuple[str, str]]) -> None:
+        """Before a fork copies history into the partition of a session that does not exist yet: a
+        purge marker for that session, so a fork that never finishes is cleaned up by the
+        operators' sweep (or a parent's cascade), and the consistency check knows its messages."""
+        marker = {"parents": [keys.purge_sk(k, i) for k, i in parents] or None, "fork": True}
+        self.client.put_item(
+            TableName=self.table,
+            Item={**key(keys.purge_pk(developer), keys.purge_sk("session", session_id)), **serialize(marker)},
+        )
+
+    def put_messages(self, developer: str, session_id: str, positioned: list[tuple[str, Record]]) -> None:
+        """Write messages at their positions, 25 a call: a fork's copy, into a partition no one
+        else writes until the fork's session exists (not conditional, not atomic)."""
+        pk = keys.record_pk(developer, "session", session_id)
+        self._batch_write([{"PutRequest": {"Item": {**key(pk, p), **serialize(m)}}} for p, m in positioned])
 
     def pending_rewind(self, developer: str, session_id: str) -> Record | None:
         """The unfinished rewind of a session ({after, through, after_id}), if there is one."""

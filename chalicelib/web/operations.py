@@ -178,6 +178,12 @@ def delete_message(store: Store, call: Call) -> Any:
     return history.delete_message(store, call.developer, call.ids["session_id"], call.ids["message_id"])
 
 
+def fork_session(store: Store, call: Call) -> Any:
+    from chalicelib.rules import forks
+
+    return forks.fork(store, call.developer, call.ids["session_id"], call.body, call.receipt)
+
+
 def get_context(store: Store, call: Call) -> Any:
     from chalicelib.rules import context
 
@@ -243,6 +249,9 @@ OPERATIONS: dict[str, Operation] = {operation.name: operation for operation in [
               "read one message of a session's history", "Message", errors=(404,)),
     Operation("sessions.history.message.delete", "DELETE", _MESSAGE, delete_message, 202,
               "remove one message from a session's history", "Deleted", errors=(404, 409)),
+    Operation("sessions.fork", "POST", "/sessions/{session_id}/fork", fork_session, 201,
+              "a new session with a copy of this one's history, up to a message", "Created", "ForkInput",
+              errors=(*_BODY, 404), creates=True),
     # An adaptive context has the model provider summarize: its failures are the chat's.
     Operation("sessions.context.get", "GET", "/sessions/{session_id}/context", get_context, 200,
               "the context a model would get now", "Context", query="none", errors=(400, 404, 422, 502, 504)),
