@@ -21,8 +21,6 @@ no faster); and both fit the request's 15 s budget at the larger depth.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import random
 import statistics
 import sys
@@ -32,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from .local_stack import Client, LocalStack
-from .report import log, publish, update_doc
+from .report import finish, log, new_report
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "editing.json"
@@ -168,12 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     started = time.perf_counter()
     rng = random.Random(args.seed)
-    report: dict[str, Any] = {
-        "generated_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "machine": f"{os.cpu_count()} CPUs, Python {platform.python_version()}",
-        "samples": args.samples,
-        "depths": {},
-    }
+    report = new_report(samples=args.samples, depths={})
     with tempfile.TemporaryDirectory(prefix="bench-editing-") as data_dir:
         stack = LocalStack("dynamodb-local", Path(data_dir))
         try:
@@ -186,12 +179,7 @@ def main(argv: list[str] | None = None) -> int:
                 report["depths"][str(depth)] = at_depth(client, agent, depth, args.samples, rng)
         finally:
             stack.stop()
-    report["total_seconds"] = time.perf_counter() - started
-    report["targets"] = targets(report)
-    block = markdown(report)
-    update_doc(block, BEGIN, END, heading=HEADING)
-    publish(report, block, RESULTS, "editing figures")
-    return 1 if any(t["status"] == "FAIL" for t in report["targets"]) else 0
+    return finish(report, started, targets, markdown, (RESULTS, BEGIN, END, HEADING), "editing figures")
 
 
 if __name__ == "__main__":

@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
 import statistics
 import subprocess
@@ -52,7 +51,7 @@ sys.path.insert(0, str(ROOT))
 
 from infra import dynamodb_local, local_database  # noqa: E402
 
-from .report import log, publish, update_doc  # noqa: E402
+from .report import finish, log, new_report, update_doc  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "local_stack.json"
 BEGIN, END = "<!-- local-stack:begin -->", "<!-- local-stack:end -->"
@@ -479,13 +478,7 @@ def main(argv: list[str] | None = None) -> int:
         args.sizes, args.depths, args.samples, args.warm_up = "200,1000", "10,100", 60, 60
     started = time.perf_counter()
     engines = [e for e in args.engines.split(",") if e]
-    report: dict[str, Any] = {
-        "generated_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "machine": f"{os.cpu_count()} CPUs, Python {platform.python_version()}",
-        "samples": args.samples,
-        "warm_up": args.warm_up,
-        "engines": [],
-    }
+    report = new_report(samples=args.samples, warm_up=args.warm_up, engines=[])
     for engine in engines:
         log(f"{engine}: sizes {args.sizes}, depths {args.depths}, {args.samples} rounds")
         report["engines"].append(
@@ -498,12 +491,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.warm_up,
             )
         )
-    report["total_seconds"] = time.perf_counter() - started
-    report["targets"] = targets(report)
-    block = markdown(report)
-    update_doc(block, BEGIN, END, heading=HEADING)
-    publish(report, block, RESULTS, "local-stack figures")
-    return 1 if any(t["status"] == "FAIL" for t in report["targets"]) else 0
+    return finish(report, started, targets, markdown, (RESULTS, BEGIN, END, HEADING), "local-stack figures")
 
 
 if __name__ == "__main__":

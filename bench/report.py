@@ -4,6 +4,10 @@ bench/results/, and rewrite its own marked section of docs/performance.md."""
 from __future__ import annotations
 
 import json
+import os
+import platform
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,3 +42,31 @@ def publish(report: dict[str, Any], block: str, results: Path, what: str) -> Non
         f"\nwrote {results.relative_to(ROOT)} and the {what} of {DOC.relative_to(ROOT)}; "
         f"{report['total_seconds']:.0f} s in all"
     )
+
+
+def new_report(**fields: Any) -> dict[str, Any]:
+    """A report's opening: when and on what it ran, then `fields`."""
+    return {
+        "generated_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "machine": f"{os.cpu_count()} CPUs, Python {platform.python_version()}",
+        **fields,
+    }
+
+
+def finish(
+    report: dict[str, Any],
+    started: float,
+    targets: Callable[[dict[str, Any]], list[dict[str, str]]],
+    markdown: Callable[[dict[str, Any]], str],
+    where: tuple[Path, str, str, str],
+    what: str,
+) -> int:
+    """Judge the targets, rewrite the doc's section (`where`: results file, begin and end markers,
+    heading), publish, and answer the exit status: 1 if a target failed."""
+    results, begin, end, heading = where
+    report["total_seconds"] = time.perf_counter() - started
+    report["targets"] = targets(report)
+    block = markdown(report)
+    update_doc(block, begin, end, heading=heading)
+    publish(report, block, results, what)
+    return 1 if any(t["status"] == "FAIL" for t in report["targets"]) else 0

@@ -10,15 +10,10 @@ code and message, and the two defaults (any type not listed) carry API Gateway's
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from chalicelib.shared.errors import STATUSES  # noqa: E402
+# Its importers (infra/stack.py, infra/local_gateway.py) have the repository's root on sys.path.
+from chalicelib.shared.errors import STATUSES
 
 # response type: (code, message). Codes are the app's, and their status is theirs in the one table
 # (chalicelib/shared/errors.py STATUSES), but for a Lambda that failed: API Gateway says 502.

@@ -93,11 +93,19 @@ def check_follows(store: Store, developer: str, session: dict[str, Any], follows
     session record says which one is (no extra read), but for sessions from before it did."""
     if follows is None:
         return
+    last = last_message_id(store, developer, session)
+    if last != follows.message_id:
+        raise HistoryMoved(session["id"], follows.message_id, last)
+
+
+def last_message_id(store: Store, developer: str, session: dict[str, Any]) -> str | None:
+    """The id of the session's last message (None: its history is empty), as its record keeps it,
+    or for a session from before the record did, as its history says (one read)."""
     last = session.get(LAST_MESSAGE_ID)
-    if last is None:  # a session from before the record kept it: ask the history
-        last = store.last_message_id(developer, session["id"])
-    if (last or None) != follows.message_id:
-        raise HistoryMoved(session["id"], follows.message_id, last or None)
+    if last is None:
+        newest = store.newest_message(developer, session["id"])
+        return newest[1] if newest else None
+    return last or None
 
 
 def append(
@@ -169,7 +177,8 @@ def _stamp(
     """The messages with their ids and a `created_at` strictly after the session's newest."""
     last = session.get(LAST_POSITION)
     if last is None:  # a session from before positions were kept on it: ask the history
-        newest = store.last_message_time(developer, session["id"])
+        found = store.newest_message(developer, session["id"])
+        newest = message_time(found[0]) if found else None
     else:
         newest = message_time(last) if last else None
     timestamp = clock.after(newest) if newest else clock.now()
@@ -194,10 +203,8 @@ def delete_message(store: Store, developer: str, session_id: str, message_id: st
 
     def attempt(lost: VersionConflict | None) -> models.Deleted:
         session, position, _ = find_message(store, developer, session_id, message_id)
-        last = session.get(LAST_MESSAGE_ID)
-        if last is None:  # a session from before the record kept it
-            last = store.last_message_id(developer, session_id) or ""
-        previous = store.message_before(developer, session_id, position) if last == message_id else None
+        was_last = last_message_id(store, developer, session) == message_id
+        previous = store.newest_message(developer, session_id, before=position) if was_last else None
         until = session.get("summary_until")
         try:
             store.remove_message(
@@ -206,7 +213,7 @@ def delete_message(store: Store, developer: str, session_id: str, message_id: st
                 position,
                 clock.after(session["updated_at"]),
                 SESSIONS.terms(session),
-                (previous or "") if last == message_id else None,
+                (previous[1] if previous else "") if was_last else None,
                 clear_summary=bool(until) and position <= until,
             )
         except MissingRecord:  # removed meanwhile by another request
@@ -251,7 +258,8 @@ def rewind(
         session, position, _ = find_message(store, developer, session_id, after_id)
         through = session.get(LAST_POSITION)
         if through is None:  # a session from before positions were kept on it: ask the history
-            through = next((p for p, _ in store.messages(developer, session_id, descending=True, page_size=1)), "")
+            newest = store.newest_message(developer, session_id)
+            through = newest[0] if newest else ""
         if through <= position:
             return None  # nothing after it
         until = session.get("summary_until")

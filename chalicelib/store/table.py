@@ -437,18 +437,6 @@ class Store:
                 return session, item[SK]["S"], deserialize(item)
         return session, None, None
 
-    def message_before(self, developer: str, session_id: str, position: str) -> str | None:
-        """The id of the message right before `position`, None when it is the first: one item read."""
-        args = self._query_args(
-            keys.record_pk(developer, "session", session_id), descending=True, projection="id", limit=1
-        )
-        args["KeyConditionExpression"] += " AND #sk BETWEEN :low AND :before"
-        args["ExpressionAttributeNames"]["#sk"] = SK
-        args["ExpressionAttributeValues"].update({":low": {"S": MESSAGE_PREFIX}, ":before": {"S": position}})
-        args["Limit"] = 2  # the range is inclusive: `position` itself, then the one before it
-        items = self.client.query(**args)["Items"]
-        return items[1]["id"]["S"] if len(items) > 1 else None
-
     def remove_message(
         self,
         developer: str,
@@ -585,18 +573,23 @@ class Store:
             ),
         ]
 
-    def last_message_id(self, developer: str, session_id: str) -> str | None:
-        """The id of the session's newest message, None when it has none: one item read."""
-        answer = self.client.query(
-            **self._query_args(
-                keys.record_pk(developer, "session", session_id),
-                prefix=MESSAGE_PREFIX,
-                descending=True,
-                projection="id",
-                limit=1,
-            )
+    def newest_message(self, developer: str, session_id: str, before: str | None = None) -> tuple[str, str] | None:
+        """(position, id) of the session's newest message, or of the newest one before the position
+        `before`; None when there is none. One key-and-id read."""
+        args = self._query_args(
+            keys.record_pk(developer, "session", session_id), descending=True, projection=f"{SK}, id", limit=1
         )
-        return answer["Items"][0]["id"]["S"] if answer["Items"] else None
+        if before is not None:  # BETWEEN is inclusive: `before` itself comes first, then the one wanted
+            args["KeyConditionExpression"] += " AND #sk BETWEEN :low AND :before"
+            args["ExpressionAttributeNames"]["#sk"] = SK
+            args["ExpressionAttributeValues"].update({":low": {"S": MESSAGE_PREFIX}, ":before": {"S": before}})
+            args["Limit"] = 2
+        else:
+            args["KeyConditionExpression"] += " AND begins_with(#sk, :prefix)"
+            args["ExpressionAttributeNames"]["#sk"] = SK
+            args["ExpressionAttributeValues"][":prefix"] = {"S": MESSAGE_PREFIX}
+        items = [item for item in self.client.query(**args)["Items"] if item[SK]["S"] != before]
+        return (items[0][SK]["S"], items[0]["id"]["S"]) if items else None
 
     def forget_last_message(self, developer: str, session_id: str) -> None:
         """Record that the session's history is empty (LAST_MESSAGE_ID ""), when it is being
@@ -610,19 +603,6 @@ class Store:
             {"#last_id": LAST_MESSAGE_ID, "#pk": PK},
             {":none": {"S": ""}},
         )
-
-    def last_message_time(self, developer: str, session_id: str) -> str | None:
-        """`created_at` of the session's newest message: one key-only item read."""
-        answer = self.client.query(
-            **self._query_args(
-                keys.record_pk(developer, "session", session_id),
-                prefix=MESSAGE_PREFIX,
-                descending=True,
-                projection=SK,
-                limit=1,
-            )
-        )
-        return keys.message_time(answer["Items"][0][SK]["S"]) if answer["Items"] else None
 
     def messages(
         self, developer: str, session_id: str, descending: bool = False, after: str | None = None, page_size: int = 100
