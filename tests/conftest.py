@@ -7,6 +7,7 @@ import contextlib
 import json
 import threading
 import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import boto3
@@ -189,7 +190,7 @@ class FakeModel:
         self.calls: list[dict[str, Any]] = []
         self.on_call = None
 
-    def complete(self, model, messages, settings, timeout):
+    def complete(self, model, messages, settings, timeout, tools=None, tool_choice=None):
         from chalicelib.providers import Completion
 
         self.calls.append({"model": model, "messages": messages, "settings": settings})
@@ -324,3 +325,95 @@ def session_id(api, agent_id, user_id) -> str:
     return api.post(
         "/sessions", {"agent_id": agent_id, "user_id": user_id, "situation": "hi", "metadata": {"db_uuid": "1234"}}
     ).json["id"]
+
+
+OPENAI_API_KEY = "sk-test-secret-4f1c9a7e2b"
+REPLY = "Hello Ann, I am the fake model."
+
+
+# --- a chat-completions server on loopback ------------------------------------------------------
+
+
+def completion(content: str = REPLY, finish_reason: str = "stop", usage: dict | None = None) -> dict:
+    return {
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "created": 1700000000,
+        "model": "fake",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": finish_reason}],
+        "usage": usage if usage is not None else {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18},
+    }
+
+
+class FakeOpenAIServer:
+    """An OpenAI-compatible HTTP server for the real provider adapter to call (the in-process stand-in
+    for a provider is conftest.FakeModel). Records every request; answers from a script of (status,
+    body, delay), then the default."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.script: list[tuple[int, Any, float]] = []
+        self.release = threading.Event()  # cuts any scripted delay short at teardown
+        self.lock = threading.Lock()
+
+    def answer(self, status: int = 200, body: Any = None, delay: float = 0.0) -> None:
+        self.script.append((status, completion() if body is None else body, delay))
+
+    @property
+    def bodies(self) -> list[dict[str, Any]]:
+        return [request["json"] for request in self.requests]
+
+    def handler(self) -> type[BaseHTTPRequestHandler]:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                try:
+                    parsed = json.loads(raw)
+                except ValueError:
+                    parsed = None
+                with fake.lock:
+                    fake.requests.append(
+                        {"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()}, "json": parsed}
+                    )
+                    status, body, delay = fake.script.pop(0) if fake.script else (200, completion(), 0.0)
+                if delay:
+                    fake.release.wait(delay)
+                data = body if isinstance(body, bytes) else json.dumps(body).encode()
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except OSError:
+                    pass  # the client gave up (the timeout test)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        return Handler
+
+
+@pytest.fixture
+def fake_model():
+    fake = FakeOpenAIServer()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), fake.handler())
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
+    thread.start()
+    fake.port = server.server_address[1]
+    yield fake
+    fake.release.set()
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def openai(fake_model, monkeypatch):
+    """The service configured for the fake through the standard environment variables."""
+    monkeypatch.setenv("OPENAI_BASE_URL", f"http://127.0.0.1:{fake_model.port}/v1")
+    monkeypatch.setenv("OPENAI_API_KEY", OPENAI_API_KEY)
+    monkeypatch.setenv("SESSIONS_MODEL_TIMEOUT", "5")
+    return fake_model

@@ -423,7 +423,12 @@ VALIDATION_CASES = {
     ),
     "agent-missing-name": ("POST", "/agents", {"about": "x"}, {"name"}),
     "agent-unknown-field": ("POST", "/agents", {"name": "a", "nmae": "b"}, {"nmae"}),
-    "agent-tools-not-empty": ("POST", "/agents", {"name": "a", "tools": [{"type": "x"}]}, {"tools"}),
+    "agent-tool-malformed": (
+        "POST",
+        "/agents",
+        {"name": "a", "tools": [{"type": "x"}]},
+        {"tools.0.type", "tools.0.function"},
+    ),
     "agent-put-missing": ("PUT", "/agents/{agent_id}", {}, {"name", "about"}),
     "agent-patch-immutable": ("PATCH", "/agents/{agent_id}", {"id": "x", "created_at": "y"}, {"id", "created_at"}),
     "user-wrong-types": ("POST", "/users", {"name": [], "about": {}, "metadata": "m"}, {"name", "about", "metadata"}),

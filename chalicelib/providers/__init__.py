@@ -11,8 +11,10 @@ only when a chat needs it, never by `import app`.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -32,14 +34,36 @@ class Completion:
     finish_reason: str  # one of FINISH_REASONS
     prompt_tokens: int | None = None  # as the provider counted them, when it says
     completion_tokens: int | None = None
+    # OpenAI's shape: ({"id", "type": "function", "function": {"name", "arguments"}}, ...)
+    tool_calls: tuple[dict[str, Any], ...] = ()
 
 
 class Provider(Protocol):
     def complete(
-        self, model: str, messages: list[dict[str, Any]], settings: dict[str, Any], timeout: float
+        self,
+        model: str,
+        messages: list[dict[str, Any]],
+        settings: dict[str, Any],
+        timeout: float,
+        tools: list[dict[str, Any]] | None = None,
+        tool_choice: Any = None,
     ) -> Completion:
-        """Messages are `{"role", "content", "name"?}`; settings are the chat input's generation
-        settings that were given. Raises ProviderFailed or ProviderTimeout."""
+        """Messages are OpenAI's (`{"role", "content", "name"?, "tool_calls"?, "tool_call_id"?}`);
+        settings are the chat input's generation settings that were given; `tools` and
+        `tool_choice` come only when the call offers tools. Raises ProviderFailed or
+        ProviderTimeout."""
+
+
+_CALL_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def call_id(raw: Any) -> str:
+    """A provider's tool call id as the history keeps ids (chalicelib/rules/models.CALL_ID): kept
+    when it fits, else a stable stand-in (ids only pair calls with results within a session)."""
+    text = str(raw or "")
+    if _CALL_ID.fullmatch(text):
+        return text
+    return "call_" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:24]
 
 
 _override: Provider | None = None

@@ -13,7 +13,7 @@ from typing import Any
 
 from chalicelib.shared.errors import ProviderFailed, ProviderTimeout
 
-from . import FINISH_REASONS, Completion
+from . import FINISH_REASONS, Completion, call_id
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 # Chat input settings that the chat-completions wire takes under the same name.
@@ -46,13 +46,23 @@ class OpenAICompatible:
         return cls(os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL, os.environ.get("OPENAI_API_KEY"))
 
     def complete(
-        self, model: str, messages: list[dict[str, Any]], settings: dict[str, Any], timeout: float
+        self,
+        model: str,
+        messages: list[dict[str, Any]],
+        settings: dict[str, Any],
+        timeout: float,
+        tools: list[dict[str, Any]] | None = None,
+        tool_choice: Any = None,
     ) -> Completion:
         body = {
             "model": model,
             "messages": messages,
             **{name: settings[name] for name in PASSED_SETTINGS if settings.get(name) is not None},
         }
+        if tools:  # the chat-completions wire takes them as they are
+            body["tools"] = tools
+            if tool_choice is not None:
+                body["tool_choice"] = tool_choice
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
@@ -105,14 +115,26 @@ class OpenAICompatible:
             usage = answer.get("usage") or {}
             if not isinstance(content, str):
                 raise TypeError("content is not text")
+            calls = tuple(
+                {
+                    "id": call_id(call.get("id")),
+                    "type": "function",
+                    "function": {
+                        "name": call["function"]["name"],
+                        "arguments": call["function"].get("arguments") or "",
+                    },
+                }
+                for call in choice["message"].get("tool_calls") or []
+            )
         except (ValueError, KeyError, IndexError, TypeError, AttributeError):
             raise ProviderFailed("the model provider's answer was not a chat completion; nothing was stored") from None
         reason = choice.get("finish_reason")
         return Completion(
             content=content,
-            finish_reason=reason if reason in FINISH_REASONS else "stop",
+            finish_reason="tool_calls" if calls else reason if reason in FINISH_REASONS else "stop",
             prompt_tokens=_count(usage.get("prompt_tokens")),
             completion_tokens=_count(usage.get("completion_tokens")),
+            tool_calls=calls,
         )
 
 

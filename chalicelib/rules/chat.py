@@ -11,7 +11,7 @@ import json
 import time
 
 from chalicelib import providers
-from chalicelib.rules import context, history, models, tokens, validation
+from chalicelib.rules import context, history, models, tokens, toolcalls, validation
 from chalicelib.rules.idempotency import Receipt
 from chalicelib.shared import clock, jsonio
 from chalicelib.shared.errors import ProviderFailed, ValidationFailed
@@ -27,21 +27,20 @@ def chat(store, developer: str, session_id: str, body: dict, receipt: Receipt | 
         store, developer, session_id, new, recall=chat_input.recall is not False, deadline=deadline
     )
     follows = history.Follows.of(chat_input)
-    history.check_follows(store, developer, assembled.session, follows)  # before paying for the model
+    # before paying for the model: the precondition, and that each tool result answers a call
+    history.check_follows(store, developer, assembled.session, follows)
+    toolcalls.after_messages(assembled.session, [("~", message) for message in new])
     settings = _settings(assembled.agent, chat_input)
+    tools, tool_choice = _tools(assembled.agent, chat_input)
     provider = providers.configured()
     completion = provider.complete(
         providers.model_name(assembled.agent.get("model") or models.DEFAULT_MODEL),
         assembled.messages,
         settings,
         timeout=context.remaining(deadline),
+        **({"tools": tools, "tool_choice": tool_choice} if tools else {}),
     )
-    reply = {"role": "assistant", "content": completion.content, "name": None}
-    if len(completion.content.encode("utf-8")) > models.MAX_CONTENT_BYTES:
-        raise ProviderFailed(
-            f"the model's reply is longer than a history message may be "
-            f"({models.MAX_CONTENT_BYTES} bytes); lower max_tokens. Nothing was stored"
-        )
+    reply = _reply(completion)
     remember = chat_input.remember is not False and chat_input.record is not False
     prompt_tokens = completion.prompt_tokens if completion.prompt_tokens is not None else assembled.tokens
     completion_tokens = (
@@ -75,6 +74,46 @@ def chat(store, developer: str, session_id: str, body: dict, receipt: Receipt | 
 
     history.commit(store, developer, session_id, [*new, reply], receipt_for, session=assembled.session, follows=follows)
     return answers[-1]
+
+
+def _reply(completion: providers.Completion) -> dict:
+    """The model's answer as a history message (its content "" rather than null beside tool
+    calls: the julep SDK's models require text), or ProviderFailed if it could not be stored."""
+    reply = {"role": "assistant", "content": completion.content, "name": None}
+    if completion.tool_calls:
+        reply["tool_calls"] = list(completion.tool_calls)
+    try:
+        models.MessageIn.model_validate(reply)
+    except ValueError as error:
+        problem = error.errors(include_url=False)[0]["msg"] if hasattr(error, "errors") else str(error)
+        raise ProviderFailed(
+            f"the model's reply cannot be stored as a history message ({problem}); "
+            "lower max_tokens if it was too long. Nothing was stored"
+        ) from None
+    return reply
+
+
+def _tools(agent: dict, chat_input: models.ChatInput) -> tuple[list[dict], object]:
+    """The tools this call offers: the agent's, with the chat's added (one of the same name
+    replacing the agent's), and the tool_choice, which must name one of them."""
+    offered = {tool["function"]["name"]: tool for tool in models.tools_of(agent.get("tools") or [])}
+    for tool in chat_input.tools or []:
+        offered[tool.function.name] = tool.model_dump(exclude_none=True)
+    tools = [{key: value for key, value in tool.items() if key != "id"} for tool in offered.values()]
+    if len(tools) > models.MAX_TOOLS:
+        raise _refused("tools", f"the agent's tools and this chat's are {len(tools)}; at most {models.MAX_TOOLS}")
+    choice = chat_input.tool_choice
+    if isinstance(choice, models.NamedToolChoice):
+        if choice.function.name not in offered:
+            raise _refused("tool_choice.function.name", f"{choice.function.name} is not among the tools offered")
+        choice = choice.model_dump()
+    elif choice == "required" and not tools:
+        raise _refused("tool_choice", "required needs tools: the agent has none and this chat gives none")
+    return json.loads(jsonio.dumps(tools)), choice
+
+
+def _refused(field: str, message: str) -> ValidationFailed:
+    return ValidationFailed(f"{field}: {message}", details=[{"field": field, "message": message, "type": "tools"}])
 
 
 def _settings(agent: dict, chat_input: models.ChatInput) -> dict:

@@ -13,8 +13,11 @@ chalicelib/rules/tokens.py. Over the session's `token_budget`, its `context_over
   the newest it folded: turns are folded oldest first, as many as one summarizer call takes in;
   any left between those and the kept ones wait for the next context (which says `truncated`).
 
-History is read newest first and only as far as the budget reaches, so the cost follows the
-budget, not the length of the history. Design notes: docs/design.md "Context assembly".
+An assistant message that made tool calls and the tool messages that answered them go in or out
+together: a result whose call is not in the context is left out (which makes it `truncated`), and
+a fold never ends between a call and the results that follow it. History is read newest first and
+only as far as the budget reaches, so the cost follows the budget, not the length of the history.
+Design notes: docs/design.md "Context assembly".
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from dataclasses import dataclass
 from itertools import takewhile
 from typing import Any
 
-from chalicelib.rules import models, tokens
+from chalicelib.rules import models, tokens, toolcalls
 from chalicelib.rules.kinds import AGENTS, SESSIONS, USERS
 from chalicelib.rules.records import existing, wire
 from chalicelib.shared import jsonio
@@ -38,6 +41,7 @@ SUMMARY_MIN_TOKENS = 32  # below this there is no room for a useful summary
 # Turns one summarizer call takes in: the session's budget, but at least the first (a small chat
 # budget is no reason to summarize in slivers) and at most the second (one call stays bounded).
 FOLD_MIN_TOKENS, FOLD_MAX_TOKENS = 4_096, 16_384
+RESULT_TOKENS = 256  # a tool result folded past the budget, to stay with its call
 SUMMARY_PROMPT = (
     "You keep the memory of a conversation between a user and an AI agent. Write a concise summary "
     "of the earlier summary (if any) and the turns below: facts about the user, what was decided, "
@@ -114,8 +118,12 @@ def assemble(
         kept.append((position, message))
         used += cost
     if first_left_out is None and room >= 0:
+        turns, orphans = _turns(kept)
         return _finish(
-            assembled, system + ([summary] if summary else []) + _turns(kept) + new, summarized=summary is not None
+            assembled,
+            system + ([summary] if summary else []) + turns + new,
+            truncated=orphans,
+            summarized=summary is not None,
         )
 
     overflow = session.get("context_overflow")
@@ -133,9 +141,8 @@ def assemble(
         )
     if overflow == "truncate":
         with_summary = [summary] if summary and room >= 0 else []
-        return _finish(
-            assembled, system + with_summary + _turns(kept) + new, truncated=True, summarized=bool(with_summary)
-        )
+        turns, _ = _turns(kept)
+        return _finish(assembled, system + with_summary + turns + new, truncated=True, summarized=bool(with_summary))
 
     # adaptive: fold what does not fit (and the old summary) into a new summary.
     reserve = min(SUMMARY_MAX_TOKENS, limit // 4, limit - fixed - tokens.MESSAGE_OVERHEAD * 2)
@@ -171,10 +178,11 @@ def assemble(
     # A session changed meanwhile keeps its own state: this answer is still right, and the
     # next one summarizes again (docs/design.md).
     store.write_summary(developer, session_id, session["version"], text, new_until)
+    turns, orphans = _turns(newest_kept)
     return _finish(
         assembled,
-        system + [_summary_message(text)] + _turns(newest_kept) + new,
-        truncated=clipped or left_out,
+        system + [_summary_message(text)] + turns + new,
+        truncated=clipped or left_out or orphans,
         summarized=True,
     )
 
@@ -190,20 +198,24 @@ def _finish(
 
 
 def _fold(oldest_first: Any, budget: int) -> tuple[list[tuple[str, dict[str, Any]]], bool, bool]:
-    """The oldest waiting turns whose transcript fits `budget` tokens, in order; whether the one
-    turn taken alone had to be cut to fit (a turn is never skipped: the first is always taken);
-    and whether turns were left waiting."""
+    """The oldest waiting turns whose transcript fits `budget` tokens, in order; whether a turn had
+    to be cut to fit (a turn is never skipped: the first is always taken, and the results right
+    after a folded tool call go with it, cut to RESULT_TOKENS past the budget); and whether turns
+    were left waiting."""
     folded: list[tuple[str, dict[str, Any]]] = []
-    used, clipped = 0, False
+    used, clipped, awaiting = 0, False, set()
     for position, message in oldest_first:
         cost = tokens.count_message(message)
         if used + cost > budget:
-            if folded:
+            if folded and message.get("tool_call_id") not in awaiting:
                 return folded, clipped, True
-            text = tokens.clip(tokens.text_of(message["content"]), budget - tokens.MESSAGE_OVERHEAD)
+            room = RESULT_TOKENS if folded else budget - tokens.MESSAGE_OVERHEAD
+            text = tokens.clip(tokens.text_of(message.get("content")), room)
             message, cost, clipped = {**message, "content": text}, budget, True
         folded.append((position, message))
         used += cost
+        awaiting.discard(message.get("tool_call_id"))
+        awaiting.update(toolcalls.called(message))
     return folded, clipped, False
 
 
@@ -220,7 +232,11 @@ def _summarize(
 
     provider = provider or providers.configured()
     transcript = "\n".join(
-        f"{turn['role']}{' (' + turn['name'] + ')' if turn.get('name') else ''}: {tokens.text_of(turn['content'])}"
+        f"{turn['role']}{' (' + turn['name'] + ')' if turn.get('name') else ''}: {tokens.text_of(turn.get('content'))}"
+        + "".join(
+            f" [calls {call['function']['name']}({call['function']['arguments']})]"
+            for call in turn.get("tool_calls") or []
+        )
         for turn in turns
     )
     request = f"Earlier summary:\n{old_summary or '(none)'}\n\nTurns to add:\n{transcript or '(none)'}"
@@ -282,11 +298,14 @@ def _public(kind: Any, record: dict[str, Any]) -> dict[str, Any]:
 
 
 def _plain(message: dict[str, Any]) -> dict[str, Any]:
-    plain = {"role": message["role"], "content": message["content"]}
-    if message.get("name"):
-        plain["name"] = message["name"]
+    """A message as a model takes it (OpenAI's shape)."""
+    plain = {"role": message["role"], "content": message.get("content")}
+    for name in ("name", "tool_calls", "tool_call_id"):
+        if message.get(name):
+            plain[name] = message[name]
     return plain
 
 
-def _turns(newest_first: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
-    return [_plain(message) for _, message in reversed(newest_first)]
+def _turns(newest_first: list[tuple[str, dict[str, Any]]]) -> tuple[list[dict[str, Any]], bool]:
+    """The kept turns, oldest first, without tool results cut off from their call; whether any was."""
+    return toolcalls.whole_units([_plain(message) for _, message in reversed(newest_first)])

@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from chalicelib.rules import models, validation
+from chalicelib.rules import models, toolcalls, validation
 from chalicelib.rules.deletes import deadline_after
 from chalicelib.rules.history import find_message
 from chalicelib.rules.idempotency import Receipt
@@ -23,7 +23,7 @@ from chalicelib.rules.kinds import SESSIONS
 from chalicelib.rules.records import existing, merged_metadata
 from chalicelib.shared import clock
 from chalicelib.shared.errors import NotFound, Unavailable
-from chalicelib.store import LAST_MESSAGE_ID, LAST_POSITION, POSITIONAL_IDS, MissingRecord, Store
+from chalicelib.store import LAST_MESSAGE_ID, LAST_POSITION, OPEN_CALLS, POSITIONAL_IDS, MissingRecord, Store
 from chalicelib.store.keys import message_ids, message_positions
 
 # What a fork does not take from the original: what makes a record itself, its history's state,
@@ -40,6 +40,7 @@ NOT_COPIED = frozenset(
         LAST_POSITION,
         LAST_MESSAGE_ID,
         POSITIONAL_IDS,
+        OPEN_CALLS,
     }
 )
 COPY_BATCH = 200  # messages written per round of the copy (8 BatchWriteItem calls)
@@ -64,7 +65,9 @@ def fork(
     record.update(id=clock.new_id(), version=1, metadata=metadata, **{POSITIONAL_IDS: True})
     parents = SESSIONS.parents(record)
     store.start_fork(developer, record["id"], parents)
-    moved = _copy_history(store, developer, session_id, record["id"], up_to, deadline)
+    moved, with_tools = _copy_history(store, developer, session_id, record["id"], up_to, deadline)
+    if with_tools:  # the copy's own calls awaiting a result
+        record[OPEN_CALLS] = toolcalls.of_history(with_tools)
     last = list(moved.values())[-1] if moved else None
     record[LAST_POSITION], record[LAST_MESSAGE_ID] = last or ("", "")
     until = original.get("summary_until")
@@ -89,10 +92,12 @@ def fork(
 
 def _copy_history(
     store: Store, developer: str, source: str, target: str, up_to: str | None, deadline: float
-) -> dict[str, tuple[str, str]]:
+) -> tuple[dict[str, tuple[str, str]], list[tuple[str, dict[str, Any]]]]:
     """Copy the source's messages up to `up_to` into the target's partition, each append's messages
-    as one new append at the same time; {old position: (new position, new id)}, in order."""
+    as one new append at the same time; {old position: (new position, new id)}, in order, and the
+    copies that make or answer tool calls, at their new positions."""
     moved: dict[str, tuple[str, str]] = {}
+    with_tools: list[tuple[str, dict[str, Any]]] = []
     group: list[tuple[str, dict[str, Any]]] = []
     pending: list[tuple[str, dict[str, Any]]] = []
 
@@ -102,6 +107,8 @@ def _copy_history(
         for (old, _), position, copy in zip(group, message_positions(copies), copies):
             moved[old] = (position, copy["id"])
             pending.append((position, copy))
+            if copy.get("tool_calls") or copy.get("tool_call_id"):
+                with_tools.append((position, copy))
         group.clear()
 
     for position, message in store.messages(developer, source, page_size=COPY_BATCH):
@@ -121,4 +128,4 @@ def _copy_history(
     if group:
         close_group()
     store.put_messages(developer, target, pending)
-    return moved
+    return moved, with_tools

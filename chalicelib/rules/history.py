@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any
 
-from chalicelib.rules import cursor, models, validation
+from chalicelib.rules import cursor, models, toolcalls, validation
 from chalicelib.rules.conflicts import retry_on_conflict
 from chalicelib.rules.deletes import deadline_after, finish_rewind
 from chalicelib.rules.idempotency import Receipt
@@ -156,6 +156,7 @@ def commit(
         current = (lost.current if lost else session) or existing(store, SESSIONS, developer, session_id)
         check_follows(store, developer, current, follows)
         stamped = _stamp(store, developer, current, messages)
+        calls = toolcalls.after_messages(current, list(zip(message_positions(stamped), stamped)))
         store.append_messages(
             developer,
             current,
@@ -163,6 +164,7 @@ def commit(
             clock.after(current["updated_at"]),
             SESSIONS.terms(current),
             receipt_for and receipt_for(stamped),
+            open_calls=calls,
         )
         return stamped
 
@@ -184,7 +186,15 @@ def _stamp(
     timestamp = clock.after(newest) if newest else clock.now()
     ids = message_ids(timestamp, len(messages))
     return [
-        {"id": message_id, "role": m["role"], "content": m["content"], "name": m.get("name"), "created_at": timestamp}
+        {
+            "id": message_id,
+            "role": m["role"],
+            "content": m["content"],
+            "name": m.get("name"),
+            "tool_calls": m.get("tool_calls"),
+            "tool_call_id": m.get("tool_call_id"),
+            "created_at": timestamp,
+        }
         for message_id, m in zip(ids, messages)
     ]
 
@@ -195,32 +205,81 @@ def get_message(store: Store, developer: str, session_id: str, message_id: str) 
     return models.Message.model_validate(message)
 
 
-def delete_message(store: Store, developer: str, session_id: str, message_id: str) -> models.Deleted:
-    """Remove one message; the others keep their order and ids. The session records it as a change
-    of its history (updated_at moves); if the message was the last, the one before it becomes the
-    last (for `after`); a summary that covered it is cleared, to be rebuilt from what is left by
+def delete_message(store: Store, developer: str, session_id: str, message_id: str) -> models.MessageDeleted:
+    """Remove one message; the others keep their order and ids. An assistant message that made
+    tool calls takes the tool messages that answered them with it (named in the answer); a
+    deleted tool message's call awaits a result again. The session records it as a change of its
+    history (updated_at moves); if the last message goes, the newest one left becomes the last
+    (for `after`); a summary that covered what goes is cleared, to be rebuilt from what is left by
     the next adaptive context (docs/api.md, "Editing the history")."""
 
-    def attempt(lost: VersionConflict | None) -> models.Deleted:
-        session, position, _ = find_message(store, developer, session_id, message_id)
-        was_last = last_message_id(store, developer, session) == message_id
-        previous = store.newest_message(developer, session_id, before=position) if was_last else None
+    def attempt(lost: VersionConflict | None) -> models.MessageDeleted:
+        session, position, message = find_message(store, developer, session_id, message_id)
+        results = _results_of(store, developer, session, position, message)
+        going = [position, *results]
+        calls = _open_calls_without(store, developer, session, position, message)
+        last_goes = last_message_id(store, developer, session) in {message_id, *results.values()}
+        newest_left = None
+        if last_goes:  # the newest message that stays becomes the last
+            newest_left = store.newest_message(developer, session_id, before=max(going))
+            while newest_left and newest_left[0] in going:
+                newest_left = store.newest_message(developer, session_id, before=newest_left[0])
         until = session.get("summary_until")
         try:
-            store.remove_message(
+            store.remove_messages(
                 developer,
                 session,
-                position,
+                going,
                 clock.after(session["updated_at"]),
                 SESSIONS.terms(session),
-                (previous[1] if previous else "") if was_last else None,
-                clear_summary=bool(until) and position <= until,
+                (newest_left[1] if newest_left else "") if last_goes else None,
+                clear_summary=bool(until) and min(going) <= until,
+                open_calls=calls,
             )
         except MissingRecord:  # removed meanwhile by another request
             raise NotFound(f"message {message_id} not found in session {session_id}") from None
-        return models.Deleted(id=message_id, deleted_at=clock.now())
+        return models.MessageDeleted(id=message_id, deleted_at=clock.now(), tool_results_deleted=list(results.values()))
 
     return retry_on_conflict(attempt, f"session {session_id} kept changing under this delete; retry it")
+
+
+def _results_of(
+    store: Store, developer: str, session: dict[str, Any], position: str, message: dict[str, Any]
+) -> dict[str, str]:
+    """{position: id} of the tool messages that answered the calls this message made: those no
+    longer open, looked for among the RESULTS_SCAN messages after it."""
+    answered = set(toolcalls.called(message)) - set(toolcalls.open_calls(session))
+    found: dict[str, str] = {}
+    if not answered:
+        return found
+    later = store.messages(developer, session["id"], after=position, page_size=toolcalls.WINDOW)
+    for after_position, later_message in islice(later, toolcalls.RESULTS_SCAN):
+        if later_message.get("tool_call_id") in answered:
+            found[after_position] = later_message["id"]
+            answered.discard(later_message["tool_call_id"])
+            if not answered:
+                break
+    return found
+
+
+def _open_calls_without(
+    store: Store, developer: str, session: dict[str, Any], position: str, message: dict[str, Any]
+) -> dict[str, str] | None:
+    """The session's open calls once this message goes (None: unchanged): its own calls close for
+    good; a tool result's call, found among the WINDOW messages before it, is open again."""
+    if not toolcalls.uses_tools(session):
+        return None
+    calls = toolcalls.open_calls(session)
+    for call_id in toolcalls.called(message):
+        calls.pop(call_id, None)
+    answered = message.get("tool_call_id")
+    if answered is not None:
+        earlier = store.messages(developer, session["id"], descending=True, after=position, page_size=20)
+        for call_position, call_message in islice(earlier, toolcalls.WINDOW):
+            if answered in toolcalls.called(call_message):
+                calls[answered] = call_position
+                break
+    return calls
 
 
 def find_message(
@@ -255,7 +314,7 @@ def rewind(
             return models.Deleted(id=session_id, deleted_at=clock.now())
 
     def attempt(lost: VersionConflict | None) -> dict[str, Any] | None:
-        session, position, _ = find_message(store, developer, session_id, after_id)
+        session, position, message = find_message(store, developer, session_id, after_id)
         through = session.get(LAST_POSITION)
         if through is None:  # a session from before positions were kept on it: ask the history
             newest = store.newest_message(developer, session_id)
@@ -263,6 +322,13 @@ def rewind(
         if through <= position:
             return None  # nothing after it
         until = session.get("summary_until")
+        calls = None
+        if toolcalls.uses_tools(session):  # the calls whose results go await them again
+            kept = [
+                (position, message),
+                *islice(store.messages(developer, session_id, descending=True, after=position), toolcalls.WINDOW - 1),
+            ]
+            calls = toolcalls.reopened(session, reversed(kept))
         try:
             store.start_rewind(
                 developer,
@@ -272,6 +338,7 @@ def rewind(
                 clock.after(session["updated_at"]),
                 SESSIONS.terms(session),
                 clear_summary=bool(until) and until > position,
+                open_calls=calls,
             )
         except MissingRecord:
             raise NotFound(f"message {after_id} not found in session {session_id}") from None

@@ -40,7 +40,7 @@ AGENTS = Kind(
     models.AgentReplace,
     models.Agent,
     defaults={"instructions": [], "model": models.DEFAULT_MODEL, "default_settings": {}, "metadata": {}},
-    unsupported=frozenset({"tools", "docs"}),
+    unsupported=frozenset({"docs"}),
 )
 USERS = Kind(
     "user",

@@ -18,10 +18,13 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainValidator,
+    SerializerFunctionWrapHandler,
     ValidationError,
     ValidationInfo,
     WithJsonSchema,
     field_validator,
+    model_serializer,
+    model_validator,
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
@@ -48,6 +51,13 @@ MAX_CONTENT_PARTS = 100  # text parts of one message's content
 MAX_REPLY_TOKENS = 16_384  # a reply must fit one history message (64 KiB)
 MAX_SUMMARY_BYTES = 16 * 1024  # a session's stored summary (chalicelib/rules/context.py clips to it)
 MAX_TOKEN_BUDGET = 1_000_000_000
+# Tools: an agent's are stored as one compact JSON string (a JSON Schema nests deeply, and as a
+# DynamoDB map it could take twice its JSON size); 32 KiB keeps the agent item under 400 KB.
+MAX_TOOLS = 128  # an agent's, and a chat's together with its agent's (OpenAI's limit per request)
+MAX_TOOLS_BYTES = 32 * 1024  # an agent's tools, or a chat's, as compact JSON
+MAX_TOOL_CALLS = 32  # calls in one assistant message
+FUNCTION_NAME = r"^[A-Za-z0-9_-]{1,64}$"  # OpenAI's and Bedrock's rule for function names
+CALL_ID = r"^[A-Za-z0-9_-]{1,64}$"  # Bedrock's rule for toolUseId; OpenAI's call ids fit it
 DEFAULT_MODEL = "julep-ai/samantha-1-turbo"
 
 
@@ -203,6 +213,73 @@ class _Output(BaseModel):
     model_config = ConfigDict(extra="ignore", defer_build=True)
 
 
+# --- tools ----------------------------------------------------------------------------------
+
+FunctionName = Annotated[str, Field(pattern=FUNCTION_NAME, description="1 to 64 of a-z, A-Z, 0-9, _ and -")]
+CallId = Annotated[str, Field(pattern=CALL_ID, description="a tool call's id: 1 to 64 of a-z, A-Z, 0-9, _ and -")]
+
+
+class FunctionDef(_Input):
+    name: FunctionName
+    description: About | None = None
+    parameters: JsonObject | None = None  # a JSON Schema of the arguments
+
+
+class ToolDef(_Input):
+    """Julep v0.3's tool: a function the model may call. `id` is kept when given (the SDK's `Tool`
+    carries one)."""
+
+    type: Literal["function"]
+    function: FunctionDef
+    id: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+
+
+def _check_tools(tools: list[ToolDef], info: ValidationInfo) -> list[ToolDef]:
+    """Names unique in the list; at most MAX_TOOLS_BYTES as compact JSON."""
+    field = info.field_name or "tools"
+    seen: set[str] = set()
+    for n, tool in enumerate(tools):
+        if tool.function.name in seen:
+            raise _limit_error(
+                "duplicate_name",
+                f"{field}.{n}.function.name: {tool.function.name} is named twice; function names are unique",
+                (n, "function", "name"),
+            )
+        seen.add(tool.function.name)
+    size = len(_tools_json(tools).encode("utf-8"))
+    if size > MAX_TOOLS_BYTES:
+        raise _limit_error("object_too_large", f"{field} are {size} bytes as JSON; at most {MAX_TOOLS_BYTES}")
+    return tools
+
+
+def _tools_json(tools: list[ToolDef]) -> str:
+    return jsonio.dumps([tool.model_dump(exclude_none=True) for tool in tools])
+
+
+def tools_of(value: Any) -> Any:
+    """An agent's tools as stored (one JSON string) back to the list."""
+    return jsonio.loads(value, "stored tools") if isinstance(value, str) else value
+
+
+Tools = Annotated[list[ToolDef], Field(max_length=MAX_TOOLS), AfterValidator(_check_tools)]
+# An agent's tools are stored as their compact JSON (see MAX_TOOLS_BYTES): the field's value
+# after validation is that string, which records.py writes as it writes any field.
+StoredTools = Annotated[Tools, AfterValidator(_tools_json)]
+ToolsOut = Annotated[list[dict[str, Any]], BeforeValidator(tools_of)]
+
+
+class NamedFunction(_Input):
+    name: FunctionName
+
+
+class NamedToolChoice(_Input):
+    type: Literal["function"]
+    function: NamedFunction
+
+
+ToolChoice = Literal["auto", "none", "required"] | NamedToolChoice
+
+
 # --- agents ---------------------------------------------------------------------------------
 
 
@@ -213,7 +290,7 @@ class AgentCreate(_Input):
     model: ModelName | None = None
     default_settings: JsonObject | None = None
     metadata: JsonObject | None = None
-    tools: Unsupported | None = None
+    tools: StoredTools | None = None
     docs: Unsupported | None = None
 
 
@@ -224,6 +301,7 @@ class AgentPatch(_Input):
     model: ModelName | None = None
     default_settings: JsonObject | None = None
     metadata: JsonObject | None = None
+    tools: StoredTools | None = None  # replaces the agent's tools whole
 
 
 class AgentReplace(AgentPatch):
@@ -239,6 +317,7 @@ class Agent(_Output):
     model: str = DEFAULT_MODEL
     default_settings: dict[str, Any] = {}
     metadata: dict[str, Any] = {}
+    tools: ToolsOut = []
     created_at: str
     updated_at: str
 
@@ -358,13 +437,78 @@ Content = Annotated[
         }
     ),
 ]
-Role = Literal["system", "user", "assistant", "function"]
+Role = Literal["system", "user", "assistant", "function", "tool"]
+
+
+class CalledFunction(_Input):
+    name: FunctionName
+    arguments: str  # as the model wrote them: JSON text, not checked (models do write bad JSON)
+
+
+class ToolCall(_Input):
+    id: CallId
+    type: Literal["function"]
+    function: CalledFunction
+
+
+def _text_bytes(content: Any) -> int:
+    if content is None:
+        return 0
+    if isinstance(content, str):
+        return _utf8_size(content)
+    return sum(_utf8_size(part["text"]) for part in content)
 
 
 class MessageIn(_Input):
+    """A history message in OpenAI's forms: an assistant message may carry `tool_calls` (and then
+    its content may be null); a `tool` message answers one call by its `tool_call_id`. Julep's
+    `function` role keeps working. Content, call names, arguments and ids together are at most
+    MAX_CONTENT_BYTES."""
+
     role: Role
-    content: Content
+    content: Content | None = None
     name: Name | None = None
+    tool_calls: Annotated[list[ToolCall], Field(min_length=1, max_length=MAX_TOOL_CALLS)] | None = None
+    tool_call_id: CallId | None = None
+
+    @model_validator(mode="after")
+    def _tool_forms(self) -> MessageIn:
+        if self.tool_calls is not None and self.role != "assistant":
+            raise _limit_error("tool_calls_role", "only an assistant message carries tool_calls", ("tool_calls",))
+        if self.role == "tool" and self.tool_call_id is None:
+            raise _limit_error("missing", "a tool message names the call it answers in tool_call_id", ("tool_call_id",))
+        if self.tool_call_id is not None and self.role != "tool":
+            raise _limit_error("tool_call_id_role", "only a tool message carries tool_call_id", ("tool_call_id",))
+        if self.content is None and self.tool_calls is None:
+            raise _limit_error("missing", "content is required (it may be null only beside tool_calls)", ("content",))
+        calls = self.tool_calls or []
+        ids = [call.id for call in calls]
+        if len(set(ids)) != len(ids):
+            raise _limit_error("duplicate_id", "tool_calls has an id twice; call ids are unique", ("tool_calls",))
+        size = (
+            _text_bytes(self.content)
+            + sum(len(c.id) + len(c.function.name) + _utf8_size(c.function.arguments) for c in calls)
+            + len(self.tool_call_id or "")
+        )
+        if size > MAX_CONTENT_BYTES:
+            raise _limit_error(
+                "string_too_long",
+                f"the message's content, tool calls and ids are {size} bytes (UTF-8); at most {MAX_CONTENT_BYTES}",
+                ("content",),
+            )
+        return self
+
+
+class _WithoutAbsentToolFields(_Output):
+    """Answers in OpenAI's shape: `tool_calls` and `tool_call_id` appear only where they belong."""
+
+    @model_serializer(mode="wrap")
+    def _omit_absent(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data = handler(self)
+        for name in ("tool_calls", "tool_call_id"):
+            if data.get(name) is None:
+                data.pop(name, None)
+        return data
 
 
 class MetadataFilter(_Input):
@@ -397,11 +541,13 @@ class ForkInput(_Input):
     metadata: JsonObject | None = None
 
 
-class Message(_Output):
+class Message(_WithoutAbsentToolFields):
     id: str
     role: str
-    content: str | list[dict[str, Any]]
+    content: str | list[dict[str, Any]] | None = None  # null (not stored) beside tool calls
     name: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    tool_call_id: str | None = None
     created_at: str
 
 
@@ -468,8 +614,8 @@ class ChatInput(ChatSettings):
     remember: bool | None = None  # store the input and the reply (default true)
     recall: bool | None = None  # include the stored history in the context (default true)
     record: bool | None = None  # Julep's older name for remember
-    tools: Unsupported | None = None
-    tool_choice: None = None
+    tools: Tools | None = None  # for this call, beside the agent's (one of the same name replaces it)
+    tool_choice: ToolChoice | None = None
     after: MessageId | None = None  # as in HistoryAppend; checked before the model is called
 
 
@@ -493,10 +639,12 @@ class ChatResponse(_Output):
     doc_ids: DocIds = DocIds()
 
 
-class ContextMessage(_Output):
+class ContextMessage(_WithoutAbsentToolFields):
     role: str
-    content: str | list[dict[str, Any]]
+    content: str | list[dict[str, Any]] | None
     name: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    tool_call_id: str | None = None
 
 
 class Context(_Output):
@@ -528,6 +676,13 @@ class Updated(_Output):
 class Deleted(_Output):
     id: str
     deleted_at: str
+
+
+class MessageDeleted(Deleted):
+    """DELETE of one message: an assistant message that made tool calls takes the tool messages
+    that answered them with it; their ids are here."""
+
+    tool_results_deleted: list[str] = []
 
 
 # --- pages: a list's answer, and the cursor to the next page (null at the end) ------------------------

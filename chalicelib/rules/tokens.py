@@ -55,13 +55,20 @@ def text_of(content: Any) -> str:
     """The text of a message's content: a string, or a list of `{"type": "text", "text"}` parts."""
     if isinstance(content, str):
         return content
-    return "\n".join(part.get("text", "") for part in content or [])
+    return "\n".join(part.get("text", "") for part in content or [])  # (None: no content, beside tool calls)
 
 
 def count_message(message: dict[str, Any]) -> int:
+    """Content, name, and for tool calls the functions' names, arguments and the call ids."""
+    calls = message.get("tool_calls") or []
     return (
         _counter.count_text(text_of(message.get("content")))
         + _counter.count_text(message.get("name") or "")
+        + sum(
+            _counter.count_text(f"{call['id']} {call['function']['name']} {call['function']['arguments']}")
+            for call in calls
+        )
+        + _counter.count_text(message.get("tool_call_id") or "")
         + MESSAGE_OVERHEAD
     )
 

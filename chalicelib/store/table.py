@@ -35,6 +35,9 @@ LAST_MESSAGE_ID = "last_message_id"
 # On a session record: true when every message of it has an id that carries its position
 # (keys.message_ids); absent on sessions created before, whose older messages a Query finds.
 POSITIONAL_IDS = "positional_ids"
+# On a session record: its tool calls awaiting a result, {call id: position of the message that
+# made it}; absent on sessions that never made one (chalicelib/rules/toolcalls.py).
+OPEN_CALLS = "open_calls"
 # The purge kind of a rewind's marker (dev#<d>#purge, history#<session id>): what is left to delete.
 REWIND = "history"
 PK, SK = schema.PARTITION_KEY, schema.SORT_KEY
@@ -339,11 +342,12 @@ class Store:
         updated_at: str,
         terms: list[str],
         receipt: Record | None = None,
+        open_calls: dict[str, str] | None = None,
     ) -> list[str]:
         """Store messages atomically after the session's newest, and record the activity on the
         session in the same transaction: its updated_at becomes `updated_at` (its update-order
         entries move with it), LAST_POSITION the last new message's position and LAST_MESSAGE_ID
-        its id. Only while the session's
+        its id, and OPEN_CALLS `open_calls` when given. Only while the session's
         updated_at is still the one read: a concurrent append or update raises VersionConflict
         (so does a deleted session), and the caller reads the session again. All messages of one
         append share `created_at` and the first one's id, so an append is contiguous and keeps
@@ -358,7 +362,8 @@ class Store:
                 "Update": {
                     "TableName": self.table,
                     "Key": key(session_pk, RECORD),
-                    "UpdateExpression": "SET #updated = :updated, #last = :last, #last_id = :last_id",
+                    "UpdateExpression": "SET #updated = :updated, #last = :last, #last_id = :last_id"
+                    + (", #open = :open" if open_calls is not None else ""),
                     "ConditionExpression": "#updated = :seen",
                     # the session as it is now comes back with a failure: no read before the retry
                     "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
@@ -366,12 +371,14 @@ class Store:
                         "#updated": "updated_at",
                         "#last": LAST_POSITION,
                         "#last_id": LAST_MESSAGE_ID,
+                        **({"#open": OPEN_CALLS} if open_calls is not None else {}),
                     },
                     "ExpressionAttributeValues": {
                         ":updated": {"S": updated_at},
                         ":last": {"S": positions[-1]},
                         ":last_id": {"S": messages[-1]["id"]},
                         ":seen": {"S": session["updated_at"]},
+                        **({":open": codec.value(open_calls)} if open_calls is not None else {}),
                     },
                 }
             },
@@ -437,34 +444,41 @@ class Store:
                 return session, item[SK]["S"], deserialize(item)
         return session, None, None
 
-    def remove_message(
+    def remove_messages(
         self,
         developer: str,
         session: Record,
-        position: str,
+        positions: list[str],
         updated_at: str,
         terms: list[str],
         last_message_id: str | None,
         clear_summary: bool,
+        open_calls: dict[str, str] | None = None,
     ) -> None:
-        """Delete one message, and record the change on the session in the same transaction
-        (`_history_changed`). Only while the session is as read: else VersionConflict; a message
-        already gone, MissingRecord."""
+        """Delete messages (one, or an assistant message with the tool results that answered it),
+        and record the change on the session in the same transaction (`_history_changed`). Only
+        while the session is as read: else VersionConflict; a message already gone, MissingRecord."""
         session_pk = keys.record_pk(developer, "session", session["id"])
+        changed = self._history_changed(
+            developer, session, updated_at, terms, last_message_id, clear_summary, open_calls
+        )
         actions = [
-            *self._history_changed(developer, session, updated_at, terms, last_message_id, clear_summary),
-            {
-                "Delete": {
-                    "TableName": self.table,
-                    "Key": key(session_pk, position),
-                    "ConditionExpression": "attribute_exists(#pk)",
-                    "ExpressionAttributeNames": {"#pk": PK},
+            *changed,
+            *(
+                {
+                    "Delete": {
+                        "TableName": self.table,
+                        "Key": key(session_pk, position),
+                        "ConditionExpression": "attribute_exists(#pk)",
+                        "ExpressionAttributeNames": {"#pk": PK},
+                    }
                 }
-            },
+                for position in positions
+            ),
         ]
         failed = self._transact(actions)
-        if failed == len(actions) - 1:
-            raise MissingRecord("message", position)
+        if failed is not None and failed >= len(changed):
+            raise MissingRecord("message", positions[failed - len(changed)])
         if failed is not None:
             raise VersionConflict()
 
@@ -477,6 +491,7 @@ class Store:
         updated_at: str,
         terms: list[str],
         clear_summary: bool,
+        open_calls: dict[str, str] | None = None,
     ) -> None:
         """Begin removing every message after `after` ((position, id)) up to `through` (the
         newest position when it begins; what is appended later stays): in one transaction the
@@ -487,7 +502,7 @@ class Store:
         session_pk = keys.record_pk(developer, "session", session["id"])
         marker = {"after": after[0], "through": through, "after_id": after[1]}
         actions = [
-            *self._history_changed(developer, session, updated_at, terms, after[1], clear_summary),
+            *self._history_changed(developer, session, updated_at, terms, after[1], clear_summary, open_calls),
             {
                 "ConditionCheck": {
                     "TableName": self.table,
@@ -537,17 +552,23 @@ class Store:
         terms: list[str],
         last_message_id: str | None,
         clear_summary: bool,
+        open_calls: dict[str, str] | None = None,
     ) -> list[dict[str, Any]]:
         """The actions that record a change of the history (a removal) on its session, if the
         session is still as read: its updated_at (and update-order entries) move; `last_message_id`,
-        when given, becomes the last message ("" for none); `clear_summary` removes a summary that
-        covered what goes, with a new version, so no summary computed before is written over it."""
+        when given, becomes the last message ("" for none); `open_calls`, when given, its tool calls
+        awaiting a result; `clear_summary` removes a summary that covered what goes, with a new
+        version, so no summary computed before is written over it."""
         # (placeholders apart from _still's, which names the values as read)
         sets, names, values = ["#updated = :now"], {"#updated": "updated_at"}, {":now": {"S": updated_at}}
         if last_message_id is not None:
             sets.append("#last_id = :last_id")
             names["#last_id"] = LAST_MESSAGE_ID
             values[":last_id"] = {"S": last_message_id}
+        if open_calls is not None:
+            sets.append("#open = :open")
+            names["#open"] = OPEN_CALLS
+            values[":open"] = codec.value(open_calls)
         expression = "SET " + ", ".join(sets)
         if clear_summary:
             expression = "SET " + ", ".join([*sets, "#version = :next"]) + " REMOVE #summary, #until"
@@ -592,15 +613,15 @@ class Store:
         return (items[0][SK]["S"], items[0]["id"]["S"]) if items else None
 
     def forget_last_message(self, developer: str, session_id: str) -> None:
-        """Record that the session's history is empty (LAST_MESSAGE_ID ""), when it is being
-        cleared; its LAST_POSITION stays, so later messages still sort after every earlier one.
-        A session deleted meanwhile has nothing to record."""
+        """Record that the session's history is empty (LAST_MESSAGE_ID "", no tool call awaiting
+        a result), when it is being cleared; its LAST_POSITION stays, so later messages still sort
+        after every earlier one. A session deleted meanwhile has nothing to record."""
         self._update_session(
             developer,
             session_id,
-            "SET #last_id = :none",
+            "SET #last_id = :none REMOVE #open",
             "attribute_exists(#pk)",
-            {"#last_id": LAST_MESSAGE_ID, "#pk": PK},
+            {"#last_id": LAST_MESSAGE_ID, "#open": OPEN_CALLS, "#pk": PK},
             {":none": {"S": ""}},
         )
 

@@ -248,7 +248,8 @@ OPERATIONS: dict[str, Operation] = {operation.name: operation for operation in [
     Operation("sessions.history.message.get", "GET", _MESSAGE, get_message, 200,
               "read one message of a session's history", "Message", errors=(404,)),
     Operation("sessions.history.message.delete", "DELETE", _MESSAGE, delete_message, 202,
-              "remove one message from a session's history", "Deleted", errors=(404, 409)),
+              "remove one message from a session's history (an assistant message takes its tool "
+              "results with it)", "MessageDeleted", errors=(404, 409)),
     Operation("sessions.fork", "POST", "/sessions/{session_id}/fork", fork_session, 201,
               "a new session with a copy of this one's history, up to a message", "Created", "ForkInput",
               errors=(*_BODY, 404), creates=True),
