@@ -112,6 +112,47 @@ def test_each_operation_makes_the_documented_calls(api, counted, agent_id, user_
     }
 
 
+def test_tool_calls_cost_what_plain_messages_cost_and_removals_one_query_more(api, counted, session_id, model):
+    """The session record keeps its open calls: a call or a result is checked on the session the
+    append reads anyway, in the transaction it writes anyway. A removal in a session that made
+    calls looks for the call or its results with one Query (docs/design.md "Access patterns")."""
+    url = f"/sessions/{session_id}/history"
+    plain = calls_of(counted, lambda: api.post(url, {"messages": [{"role": "user", "content": "q"}]}))
+    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    asking = {"role": "assistant", "content": None, "tool_calls": [call]}
+    made: dict = {}
+    assert calls_of(counted, lambda: made.setdefault("call", api.post(url, {"messages": [asking]}))) == plain
+    result = {"role": "tool", "tool_call_id": "c1", "content": "x"}
+    assert calls_of(counted, lambda: made.setdefault("result", api.post(url, {"messages": [result]}))) == plain
+    assert made["call"].status_code == made["result"].status_code == 201
+    chat = f"/sessions/{session_id}/chat"
+    plain_chat = calls_of(counted, lambda: api.post(chat, {"messages": [{"role": "user", "content": "q"}]}))
+    tools = [{"type": "function", "function": {"name": "f"}}]
+    with_tools = calls_of(
+        counted, lambda: api.post(chat, {"messages": [{"role": "user", "content": "q"}], "tools": tools})
+    )
+    assert with_tools == plain_chat
+    # Removing the call takes its result: the message's read, one Query for the results, one
+    # transaction; the result was not the last message, so no Query for the one before.
+    call_id = made["call"].json["items"][0]["id"]
+    assert calls_of(counted, lambda: api.delete(f"{url}/{call_id}")) == {
+        **KEY_CHECK,
+        "batch_get_item": 1,
+        "query": 1,
+        "transact_write_items": 1,
+    }
+    # Removing a result opens its call again: one Query back for the call.
+    api.post(url, {"messages": [{**asking, "tool_calls": [{**call, "id": "c2"}]}, {**result, "tool_call_id": "c2"}]})
+    api.post(url, {"messages": [{"role": "user", "content": "after"}]})
+    answered = api.get(f"{url}?order=desc&limit=2").json["items"][1]["id"]
+    assert calls_of(counted, lambda: api.delete(f"{url}/{answered}")) == {
+        **KEY_CHECK,
+        "batch_get_item": 1,
+        "query": 1,
+        "transact_write_items": 1,
+    }
+
+
 def test_a_list_reads_what_it_returns_not_the_whole_collection(api, counted, agent_id):
     for _ in range(120):
         api.post("/sessions", {"agent_id": agent_id})

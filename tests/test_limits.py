@@ -509,6 +509,18 @@ def largest_settings() -> dict[str, Any]:
     return settings
 
 
+def largest_tools() -> list[dict]:
+    """128 tools whose compact JSON is just under the 32 KiB the tools may take."""
+    tools = [
+        {"type": "function", "function": {"name": f"f{n:03d}".ljust(64, "x"), "description": ""}} for n in range(128)
+    ]
+    room = models.MAX_TOOLS_BYTES - compact_json_size(tools)
+    for n, tool in enumerate(tools):
+        tool["function"]["description"] = "d" * (room // 128 + (n < room % 128))
+    assert compact_json_size(tools) == models.MAX_TOOLS_BYTES
+    return tools
+
+
 def test_maxed_agent_is_stored_and_read_back(api, table, recorder):
     body = {
         "name": utf8(256),
@@ -517,13 +529,15 @@ def test_maxed_agent_is_stored_and_read_back(api, table, recorder):
         "model": utf8(256),
         "default_settings": largest_settings(),
         "metadata": costliest_object(indexed=40),
+        "tools": largest_tools(),
     }
     created = api.post("/agents", body, headers={"Idempotency-Key": "maxed-agent"})
     assert created.status_code == 201, created.body[:400]
     stored = api.get(f"/agents/{created.json['id']}").json
     assert {k: stored[k] for k in body} == body
     size = item_size(written(recorder, "agent", created.json["id"]))
-    assert 270_000 < size <= 345_149 < ITEM_LIMIT  # docs/reliability.md: the agent's bound
+    print(f"agent item {size} bytes")
+    assert 300_000 < size <= 377_922 < ITEM_LIMIT  # docs/reliability.md: the agent's bound
     assert len(recorder.transactions[-1]) == 1 + 2 + 40 + 1
     assert_transactions_within_limits(recorder)
 
@@ -602,6 +616,43 @@ def test_fifty_messages_of_64_kib_in_one_append(api, table, world, recorder):
         )
         <= 67_883
     )
+    assert_transactions_within_limits(recorder)
+
+
+def test_fifty_messages_with_the_most_tool_calls_in_one_append(api, table, world, recorder):
+    """The costliest message the models allow: 100 text parts and 32 calls, 64 KiB of text, ids,
+    names and arguments together; fifty of them in one append, with the session's open calls."""
+    call_bytes = 32 * (64 + 64)
+    text = 64 * KIB - call_bytes - 32 * 400
+    parts = [{"type": "text", "text": "x" * (text // 100 + (n < text % 100))} for n in range(100)]
+    messages = [
+        {
+            "role": "assistant",
+            "content": parts,
+            "name": utf8(256),
+            "tool_calls": [
+                {
+                    "id": f"{m:02d}{n:02d}".ljust(64, "i"),
+                    "type": "function",
+                    "function": {"name": f"f{n:02d}".ljust(64, "n"), "arguments": "a" * 400},
+                }
+                for n in range(32)
+            ],
+        }
+        for m in range(50)
+    ]
+    assert history.append(table, "alice", world["session_id"], {"messages": messages})["items"]
+    (actions,) = recorder.transactions
+    assert len(actions) == 1 + 6 + 50
+    size = transaction_size(actions)
+    largest = max(
+        item_size(action["Put"]["Item"])
+        for action in actions
+        if action.get("Put", {}).get("Item", {}).get("sk", {}).get("S", "").startswith("msg#")
+    )
+    print(f"transaction {size} bytes, largest message item {largest} bytes")
+    assert largest <= 69_650  # docs/reliability.md: a message with tool calls
+    assert size <= 3_520_000 < TRANSACTION_BYTES
     assert_transactions_within_limits(recorder)
 
 
