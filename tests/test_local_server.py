@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from conftest import completion
 from infra.local_database import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -163,6 +164,58 @@ def test_dynamodb_local_keeps_keys_sessions_history_and_filters_across_a_restart
     finally:
         assert empty.stop(group=False) == 0  # SIGTERM to it alone
     assert java_processes_of(data_dir) == []
+
+
+def test_issue_14_flows_over_http_against_make_run(tmp_path, fake_model):
+    """The two black-box flows of issue 14, over real HTTP (a kept-alive client) against make run
+    on DynamoDB Local: a tool-calling chat against a loopback OpenAI-compatible server (the call,
+    the tool result and the final answer stored in order), and fork at message 5 of 20, then rewind
+    the original after message 10."""
+    run = Run(
+        {"SESSIONS_DATA_DIR": str(tmp_path / "data"), "OPENAI_BASE_URL": f"http://127.0.0.1:{fake_model.port}/v1"}
+    ).serving()
+    try:
+        key = run.printed("API key for developer 'local': ")
+        with httpx.Client(base_url=run.url, headers={"Authorization": f"Bearer {key}"}, timeout=30) as http:
+            weather = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}
+            agent = http.post("/agents", json={"name": "Sara", "tools": [weather]}).json()["id"]
+            session = http.post("/sessions", json={"agent_id": agent}).json()["id"]
+            call = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}
+            calling = completion()
+            calling["choices"][0].update(
+                message={"role": "assistant", "content": None, "tool_calls": [call]}, finish_reason="tool_calls"
+            )
+            fake_model.answer(body=calling)
+            fake_model.answer(body=completion("18 C and sunny."))
+            first = http.post(f"/sessions/{session}/chat", json={"messages": [{"role": "user", "content": "Paris?"}]})
+            assert first.status_code == 200 and first.json()["finish_reason"] == "tool_calls", first.text
+            result = {"role": "tool", "tool_call_id": "call_1", "content": "18 C"}
+            final = http.post(f"/sessions/{session}/chat", json={"messages": [result]})
+            assert final.status_code == 200 and final.json()["finish_reason"] == "stop", final.text
+            assert fake_model.bodies[0]["tools"] == [weather]
+            items = http.get(f"/sessions/{session}/history").json()["items"]
+            assert [(m["role"], m["content"], m.get("tool_calls"), m.get("tool_call_id")) for m in items] == [
+                ("user", "Paris?", None, None),
+                ("assistant", "", [call], None),
+                ("tool", "18 C", None, "call_1"),
+                ("assistant", "18 C and sunny.", None, None),
+            ]
+
+            original = http.post("/sessions", json={"agent_id": agent}).json()["id"]
+            messages = [{"role": "user" if n % 2 == 0 else "assistant", "content": f"m{n}"} for n in range(1, 21)]
+            stored = http.post(f"/sessions/{original}/history", json={"messages": messages}).json()["items"]
+            fork = http.post(f"/sessions/{original}/fork", json={"up_to": stored[4]["id"]})
+            assert fork.status_code == 201, fork.text
+            rewind = http.delete(f"/sessions/{original}/history", params={"after": stored[9]["id"]})
+            assert rewind.status_code == 202, rewind.text
+
+            def contents(session_id: str) -> list[str]:
+                return [m["content"] for m in http.get(f"/sessions/{session_id}/history").json()["items"]]
+
+            assert contents(fork.json()["id"]) == [f"m{n}" for n in range(1, 6)]
+            assert contents(original) == [f"m{n}" for n in range(1, 11)]
+    finally:
+        assert run.stop() == 0
 
 
 def test_a_database_that_dies_is_noticed_and_make_run_exits_1(tmp_path):
