@@ -43,10 +43,10 @@ def called(message: dict[str, Any]) -> list[str]:
 def after_messages(
     session: dict[str, Any], positioned: list[tuple[str, dict[str, Any]]], first_index: int = 0
 ) -> dict[str, str] | None:
-    """The session's open calls once these messages (in order) are appended, or None when neither
-    the messages nor the session involve tool calls (nothing to write). A `tool` message naming no
-    open call is a 422 at `messages.<first_index + n>.tool_call_id`."""
-    if not uses_tools(session) and not any(m.get("tool_calls") or m.get("tool_call_id") for _, m in positioned):
+    """The session's open calls once these messages (in order) are appended, or None when no
+    message makes or answers a call (nothing changes, nothing to write). A `tool` message naming
+    no open call is a 422 at `messages.<first_index + n>.tool_call_id`."""
+    if not any(m.get("tool_calls") or m.get("tool_call_id") for _, m in positioned):
         return None
     calls = open_calls(session)
     for n, (position, message) in enumerate(positioned):
