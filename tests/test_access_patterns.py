@@ -153,6 +153,19 @@ def test_tool_calls_cost_what_plain_messages_cost_and_removals_one_query_more(ap
     }
 
 
+def test_ending_is_one_read_and_one_write_and_ended_sessions_list_from_their_term(api, counted, session_id):
+    assert calls_of(counted, lambda: api.post(f"/sessions/{session_id}/end")) == {
+        "get_item": 2,
+        "transact_write_items": 1,
+    }
+    assert calls_of(counted, lambda: api.post(f"/sessions/{session_id}/end")) == {"get_item": 2}  # already ended
+    assert calls_of(counted, lambda: api.get("/sessions?status=ended")) == {
+        **KEY_CHECK,
+        "query": 1,
+        "batch_get_item": 1,
+    }
+
+
 def test_a_list_reads_what_it_returns_not_the_whole_collection(api, counted, agent_id):
     for _ in range(120):
         api.post("/sessions", {"agent_id": agent_id})

@@ -95,6 +95,7 @@ def cases(w):
             ("GET", f"/sessions/{s}/history/{m}"),
         ),
         "sessions.fork": ({"session_id": s, "body": {"up_to": m}}, None),
+        "sessions.end": ({"session_id": s}, ("GET", f"/sessions/{s}")),
         "sessions.context.get": ({"session_id": s}, None),
         "sessions.chat": (
             {"session_id": s, "body": {"messages": [{"role": "user", "content": "and?"}], "remember": True}},
@@ -153,6 +154,8 @@ def test_every_operation_answers_as_http_does(api, world, lambda_client, model, 
         elif operation in ("sessions.history.append", "sessions.chat"):
             contents = [m["content"] for m in seen["items"]]
             assert contents[-1] == ("more" if operation.endswith("append") else "hello back")
+        elif operation == "sessions.end":
+            assert seen["status"] == "ended" and seen["ended_at"] == answer["body"]["ended_at"]
         else:
             body = params["body"]
             assert all(seen[k] == v for k, v in body.items()), (seen, body)

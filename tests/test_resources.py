@@ -247,6 +247,8 @@ def test_session_get_answers_every_field_with_defaults(api, agent_id, user_id):
         "render_templates": False,
         "token_budget": None,
         "context_overflow": None,
+        "status": "active",
+        "ended_at": None,
         "created_at": answer["created_at"],
         "updated_at": answer["created_at"],
     }
@@ -261,6 +263,8 @@ def test_session_get_answers_every_field_with_defaults(api, agent_id, user_id):
         "render_templates": False,
         "token_budget": None,
         "context_overflow": None,
+        "status": "active",
+        "ended_at": None,
         "created_at": bare["created_at"],
         "updated_at": bare["created_at"],
     }

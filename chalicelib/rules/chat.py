@@ -11,7 +11,7 @@ import json
 import time
 
 from chalicelib import providers
-from chalicelib.rules import context, history, models, tokens, toolcalls, validation
+from chalicelib.rules import context, history, lifecycle, models, tokens, toolcalls, validation
 from chalicelib.rules.idempotency import Receipt
 from chalicelib.shared import clock, jsonio
 from chalicelib.shared.errors import ProviderFailed, ValidationFailed
@@ -27,7 +27,9 @@ def chat(store, developer: str, session_id: str, body: dict, receipt: Receipt | 
         store, developer, session_id, new, recall=chat_input.recall is not False, deadline=deadline
     )
     follows = history.Follows.of(chat_input)
-    # before paying for the model: the precondition, and that each tool result answers a call
+    # before paying for the model: the session takes messages, the precondition holds, and each
+    # tool result answers a call
+    lifecycle.refuse_if_ended(assembled.session)
     history.check_follows(store, developer, assembled.session, follows)
     toolcalls.after_messages(assembled.session, [("~", message) for message in new])
     settings = _settings(assembled.agent, chat_input)

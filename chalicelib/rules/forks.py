@@ -41,6 +41,8 @@ NOT_COPIED = frozenset(
         LAST_MESSAGE_ID,
         POSITIONAL_IDS,
         OPEN_CALLS,
+        "status",  # a fork of an ended session is a new, active one
+        "ended_at",
     }
 )
 COPY_BATCH = 200  # messages written per round of the copy (8 BatchWriteItem calls)

@@ -27,6 +27,7 @@ from chalicelib.rules.conflicts import retry_on_conflict
 from chalicelib.rules.deletes import deadline_after, finish_rewind
 from chalicelib.rules.idempotency import Receipt
 from chalicelib.rules.kinds import SESSIONS
+from chalicelib.rules.lifecycle import refuse_if_ended
 from chalicelib.rules.records import existing
 from chalicelib.shared import clock
 from chalicelib.shared.errors import DeletionInProgress, HistoryMoved, NotFound
@@ -154,6 +155,7 @@ def commit(
     def attempt(lost: VersionConflict | None) -> list[dict[str, Any]]:
         # the session as the lost race left it, when DynamoDB handed it back; else read it
         current = (lost.current if lost else session) or existing(store, SESSIONS, developer, session_id)
+        refuse_if_ended(current)
         check_follows(store, developer, current, follows)
         stamped = _stamp(store, developer, current, messages)
         calls = toolcalls.after_messages(current, list(zip(message_positions(stamped), stamped)))
@@ -161,7 +163,8 @@ def commit(
             developer,
             current,
             stamped,
-            clock.after(current["updated_at"]),
+            # never before its newest message: what changes the session later (an end) is after it
+            max(clock.after(current["updated_at"]), stamped[-1]["created_at"]),
             SESSIONS.terms(current),
             receipt_for and receipt_for(stamped),
             open_calls=calls,

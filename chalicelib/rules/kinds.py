@@ -58,7 +58,7 @@ SESSIONS = Kind(
     models.SessionReplace,
     models.Session,
     defaults={"metadata": {}, "render_templates": False, LAST_POSITION: "", LAST_MESSAGE_ID: "", POSITIONAL_IDS: True},
-    immutable=frozenset({"id", "created_at", "updated_at", "agent_id", "user_id", "summary"}),
+    immutable=frozenset({"id", "created_at", "updated_at", "agent_id", "user_id", "summary", "status", "ended_at"}),
     references=("agent_id", "user_id"),
 )
 KINDS = {kind.name: kind for kind in (AGENTS, USERS, SESSIONS)}

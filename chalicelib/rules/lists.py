@@ -39,6 +39,7 @@ class ListQuery:
     offset: int = 0
     metadata_filter: dict[str, Any] = field(default_factory=dict)
     parents: tuple[tuple[str, str], ...] = ()  # ("agent", id), ("user", id): sessions only
+    status: str | None = None  # "active" or "ended": sessions only
     sort_by: str = "created_at"
     descending: bool = True
     after: str | None = None  # from a cursor: the last sort key answered
@@ -51,6 +52,7 @@ class ListQuery:
             self.descending,
             sorted(self.parents),
             sorted((k, jsonio.dumps(v)) for k, v in self.metadata_filter.items()),
+            *([self.status] if self.status else []),  # (cursors made before it existed stay valid)
         ]
         return hashlib.sha256(jsonio.dumps(shape).encode("utf-8")).hexdigest()[:32]
 
@@ -69,15 +71,19 @@ def list_records(store: Store, kind: Kind, developer: str, query: ListQuery = Li
 
 
 def _matches(record: dict[str, Any], query: ListQuery) -> bool:
-    return all(record.get(f"{kind}_id") == pid for kind, pid in query.parents) and filters.matches(
-        record.get("metadata", {}), query.metadata_filter
+    return (
+        all(record.get(f"{kind}_id") == pid for kind, pid in query.parents)
+        and (query.status is None or record.get("status", "active") == query.status)
+        and filters.matches(record.get("metadata", {}), query.metadata_filter)
     )
 
 
 def _candidates(store: Store, kind: Kind, developer: str, query: ListQuery) -> Iterator[dict[str, Any]]:
     """Records that may match, in the query's order, past its cursor; a superset of the answer
     that reads as little as the index allows."""
-    ordered = [index.parent_term(k, pid) for k, pid in query.parents] or [index.ALL]
+    # Ended sessions have a term of their own; active ones are the rest of `all` (or a parent's).
+    ended = [index.ENDED] if query.status == "ended" else []
+    ordered = [index.parent_term(k, pid) for k, pid in query.parents] + ended or [index.ALL]
     metadata = [term for key, value in query.metadata_filter.items() if (term := index.metadata_term(key, value))]
 
     first_page = min(query.offset + query.limit + 1, READ_CHUNK)

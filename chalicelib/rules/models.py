@@ -387,6 +387,8 @@ class Session(_Output):
     render_templates: bool = False
     token_budget: int | None = None
     context_overflow: ContextOverflow | None = None
+    status: Literal["active", "ended"] = "active"  # POST /sessions/{id}/end; never back
+    ended_at: str | None = None
     created_at: str
     updated_at: str
 

@@ -25,6 +25,7 @@ STATUSES: dict[str, int] = {
     "request_timeout": 408,
     "conflict": 409,
     "history_moved": 409,
+    "session_ended": 409,
     "precondition_failed": 412,
     "payload_too_large": 413,
     "request_uri_too_long": 414,
@@ -126,6 +127,19 @@ class HistoryMoved(ServiceError):
         super().__init__(
             f"session {session_id}: this append was to follow {wanted}, but {now}; nothing was stored",
             details=[{"field": "after", "message": now, "type": "history_moved", "last_message_id": last}],
+        )
+
+
+class SessionEnded(ServiceError):
+    """An append or a chat to a session that was ended (POST /sessions/{id}/end); nothing was
+    stored. An ended session stays readable and listable, and cannot be made active again."""
+
+    code = "session_ended"
+
+    def __init__(self, session_id: str) -> None:
+        super().__init__(
+            f"session {session_id} has ended: it takes no more messages; nothing was stored. "
+            "Fork it to continue the conversation in a new session"
         )
 
 

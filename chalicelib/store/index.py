@@ -7,6 +7,8 @@ A term names one sorted set of a developer's records of one kind:
     user#<id>       the sessions of one user              ordered by created_at and by updated_at
     meta#<digest>   the records whose metadata has one    ordered by created_at only, so updates
                     top-level key equal to one value      that leave metadata alone move nothing
+    status#ended    the sessions that were ended          ordered by created_at and by updated_at
+                    (active ones are every other: a list of them filters `all` or a parent's term)
 
 The digest hashes (key, typed value), so user-supplied keys and values never appear in a key
 expression and any key (`"#a = :b OR"`, `"a.b"`) is just bytes. Typed as filters compare: `1`
@@ -62,5 +64,14 @@ def metadata_terms(metadata: dict[str, Any]) -> list[str]:
     return [term for key, value in metadata.items() if (term := metadata_term(key, value))]
 
 
+ENDED = "status#ended"
+
+
 def terms_of(record: dict[str, Any], parents: list[tuple[str, str]]) -> list[str]:
-    return [ALL, *(parent_term(kind, pid) for kind, pid in parents), *metadata_terms(record.get("metadata", {}))]
+    ended = [ENDED] if record.get("status") == "ended" else []
+    return [
+        ALL,
+        *(parent_term(kind, pid) for kind, pid in parents),
+        *ended,
+        *metadata_terms(record.get("metadata", {})),
+    ]

@@ -66,6 +66,7 @@ SESSION_LIST_QUERY = [
     *LIST_QUERY,
     _query("agent_id", _UUID, "only this agent's sessions"),
     _query("user_id", _UUID, "only this user's sessions"),
+    _query("status", {"type": "string", "enum": ["active", "ended"]}, "only active, or only ended, sessions"),
 ]
 HISTORY_QUERY = [
     _query(

@@ -178,6 +178,13 @@ def delete_message(store: Store, call: Call) -> Any:
     return history.delete_message(store, call.developer, call.ids["session_id"], call.ids["message_id"])
 
 
+def end_session(store: Store, call: Call) -> Any:
+    from chalicelib.rules import lifecycle
+
+    expected = queries.expected_versions(call.if_match)
+    return lifecycle.end(store, call.developer, call.ids["session_id"], expected)
+
+
 def fork_session(store: Store, call: Call) -> Any:
     from chalicelib.rules import forks
 
@@ -250,6 +257,9 @@ OPERATIONS: dict[str, Operation] = {operation.name: operation for operation in [
     Operation("sessions.history.message.delete", "DELETE", _MESSAGE, delete_message, 202,
               "remove one message from a session's history (an assistant message takes its tool "
               "results with it)", "MessageDeleted", errors=(404, 409)),
+    Operation("sessions.end", "POST", "/sessions/{session_id}/end", end_session, 200,
+              "end a session: it stays readable and listable, and takes no more messages (final)",
+              "Session", errors=(404, 409, 412), if_match=True, versioned=True),
     Operation("sessions.fork", "POST", "/sessions/{session_id}/fork", fork_session, 201,
               "a new session with a copy of this one's history, up to a message", "Created", "ForkInput",
               errors=(*_BODY, 404), creates=True),

@@ -99,7 +99,13 @@ def list_query(kind: Kind, developer: str, params: dict[str, str]) -> ListQuery:
     from chalicelib.rules.lists import LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX, ListQuery
     from chalicelib.store import index
 
-    refuse_unknown(params, {"limit", "offset", "metadata_filter", "sort_by", "order", "cursor", *kind.references})
+    lifecycle = {"status"} if kind.name == "session" else set()
+    refuse_unknown(
+        params, {"limit", "offset", "metadata_filter", "sort_by", "order", "cursor", *kind.references, *lifecycle}
+    )
+    status = params.get("status")
+    if status is not None and status not in ("active", "ended"):
+        raise BadRequest("status must be active or ended")
     sort_by = params.get("sort_by", "created_at")
     if sort_by not in ("created_at", "updated_at"):
         raise BadRequest("sort_by must be created_at or updated_at")
@@ -115,6 +121,7 @@ def list_query(kind: Kind, developer: str, params: dict[str, str]) -> ListQuery:
         offset=int_param(params, "offset", 0, 0, OFFSET_MAX),
         metadata_filter=metadata_filter(params.get("metadata_filter")),
         parents=tuple(parents),
+        status=status,
         sort_by=sort_by,
         descending=descending,
     )
