@@ -50,7 +50,7 @@ class Settings:
 
 
 def read_settings(environ: dict[str, str], argv: list[str]) -> Settings:
-    from chalicelib.rules import auth
+    from chalicelib.rules import auth, records
     from chalicelib.store import schema
 
     unknown = [arg for arg in argv if arg != "--empty"]
@@ -66,6 +66,10 @@ def read_settings(environ: dict[str, str], argv: list[str]) -> Settings:
         raise StartupError(str(error)) from None
     if spec.strip() and not api_keys:
         raise StartupError("SESSIONS_API_KEYS names no key; want developer:key[,developer:key]")
+    try:
+        records.parse_default_ttl(environ.get("SESSIONS_DEFAULT_TTL", ""))
+    except ValueError as error:
+        raise StartupError(str(error)) from None
     engine = environ.get("SESSIONS_LOCAL_DB") or None
     if engine is not None and engine not in local_database.ENGINES:
         raise StartupError(f"SESSIONS_LOCAL_DB must be {' or '.join(local_database.ENGINES)}; got {engine!r}")

@@ -243,6 +243,8 @@ def test_a_make_run_killed_outright_takes_its_database_with_it(tmp_path):
     [
         ({"SESSIONS_API_KEYS": "alice"}, (), "bad SESSIONS_API_KEYS entry 'alice'"),
         ({"SESSIONS_API_KEYS": " , "}, (), "SESSIONS_API_KEYS names no key"),
+        ({"SESSIONS_DEFAULT_TTL": "a day"}, (), "SESSIONS_DEFAULT_TTL must be seconds from 1 to"),
+        ({"SESSIONS_DEFAULT_TTL": '{"acme": 0}'}, (), "SESSIONS_DEFAULT_TTL must be seconds from 1 to"),
         ({"SESSIONS_LOCAL_DB": "postgres"}, (), "SESSIONS_LOCAL_DB must be dynamodb-local or moto; got 'postgres'"),
         ({"PORT": "eighty"}, (), "PORT must be a port number"),
         ({"SESSIONS_TABLE": "ab"}, (), "SESSIONS_TABLE must be 3 to 255 letters"),

@@ -162,6 +162,7 @@ def test_agent_get_answers_every_field_with_defaults(api):
         "default_settings": {},
         "metadata": {},
         "tools": [],
+        "expires_at": None,
         "created_at": answer["created_at"],
         "updated_at": answer["created_at"],
     }
@@ -188,6 +189,7 @@ def test_agent_as_the_sdk_creates_it_round_trips(api):
         "default_settings": {"temperature": 0.7},
         "metadata": {"team": "a"},
         "tools": [],
+        "expires_at": None,
         "created_at": answer.json["created_at"],
         "updated_at": answer.json["created_at"],
     }
@@ -209,6 +211,7 @@ def test_user_get_answers_every_field_with_defaults(api):
         "name": "Ann",
         "about": "a user",
         "metadata": {},
+        "expires_at": None,
         "created_at": answer["created_at"],
         "updated_at": answer["created_at"],
     }
@@ -218,6 +221,7 @@ def test_user_get_answers_every_field_with_defaults(api):
         "name": None,
         "about": None,
         "metadata": {},
+        "expires_at": None,
         "created_at": bare["created_at"],
         "updated_at": bare["created_at"],
     }
@@ -249,6 +253,7 @@ def test_session_get_answers_every_field_with_defaults(api, agent_id, user_id):
         "context_overflow": None,
         "status": "active",
         "ended_at": None,
+        "expires_at": None,
         "created_at": answer["created_at"],
         "updated_at": answer["created_at"],
     }
@@ -265,6 +270,7 @@ def test_session_get_answers_every_field_with_defaults(api, agent_id, user_id):
         "context_overflow": None,
         "status": "active",
         "ended_at": None,
+        "expires_at": None,
         "created_at": bare["created_at"],
         "updated_at": bare["created_at"],
     }

@@ -30,7 +30,7 @@ from typing import Any
 
 from chalicelib.rules import models, tokens, toolcalls
 from chalicelib.rules.kinds import AGENTS, SESSIONS, USERS
-from chalicelib.rules.records import existing, wire
+from chalicelib.rules.records import existing, live, wire
 from chalicelib.shared import jsonio
 from chalicelib.shared.errors import ContextOverBudget
 from chalicelib.store import Store
@@ -84,8 +84,8 @@ def assemble(
     deadline: float | None = None,
 ) -> Assembled:
     session = existing(store, SESSIONS, developer, session_id)
-    agent = store.get(developer, "agent", session["agent_id"]) or {}
-    user = store.get(developer, "user", session["user_id"]) if session.get("user_id") else None
+    agent = live(store.get(developer, "agent", session["agent_id"])) or {}
+    user = live(store.get(developer, "user", session["user_id"])) if session.get("user_id") else None
     system = _system_messages(session, agent, user)
     new = [_plain(message) for message in new_messages]
     budget = session.get("token_budget")

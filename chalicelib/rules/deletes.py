@@ -12,7 +12,7 @@ from typing import Any
 from chalicelib.rules import models
 from chalicelib.rules.conflicts import retry_on_conflict
 from chalicelib.rules.kinds import KINDS, SESSIONS, Kind
-from chalicelib.rules.records import check_expected
+from chalicelib.rules.records import check_expected, live
 from chalicelib.shared import clock
 from chalicelib.shared.errors import DeletionInProgress, NotFound
 from chalicelib.store import REWIND, MissingRecord, Store, VersionConflict, index
@@ -42,8 +42,8 @@ def delete(
         raise NotFound(f"{kind.name} {record_id} not found")
 
     def attempt(_: VersionConflict | None) -> bool:
-        """Whether this request deleted the record (False: it was gone already)."""
-        record = store.get(developer, kind.name, record_id)
+        """Whether this request deleted the record (False: it was gone already, or expired)."""
+        record = live(store.get(developer, kind.name, record_id))
         if record is None:
             return False
         check_expected(kind, record, expected)

@@ -28,7 +28,7 @@ from chalicelib.rules.deletes import deadline_after, finish_rewind
 from chalicelib.rules.idempotency import Receipt
 from chalicelib.rules.kinds import SESSIONS
 from chalicelib.rules.lifecycle import refuse_if_ended
-from chalicelib.rules.records import existing
+from chalicelib.rules.records import existing, live
 from chalicelib.shared import clock
 from chalicelib.shared.errors import DeletionInProgress, HistoryMoved, NotFound
 from chalicelib.store import LAST_MESSAGE_ID, LAST_POSITION, MissingRecord, Store, VersionConflict
@@ -292,7 +292,7 @@ def find_message(
     session, position, message = (None, None, None)
     if clock.is_uuid(session_id) and clock.is_uuid(message_id):
         session, position, message = store.find_message(developer, session_id, message_id)
-    if session is None:
+    if live(session) is None:
         raise NotFound(f"session {session_id} not found")
     if position is None or message is None:
         raise NotFound(f"message {message_id} not found in session {session_id}")

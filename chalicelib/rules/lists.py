@@ -17,7 +17,7 @@ from typing import Any
 
 from chalicelib.rules import cursor, filters
 from chalicelib.rules.kinds import Kind
-from chalicelib.rules.records import wire
+from chalicelib.rules.records import live, wire
 from chalicelib.shared import jsonio
 from chalicelib.store import Store, index
 from chalicelib.store.keys import id_in, sort_key
@@ -158,5 +158,6 @@ def _records_in_order(
     chunk = first_chunk
     while batch := list(islice(ids, chunk)):
         found = store.get_many(developer, kind.name, batch)
-        yield from (found[i] for i in batch if i in found)
+        # an entry read just before its record expired (entries of expired records are skipped in the Query)
+        yield from (found[i] for i in batch if live(found.get(i)))
         chunk = min(chunk * 2, READ_CHUNK)

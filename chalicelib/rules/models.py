@@ -7,6 +7,7 @@ under 100 actions and 4 MB, with every field at its limit at once (docs/reliabil
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Context as DecimalContext
 from decimal import Decimal
 from typing import Annotated, Any, Literal
@@ -51,6 +52,7 @@ MAX_CONTENT_PARTS = 100  # text parts of one message's content
 MAX_REPLY_TOKENS = 16_384  # a reply must fit one history message (64 KiB)
 MAX_SUMMARY_BYTES = 16 * 1024  # a session's stored summary (chalicelib/rules/context.py clips to it)
 MAX_TOKEN_BUDGET = 1_000_000_000
+MAX_TTL_SECONDS = 10 * 366 * 24 * 3600  # retention: 1 second to 10 years (docs/api.md, "Retention")
 # Tools: an agent's are stored as one compact JSON string (a JSON Schema nests deeply, and as a
 # DynamoDB map it could take twice its JSON size); 32 KiB keeps the agent item under 400 KB.
 MAX_TOOLS = 128  # an agent's, and a chat's together with its agent's (OpenAI's limit per request)
@@ -197,6 +199,18 @@ JsonObject = Annotated[dict[str, Any], AfterValidator(_check_object)]
 Instructions = Annotated[str | list[str], AfterValidator(_check_instructions)]
 Unsupported = Annotated[list[Any], Field(max_length=0, description="not supported by this service; must be empty")]
 ContextOverflow = Literal["truncate", "adaptive"]
+# Seconds from now until the record expires; on PATCH and PUT, null clears it (docs/api.md).
+Ttl = Annotated[int, Field(ge=1, le=MAX_TTL_SECONDS)]
+
+
+def _expiry_text(value: Any) -> Any:
+    """A stored expiry (epoch seconds, the table's TTL attribute) as RFC 3339."""
+    if value is None or isinstance(value, str):
+        return value
+    return datetime.fromtimestamp(int(value), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+ExpiresAt = Annotated[str | None, BeforeValidator(_expiry_text)]
 TokenBudget = Annotated[int, Field(gt=0, le=MAX_TOKEN_BUDGET)]
 
 
@@ -292,6 +306,7 @@ class AgentCreate(_Input):
     metadata: JsonObject | None = None
     tools: StoredTools | None = None
     docs: Unsupported | None = None
+    ttl: Ttl | None = None
 
 
 class AgentPatch(_Input):
@@ -302,6 +317,7 @@ class AgentPatch(_Input):
     default_settings: JsonObject | None = None
     metadata: JsonObject | None = None
     tools: StoredTools | None = None  # replaces the agent's tools whole
+    ttl: Ttl | None = None
 
 
 class AgentReplace(AgentPatch):
@@ -318,6 +334,7 @@ class Agent(_Output):
     default_settings: dict[str, Any] = {}
     metadata: dict[str, Any] = {}
     tools: ToolsOut = []
+    expires_at: ExpiresAt = None
     created_at: str
     updated_at: str
 
@@ -330,12 +347,14 @@ class UserCreate(_Input):
     about: About | None = None
     metadata: JsonObject | None = None
     docs: Unsupported | None = None
+    ttl: Ttl | None = None
 
 
 class UserPatch(_Input):
     name: Name | None = None
     about: About | None = None
     metadata: JsonObject | None = None
+    ttl: Ttl | None = None
 
 
 class UserReplace(UserPatch):
@@ -348,6 +367,7 @@ class User(_Output):
     name: str | None = None
     about: str | None = None
     metadata: dict[str, Any] = {}
+    expires_at: ExpiresAt = None
     created_at: str
     updated_at: str
 
@@ -363,6 +383,7 @@ class SessionCreate(_Input):
     render_templates: bool | None = None
     token_budget: TokenBudget | None = None
     context_overflow: ContextOverflow | None = None
+    ttl: Ttl | None = None
 
 
 class SessionPatch(_Input):
@@ -371,6 +392,7 @@ class SessionPatch(_Input):
     render_templates: bool | None = None
     token_budget: TokenBudget | None = None
     context_overflow: ContextOverflow | None = None
+    ttl: Ttl | None = None
 
 
 class SessionReplace(SessionPatch):
@@ -389,6 +411,7 @@ class Session(_Output):
     context_overflow: ContextOverflow | None = None
     status: Literal["active", "ended"] = "active"  # POST /sessions/{id}/end; never back
     ended_at: str | None = None
+    expires_at: ExpiresAt = None
     created_at: str
     updated_at: str
 

@@ -4,6 +4,7 @@ transaction (store/table.py). Deleting, which cascades, is deletes.py's."""
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -15,8 +16,8 @@ from chalicelib.rules.conflicts import retry_on_conflict
 from chalicelib.rules.idempotency import Receipt
 from chalicelib.rules.kinds import Kind
 from chalicelib.shared import clock
-from chalicelib.shared.errors import NotFound, PreconditionFailed
-from chalicelib.store import MissingRecord, Store, VersionConflict
+from chalicelib.shared.errors import NotFound, PreconditionFailed, Unavailable
+from chalicelib.store import EXPIRES, MissingRecord, Store, VersionConflict
 
 
 @dataclass(frozen=True)
@@ -33,10 +34,53 @@ def wire(kind: Kind, record: dict[str, Any]) -> BaseModel:
 
 
 def existing(store: Store, kind: Kind, developer: str, record_id: str) -> dict[str, Any]:
+    """The record, or NotFound: absent, or expired (gone from its expiry's second on, whenever
+    DynamoDB's TTL gets to remove it)."""
     record = store.get(developer, kind.name, record_id) if clock.is_uuid(record_id) else None
-    if record is None:
+    if record is None or clock.expired(record.get(EXPIRES)):
         raise NotFound(f"{kind.name} {record_id} not found")
     return record
+
+
+def live(record: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The record unless it is absent or expired."""
+    return None if record is None or clock.expired(record.get(EXPIRES)) else record
+
+
+def expiry_of(ttl: int | None) -> int | None:
+    """The expiry (epoch seconds) of a record given `ttl` seconds now; None for none."""
+    return None if ttl is None else int(clock.epoch_seconds()) + ttl
+
+
+def default_ttl(kind: Kind, developer: str) -> int | None:
+    """The configured retention of new sessions (SESSIONS_DEFAULT_TTL); none for agents and users.
+    A bad setting is the operator's to fix: Unavailable says so (make run refuses it at start)."""
+    if kind.name != "session":
+        return None
+    try:
+        defaults = parse_default_ttl(os.environ.get("SESSIONS_DEFAULT_TTL", ""))
+    except ValueError as error:
+        raise Unavailable(f"new sessions cannot be created: {error}") from None
+    return defaults.get(developer, defaults.get("*"))
+
+
+def parse_default_ttl(raw: str) -> dict[str, int]:
+    """SESSIONS_DEFAULT_TTL as {developer: seconds}, "*" for everyone else: a number of seconds
+    for every developer, or a JSON object of them by developer id. Empty: no default."""
+    if not raw.strip():
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        value = None
+    spec = value if isinstance(value, dict) else {"*": value}
+    limit = models.MAX_TTL_SECONDS
+    if not spec or not all(isinstance(s, int) and not isinstance(s, bool) and 1 <= s <= limit for s in spec.values()):
+        raise ValueError(
+            f"SESSIONS_DEFAULT_TTL must be seconds from 1 to {limit}, or a JSON object of them by "
+            f'developer id ("*" for the rest); got {raw!r}'
+        )
+    return spec
 
 
 def check_expected(kind: Kind, record: dict[str, Any], expected: frozenset[int] | None) -> None:
@@ -59,6 +103,7 @@ def create(
     validation.check_indexable(data.get("metadata", {}))
     validation.check_default_settings(data)
     validation.check_templates(kind, data, set(data))
+    ttl = data.pop("ttl", None) or default_ttl(kind, developer)
     timestamp = clock.now()
     record = {
         **kind.defaults,
@@ -67,6 +112,7 @@ def create(
         "created_at": timestamp,
         "updated_at": timestamp,
         "version": 1,
+        EXPIRES: expiry_of(ttl),
     }
     answer = models.Created(id=record["id"], created_at=timestamp)
     try:
@@ -110,6 +156,9 @@ def update(
     change nothing writes nothing and answers the current version (docs/api.md)."""
     validation.refuse_immutable(kind, body)
     changes = validation.given_fields(kind.replace_model if replace else kind.patch_model, body)
+    if "ttl" in body:  # a new retention from now on; null: none (unlike other fields, null is given)
+        changes.pop("ttl", None)
+        changes[EXPIRES] = expiry_of(body["ttl"])
     if "metadata" in changes and replace:
         validation.check_indexable(changes["metadata"])
     validation.check_default_settings(changes)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -52,3 +53,14 @@ def after(previous: str) -> str:
     Lambda's clock lags the one that wrote `previous`."""
     current = now()
     return current if current > previous else _next_microsecond(previous)
+
+
+def epoch_seconds() -> float:
+    """Now in seconds since the epoch, as expiries (the table's TTL attribute) count it. Tests move
+    it with `monkeypatch.setattr(clock, "epoch_seconds", ...)` rather than sleeping."""
+    return time.time()
+
+
+def expired(expires_at: float | int | None) -> bool:
+    """Whether an expiry (epoch seconds) has come: a record is gone from that second on."""
+    return expires_at is not None and int(expires_at) <= epoch_seconds()

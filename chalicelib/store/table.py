@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from chalicelib.shared import telemetry
+from chalicelib.shared import clock, telemetry
 
 from . import codec, keys, schema
 from .client import translating, unavailable, watch_writes
@@ -38,6 +38,9 @@ POSITIONAL_IDS = "positional_ids"
 # On a session record: its tool calls awaiting a result, {call id: position of the message that
 # made it}; absent on sessions that never made one (chalicelib/rules/toolcalls.py).
 OPEN_CALLS = "open_calls"
+# On a record: when it expires, in epoch seconds (the table's TTL attribute). From that second it is
+# gone for every request; DynamoDB's TTL removes it later (docs/api.md, "Retention").
+EXPIRES = schema.TTL_ATTRIBUTE
 # The purge kind of a rewind's marker (dev#<d>#purge, history#<session id>): what is left to delete.
 REWIND = "history"
 PK, SK = schema.PARTITION_KEY, schema.SORT_KEY
@@ -65,6 +68,22 @@ def _still(record: dict[str, Any]) -> dict[str, Any]:
 def _only_conflicts(exc: Any) -> bool:
     codes = {reason.get("Code") for reason in exc.response.get("CancellationReasons") or []}
     return bool(codes) and codes <= {"TransactionConflict", "None", None}
+
+
+def _entry(entry_key: tuple[str, str], record: Record) -> dict[str, Any]:
+    """An index entry of `record`, with its expiry when it has one: lists skip expired entries in
+    the Query itself, and DynamoDB's TTL removes them with the record."""
+    expires = record.get(EXPIRES)
+    return {**key(*entry_key), **({EXPIRES: {"N": str(int(expires))}} if expires is not None else {})}
+
+
+def _live(now: int) -> dict[str, Any]:
+    """A condition (with its names and values) that holds for an item not expired at `now`."""
+    return {
+        "expression": "(attribute_not_exists(#expires) OR #expires > :now)",
+        "names": {"#expires": EXPIRES},
+        "values": {":now": {"N": str(now)}},
+    }
 
 
 def _record_key(developer: str, kind: str, record_id: str) -> dict[str, Any]:
@@ -168,13 +187,15 @@ class Store:
         parent exists (and writes the request's idempotency receipt, if any); `finishing_fork`:
         and removes the marker of the fork whose copied history it completes (start_fork). Raises
         MissingRecord naming the first absent parent, ReceiptTaken if the receipt exists."""
+        live = _live(int(clock.epoch_seconds()))
         actions: list[dict[str, Any]] = [
             {
                 "ConditionCheck": {
                     "TableName": self.table,
                     "Key": _record_key(developer, *parent),
-                    "ConditionExpression": "attribute_exists(#pk)",
-                    "ExpressionAttributeNames": {"#pk": PK},
+                    "ConditionExpression": "attribute_exists(#pk) AND " + live["expression"],
+                    "ExpressionAttributeNames": {"#pk": PK, **live["names"]},
+                    "ExpressionAttributeValues": live["values"],
                 }
             }
             for parent in parents
@@ -189,7 +210,7 @@ class Store:
                 }
             }
         )
-        actions += [self._put(key(*k)) for k in keys.entry_keys(developer, kind, record, terms)]
+        actions += [self._put(_entry(k, record)) for k in keys.entry_keys(developer, kind, record, terms)]
         if finishing_fork:
             actions.append(self._delete(key(keys.purge_pk(developer), keys.purge_sk(kind, record["id"]))))
         failed = self._transact(self._with_receipt(actions, developer, receipt))
@@ -214,6 +235,8 @@ class Store:
         index entries that differ, in one transaction. Raises MissingRecord or VersionConflict."""
         before = set(keys.entry_keys(developer, kind, old, old_terms))
         after = set(keys.entry_keys(developer, kind, new, new_terms))
+        # entries carry the record's expiry (index_keys skips expired ones): a new one rewrites them all
+        kept = before & after if old.get(EXPIRES) == new.get(EXPIRES) else set()
         actions = [
             {
                 "Put": {
@@ -223,7 +246,7 @@ class Store:
                 }
             },
             *(self._delete(key(*k)) for k in sorted(before - after)),
-            *(self._put(key(*k)) for k in sorted(after - before)),
+            *(self._put(_entry(k, new)) for k in sorted(after - kept)),
         ]
         if self._transact(actions) is not None:
             if self.get(developer, kind, old["id"]) is None:
@@ -270,6 +293,10 @@ class Store:
         as the caller consumes them in pages that start at `page_size` and double up to 100, at
         most `limit` in all."""
         args = self._query_args(keys.index_pk(developer, kind, term, order), descending=descending, projection=SK)
+        live = _live(int(clock.epoch_seconds()))  # an expired record's entries wait for TTL: skipped here
+        args["FilterExpression"] = live["expression"]
+        args["ExpressionAttributeNames"].update(live["names"])
+        args["ExpressionAttributeValues"] = {**args.get("ExpressionAttributeValues", {}), **live["values"]}
         if after is not None:
             args["KeyConditionExpression"] += f" AND #sk {'<' if descending else '>'} :after"
             args["ExpressionAttributeNames"]["#sk"] = SK
@@ -383,7 +410,7 @@ class Store:
                 }
             },
             *(self._delete(key(*k)) for k in before),
-            *(self._put(key(*k)) for k in after),
+            *(self._put(_entry(k, session)) for k in after),
         ]
         for position, message in zip(positions, messages):
             actions.append(
@@ -589,7 +616,7 @@ class Store:
             },
             *(self._delete(key(*k)) for k in keys.update_order_keys(developer, "session", session, terms)),
             *(
-                self._put(key(*k))
+                self._put(_entry(k, session))
                 for k in keys.update_order_keys(developer, "session", {**session, "updated_at": updated_at}, terms)
             ),
         ]
