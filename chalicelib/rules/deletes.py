@@ -66,13 +66,19 @@ def finish_pending_deletes(store: Store, developer: str, budget_seconds: float |
     deadline = deadline_after(budget_seconds)
     pending = store.pending_purges(developer)
     for kind_name, record_id in pending:
-        if kind_name == REWIND:
-            marker = store.pending_rewind(developer, record_id)
-            if marker is not None:
-                finish_rewind(store, developer, record_id, marker, deadline)
-        else:
-            _purge(store, KINDS[kind_name], developer, record_id, deadline)
+        resume(store, developer, kind_name, record_id, deadline)
     return len(pending)
+
+
+def resume(store: Store, developer: str, kind_name: str, record_id: str, deadline: float) -> None:
+    """Finish what one purge marker says is left (a cascade, or a rewind's range); nothing if it
+    is finished already. DeletionInProgress past the deadline: the marker stays for a retry."""
+    if kind_name == REWIND:
+        marker = store.pending_rewind(developer, record_id)
+        if marker is not None:
+            finish_rewind(store, developer, record_id, marker, deadline)
+    elif kind_name in KINDS:
+        _purge(store, KINDS[kind_name], developer, record_id, deadline)
 
 
 def finish_rewind(store: Store, developer: str, session_id: str, marker: dict[str, Any], deadline: float) -> None:

@@ -276,6 +276,25 @@ class Store:
                 raise MissingRecord(kind, record["id"])
             raise VersionConflict()
 
+    def remove_expired(
+        self, developer: str, kind: str, record: Record, terms: list[str], parents: list[tuple[str, str]]
+    ) -> None:
+        """What DynamoDB's TTL removal of a record leaves to do, begun: its index entries go (TTL
+        takes them too, at its own pace) and a purge marker names what lives under it, as a
+        DELETE's transaction would. Safe to repeat: a marker put again restarts a purge that finds
+        nothing left."""
+        self._transact(
+            [
+                *(self._delete(key(*k)) for k in keys.entry_keys(developer, kind, record, terms)),
+                self._put(
+                    {
+                        **key(keys.purge_pk(developer), keys.purge_sk(kind, record["id"])),
+                        **serialize({"parents": [keys.purge_sk(k, i) for k, i in parents] or None, "expired": True}),
+                    }
+                ),
+            ]
+        )
+
     # index reads ---------------------------------------------------------------------------------
 
     def index_keys(

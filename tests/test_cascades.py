@@ -1,0 +1,177 @@
+"""Cascades from the table's stream (issue 15, in part): the handler fed the real stream records of
+moto and of DynamoDB Local (the Streams API), delivered once, twice, after a crash, and a TTL
+removal (whose REMOVE no local engine emits: built from the record's real image)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import boto3
+import pytest
+
+from chalicelib.rules import cascades
+from chalicelib.store import client_config
+from chalicelib.tools import consistency
+from chalicelib.web import stream
+from conftest import mentioning
+
+pytestmark = pytest.mark.real_engine
+
+
+class Stream:
+    """The test table's stream, read from where the last read stopped."""
+
+    def __init__(self, table) -> None:
+        client = table.client
+        client.update_table(
+            TableName=table.table, StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"}
+        )
+        arn = client.describe_table(TableName=table.table)["Table"]["LatestStreamArn"]
+        endpoint = client.meta.endpoint_url
+        if endpoint.startswith("http://127.0.0.1"):  # DynamoDB Local serves the Streams API
+            self.client = boto3.client(
+                "dynamodbstreams",
+                region_name="us-east-1",
+                endpoint_url=endpoint,
+                config=client_config(),
+                aws_access_key_id="local",
+                aws_secret_access_key="local",
+            )
+        else:  # moto keeps the records, but its mock does not route the Streams API: read its backend
+            self.client = MotoStreams()
+        self.arn = arn
+        self.iterators: dict[str, str] = {}
+
+    def records(self) -> list[dict[str, Any]]:
+        """Every record written since the last call, shard by shard, in order."""
+        found: list[dict[str, Any]] = []
+        for shard in self.client.describe_stream(StreamArn=self.arn)["StreamDescription"]["Shards"]:
+            iterator = (
+                self.iterators.get(shard["ShardId"])
+                or self.client.get_shard_iterator(
+                    StreamArn=self.arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+                )["ShardIterator"]
+            )
+            while iterator:
+                page = self.client.get_records(ShardIterator=iterator, Limit=1000)
+                found += page["Records"]
+                self.iterators[shard["ShardId"]] = iterator = page.get("NextShardIterator")
+                if not page["Records"]:
+                    break
+        return found
+
+
+class MotoStreams:
+    """The three Streams API calls used above, answered by moto's backend as the API would."""
+
+    def __init__(self) -> None:
+        from moto.dynamodbstreams.models import dynamodbstreams_backends
+
+        self.backend = dynamodbstreams_backends["123456789012"]["us-east-1"]
+
+    def describe_stream(self, StreamArn: str) -> dict[str, Any]:  # noqa: N803 (the API's names)
+        return {"StreamDescription": self.backend.describe_stream(StreamArn)}
+
+    def get_shard_iterator(self, StreamArn: str, ShardId: str, ShardIteratorType: str) -> dict[str, Any]:  # noqa: N803
+        return {"ShardIterator": self.backend.get_shard_iterator(StreamArn, ShardId, ShardIteratorType).arn}
+
+    def get_records(self, ShardIterator: str, Limit: int) -> dict[str, Any]:  # noqa: N803
+        return json.loads(json.dumps(self.backend.get_records(ShardIterator, Limit), default=str))
+
+
+def event(records: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"Records": records}
+
+
+def clean(table) -> bool:
+    report = consistency.check(table, "alice")
+    return report["missing"] == [] and report["orphaned"] == [] and report.get("pending", []) == []
+
+
+def deleted_without_its_cascade(api, table, session_id: str) -> None:
+    """What a DELETE that does only its transaction leaves: the record gone, the marker put."""
+    record = table.get("alice", "session", session_id)
+    from chalicelib.rules.kinds import SESSIONS
+
+    table.delete("alice", "session", record, SESSIONS.terms(record), SESSIONS.parents(record))
+
+
+def test_a_marker_on_the_stream_purges_a_sessions_history(api, table, session_id):
+    feed = Stream(table)
+    api.post(f"/sessions/{session_id}/history", {"messages": [{"role": "user", "content": str(n)} for n in range(50)]})
+    deleted_without_its_cascade(api, table, session_id)
+    assert len(mentioning(table, session_id)) > 50  # its history and its marker wait
+    batch = event(feed.records())
+    assert stream.handle(table, batch) == 1
+    assert mentioning(table, session_id) == set()
+    assert clean(table)
+    assert stream.handle(table, batch) == 1  # delivered again: the same table
+    assert mentioning(table, session_id) == set()
+
+
+def test_a_consumer_that_crashes_midway_is_retried_and_finishes(api, table, session_id, monkeypatch):
+    feed = Stream(table)
+    for _ in range(5):  # 250 messages: more than one batch of the purge
+        api.post(f"/sessions/{session_id}/history", {"messages": [{"role": "user", "content": "x"}] * 50})
+    deleted_without_its_cascade(api, table, session_id)
+    batch = event(feed.records())
+    real = table.delete_history_batch
+    calls = {"n": 0}
+
+    def crashing(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("the Lambda died here")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(table, "delete_history_batch", crashing)
+    with pytest.raises(RuntimeError):
+        stream.handle(table, batch)
+    assert mentioning(table, session_id)  # half done: the marker still says what is left
+    assert stream.handle(table, batch) == 1  # the event source retries the batch
+    assert mentioning(table, session_id) == set()
+    assert clean(table)
+
+
+def test_an_agents_marker_purges_its_sessions_and_their_histories(api, table, agent_id):
+    feed = Stream(table)
+    sessions = [api.post("/sessions", {"agent_id": agent_id}).json["id"] for _ in range(5)]
+    for session_id in sessions:
+        api.post(f"/sessions/{session_id}/history", {"messages": [{"role": "user", "content": "x"}] * 3})
+    from chalicelib.rules.kinds import AGENTS
+
+    agent = table.get("alice", "agent", agent_id)
+    table.delete("alice", "agent", agent, AGENTS.terms(agent), [])
+    stream.handle(table, event(feed.records()))
+    assert mentioning(table, agent_id, *sessions) == set()
+    assert clean(table)
+
+
+def test_a_ttl_removal_takes_the_entries_and_the_history(api, table, agent_id):
+    feed = Stream(table)
+    session_id = api.post("/sessions", {"agent_id": agent_id, "ttl": 60, "metadata": {"a": 1}}).json["id"]
+    api.post(f"/sessions/{session_id}/history", {"messages": [{"role": "user", "content": "x"}] * 10})
+    inserted = [r for r in feed.records() if r["dynamodb"]["Keys"]["sk"]["S"] == "#record"][0]
+    image = table.client.get_item(TableName=table.table, Key=inserted["dynamodb"]["Keys"])["Item"]
+    table.client.delete_item(TableName=table.table, Key=inserted["dynamodb"]["Keys"])  # as TTL does
+    removal = {
+        "eventName": "REMOVE",
+        "userIdentity": stream.TTL_IDENTITY,
+        "dynamodb": {"Keys": inserted["dynamodb"]["Keys"], "OldImage": image},
+    }
+    assert stream.handle(table, event([removal])) == 1
+    assert stream.handle(table, event(feed.records())) >= 0  # the marker's own insert: nothing left
+    assert mentioning(table, session_id) == set()
+    assert clean(table)
+    assert stream.handle(table, event([removal])) == 1  # delivered twice
+    stream.handle(table, event(feed.records()))
+    assert mentioning(table, session_id) == set()
+
+
+def test_a_removal_that_ttl_did_not_make_starts_nothing(api, table, session_id):
+    image = table.client.get_item(
+        TableName=table.table, Key={"pk": {"S": f"dev#alice#session#{session_id}"}, "sk": {"S": "#record"}}
+    )
+    change = cascades.Change("REMOVE", f"dev#alice#session#{session_id}", "#record", old=None, by_ttl=False)
+    assert image and cascades.apply(table, [change]) == 0
