@@ -62,6 +62,7 @@ bench: $(STAMP) $(BENCH_STAMP) $(DYNAMODB_LOCAL)
 	$(BIN)/python -m bench.history
 	$(BIN)/python -m bench.local_stack
 	$(BIN)/python -m bench.editing
+	$(BIN)/python -m bench.lifecycle
 
 # langchain-community is for bench/history.py's comparison only: never a runtime or test dependency,
 # so it is not in pyproject.toml. It goes into .venv under its own stamp, constrained to the versions

@@ -76,7 +76,7 @@ TENANTS = 100
 class LocalStack:
     """One `make run` on an empty data folder, its log lines collected by request id."""
 
-    def __init__(self, engine: str, data_dir: Path) -> None:
+    def __init__(self, engine: str, data_dir: Path, env_extra: dict[str, str] | None = None) -> None:
         self.engine = engine
         self.key = "sk_bench_" + uuid.uuid4().hex
         self.port = local_database.free_port()
@@ -88,6 +88,7 @@ class LocalStack:
                 "SESSIONS_LOCAL_DB": engine,
                 "SESSIONS_API_KEYS": f"bench:{self.key}",
                 "SESSIONS_TABLE": "bench",
+                **(env_extra or {}),
             }
         )
         self.process = subprocess.Popen(

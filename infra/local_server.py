@@ -187,6 +187,7 @@ def serve(settings: Settings) -> int:
     database: Database | None = None
     lock: IO[str] | None = None
     watch: Watch | None = None
+    cascades = None
     try:
         if settings.endpoint is not None:
             local_database.wait_until_answering(settings.endpoint)
@@ -216,6 +217,18 @@ def serve(settings: Settings) -> int:
             raise StartupError(f"the database refused or did not answer: {error}") from None
         if settings.api_keys is None:
             say(f"API key for developer 'local': {pairs[0][1]}")
+        if os.environ.get("SESSIONS_CASCADES", "").strip().lower() == "request":  # as before the stream
+            say("Cascades: in the request (SESSIONS_CASCADES=request); expired items stay")
+        else:
+            from infra.local_stream import LocalCascades
+
+            try:
+                cascades = LocalCascades(os.environ["AWS_ENDPOINT_URL_DYNAMODB"], settings.table)
+                cascades.start()
+            except (BotoCoreError, ClientError) as error:
+                raise StartupError(f"the table's stream cannot be read: {error}") from None
+            os.environ["SESSIONS_CASCADES"] = "stream"  # DELETEs answer at once; the stream finishes them
+            say("Cascades: the table's stream, consumed here; expired items removed as TTL would")
         if database is not None:
             watch = Watch(database, server)
         say(f"Serving the sessions API at {server.url} (table {settings.table})")
@@ -226,6 +239,8 @@ def serve(settings: Settings) -> int:
     except KeyboardInterrupt:
         return 0
     finally:
+        if cascades is not None:
+            cascades.stop()
         if watch is not None:
             watch.stopping = True
         server.server_close()

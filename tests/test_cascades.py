@@ -5,6 +5,7 @@ removal (whose REMOVE no local engine emits: built from the record's real image)
 from __future__ import annotations
 
 import json
+from collections import Counter
 from typing import Any
 
 import boto3
@@ -14,7 +15,7 @@ from chalicelib.rules import cascades
 from chalicelib.store import client_config
 from chalicelib.tools import consistency
 from chalicelib.web import stream
-from conftest import mentioning
+from conftest import InterceptedClient, mentioning
 
 pytestmark = pytest.mark.real_engine
 
@@ -24,9 +25,6 @@ class Stream:
 
     def __init__(self, table) -> None:
         client = table.client
-        client.update_table(
-            TableName=table.table, StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"}
-        )
         arn = client.describe_table(TableName=table.table)["Table"]["LatestStreamArn"]
         endpoint = client.meta.endpoint_url
         if endpoint.startswith("http://127.0.0.1"):  # DynamoDB Local serves the Streams API
@@ -78,6 +76,18 @@ class MotoStreams:
 
     def get_records(self, ShardIterator: str, Limit: int) -> dict[str, Any]:  # noqa: N803
         return json.loads(json.dumps(self.backend.get_records(ShardIterator, Limit), default=str))
+
+
+@pytest.fixture
+def counted_calls(table, monkeypatch) -> Counter:
+    calls: Counter = Counter()
+
+    def count(name, call):
+        calls[name] += 1
+        return call()
+
+    monkeypatch.setattr(table, "client", InterceptedClient(table.client, count))
+    return calls
 
 
 def event(records: list[dict[str, Any]]) -> dict[str, Any]:
@@ -152,7 +162,11 @@ def test_a_ttl_removal_takes_the_entries_and_the_history(api, table, agent_id):
     feed = Stream(table)
     session_id = api.post("/sessions", {"agent_id": agent_id, "ttl": 60, "metadata": {"a": 1}}).json["id"]
     api.post(f"/sessions/{session_id}/history", {"messages": [{"role": "user", "content": "x"}] * 10})
-    inserted = [r for r in feed.records() if r["dynamodb"]["Keys"]["sk"]["S"] == "#record"][0]
+    inserted = [
+        r
+        for r in feed.records()
+        if r["dynamodb"]["Keys"]["sk"]["S"] == "#record" and r["dynamodb"]["Keys"]["pk"]["S"].endswith(session_id)
+    ][0]
     image = table.client.get_item(TableName=table.table, Key=inserted["dynamodb"]["Keys"])["Item"]
     table.client.delete_item(TableName=table.table, Key=inserted["dynamodb"]["Keys"])  # as TTL does
     removal = {
@@ -175,3 +189,87 @@ def test_a_removal_that_ttl_did_not_make_starts_nothing(api, table, session_id):
     )
     change = cascades.Change("REMOVE", f"dev#alice#session#{session_id}", "#record", old=None, by_ttl=False)
     assert image and cascades.apply(table, [change]) == 0
+
+
+# --- DELETE with a stream consumer: 202 at once, whatever hangs below ------------------------------
+
+
+@pytest.fixture
+def stream_mode(monkeypatch):
+    monkeypatch.setenv("SESSIONS_CASCADES", "stream")
+
+
+def test_a_session_with_5000_messages_is_deleted_in_one_request_and_purged_by_the_consumer(
+    api, table, session_id, stream_mode, counted_calls
+):
+    feed = Stream(table)
+    for _ in range(100):
+        table_calls = api.post(f"/sessions/{session_id}/history", {"messages": [{"role": "user", "content": "x"}] * 50})
+        assert table_calls.status_code == 201
+    counted_calls.clear()
+    answer = api.delete(f"/sessions/{session_id}")
+    assert answer.status_code == 202, answer.json
+    # the request: its key, the record, one transaction; no page of the history
+    assert dict(counted_calls) == {"get_item": 2, "transact_write_items": 1}
+    assert api.get(f"/sessions/{session_id}").status_code == 404
+    assert len(mentioning(table, session_id)) > 5000  # the history waits for the consumer
+    stream.handle(table, event(feed.records()))
+    assert mentioning(table, session_id) == set()
+    assert clean(table)
+
+
+def test_an_agent_with_500_sessions_is_deleted_in_one_request_and_purged_by_the_consumer(
+    api, table, agent_id, stream_mode, counted_calls
+):
+    feed = Stream(table)
+    sessions = [api.post("/sessions", {"agent_id": agent_id}).json["id"] for _ in range(500)]
+    for session_id in sessions[:5]:
+        api.post(f"/sessions/{session_id}/history", {"messages": [{"role": "user", "content": "x"}] * 5})
+    counted_calls.clear()
+    answer = api.delete(f"/agents/{agent_id}")
+    assert answer.status_code == 202 and dict(counted_calls) == {"get_item": 2, "transact_write_items": 1}
+    assert api.get(f"/sessions/{sessions[0]}").status_code == 200  # until the consumer runs
+    stream.handle(table, event(feed.records()))
+    stream.handle(table, event(feed.records()))  # the sessions' own markers, put by the cascade
+    assert mentioning(table, agent_id, *sessions) == set()
+    assert api.get("/sessions").json["items"] == []
+    assert clean(table)
+
+
+def test_a_forks_marker_is_not_purged_at_its_insert_but_at_its_expiry(api, table, session_id, monkeypatch):
+    """A fork copies its history under a purge marker: the stream must leave that copy alone while it
+    is made (make run once purged a fork mid-copy), and clean up a fork that never finished when
+    the marker's TTL removes it."""
+    feed = Stream(table)
+    api.post(f"/sessions/{session_id}/history", {"messages": [{"role": "user", "content": str(n)} for n in range(10)]})
+    fork = api.post(f"/sessions/{session_id}/fork", {}).json["id"]
+    stream.handle(table, event(feed.records()))  # the marker's insert and its removal by the fork
+    assert [m["content"] for m in api.get(f"/sessions/{fork}/history").json["items"]] == [str(n) for n in range(10)]
+
+    from chalicelib.rules import forks
+
+    def interrupted(*args, **kwargs):
+        raise RuntimeError("the Lambda died mid-fork")
+
+    monkeypatch.setattr(table, "create", interrupted)  # dies after the copy, before the session exists
+    with pytest.raises(RuntimeError):
+        forks.fork(table, "alice", session_id, {})
+    monkeypatch.undo()
+    records = feed.records()
+    stream.handle(table, event(records))
+    marker = [r for r in records if r["eventName"] == "INSERT" and r["dynamodb"]["Keys"]["pk"]["S"].endswith("#purge")][
+        -1
+    ]
+    unfinished = marker["dynamodb"]["Keys"]["sk"]["S"].split("#", 1)[1]
+    assert len(mentioning(table, unfinished)) == 11  # its copy and its marker wait
+    image = marker["dynamodb"]["NewImage"]
+    assert int(image["expires_at"]["N"]) > 0
+    table.client.delete_item(TableName=table.table, Key=marker["dynamodb"]["Keys"])  # as TTL does
+    removal = {
+        "eventName": "REMOVE",
+        "userIdentity": stream.TTL_IDENTITY,
+        "dynamodb": {"Keys": marker["dynamodb"]["Keys"], "OldImage": image},
+    }
+    assert stream.handle(table, event([removal])) == 1
+    assert mentioning(table, unfinished) == set()
+    assert clean(table)

@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -39,7 +40,9 @@ class Run:
             start_new_session=True,
         )
         self.url = f"http://127.0.0.1:{self.port}"
+        self.env = env_extra
         self.lines: list[str] = []
+        self.reader: threading.Thread | None = None
         Run.started.append(self)
 
     def serving(self) -> Run:
@@ -50,11 +53,22 @@ class Run:
                 break
             self.lines.append(line)
             if line.startswith("Serving the sessions API"):
+                # From here it logs a line per request: keep reading, or a full pipe stalls it.
+                self.reader = threading.Thread(target=self._keep_reading, daemon=True)
+                self.reader.start()
                 return self
         self.process.kill()
         pytest.fail("make run did not start:\n" + "".join(self.lines + [self.process.stdout.read()]))
 
+    def _keep_reading(self) -> None:
+        for line in self.process.stdout:
+            self.lines.append(line)
+
     def finished(self, seconds: float = 90) -> tuple[int, list[str]]:
+        if self.reader is not None:  # serving: its reader has the output
+            self.process.wait(timeout=seconds)
+            self.reader.join(timeout=seconds)
+            return self.process.returncode, self.lines
         out, _ = self.process.communicate(timeout=seconds)
         self.lines += out.splitlines(keepends=True)
         return self.process.returncode, self.lines
@@ -216,6 +230,99 @@ def test_issue_14_flows_over_http_against_make_run(tmp_path, fake_model):
             assert contents(original) == [f"m{n}" for n in range(1, 11)]
     finally:
         assert run.stop() == 0
+
+
+def items_of(endpoint: str, table: str, record_id: str) -> int:
+    """How many items of the table name `record_id` (a Scan: the test's own look at the table)."""
+    import boto3
+
+    client = boto3.client(
+        "dynamodb", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
+    )
+    count, args = 0, {"TableName": table, "ProjectionExpression": "pk, sk"}
+    while True:
+        page = client.scan(**args)
+        count += sum(record_id in item["pk"]["S"] + item["sk"]["S"] for item in page["Items"])
+        if "LastEvaluatedKey" not in page:
+            return count
+        args["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def gone_within(seconds: float, endpoint: str, table: str, record_id: str) -> float | None:
+    """Seconds until the table holds no item of `record_id`, or None past `seconds`."""
+    started = time.monotonic()
+    while time.monotonic() - started < seconds:
+        if items_of(endpoint, table, record_id) == 0:
+            return time.monotonic() - started
+        time.sleep(0.5)
+    return None
+
+
+def lifecycle_flows(run: Run, endpoint: str, table: str, messages: int) -> dict[str, float]:
+    """Issue 15's black-box flows against a running make run: a session with `ttl: 2` is a 404 and
+    in no list after 3 s, and its items leave the table (within 10 s when make run is alone; the
+    test allows more under a loaded suite); a DELETE of a session with `messages` messages answers
+    202 and its items leave the table. How fast, at 10,000 messages, is `make bench`'s
+    (bench/lifecycle.py): tests assert behaviour, not speed."""
+    key = run.printed("API key for developer 'local': ") if "SESSIONS_API_KEYS" not in run.env else "key-one"
+    figures = {}
+    with httpx.Client(base_url=run.url, headers={"Authorization": f"Bearer {key}"}, timeout=60) as http:
+        agent = http.post("/agents", json={"name": "A"}).json()["id"]
+        short = http.post("/sessions", json={"agent_id": agent, "ttl": 2}).json()["id"]
+        created = time.monotonic()
+        assert (
+            http.post(
+                f"/sessions/{short}/history", json={"messages": [{"role": "user", "content": "x"}] * 20}
+            ).status_code
+            == 201
+        )
+        time.sleep(max(0.0, 3 - (time.monotonic() - created)))
+        assert http.get(f"/sessions/{short}").status_code == 404
+        for query in ("", f"?agent_id={agent}", "?status=active"):
+            assert short not in [s["id"] for s in http.get(f"/sessions{query}").json()["items"]], query
+        waited = gone_within(60, endpoint, table, short)
+        assert waited is not None, "the expired session's items are still in the table a minute on"
+        figures["ttl_gone_after_s"] = 3 + waited
+
+        long = http.post("/sessions", json={"agent_id": agent}).json()["id"]
+        for _ in range(messages // 50):
+            body = {"messages": [{"role": "user", "content": "m" * 200}] * 50}
+            assert http.post(f"/sessions/{long}/history", json=body).status_code == 201
+        started = time.monotonic()
+        deleted = http.delete(f"/sessions/{long}")
+        figures["delete_s"] = time.monotonic() - started
+        assert deleted.status_code == 202, deleted.text
+        purged = gone_within(120, endpoint, table, long)
+        assert purged is not None, "the deleted session's items are still in the table two minutes on"
+        figures["purge_s"] = purged
+    print(f"{endpoint}: {figures}")
+    return figures
+
+
+def test_issue_15_flows_over_http_against_make_run_on_dynamodb_local(tmp_path):
+    run = Run({"SESSIONS_DATA_DIR": str(tmp_path / "data")}).serving()
+    try:
+        endpoint = run.printed("Database: ").split(" at ", 1)[1].split(",")[0]
+        assert run.printed("Cascades: ").startswith("the table's stream, consumed here")
+        lifecycle_flows(run, endpoint, "local-test", 2_000)
+    finally:
+        assert run.stop() == 0
+
+
+def test_issue_15_flows_on_the_moto_fallback_and_on_a_given_endpoint():
+    moto = Run({"SESSIONS_LOCAL_DB": "moto"}).serving()
+    try:
+        endpoint = moto.printed("Database: ").split(" at ", 1)[1].split(",")[0]
+        lifecycle_flows(moto, endpoint, "local-test", 500)
+        given = Run(
+            {"AWS_ENDPOINT_URL_DYNAMODB": endpoint, "SESSIONS_API_KEYS": "acme:key-one", "SESSIONS_TABLE": "given"}
+        ).serving()
+        try:
+            lifecycle_flows(given, endpoint, "given", 500)
+        finally:
+            assert given.stop() == 0
+    finally:
+        assert moto.stop() == 0
 
 
 def test_a_database_that_dies_is_noticed_and_make_run_exits_1(tmp_path):

@@ -4,7 +4,9 @@ DynamoDB Streams invokes and for `make run`'s local consumer (to come).
 Two kinds of change start work:
 
 - a purge marker inserted (a DELETE's transaction, a rewind, an expiry below): finish what it
-  says is left, as the operators' sweep does (deletes.resume);
+  says is left, as the operators' sweep does (deletes.resume). Not a fork's marker: the fork is
+  being copied under it. That marker expires an hour on, and its TTL removal purges what a fork
+  that never finished copied;
 - a record removed by DynamoDB's TTL (a REMOVE whose user identity is the DynamoDB service):
   remove its index entries and leave a purge marker for its history or its sessions, as a DELETE
   would; the marker's own insert then finishes it.
@@ -29,15 +31,15 @@ STREAM_BUDGET_SECONDS = 12 * 60.0
 
 @dataclass(frozen=True)
 class Change:
-    """One stream record, as plain values: `old` and `new` are the item's images (None when the
-    stream holds none), `by_ttl` whether DynamoDB's TTL made it."""
+    """One stream record, as plain values: `old` is the item's image before (a TTL removal's; None
+    otherwise), `by_ttl` whether DynamoDB's TTL made it."""
 
     event: str  # INSERT, MODIFY or REMOVE
     pk: str
     sk: str
     old: dict[str, Any] | None = None
-    new: dict[str, Any] | None = None
     by_ttl: bool = False
+    fork: bool = False  # a fork's purge marker (its image says so)
 
 
 def apply(store: Store, changes: list[Change], budget_seconds: float | None = None) -> int:
@@ -46,8 +48,11 @@ def apply(store: Store, changes: list[Change], budget_seconds: float | None = No
     started = 0
     for change in changes:
         item = parse(change.pk, change.sk)
-        if change.event == "INSERT" and item.what == "purge":
+        if change.event == "INSERT" and item.what == "purge" and not change.fork:
             resume(store, item.developer, item.kind, item.record_id, deadline)
+            started += 1
+        elif change.event == "REMOVE" and change.by_ttl and item.what == "purge" and change.fork:
+            resume(store, item.developer, item.kind, item.record_id, deadline)  # an unfinished fork's copy
             started += 1
         elif change.event == "REMOVE" and change.by_ttl and item.what == "record" and item.kind in KINDS:
             record = change.old or {"id": item.record_id}

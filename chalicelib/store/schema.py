@@ -17,6 +17,9 @@ PARTITION_KEY = "pk"
 SORT_KEY = "sk"
 TTL_ATTRIBUTE = "expires_at"
 DEFAULT_TABLE_NAME = "sessions"
+# The table's stream feeds the cascades (chalicelib/rules/cascades.py): a purge marker's insert
+# needs its new image, a TTL removal its old one.
+STREAM_VIEW_TYPE = "NEW_AND_OLD_IMAGES"
 
 
 def table_name() -> str:
@@ -36,15 +39,19 @@ def table_definition(name: str) -> dict[str, Any]:
             {"AttributeName": SORT_KEY, "KeyType": "RANGE"},
         ],
         "BillingMode": "PAY_PER_REQUEST",
+        "StreamSpecification": {"StreamEnabled": True, "StreamViewType": STREAM_VIEW_TYPE},
     }
 
 
 @translated
 def create_table(client: Any, name: str) -> None:
-    """Create the table (and turn on its TTL) unless it exists already."""
+    """Create the table (and turn on its TTL) unless it exists already; a table made before it had
+    a stream gets one."""
     try:
         client.create_table(**table_definition(name))
     except client.exceptions.ResourceInUseException:
+        if "StreamSpecification" not in client.describe_table(TableName=name)["Table"]:
+            client.update_table(TableName=name, StreamSpecification=table_definition(name)["StreamSpecification"])
         return
     client.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 1})
     client.update_time_to_live(

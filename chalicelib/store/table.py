@@ -41,6 +41,9 @@ OPEN_CALLS = "open_calls"
 # On a record: when it expires, in epoch seconds (the table's TTL attribute). From that second it is
 # gone for every request; DynamoDB's TTL removes it later (docs/api.md, "Retention").
 EXPIRES = schema.TTL_ATTRIBUTE
+# A fork's marker expires this long after the fork began (a fork has a request's 15 s): then the
+# stream removes what an unfinished fork copied.
+FORK_MARKER_SECONDS = 3600
 # The purge kind of a rewind's marker (dev#<d>#purge, history#<session id>): what is left to delete.
 REWIND = "history"
 PK, SK = schema.PARTITION_KEY, schema.SORT_KEY
@@ -567,9 +570,15 @@ class Store:
 
     def start_fork(self, developer: str, session_id: str, parents: list[tuple[str, str]]) -> None:
         """Before a fork copies history into the partition of a session that does not exist yet: a
-        purge marker for that session, so a fork that never finishes is cleaned up by the
-        operators' sweep (or a parent's cascade), and the consistency check knows its messages."""
-        marker = {"parents": [keys.purge_sk(k, i) for k, i in parents] or None, "fork": True}
+        purge marker for that session, so a fork that never finishes is cleaned up (by the
+        marker's expiry, FORK_MARKER_SECONDS on, through the stream; or by the operators' sweep or
+        a parent's cascade), and the consistency check knows its messages. The stream never
+        purges at the marker's insert: the fork is being copied."""
+        marker = {
+            "parents": [keys.purge_sk(k, i) for k, i in parents] or None,
+            "fork": True,
+            EXPIRES: int(clock.epoch_seconds()) + FORK_MARKER_SECONDS,
+        }
         self.client.put_item(
             TableName=self.table,
             Item={**key(keys.purge_pk(developer), keys.purge_sk("session", session_id)), **serialize(marker)},

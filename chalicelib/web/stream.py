@@ -19,14 +19,17 @@ def changes_of(event: dict[str, Any]) -> list[cascades.Change]:
         keys = data.get("Keys", {})
         if "pk" not in keys or "sk" not in keys:
             continue
+        by_ttl = record.get("userIdentity") == TTL_IDENTITY
+        image = data.get("NewImage") or data.get("OldImage") or {}
         changes.append(
             cascades.Change(
                 event=record.get("eventName", ""),
                 pk=keys["pk"]["S"],
                 sk=keys["sk"]["S"],
-                old=_image(data.get("OldImage")),
-                new=_image(data.get("NewImage")),
-                by_ttl=record.get("userIdentity") == TTL_IDENTITY,
+                # only a TTL removal's old image is read: a batch of appends costs no decoding
+                old=_image(data.get("OldImage")) if by_ttl else None,
+                by_ttl=by_ttl,
+                fork=image.get("fork") == {"BOOL": True},
             )
         )
     return changes
