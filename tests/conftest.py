@@ -58,6 +58,7 @@ def pytest_configure(config):
         "real_engine: also run on DynamoDB Local, Amazon's own engine "
         "(the test then runs once per engine: [moto] and [dynamodb-local])",
     )
+    config.addinivalue_line("markers", "stream: the test's table has its stream, as deployed and under make run")
 
 
 def pytest_generate_tests(metafunc):
@@ -127,13 +128,14 @@ def engine(request) -> str:
 
 
 @pytest.fixture
-def table(aws_env, dynamodb, monkeypatch):
-    """A fresh table per test (built from the one schema), with API keys for two developers."""
+def table(aws_env, dynamodb, monkeypatch, request):
+    """A fresh table per test (built from the one schema), with API keys for two developers. Its
+    stream only for tests marked `stream`: on DynamoDB Local a stream slows every write."""
     name = f"{TABLE}-{uuid.uuid4().hex[:12]}"
     monkeypatch.setenv("SESSIONS_TABLE", name)
     if dynamodb.meta.endpoint_url.startswith("http://127.0.0.1"):  # DynamoDB Local: clients made here go there
         monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", dynamodb.meta.endpoint_url)
-    schema.create_table(dynamodb, name)
+    schema.create_table(dynamodb, name, stream=request.node.get_closest_marker("stream") is not None)
     the_store = store.Store(dynamodb, name)
     store.use_store(the_store)
     for developer, key in KEYS.items():

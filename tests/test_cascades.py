@@ -17,7 +17,7 @@ from chalicelib.tools import consistency
 from chalicelib.web import stream
 from conftest import InterceptedClient, mentioning
 
-pytestmark = pytest.mark.real_engine
+pytestmark = [pytest.mark.real_engine, pytest.mark.stream]
 
 
 class Stream:

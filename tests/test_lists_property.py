@@ -165,7 +165,7 @@ class ListsMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.table = f"sessions-prop-{uuid.uuid4().hex[:12]}"
-        schema.create_table(self.client, self.table)
+        schema.create_table(self.client, self.table, stream=False)
         self.store = store.Store(self.client, self.table)
         # developer -> kind -> id -> record (the model); every id ever made -> its developer
         self.model: dict[str, dict[str, dict[str, dict[str, Any]]]] = {d: {k: {} for k in KINDS} for d in DEVELOPERS}

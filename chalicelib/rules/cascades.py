@@ -52,7 +52,8 @@ def apply(store: Store, changes: list[Change], budget_seconds: float | None = No
             resume(store, item.developer, item.kind, item.record_id, deadline)
             started += 1
         elif change.event == "REMOVE" and change.by_ttl and item.what == "purge" and change.fork:
-            resume(store, item.developer, item.kind, item.record_id, deadline)  # an unfinished fork's copy
+            # an unfinished fork's copy: its marker is what TTL removed
+            resume(store, item.developer, item.kind, item.record_id, deadline, marker_gone=True)
             started += 1
         elif change.event == "REMOVE" and change.by_ttl and item.what == "record" and item.kind in KINDS:
             record = change.old or {"id": item.record_id}

@@ -80,14 +80,17 @@ def finish_pending_deletes(store: Store, developer: str, budget_seconds: float |
     return len(pending)
 
 
-def resume(store: Store, developer: str, kind_name: str, record_id: str, deadline: float) -> None:
+def resume(
+    store: Store, developer: str, kind_name: str, record_id: str, deadline: float, marker_gone: bool = False
+) -> None:
     """Finish what one purge marker says is left (a cascade, or a rewind's range); nothing if it
-    is finished already. DeletionInProgress past the deadline: the marker stays for a retry."""
+    is finished already (one GetItem says so), unless `marker_gone`: a fork's marker that expired
+    leaves its copy behind it. DeletionInProgress past the deadline: the marker stays for a retry."""
     if kind_name == REWIND:
         marker = store.pending_rewind(developer, record_id)
         if marker is not None:
             finish_rewind(store, developer, record_id, marker, deadline)
-    elif kind_name in KINDS:
+    elif kind_name in KINDS and (marker_gone or store.purge_pending(developer, kind_name, record_id)):
         _purge(store, KINDS[kind_name], developer, record_id, deadline)
 
 
