@@ -4,6 +4,7 @@ operations table (chalicelib/web/operations.py), which names what each runs."""
 from chalice import Chalice
 
 from chalicelib.web import invoke as invocation
+from chalicelib.web import stream
 from chalicelib.web.http import Web
 from chalicelib.web.operations import OPENAPI_PATH, OPERATIONS
 
@@ -16,6 +17,8 @@ for operation in OPERATIONS.values():
 # The same operations for other Lambdas, by name and without API Gateway (chalicelib/web/invoke.py).
 # Deployed with the handler "app.invoke", so it must be this module's `invoke`.
 invoke = app.lambda_function(name=invocation.FUNCTION_NAME)(invocation.invoke)
+# The table's stream, filtered to purge markers and TTL's removals (infra/stack.py subscribes it).
+cascades = app.lambda_function(name=stream.FUNCTION_NAME)(stream.lambda_handler)
 
 
 def _openapi() -> dict:

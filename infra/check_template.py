@@ -26,9 +26,12 @@ sys.path.insert(0, str(ROOT))
 from chalicelib.shared import errors  # noqa: E402
 from chalicelib.store import iam, schema  # noqa: E402
 from chalicelib.web.http import GATEWAY_METHODS  # noqa: E402
+from chalicelib.web.stream import EVENT_FILTERS  # noqa: E402
 
 STACKS = {"sessions-dev": False, "sessions-prod": True}  # stack -> table retained
 GATEWAY_TIMEOUT_S = 29
+CASCADES_FUNCTION = "Cascades"  # the stream's function: no gateway waits for it
+LAMBDA_MAX_TIMEOUT_S = 900
 # API Gateway's answers that must be in our shape: type -> (status, code); None: its own status.
 GATEWAY_RESPONSES: dict[str, tuple[int | None, str | None]] = {
     "UNAUTHORIZED": (401, errors.Unauthorized.code),
@@ -115,15 +118,21 @@ def check_role(
 ) -> None:
     c.that(not resources[role_name]["Properties"].get("ManagedPolicyArns"), f"{role_name}: no managed policies")
     dynamodb = [s for s in statements if any(a.lower().startswith("dynamodb:") for a in _as_list(s["Action"]))]
-    c.that(len(dynamodb) == 1, f"{role_name}: one DynamoDB statement (found {len(dynamodb)})")
-    for statement in dynamodb:
+    c.that(
+        len(dynamodb) == 2,
+        f"{role_name}: two DynamoDB statements, the table's and its stream's (found {len(dynamodb)})",
+    )
+    wanted = {
+        "RUNTIME_IAM_ACTIONS on the table's ARN only": (iam.RUNTIME_IAM_ACTIONS, [{"Fn::GetAtt": [table, "Arn"]}]),
+        "STREAM_IAM_ACTIONS on the stream's ARN only": (iam.STREAM_IAM_ACTIONS, [{"Fn::GetAtt": [table, "StreamArn"]}]),
+    }
+    for what, (actions, resources_wanted) in wanted.items():
         c.that(
-            sorted(_as_list(statement["Action"])) == sorted(iam.RUNTIME_IAM_ACTIONS),
-            f"{role_name}: DynamoDB actions are exactly iam.RUNTIME_IAM_ACTIONS",
-        )
-        c.that(
-            _as_list(statement["Resource"]) == [{"Fn::GetAtt": [table, "Arn"]}],
-            f"{role_name}: DynamoDB actions on the table's ARN only",
+            any(
+                sorted(_as_list(s["Action"])) == sorted(actions) and _as_list(s["Resource"]) == resources_wanted
+                for s in dynamodb
+            ),
+            f"{role_name}: exactly iam.{what}",
         )
     for statement in statements:
         actions = _as_list(statement["Action"])
@@ -149,7 +158,14 @@ def check_functions(c: Checks, resources: dict[str, Any], table: str | None) -> 
             "{{resolve:secretsmanager:" in secret and any(f'{{"Ref": "{s}"}}' in secret for s in secrets),
             f"{name}: SESSIONS_CURSOR_SECRET is a dynamic reference to this stack's secret",
         )
-        c.that(0 < props.get("Timeout", 0) < GATEWAY_TIMEOUT_S, f"{name}: timeout under {GATEWAY_TIMEOUT_S} s")
+        if name == CASCADES_FUNCTION:
+            c.that(
+                props.get("Timeout") == LAMBDA_MAX_TIMEOUT_S,
+                f"{name}: timeout {LAMBDA_MAX_TIMEOUT_S} s (no gateway waits)",
+            )
+        else:
+            c.that(0 < props.get("Timeout", 0) < GATEWAY_TIMEOUT_S, f"{name}: timeout under {GATEWAY_TIMEOUT_S} s")
+        c.that(variables.get("SESSIONS_CASCADES") == "stream", f"{name}: SESSIONS_CASCADES is stream")
         c.that("Policies" not in props, f"{name}: no SAM policies (the role is ours)")
         role = props.get("Role")
         if not c.that(
@@ -231,6 +247,51 @@ def check_api(c: Checks, resources: dict[str, Any]) -> None:
             c.that(error.get("code") == code, f"{response_type}: code {code}")
 
 
+def check_stream(c: Checks, resources: dict[str, Any], table: str | None) -> None:
+    """The table's stream feeds the cascades function: the view the handler reads, a filtered,
+    retried, bisected mapping, an on-failure queue, and the role's grants on exactly those."""
+    if table is None:
+        return
+    props = resources[table]["Properties"]
+    c.that(
+        props.get("StreamSpecification") == {"StreamViewType": schema.STREAM_VIEW_TYPE},
+        f"table stream on, {schema.STREAM_VIEW_TYPE}",
+    )
+    mappings = _of_type(resources, "AWS::Lambda::EventSourceMapping")
+    if not c.that(len(mappings) == 1, f"one event source mapping (found {sorted(mappings)})"):
+        return
+    ((_, mapping),) = mappings.items()
+    m = mapping["Properties"]
+    c.that(m.get("EventSourceArn") == {"Fn::GetAtt": [table, "StreamArn"]}, "the mapping reads the table's stream")
+    c.that(m.get("FunctionName") == {"Ref": CASCADES_FUNCTION}, f"the mapping invokes {CASCADES_FUNCTION}")
+    c.that(m.get("StartingPosition") == "TRIM_HORIZON", "the mapping starts at TRIM_HORIZON (nothing skipped)")
+    c.that(0 < m.get("BatchSize", 0) <= 1000, "the mapping's batch size is set")
+    c.that(m.get("BisectBatchOnFunctionError") is True, "a failed batch is bisected")
+    c.that(0 < m.get("MaximumRetryAttempts", -1) <= 10, "a failed batch is retried, a bounded number of times")
+    filters = [json.loads(f["Pattern"]) for f in m.get("FilterCriteria", {}).get("Filters", [])]
+    c.that(filters == list(EVENT_FILTERS), "the mapping's filters are stream.EVENT_FILTERS")
+    destination = m.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination")
+    queues = _of_type(resources, "AWS::SQS::Queue")
+    queue = destination.get("Fn::GetAtt", [None])[0] if isinstance(destination, dict) else None
+    if not c.that(queue in queues, "failures go to a queue of this stack"):
+        return
+    c.that(queues[queue]["Properties"].get("SqsManagedSseEnabled") is True, "the failure queue is encrypted")
+    c.that(queues[queue]["Properties"].get("MessageRetentionPeriod") == 14 * 24 * 3600, "failures kept 14 days")
+    role = resources[CASCADES_FUNCTION]["Properties"].get("Role", {}).get("Fn::GetAtt", [None])[0]
+    statements = _statements(resources, role) if role in resources else []
+    c.that(
+        any(
+            _as_list(s["Action"]) == ["sqs:SendMessage"] and _as_list(s["Resource"]) == [{"Fn::GetAtt": [queue, "Arn"]}]
+            for s in statements
+        ),
+        f"{role}: sqs:SendMessage on the failure queue only",
+    )
+    c.that(
+        not any(a.startswith("sqs:") and a != "sqs:SendMessage" for s in statements for a in _as_list(s["Action"])),
+        f"{role}: no other SQS action",
+    )
+
+
 def check_outputs(c: Checks, template: dict[str, Any]) -> None:
     outputs = template.get("Outputs", {})
     c.that("TableName" in outputs, "output TableName")
@@ -247,6 +308,7 @@ def check_stack(stack: str, template: dict[str, Any], retained: bool) -> Checks:
     resources = template.get("Resources", {})
     table = check_table(c, resources, retained)
     check_functions(c, resources, table)
+    check_stream(c, resources, table)
     check_api(c, resources)
     check_outputs(c, template)
     return c

@@ -19,8 +19,10 @@ from typing import Any
 import aws_cdk as cdk
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_secretsmanager as secretsmanager
+from aws_cdk import aws_sqs as sqs
 from chalice.cdk import Chalice
 from constructs import Construct
 
@@ -31,7 +33,8 @@ if str(ROOT) not in sys.path:
 from gateway_responses import gateway_responses  # noqa: E402
 
 from chalicelib.store import schema  # noqa: E402
-from chalicelib.store.iam import RUNTIME_IAM_ACTIONS  # noqa: E402
+from chalicelib.store.iam import RUNTIME_IAM_ACTIONS, STREAM_IAM_ACTIONS  # noqa: E402
+from chalicelib.web.stream import EVENT_FILTERS  # noqa: E402
 
 API_STAGE = "api"  # the path prefix, as in .chalice/config.json
 LAMBDA_MEMORY_MB = 512  # CPU scales with memory: pydantic and JSON work are CPU-bound
@@ -40,6 +43,12 @@ LAMBDA_MEMORY_MB = 512  # CPU scales with memory: pydantic and JSON work are CPU
 # 28 s lets Lambda stop (and log) a stuck invocation itself just before the gateway answers 504.
 LAMBDA_TIMEOUT_S = 28
 SERVERLESS_FUNCTION = "AWS::Serverless::Function"
+# The stream's function (app.py `cascades`): no gateway waits for it. Its batch has 12 minutes
+# (chalicelib/rules/cascades.py), the function 15, Lambda's most.
+CASCADES_FUNCTION = "Cascades"
+CASCADES_TIMEOUT_S = 900
+CASCADES_BATCH_SIZE = 100
+CASCADES_RETRIES = 5  # then bisected batches, then the record goes to the on-failure queue
 
 
 @dataclass(frozen=True)
@@ -137,6 +146,7 @@ class SessionsStack(cdk.Stack):
         self.functions = self._functions()
         for name, function in self.functions.items():
             self._log_group(name, function, removal)
+        self._cascades(removal)
         self._api_gateway()
         self._outputs()
 
@@ -160,6 +170,9 @@ class SessionsStack(cdk.Stack):
                 point_in_time_recovery_enabled=True
             ),
             sse_specification=dynamodb.CfnTable.SSESpecificationProperty(sse_enabled=True),
+            stream_specification=dynamodb.CfnTable.StreamSpecificationProperty(
+                stream_view_type=definition["StreamSpecification"]["StreamViewType"]
+            ),
             deletion_protection_enabled=self.stage.retain,
         )
         table.apply_removal_policy(removal)
@@ -177,6 +190,8 @@ class SessionsStack(cdk.Stack):
             # pydantic otherwise scans every installed distribution for plugins on its first model
             # (docs/performance.md "Cold start"); the service uses none.
             "PYDANTIC_DISABLE_PLUGINS": "__all__",
+            # The stream's function finishes cascades: a DELETE does its transaction and answers.
+            "SESSIONS_CASCADES": "stream",
         }
         if provider:
             environment["SESSIONS_MODEL_PROVIDER"] = provider
@@ -216,6 +231,45 @@ class SessionsStack(cdk.Stack):
             )
         )
 
+    def _cascades(self, removal: cdk.RemovalPolicy) -> None:
+        """The table's stream to the cascades function: filtered to purge markers and TTL's
+        removals, retried, bisected on error, and at last sent to a queue the operators replay
+        (`sessions-admin finish-deletes`; docs/operations.md)."""
+        function = self.functions[CASCADES_FUNCTION]
+        function.add_property_override("Timeout", CASCADES_TIMEOUT_S)
+        self.cascades_failed = sqs.Queue(
+            self,
+            "CascadesFailed",
+            retention_period=cdk.Duration.days(14),
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            removal_policy=removal,
+        )
+        lambda_.CfnEventSourceMapping(
+            self,
+            "CascadesFromStream",
+            function_name=function.ref,
+            event_source_arn=self.table.attr_stream_arn,
+            starting_position="TRIM_HORIZON",
+            batch_size=CASCADES_BATCH_SIZE,
+            bisect_batch_on_function_error=True,
+            maximum_retry_attempts=CASCADES_RETRIES,
+            destination_config=lambda_.CfnEventSourceMapping.DestinationConfigProperty(
+                on_failure=lambda_.CfnEventSourceMapping.OnFailureProperty(destination=self.cascades_failed.queue_arn)
+            ),
+            filter_criteria=lambda_.CfnEventSourceMapping.FilterCriteriaProperty(
+                filters=[lambda_.CfnEventSourceMapping.FilterProperty(pattern=json.dumps(f)) for f in EVENT_FILTERS]
+            ),
+        )
+        self.policy.add_statements(
+            iam.PolicyStatement(
+                sid="TableStream", actions=list(STREAM_IAM_ACTIONS), resources=[self.table.attr_stream_arn]
+            ),
+            iam.PolicyStatement(
+                sid="CascadesFailed", actions=["sqs:SendMessage"], resources=[self.cascades_failed.queue_arn]
+            ),
+        )
+
     def _api_gateway(self) -> None:
         rest_api = self.chalice.get_resource("RestAPI")
         rate = float(context(self, self.stage.name, "throttle_rate", self.stage.throttle_rate))
@@ -234,6 +288,12 @@ class SessionsStack(cdk.Stack):
         )
         cdk.CfnOutput(self, "CursorSecretArn", value=self.cursor_secret.secret_arn)
         cdk.CfnOutput(self, "LambdaRoleArn", value=self.role.role_arn)
+        cdk.CfnOutput(
+            self,
+            "CascadesFailedQueueUrl",
+            value=self.cascades_failed.queue_url,
+            description="stream batches the cascades function gave up on (docs/operations.md)",
+        )
         for name, function in self.functions.items():
             if name == "APIHandler":
                 continue

@@ -335,10 +335,16 @@ def test_every_deployed_handler_string_names_a_function_of_its_module(lambda_cli
     chalice's test client looks up; so resolve each one as Lambda does, and call it."""
     import importlib
 
-    functions = app_module.app.pure_lambda_functions
-    assert {function.name for function in functions} == {invoke.FUNCTION_NAME}
-    for function in functions:
+    from chalicelib.web import stream
+
+    functions = {function.name: function for function in app_module.app.pure_lambda_functions}
+    assert set(functions) == {invoke.FUNCTION_NAME, stream.FUNCTION_NAME}
+    handlers = {}
+    for name, function in functions.items():
         module, attribute = function.handler_string.rsplit(".", 1)
-        handler = getattr(importlib.import_module(module), attribute)
-        answer = handler({"operation": "users.list", "developer_id": "alice"}, None)
-        assert answer["status"] == 200 and answer["body"]["items"] == []
+        handlers[name] = getattr(importlib.import_module(module), attribute)
+    answer = handlers[invoke.FUNCTION_NAME]({"operation": "users.list", "developer_id": "alice"}, None)
+    assert answer["status"] == 200 and answer["body"]["items"] == []
+    # the stream's function takes a DynamoDB Streams batch (here: a change that starts nothing)
+    batch = {"Records": [{"eventName": "MODIFY", "dynamodb": {"Keys": {"pk": {"S": "x"}, "sk": {"S": "y"}}}}]}
+    assert handlers[stream.FUNCTION_NAME](batch, None) == {"started": 0}

@@ -13,3 +13,11 @@ RUNTIME_IAM_ACTIONS = (
     "dynamodb:ConditionCheckItem",
     "dynamodb:BatchWriteItem",
 )
+# What Lambda's poller needs, with the cascades function's role, on the table's stream (and only
+# there): AWS's own policies for a DynamoDB event source scope these four to the stream's ARN.
+STREAM_IAM_ACTIONS = (
+    "dynamodb:DescribeStream",
+    "dynamodb:GetRecords",
+    "dynamodb:GetShardIterator",
+    "dynamodb:ListStreams",
+)

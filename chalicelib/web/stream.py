@@ -4,15 +4,29 @@ from __future__ import annotations
 
 from typing import Any
 
-from chalicelib.rules import cascades
 from chalicelib.store import Store
 from chalicelib.store.codec import deserialize
 
+# chalicelib.rules.cascades (and the rules under it) is imported when a batch comes, not by
+# `import app`: the API's cold start does not pay for the stream's code.
+
 # How DynamoDB's TTL signs the removals it makes (AWS: "Working with expired items and TTL").
 TTL_IDENTITY = {"type": "Service", "principalId": "dynamodb.amazonaws.com"}
+FUNCTION_NAME = "cascades"  # app.py's Lambda function for the stream (infra/stack.py subscribes it)
+# The only changes worth an invocation (Lambda's event filtering, infra/stack.py): a purge marker's
+# insert, and TTL's removals. Appends and edits never wake the function.
+EVENT_FILTERS = (
+    {"eventName": ["INSERT"], "dynamodb": {"Keys": {"pk": {"S": [{"suffix": "#purge"}]}}}},
+    {
+        "eventName": ["REMOVE"],
+        "userIdentity": {"type": [TTL_IDENTITY["type"]], "principalId": [TTL_IDENTITY["principalId"]]},
+    },
+)
 
 
-def changes_of(event: dict[str, Any]) -> list[cascades.Change]:
+def changes_of(event: dict[str, Any]) -> list[Any]:
+    from chalicelib.rules import cascades
+
     changes = []
     for record in event.get("Records", []):
         data = record.get("dynamodb", {})
@@ -46,7 +60,16 @@ def _image(typed: dict[str, Any] | None) -> dict[str, Any] | None:
         return deserialize({name: value for name, value in typed.items() if value})
 
 
+def lambda_handler(event: dict[str, Any], context: Any = None) -> dict[str, int]:
+    """The Lambda entry point (app.py): the process's store, one batch."""
+    from chalicelib.store import get_store
+
+    return {"started": handle(get_store(), event)}
+
+
 def handle(store: Store, event: dict[str, Any]) -> int:
     """Apply a batch; an exception fails it, and the event source retries it (then bisects it, and
     at last sends it to the on-failure queue)."""
+    from chalicelib.rules import cascades
+
     return cascades.apply(store, changes_of(event))
