@@ -18,7 +18,7 @@ for operation in OPERATIONS.values():
 # Deployed with the handler "app.invoke", so it must be this module's `invoke`.
 invoke = app.lambda_function(name=invocation.FUNCTION_NAME)(invocation.invoke)
 # The table's stream, filtered to purge markers and TTL's removals (infra/stack.py subscribes it).
-cascades = app.lambda_function(name=stream.FUNCTION_NAME)(stream.lambda_handler)
+cascades = app.lambda_function(name=stream.FUNCTION_NAME)(stream.cascades)
 
 
 def _openapi() -> dict:

@@ -60,8 +60,9 @@ def _image(typed: dict[str, Any] | None) -> dict[str, Any] | None:
         return deserialize({name: value for name, value in typed.items() if value})
 
 
-def lambda_handler(event: dict[str, Any], context: Any = None) -> dict[str, int]:
-    """The Lambda entry point (app.py): the process's store, one batch."""
+def cascades(event: dict[str, Any], context: Any = None) -> dict[str, int]:
+    """The Lambda entry point: deployed as `app.cascades` (the handler string is this name, so
+    app.py binds it under the same one); the process's store, one batch."""
     from chalicelib.store import get_store
 
     return {"started": handle(get_store(), event)}
