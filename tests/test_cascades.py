@@ -71,8 +71,12 @@ class MotoStreams:
     def describe_stream(self, StreamArn: str) -> dict[str, Any]:  # noqa: N803 (the API's names)
         return {"StreamDescription": self.backend.describe_stream(StreamArn)}
 
-    def get_shard_iterator(self, StreamArn: str, ShardId: str, ShardIteratorType: str) -> dict[str, Any]:  # noqa: N803
-        return {"ShardIterator": self.backend.get_shard_iterator(StreamArn, ShardId, ShardIteratorType).arn}
+    def get_shard_iterator(  # noqa: N803
+        self, StreamArn: str, ShardId: str, ShardIteratorType: str, SequenceNumber: str | None = None
+    ) -> dict[str, Any]:
+        number = int(SequenceNumber) if SequenceNumber is not None else None  # (moto counts in ints)
+        iterator = self.backend.get_shard_iterator(StreamArn, ShardId, ShardIteratorType, number)
+        return {"ShardIterator": iterator.arn}
 
     def get_records(self, ShardIterator: str, Limit: int) -> dict[str, Any]:  # noqa: N803
         return json.loads(json.dumps(self.backend.get_records(ShardIterator, Limit), default=str))
@@ -272,4 +276,66 @@ def test_a_forks_marker_is_not_purged_at_its_insert_but_at_its_expiry(api, table
     }
     assert stream.handle(table, event([removal])) == 1
     assert mentioning(table, unfinished) == set()
+    assert clean(table)
+
+
+def test_an_agents_ttl_removal_takes_its_sessions_like_its_delete(api, table):
+    feed = Stream(table)
+    agent_id = api.post("/agents", {"name": "A", "ttl": 60}).json["id"]
+    sessions = [api.post("/sessions", {"agent_id": agent_id}).json["id"] for _ in range(3)]
+    for session_id in sessions:
+        api.post(f"/sessions/{session_id}/history", {"messages": [{"role": "user", "content": "x"}] * 4})
+    keys = {"pk": {"S": f"dev#alice#agent#{agent_id}"}, "sk": {"S": "#record"}}
+    image = table.client.get_item(TableName=table.table, Key=keys)["Item"]
+    table.client.delete_item(TableName=table.table, Key=keys)  # as TTL does
+    feed.records()  # what came before
+    removal = {
+        "eventName": "REMOVE",
+        "userIdentity": stream.TTL_IDENTITY,
+        "dynamodb": {"Keys": keys, "OldImage": image},
+    }
+    assert stream.handle(table, event([removal])) == 1
+    stream.handle(table, event(feed.records()))  # the markers the cascade put
+    assert mentioning(table, agent_id, *sessions) == set()
+    assert clean(table)
+
+
+class FailureQueue:
+    """The on-failure queue as the replay reads it: what Lambda sends for a failed stream batch."""
+
+    def __init__(self, bodies: list[dict[str, Any]]) -> None:
+        self.messages = [{"Body": json.dumps(b), "ReceiptHandle": str(n)} for n, b in enumerate(bodies)]
+
+    def receive_message(self, QueueUrl: str, MaxNumberOfMessages: int, WaitTimeSeconds: int) -> dict[str, Any]:  # noqa: N803
+        return {"Messages": self.messages[:MaxNumberOfMessages]}
+
+    def delete_message(self, QueueUrl: str, ReceiptHandle: str) -> None:  # noqa: N803
+        self.messages = [m for m in self.messages if m["ReceiptHandle"] != ReceiptHandle]
+
+
+def test_a_batch_the_function_gave_up_on_is_replayed_from_its_failure_queue(api, table, session_id, monkeypatch):
+    from chalicelib.tools import replay
+
+    feed = Stream(table)
+    api.post(f"/sessions/{session_id}/history", {"messages": [{"role": "user", "content": "x"}] * 30})
+    deleted_without_its_cascade(api, table, session_id)
+    records = feed.records()
+    monkeypatch.setattr(table, "delete_history_batch", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("down")))
+    for _ in range(3):  # the retries, then Lambda gives up and sends where the batch was
+        with pytest.raises(RuntimeError):
+            stream.handle(table, event(records))
+    monkeypatch.undo()
+    shard = feed.client.describe_stream(StreamArn=feed.arn)["StreamDescription"]["Shards"][0]["ShardId"]
+    info = {
+        "shardId": shard,
+        "startSequenceNumber": records[0]["dynamodb"]["SequenceNumber"],
+        "endSequenceNumber": records[-1]["dynamodb"]["SequenceNumber"],
+        "batchSize": len(records),
+        "streamArn": feed.arn,
+    }
+    queue = FailureQueue([{"version": "1.0", "DDBStreamBatchInfo": info}])
+    assert mentioning(table, session_id)
+    assert replay.replay_failed(table, feed.client, queue, "url") == (1, len(records))
+    assert queue.messages == []
+    assert mentioning(table, session_id) == set()
     assert clean(table)

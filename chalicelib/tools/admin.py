@@ -226,6 +226,20 @@ def check(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def replay_failed_cascades(args: argparse.Namespace) -> int:
+    """Replay what the cascades function gave up on (chalicelib/tools/replay.py)."""
+    import boto3
+
+    from chalicelib.tools import replay
+
+    endpoint = getattr(args, "endpoint_url", None)
+    streams = boto3.client("dynamodbstreams", region_name=_region(args), endpoint_url=endpoint)
+    sqs = boto3.client("sqs", region_name=_region(args))
+    batches, records = replay.replay_failed(_store(args), streams, sqs, args.queue_url)
+    _note(f"{batches} failed batches replayed ({records} stream records); the queue is empty")
+    return EXIT_OK
+
+
 def finish_deletes(args: argparse.Namespace) -> int:
     """Complete the cascades that interrupted DELETEs left behind (a retried DELETE does this too;
     this is the sweep for the ones nobody retried)."""
@@ -340,6 +354,13 @@ def _parser() -> argparse.ArgumentParser:
     command("check", check, "check that a developer's index entries and records agree")
     sub = command("finish-deletes", finish_deletes, "complete the cascading deletes interrupted DELETEs left")
     sub.add_argument("--budget", type=float, default=3600.0, help="seconds to work before stopping (3600)")
+    sub = command(
+        "replay-failed-cascades",
+        replay_failed_cascades,
+        "hand the stream batches the cascades function gave up on to it again, from its failure queue",
+        developer=False,
+    )
+    sub.add_argument("--queue-url", required=True, help="the stack's CascadesFailedQueueUrl output")
     command("create-table", create_table, "create the table (and its TTL) unless it exists", developer=False)
     return parser
 
