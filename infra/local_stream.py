@@ -36,6 +36,7 @@ class LocalCascades:
         self.streams = boto3.client("dynamodbstreams", endpoint_url=endpoint, config=client_config())
         self.store = Store(self.client, table)
         self.expiring: list[tuple[int, str, str]] = []  # (expires_at, pk, sk), a heap
+        self.lock = threading.Lock()  # the heap is fed by the stream and the start's Scan
         self.stopping = threading.Event()
         self.handled = 0  # batches handled (make run's tests wait on it)
 
@@ -44,9 +45,10 @@ class LocalCascades:
         shards = self._shards(arn)
         # from now on: what was written before is finished below, not replayed
         iterators = {shard: self._iterator(arn, shard, "LATEST") for shard in shards}
-        self._seed()
         threading.Thread(target=self._follow, args=(arn, iterators), daemon=True, name="local-stream").start()
         threading.Thread(target=self._expire, daemon=True, name="local-ttl").start()
+        # in the background too: a previous run's unfinished purges must not hold up serving
+        threading.Thread(target=self._seed, daemon=True, name="local-resume").start()
 
     def stop(self) -> None:
         self.stopping.set()
@@ -116,10 +118,18 @@ class LocalCascades:
             image = record.get("dynamodb", {}).get("NewImage") or {}
             if EXPIRES in image and "N" in image[EXPIRES]:
                 keys = record["dynamodb"]["Keys"]
-                heapq.heappush(self.expiring, (int(image[EXPIRES]["N"]), keys["pk"]["S"], keys["sk"]["S"]))
+                with self.lock:
+                    heapq.heappush(self.expiring, (int(image[EXPIRES]["N"]), keys["pk"]["S"], keys["sk"]["S"]))
 
     def _seed(self) -> None:
         """What expires, and the purges a previous run left, from one Scan of the table."""
+        try:
+            self._scan_and_resume()
+        except Exception as error:
+            if not self.stopping.is_set():
+                print(f"make run: finishing a previous run's purges failed: {error}", file=sys.stderr, flush=True)
+
+    def _scan_and_resume(self) -> None:
         from chalicelib.rules import deletes
         from chalicelib.store import EXPIRES
         from chalicelib.store.keys import parse
@@ -130,7 +140,8 @@ class LocalCascades:
             page = self.client.scan(**args)
             for item in page["Items"]:
                 if EXPIRES in item and "N" in item[EXPIRES]:
-                    heapq.heappush(self.expiring, (int(item[EXPIRES]["N"]), item["pk"]["S"], item["sk"]["S"]))
+                    with self.lock:
+                        heapq.heappush(self.expiring, (int(item[EXPIRES]["N"]), item["pk"]["S"], item["sk"]["S"]))
                 key = parse(item["pk"]["S"], item["sk"]["S"])
                 if key.what == "purge":
                     markers.append(key)
@@ -144,10 +155,14 @@ class LocalCascades:
         failures = 0
         while not self.stopping.is_set():
             try:
-                while self.expiring and self.expiring[0][0] <= time.time():
-                    expires, pk, sk = self.expiring[0]
+                while True:
+                    with self.lock:
+                        if not self.expiring or self.expiring[0][0] > time.time():
+                            break
+                        _, pk, sk = self.expiring[0]
                     self._remove_if_expired(pk, sk)
-                    heapq.heappop(self.expiring)  # only once handled: a failure tries it again
+                    with self.lock:  # only once handled: a failure tries it again
+                        heapq.heappop(self.expiring)
                 failures = 0
             except Exception as error:
                 failures += 1
