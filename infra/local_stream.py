@@ -123,11 +123,15 @@ class LocalCascades:
 
     def _seed(self) -> None:
         """What expires, and the purges a previous run left, from one Scan of the table."""
-        try:
-            self._scan_and_resume()
-        except Exception as error:
-            if not self.stopping.is_set():
-                print(f"make run: finishing a previous run's purges failed: {error}", file=sys.stderr, flush=True)
+        for attempt in range(1, REPORT_AFTER + 1):  # a database that died is make run's own message
+            try:
+                self._scan_and_resume()
+                return
+            except Exception as error:
+                if self.stopping.wait(1):
+                    return
+                if attempt == REPORT_AFTER:
+                    print(f"make run: finishing a previous run's purges failed: {error}", file=sys.stderr, flush=True)
 
     def _scan_and_resume(self) -> None:
         from chalicelib.rules import deletes
