@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from .local_stack import Client, LocalStack
-from .report import finish, log, new_report
+from .report import at_most, figures_section, finish, log, new_report
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "editing.json"
@@ -91,7 +91,7 @@ def targets(report: dict[str, Any]) -> list[dict[str, str]]:
     found = []
 
     def target(name: str, value: float, limit: float, detail: str) -> None:
-        found.append({"target": name, "status": "PASS" if value <= limit else "FAIL", "detail": detail})
+        found.append(at_most(name, value, limit, detail))
 
     for depth in depths:
         figures = report["depths"][depth]
@@ -141,19 +141,12 @@ def markdown(report: dict[str, Any]) -> str:
             f"| {f['messages']:,} | {f['append']} ms | {f['append after']} ms | {f['get one']} ms | "
             f"{f['delete one']} ms | {f['fork seconds']} s | {f['rewind seconds']} s |"
         )
-    verdicts = [f"- **{t['status']}** {t['target']}: {t['detail']}" for t in report["targets"]]
-    return "\n".join(
-        [
-            f"Figures from `make bench` (`bench/editing.py`), {report['generated_at']}, {report['machine']}: "
-            f"`make run` on DynamoDB Local over HTTP, one kept-alive client; p50 of {report['samples']} rounds "
-            "(client wall time); fork and rewind timed once at each depth. Messages are about 250 bytes.",
-            "",
-            *rows,
-            "",
-            "### Targets",
-            "",
-            *verdicts,
-        ]
+    return figures_section(
+        f"Figures from `make bench` (`bench/editing.py`), {report['generated_at']}, {report['machine']}: "
+        f"`make run` on DynamoDB Local over HTTP, one kept-alive client; p50 of {report['samples']} rounds "
+        "(client wall time); fork and rewind timed once at each depth. Messages are about 250 bytes.",
+        rows,
+        report,
     )
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .local_stack import Client, LocalStack
-from .report import finish, log, new_report
+from .report import at_most, figures_section, finish, log, new_report
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "lifecycle.json"
@@ -82,7 +82,7 @@ def targets(report: dict[str, Any]) -> list[dict[str, str]]:
     found = []
 
     def target(name: str, value: float, limit: float, detail: str) -> None:
-        found.append({"target": name, "status": "PASS" if value <= limit else "FAIL", "detail": detail})
+        found.append(at_most(name, value, limit, detail))
 
     ratio = stream[large]["delete seconds"] / max(stream[small]["delete seconds"], 0.001)
     target(
@@ -125,20 +125,13 @@ def markdown(report: dict[str, Any]) -> str:
             f"| {int(depth):,} | {before['delete seconds']} s{repeated} | {before['purged seconds']} s | "
             f"{after['delete seconds']} s | {after['purged seconds']} s |"
         )
-    verdicts = [f"- **{t['status']}** {t['target']}: {t['detail']}" for t in report["targets"]]
-    return "\n".join(
-        [
-            f"Figures from `make bench` (`bench/lifecycle.py`), {report['generated_at']}, {report['machine']}: "
-            "`make run` on DynamoDB Local over HTTP, one kept-alive client; one DELETE at each depth, "
-            "timed by the client; purged: from the DELETE until the session's partition is empty. "
-            "Messages are about 250 bytes.",
-            "",
-            *rows,
-            "",
-            "### Targets",
-            "",
-            *verdicts,
-        ]
+    return figures_section(
+        f"Figures from `make bench` (`bench/lifecycle.py`), {report['generated_at']}, {report['machine']}: "
+        "`make run` on DynamoDB Local over HTTP, one kept-alive client; one DELETE at each depth, "
+        "timed by the client; purged: from the DELETE until the session's partition is empty. "
+        "Messages are about 250 bytes.",
+        rows,
+        report,
     )
 
 

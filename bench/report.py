@@ -53,6 +53,17 @@ def new_report(**fields: Any) -> dict[str, Any]:
     }
 
 
+def at_most(name: str, value: float, limit: float, detail: str) -> dict[str, str]:
+    """A target met when `value` is at most `limit`."""
+    return {"target": name, "status": "PASS" if value <= limit else "FAIL", "detail": detail}
+
+
+def figures_section(intro: str, rows: list[str], report: dict[str, Any]) -> str:
+    """A benchmark's docs/performance.md section: how it was measured, its table, its verdicts."""
+    verdicts = [f"- **{t['status']}** {t['target']}: {t['detail']}" for t in report["targets"]]
+    return "\n".join([intro, "", *rows, "", "### Targets", "", *verdicts])
+
+
 def finish(
     report: dict[str, Any],
     started: float,

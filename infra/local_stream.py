@@ -163,8 +163,8 @@ class LocalCascades:
                     with self.lock:
                         if not self.expiring or self.expiring[0][0] > time.time():
                             break
-                        _, pk, sk = self.expiring[0]
-                    self._remove_if_expired(pk, sk)
+                        expires, pk, sk = self.expiring[0]
+                    self._remove_if_expired(pk, sk, expires)
                     with self.lock:  # only once handled: a failure tries it again
                         heapq.heappop(self.expiring)
                 failures = 0
@@ -175,28 +175,25 @@ class LocalCascades:
                 self.stopping.wait(1)
             self.stopping.wait(POLL_SECONDS)
 
-    def _remove_if_expired(self, pk: str, sk: str) -> None:
-        """Delete the item if it is (still) expired, as TTL would; an expired record's removal goes
-        to the handler as TTL's."""
+    def _remove_if_expired(self, pk: str, sk: str, expires: int) -> None:
+        """Delete the item if it still has the expiry that came due, as TTL would (one conditional
+        DeleteItem, which hands the item back); an expired record's removal goes to the handler as
+        TTL's."""
         from chalicelib.rules import cascades
-        from chalicelib.shared import clock
         from chalicelib.store import EXPIRES
         from chalicelib.store.codec import deserialize
 
-        typed_key = {"pk": {"S": pk}, "sk": {"S": sk}}
-        item = self.client.get_item(TableName=self.table, Key=typed_key, ConsistentRead=True).get("Item")
-        if item is None or EXPIRES not in item or not clock.expired(int(item[EXPIRES]["N"])):
-            return  # gone already, or renewed (its new expiry came through the stream)
         try:
-            self.client.delete_item(
+            item = self.client.delete_item(
                 TableName=self.table,
-                Key=typed_key,
-                ConditionExpression="#e = :seen",
+                Key={"pk": {"S": pk}, "sk": {"S": sk}},
+                ConditionExpression="#e = :due",
                 ExpressionAttributeNames={"#e": EXPIRES},
-                ExpressionAttributeValues={":seen": item[EXPIRES]},
-            )
+                ExpressionAttributeValues={":due": {"N": str(expires)}},
+                ReturnValues="ALL_OLD",
+            )["Attributes"]
         except self.client.exceptions.ConditionalCheckFailedException:
-            return
+            return  # gone already, or renewed (its new expiry came through the stream)
         old = deserialize(item)
         if sk == "#record" or old.get("fork"):  # what TTL's removal of these starts, through the stream
             change = cascades.Change("REMOVE", pk, sk, old=old, by_ttl=True, fork=bool(old.get("fork")))

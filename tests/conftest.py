@@ -7,6 +7,7 @@ import contextlib
 import json
 import threading
 import uuid
+from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -419,3 +420,16 @@ def openai(fake_model, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", OPENAI_API_KEY)
     monkeypatch.setenv("SESSIONS_MODEL_TIMEOUT", "5")
     return fake_model
+
+
+@pytest.fixture
+def counted(table, monkeypatch) -> Counter:
+    """The DynamoDB calls the test makes through the store, by operation name."""
+    calls: Counter = Counter()
+
+    def count(name, call):
+        calls[name] += 1
+        return call()
+
+    monkeypatch.setattr(table, "client", InterceptedClient(table.client, count))
+    return calls

@@ -11,22 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import InterceptedClient
-
 # What each operation costs in DynamoDB calls, and what a list reads: on DynamoDB Local too.
 pytestmark = pytest.mark.real_engine
-
-
-@pytest.fixture
-def counted(table, monkeypatch) -> Counter:
-    calls: Counter = Counter()
-
-    def count(name, call):
-        calls[name] += 1
-        return call()
-
-    monkeypatch.setattr(table, "client", InterceptedClient(table.client, count))
-    return calls
 
 
 def calls_of(counted: Counter, action) -> dict[str, int]:

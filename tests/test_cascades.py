@@ -5,7 +5,6 @@ removal (whose REMOVE no local engine emits: built from the record's real image)
 from __future__ import annotations
 
 import json
-from collections import Counter
 from typing import Any
 
 import boto3
@@ -15,7 +14,7 @@ from chalicelib.rules import cascades
 from chalicelib.store import client_config
 from chalicelib.tools import consistency
 from chalicelib.web import stream
-from conftest import InterceptedClient, mentioning
+from conftest import mentioning
 
 pytestmark = [pytest.mark.real_engine, pytest.mark.stream]
 
@@ -82,20 +81,17 @@ class MotoStreams:
         return json.loads(json.dumps(self.backend.get_records(ShardIterator, Limit), default=str))
 
 
-@pytest.fixture
-def counted_calls(table, monkeypatch) -> Counter:
-    calls: Counter = Counter()
-
-    def count(name, call):
-        calls[name] += 1
-        return call()
-
-    monkeypatch.setattr(table, "client", InterceptedClient(table.client, count))
-    return calls
-
-
 def event(records: list[dict[str, Any]]) -> dict[str, Any]:
     return {"Records": records}
+
+
+def removed_by_ttl(table, keys: dict[str, Any], image: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Delete the item as DynamoDB's TTL does, and the REMOVE record its stream would carry (no
+    local engine emits one): TTL's identity, the item's old image."""
+    if image is None:
+        image = table.client.get_item(TableName=table.table, Key=keys)["Item"]
+    table.client.delete_item(TableName=table.table, Key=keys)
+    return {"eventName": "REMOVE", "userIdentity": stream.TTL_IDENTITY, "dynamodb": {"Keys": keys, "OldImage": image}}
 
 
 def clean(table) -> bool:
@@ -171,13 +167,7 @@ def test_a_ttl_removal_takes_the_entries_and_the_history(api, table, agent_id):
         for r in feed.records()
         if r["dynamodb"]["Keys"]["sk"]["S"] == "#record" and r["dynamodb"]["Keys"]["pk"]["S"].endswith(session_id)
     ][0]
-    image = table.client.get_item(TableName=table.table, Key=inserted["dynamodb"]["Keys"])["Item"]
-    table.client.delete_item(TableName=table.table, Key=inserted["dynamodb"]["Keys"])  # as TTL does
-    removal = {
-        "eventName": "REMOVE",
-        "userIdentity": stream.TTL_IDENTITY,
-        "dynamodb": {"Keys": inserted["dynamodb"]["Keys"], "OldImage": image},
-    }
+    removal = removed_by_ttl(table, inserted["dynamodb"]["Keys"])
     assert stream.handle(table, event([removal])) == 1
     assert stream.handle(table, event(feed.records())) >= 0  # the marker's own insert: nothing left
     assert mentioning(table, session_id) == set()
@@ -204,17 +194,17 @@ def stream_mode(monkeypatch):
 
 
 def test_a_session_with_5000_messages_is_deleted_in_one_request_and_purged_by_the_consumer(
-    api, table, session_id, stream_mode, counted_calls
+    api, table, session_id, stream_mode, counted
 ):
     feed = Stream(table)
     for _ in range(100):
         table_calls = api.post(f"/sessions/{session_id}/history", {"messages": [{"role": "user", "content": "x"}] * 50})
         assert table_calls.status_code == 201
-    counted_calls.clear()
+    counted.clear()
     answer = api.delete(f"/sessions/{session_id}")
     assert answer.status_code == 202, answer.json
     # the request: its key, the record, one transaction; no page of the history
-    assert dict(counted_calls) == {"get_item": 2, "transact_write_items": 1}
+    assert dict(counted) == {"get_item": 2, "transact_write_items": 1}
     assert api.get(f"/sessions/{session_id}").status_code == 404
     assert len(mentioning(table, session_id)) > 5000  # the history waits for the consumer
     stream.handle(table, event(feed.records()))
@@ -223,15 +213,15 @@ def test_a_session_with_5000_messages_is_deleted_in_one_request_and_purged_by_th
 
 
 def test_an_agent_with_500_sessions_is_deleted_in_one_request_and_purged_by_the_consumer(
-    api, table, agent_id, stream_mode, counted_calls
+    api, table, agent_id, stream_mode, counted
 ):
     feed = Stream(table)
     sessions = [api.post("/sessions", {"agent_id": agent_id}).json["id"] for _ in range(500)]
     for session_id in sessions[:5]:
         api.post(f"/sessions/{session_id}/history", {"messages": [{"role": "user", "content": "x"}] * 5})
-    counted_calls.clear()
+    counted.clear()
     answer = api.delete(f"/agents/{agent_id}")
-    assert answer.status_code == 202 and dict(counted_calls) == {"get_item": 2, "transact_write_items": 1}
+    assert answer.status_code == 202 and dict(counted) == {"get_item": 2, "transact_write_items": 1}
     assert api.get(f"/sessions/{sessions[0]}").status_code == 200  # until the consumer runs
     stream.handle(table, event(feed.records()))
     stream.handle(table, event(feed.records()))  # the sessions' own markers, put by the cascade
@@ -268,12 +258,7 @@ def test_a_forks_marker_is_not_purged_at_its_insert_but_at_its_expiry(api, table
     assert len(mentioning(table, unfinished)) == 11  # its copy and its marker wait
     image = marker["dynamodb"]["NewImage"]
     assert int(image["expires_at"]["N"]) > 0
-    table.client.delete_item(TableName=table.table, Key=marker["dynamodb"]["Keys"])  # as TTL does
-    removal = {
-        "eventName": "REMOVE",
-        "userIdentity": stream.TTL_IDENTITY,
-        "dynamodb": {"Keys": marker["dynamodb"]["Keys"], "OldImage": image},
-    }
+    removal = removed_by_ttl(table, marker["dynamodb"]["Keys"], image)
     assert stream.handle(table, event([removal])) == 1
     assert mentioning(table, unfinished) == set()
     assert clean(table)
@@ -286,14 +271,8 @@ def test_an_agents_ttl_removal_takes_its_sessions_like_its_delete(api, table):
     for session_id in sessions:
         api.post(f"/sessions/{session_id}/history", {"messages": [{"role": "user", "content": "x"}] * 4})
     keys = {"pk": {"S": f"dev#alice#agent#{agent_id}"}, "sk": {"S": "#record"}}
-    image = table.client.get_item(TableName=table.table, Key=keys)["Item"]
-    table.client.delete_item(TableName=table.table, Key=keys)  # as TTL does
+    removal = removed_by_ttl(table, keys)
     feed.records()  # what came before
-    removal = {
-        "eventName": "REMOVE",
-        "userIdentity": stream.TTL_IDENTITY,
-        "dynamodb": {"Keys": keys, "OldImage": image},
-    }
     assert stream.handle(table, event([removal])) == 1
     stream.handle(table, event(feed.records()))  # the markers the cascade put
     assert mentioning(table, agent_id, *sessions) == set()

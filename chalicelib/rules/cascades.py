@@ -53,12 +53,12 @@ def apply(store: Store, changes: list[Change], budget_seconds: float | None = No
             started += 1
         elif change.event == "REMOVE" and change.by_ttl and item.what == "purge" and change.fork:
             # an unfinished fork's copy: its marker is what TTL removed
-            resume(store, item.developer, item.kind, item.record_id, deadline, marker_gone=True)
+            resume(store, item.developer, item.kind, item.record_id, deadline, check=False)
             started += 1
         elif change.event == "REMOVE" and change.by_ttl and item.what == "record" and item.kind in KINDS:
             record = change.old or {"id": item.record_id}
             kind = KINDS[item.kind]
             store.remove_expired(item.developer, kind.name, record, kind.terms(record), kind.parents(record))
-            resume(store, item.developer, kind.name, item.record_id, deadline)
+            resume(store, item.developer, kind.name, item.record_id, deadline, check=False)  # (just put)
             started += 1
     return started

@@ -80,17 +80,16 @@ def finish_pending_deletes(store: Store, developer: str, budget_seconds: float |
     return len(pending)
 
 
-def resume(
-    store: Store, developer: str, kind_name: str, record_id: str, deadline: float, marker_gone: bool = False
-) -> None:
+def resume(store: Store, developer: str, kind_name: str, record_id: str, deadline: float, check: bool = True) -> None:
     """Finish what one purge marker says is left (a cascade, or a rewind's range); nothing if it
-    is finished already (one GetItem says so), unless `marker_gone`: a fork's marker that expired
-    leaves its copy behind it. DeletionInProgress past the deadline: the marker stays for a retry."""
+    is finished already (one GetItem says so). `check=False` when the caller knows without
+    reading: it has just put the marker, or the marker is gone but its work is not (a fork's that
+    expired). DeletionInProgress past the deadline: the marker stays for a retry."""
     if kind_name == REWIND:
         marker = store.pending_rewind(developer, record_id)
         if marker is not None:
             finish_rewind(store, developer, record_id, marker, deadline)
-    elif kind_name in KINDS and (marker_gone or store.purge_pending(developer, kind_name, record_id)):
+    elif kind_name in KINDS and (not check or store.purge_pending(developer, kind_name, record_id)):
         _purge(store, KINDS[kind_name], developer, record_id, deadline)
 
 

@@ -36,8 +36,8 @@ def wire(kind: Kind, record: dict[str, Any]) -> BaseModel:
 def existing(store: Store, kind: Kind, developer: str, record_id: str) -> dict[str, Any]:
     """The record, or NotFound: absent, or expired (gone from its expiry's second on, whenever
     DynamoDB's TTL gets to remove it)."""
-    record = store.get(developer, kind.name, record_id) if clock.is_uuid(record_id) else None
-    if record is None or clock.expired(record.get(EXPIRES)):
+    record = live(store.get(developer, kind.name, record_id)) if clock.is_uuid(record_id) else None
+    if record is None:
         raise NotFound(f"{kind.name} {record_id} not found")
     return record
 
