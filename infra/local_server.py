@@ -250,6 +250,16 @@ def serve(settings: Settings) -> int:
             lock.close()
 
 
+def _stop_once(*_: object) -> None:
+    """The first SIGTERM unwinds through serve's finally; any later one, and Ctrl-C, is ignored
+    from then on. make forwards its own SIGTERM to us beside the one sent to the process group, and
+    a second SystemExit raised while Python shuts its threads down would print "Exception ignored
+    in: <module 'threading'>" (or, past that, kill us with status -15)."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sys.exit(0)
+
+
 def main(argv: list[str] | None = None) -> int:
     # Local credentials and region: the local engines take any; a real endpoint gets the environment's.
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
@@ -258,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     # SIGTERM (to us or our process group) unwinds like Ctrl-C, through serve's finally. Ctrl-C is
     # KeyboardInterrupt even when our parent ignored SIGINT (a background job, a test runner's
     # worker), which Python would otherwise leave ignored.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    signal.signal(signal.SIGTERM, _stop_once)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         return serve(read_settings(dict(os.environ), sys.argv[1:] if argv is None else argv))
