@@ -52,13 +52,33 @@ def test_an_agent_delete_past_its_budget_answers_503_and_the_retry_finishes_it(
     assert mentioning(table, *sessions)  # the cascade has not run yet
 
     monkeypatch.setattr(deletes, "DELETE_BUDGET_SECONDS", 20.0)
-    finished = api.delete(f"/agents/{agent_id}")
-    assert finished.status_code == 202 and finished.json["id"] == agent_id
+    finished = api.delete(f"/agents/{agent_id}")  # the repeat finishes the purge; the agent was gone already
+    assert finished.status_code == 404, finished.json
     assert mentioning(table, agent_id, *sessions) == set()
     assert not [k for k in table_keys(table) if k[0].endswith("#purge")]
     assert api.delete(f"/agents/{agent_id}").status_code == 404
     assert api.get(f"/users/{user_id}").status_code == 200
     assert api.get("/sessions").json == {"items": [], "next_cursor": None}
+
+
+@pytest.mark.parametrize("in_background", [True, False], ids=["stream", "request"])
+def test_a_delete_of_what_is_deleted_already_is_a_404_while_its_purge_runs_and_after(
+    api, table, session_id, monkeypatch, in_background
+):
+    """Issue 20: a second DELETE answered 202 while the first's purge ran and 404 once it was done.
+    One answer now: 404, as a GET answers, whatever the purge's state."""
+    append(api, session_id, 60)
+    if in_background:  # a consumer of the stream would purge: here nobody does until we say so
+        monkeypatch.setenv("SESSIONS_CASCADES", "stream")
+    first = api.delete(f"/sessions/{session_id}")
+    assert first.status_code == 202, first.json
+    assert bool(table.pending_purges("alice")) is in_background
+    while_running = api.delete(f"/sessions/{session_id}")
+    assert while_running.status_code == 404 and while_running.json["error"]["code"] == "not_found"
+    assert deletes.finish_pending_deletes(table, "alice") == int(in_background)
+    assert mentioning(table, session_id) == set()
+    done = api.delete(f"/sessions/{session_id}")
+    assert done.status_code == 404 and done.json == while_running.json
 
 
 def test_a_cascade_that_crashed_midway_is_finished_by_the_sweep(api, table, agent_id, monkeypatch):

@@ -368,6 +368,31 @@ def test_unreadable_bodies_are_400(api, table, world, method, path, operation):
     assert [list_ids(api, p) for p in ("agents", "users", "sessions")] == before_lists
 
 
+OPTIONAL_BODY_ROUTES = [("POST", "/sessions/{session_id}/end"), ("POST", "/sessions/{session_id}/fork")]
+
+
+@pytest.mark.parametrize("method,path", OPTIONAL_BODY_ROUTES, ids=["end", "fork"])
+def test_routes_whose_fields_are_all_optional_hold_the_body_rules_and_take_no_body_as_empty(
+    api, table, world, method, path
+):
+    """Issue 20: /end took any body ({"foo": 1}, "not json") and /fork refused none at all. Both
+    now read a body as every route does, and no body at all means {}."""
+    before = scan_all(table)
+    for case, raw in BAD_BODIES.items():
+        if case == "empty":
+            continue
+        response = api.request(method, fill(path, world), raw=raw)
+        assert_error(response, 400, "bad_request")
+    unknown = api.request(method, fill(path, world), {"foo": 1})
+    assert_error(unknown, 422, "validation_error")
+    assert "foo" in {d["field"] for d in unknown.json["error"]["details"]}, unknown.json
+    assert scan_all(table) == before  # nothing changed: the session is still active, no fork made
+    assert api.get(fill("/sessions/{session_id}", world)).json["status"] == "active"
+    empty = api.request(method, fill(path, world), raw=b"")
+    assert empty.status_code in (200, 201), empty.body
+    assert api.request(method, fill(path, world), {}).status_code in (200, 201)
+
+
 def test_a_valid_surrogate_pair_is_accepted(api):
     created = api.post("/agents", raw='{"name": "\\ud83d\\ude00"}')
     assert created.status_code == 201, created.body

@@ -38,7 +38,11 @@ def delete(
     budget_seconds: float | None = None,
     expected: frozenset[int] | None = None,
 ) -> models.Deleted:
-    """Delete a record and everything under it; `expected`: the versions If-Match allows."""
+    """Delete a record and everything under it; `expected`: the versions If-Match allows. A record
+    that is gone already (deleted, whether or not its purge has finished; or never there) is a
+    NotFound, as for a GET: one answer for a repeated DELETE (docs/api.md, "Deletes"). Without a
+    consumer of the stream, a repeat first pushes an unfinished purge forward (503 while it is still
+    unfinished past the budget)."""
     deadline = deadline_after(budget_seconds)
     if not clock.is_uuid(record_id):
         raise NotFound(f"{kind.name} {record_id} not found")
@@ -56,10 +60,10 @@ def delete(
         return True  # a VersionConflict: changed meanwhile, its index entries moved; read it again
 
     deleted = retry_on_conflict(attempt, f"{kind.name} {record_id} kept changing under this delete; retry it")
-    if not deleted and not store.purge_pending(developer, kind.name, record_id):
-        raise NotFound(f"{kind.name} {record_id} not found")
-    if not cascades_in_background():
+    if not cascades_in_background() and (deleted or store.purge_pending(developer, kind.name, record_id)):
         _purge(store, kind, developer, record_id, deadline)
+    if not deleted:
+        raise NotFound(f"{kind.name} {record_id} not found")
     return models.Deleted(id=record_id, deleted_at=clock.now())
 
 

@@ -558,6 +558,10 @@ class HistoryAppend(_Input):
     after: MessageId | None = None
 
 
+class SessionEnd(_Input):
+    """POST /sessions/{id}/end takes no fields: `{}`, or no body at all."""
+
+
 class ForkInput(_Input):
     """POST /sessions/{id}/fork: copy the history up to and including `up_to` (all if absent), and
     merge `metadata` into the original's (a key set to null is left out)."""

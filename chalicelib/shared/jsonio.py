@@ -37,11 +37,14 @@ def loads(text: str | bytes, what: str = "request body") -> Any:
     return value
 
 
-def loads_body(raw: bytes | None) -> dict[str, Any]:
-    """A request body must be one JSON object."""
+def loads_body(raw: bytes | None, optional: bool = False) -> dict[str, Any]:
+    """A request body must be one JSON object; `optional`: none at all (zero bytes) means `{}`, for
+    operations whose every field is optional."""
     if raw is not None and len(raw) > MAX_BODY_BYTES:
         raise PayloadTooLarge(f"request body is over the limit of {MAX_BODY_BYTES} bytes")
     if not raw:
+        if optional:
+            return {}
         raise BadRequest("request body is empty; a JSON object is required")
     value = loads(raw)
     if not isinstance(value, dict):

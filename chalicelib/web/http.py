@@ -74,7 +74,11 @@ class Web:
                             developer=request.context["authorizer"]["developer_id"],
                             ids=ids,
                             query=queries.one_value_each(request.query_params),
-                            body=jsonio.loads_body(request.raw_body) if operation.takes_body else None,
+                            body=(
+                                jsonio.loads_body(request.raw_body, operation.body_optional)
+                                if operation.takes_body
+                                else None
+                            ),
                             if_match=headers.get("if-match"),
                             idempotency_key=headers.get("idempotency-key"),
                         ),

@@ -76,7 +76,7 @@ def _call(operation: Operation, developer: str, params: dict[str, Any]) -> Call:
     if operation.takes_body:
         # Through HTTP's body reader: the same size limit, the same errors, the same exact numbers.
         text = json.dumps(params.pop("body")).encode("utf-8") if "body" in params else None
-        body = jsonio.loads_body(text)
+        body = jsonio.loads_body(text, operation.body_optional)
     elif "body" in params:
         raise BadRequest(f"{operation.name} takes no body")
     query = {key: _query_text(key, value) for key, value in params.items() if value is not None}

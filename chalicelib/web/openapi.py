@@ -285,7 +285,7 @@ def _operation(operation: Operation, refs: dict[Any, Any]) -> dict[str, Any]:
     }
     if operation.request is not None:
         result["requestBody"] = {
-            "required": True,
+            "required": not operation.body_optional,
             "content": {"application/json": {"schema": refs[(_model(operation.request), "validation")]}},
         }
     return result
@@ -339,7 +339,8 @@ def invoke_event_schema() -> dict[str, Any]:
                 properties[parameter["name"].lower().replace("-", "_")] = parameter["schema"]
         if "requestBody" in spec:
             properties["body"] = spec["requestBody"]["content"]["application/json"]["schema"]
-            required.append("body")
+            if spec["requestBody"]["required"]:
+                required.append("body")
         params = {"type": "object", "properties": properties, "required": required, "additionalProperties": False}
         cases.append(
             {

@@ -56,6 +56,7 @@ class Operation:
     summary: str
     response: str  # the answer's model, by its name in rules/models.py
     request: str | None = None  # the body's model; None: the operation takes no body
+    body_optional: bool = False  # every field of `request` is optional: no body at all means {}
     query: str | None = None  # its query parameters (web/openapi.py QUERIES); None: ignored
     errors: tuple[int, ...] = ()  # besides those every route can answer (web/openapi.py)
     creates: bool = False  # honours Idempotency-Key
@@ -182,7 +183,7 @@ def end_session(store: Store, call: Call) -> Any:
     from chalicelib.rules import lifecycle
 
     expected = queries.expected_versions(call.if_match)
-    return lifecycle.end(store, call.developer, call.ids["session_id"], expected)
+    return lifecycle.end(store, call.developer, call.ids["session_id"], call.body, expected)
 
 
 def fork_session(store: Store, call: Call) -> Any:
@@ -259,10 +260,11 @@ OPERATIONS: dict[str, Operation] = {operation.name: operation for operation in [
               "results with it)", "MessageDeleted", errors=(404, 409)),
     Operation("sessions.end", "POST", "/sessions/{session_id}/end", end_session, 200,
               "end a session: it stays readable and listable, and takes no more messages (final)",
-              "Session", errors=(404, 409, 412), if_match=True, versioned=True),
+              "Session", "SessionEnd", body_optional=True, errors=(*_BODY, 404, 409, 412), if_match=True,
+              versioned=True),
     Operation("sessions.fork", "POST", "/sessions/{session_id}/fork", fork_session, 201,
               "a new session with a copy of this one's history, up to a message", "Created", "ForkInput",
-              errors=(*_BODY, 404), creates=True),
+              body_optional=True, errors=(*_BODY, 404), creates=True),
     # An adaptive context has the model provider summarize: its failures are the chat's.
     Operation("sessions.context.get", "GET", "/sessions/{session_id}/context", get_context, 200,
               "the context a model would get now", "Context", query="none", errors=(400, 404, 422, 502, 504)),
