@@ -469,3 +469,187 @@ def test_the_julep_sdk_creates_an_agent_with_tools_and_chats_to_a_tool_call(tabl
 def test_the_reply_model_refuses_what_cannot_be_stored():
     with pytest.raises(ValueError):
         models.MessageIn.model_validate({"role": "assistant", "content": None, "tool_calls": []})
+
+
+# --- nothing between a call and its last result (issue 20) ---------------------------------------
+
+
+def separated(messages: list[dict[str, Any]]) -> list[int]:
+    """Where a message comes between an assistant's calls and their last result (indexes), or a
+    result is not right after its call's unit: [] for a history or context that keeps the rule."""
+    wrong, waiting = [], set()
+    for n, message in enumerate(messages):
+        answered = message.get("tool_call_id")
+        if waiting and answered not in waiting:
+            wrong.append(n)
+            waiting = set()
+        if answered is not None:
+            if answered not in waiting:
+                wrong.append(n)
+            waiting.discard(answered)
+        waiting |= {c["id"] for c in message.get("tool_calls") or []}
+    return wrong
+
+
+def test_two_calls_answered_one_chat_at_a_time_is_a_409_before_the_model(api, openai, agent_id):
+    """The defect: after the first result the model was sent assistant(a, b), tool a, with b
+    unanswered, and its reply was stored between the two results."""
+    session_id = api.post("/sessions", {"agent_id": agent_id}).json["id"]
+    openai.answer(body=calling_completion(call("a"), call("b", "get_time")))
+    assert api.post(f"/sessions/{session_id}/chat", {"messages": [{"role": "user", "content": "q"}]}).status_code == 200
+    before = stored(api, session_id)
+
+    partial = api.post(f"/sessions/{session_id}/chat", {"messages": [result("a")]})
+    assert partial.status_code == 409, partial.json
+    assert partial.json["error"]["code"] == "tool_calls_pending"
+    assert partial.json["error"]["details"][0]["open_tool_calls"] == ["b"]
+    assert len(openai.requests) == 1 and stored(api, session_id) == before  # no model, nothing stored
+
+    openai.answer(body=completion("18 C at noon"))
+    whole = api.post(f"/sessions/{session_id}/chat", {"messages": [result("b", "noon"), result("a")]})
+    assert whole.status_code == 200, whole.json
+    sent = openai.bodies[1]["messages"]
+    assert [m["role"] for m in sent[-3:]] == ["assistant", "tool", "tool"] and separated(sent) == []
+    history = stored(api, session_id)
+    assert [m["role"] for m in history] == ["user", "assistant", "tool", "tool", "assistant"]
+    assert separated(history) == [] and history[-1]["content"] == "18 C at noon"
+
+
+def test_results_may_come_by_appends_before_the_chat_that_brings_the_last(api, openai, agent_id):
+    session_id = api.post("/sessions", {"agent_id": agent_id}).json["id"]
+    assert append(api, session_id, {"role": "user", "content": "q"}, asks(call("a"), call("b"))).status_code == 201
+    context = api.get(f"/sessions/{session_id}/context").json
+    assert context["pending_tool_calls"] == ["a", "b"]
+    assert [m["role"] for m in context["messages"]] == ["system", "user"]  # the call waits outside
+    assert append(api, session_id, result("a")).status_code == 201
+    assert api.get(f"/sessions/{session_id}/context").json["pending_tool_calls"] == ["b"]
+    answer = api.post(f"/sessions/{session_id}/chat", {"messages": [result("b")]})
+    assert answer.status_code == 200, answer.json
+    assert [m["role"] for m in openai.bodies[0]["messages"][-3:]] == ["assistant", "tool", "tool"]
+    context = api.get(f"/sessions/{session_id}/context").json
+    assert context["pending_tool_calls"] == [] and separated(context["messages"]) == []
+
+
+@pytest.mark.parametrize("how", ["chat", "append"])
+def test_anything_but_a_result_while_a_call_is_open_is_a_409_naming_it(api, openai, session_id, how):
+    assert append(api, session_id, asks(call("a"))).status_code == 201
+    before = stored(api, session_id)
+    for messages in ([{"role": "user", "content": "and?"}], [result("a"), result("a")], [asks(call("c"))]):
+        path = f"/sessions/{session_id}/{'chat' if how == 'chat' else 'history'}"
+        answer = api.post(path, {"messages": messages})
+        if len(messages) == 2:  # a second answer to one call: the 422 of a result that answers nothing
+            assert answer.status_code == 422, answer.json
+            continue
+        assert answer.status_code == 409, answer.json
+        error = answer.json["error"]
+        assert error["code"] == "tool_calls_pending" and "a" in error["message"], error
+        assert error["details"][0] == {**error["details"][0], "field": "messages.0", "open_tool_calls": ["a"]}
+    assert openai.requests == [] and stored(api, session_id) == before
+    assert append(api, session_id, result("a"), {"role": "user", "content": "and?"}).status_code == 201
+
+
+def test_one_bodys_own_call_must_be_answered_before_its_next_message(api, openai, session_id):
+    answer = append(api, session_id, asks(call("a"), call("b")), result("a"), {"role": "user", "content": "x"})
+    assert answer.status_code == 422, answer.json
+    assert answer.json["error"]["details"][0]["field"] == "messages.2"
+    ends_open = api.post(f"/sessions/{session_id}/chat", {"messages": [asks(call("a"))]})
+    assert ends_open.status_code == 422 and ends_open.json["error"]["details"][0]["field"] == "messages"
+    no_recall = api.post(f"/sessions/{session_id}/chat", {"messages": [asks(call("a")), result("a")], "recall": False})
+    assert no_recall.status_code == 200, no_recall.json  # the call is in the chat itself
+    assert openai.requests and separated(openai.bodies[0]["messages"]) == []
+    assert stored(api, session_id)[-1]["role"] == "assistant"
+    assert append(api, session_id, asks(call("z"))).status_code == 201
+    recall_off = api.post(f"/sessions/{session_id}/chat", {"messages": [result("z")], "recall": False})
+    assert recall_off.status_code == 422 and recall_off.json["error"]["details"][0]["field"] == "recall"
+    assert len(openai.requests) == 1
+
+
+def test_bedrock_is_never_sent_a_call_without_its_results(api, session_id):
+    append(api, session_id, {"role": "user", "content": "weather?"}, asks(call("a"), call("b", "get_time")))
+    client = RecordingConverse(
+        {
+            "output": {"message": {"role": "assistant", "content": [{"text": "18 C at noon"}]}},
+            "stopReason": "end_turn",
+            "usage": {"inputTokens": 5, "outputTokens": 3},
+        }
+    )
+    with model_provider(bedrock_module.Bedrock(client)):
+        partial = api.post(f"/sessions/{session_id}/chat", {"messages": [result("a")], "tools": [CLOCK]})
+        assert partial.status_code == 409 and client.requests == [], partial.json
+        whole = api.post(
+            f"/sessions/{session_id}/chat", {"messages": [result("a"), result("b", "noon")], "tools": [CLOCK]}
+        )
+    assert whole.status_code == 200, whole.json
+    turns = client.requests[0]["messages"]
+    assert [block.get("toolUse", {}).get("toolUseId") for block in turns[-2]["content"]] == ["a", "b"]
+    assert [block["toolResult"]["toolUseId"] for block in turns[-1]["content"]] == ["a", "b"]
+    assert separated(stored(api, session_id)) == []
+
+
+def test_a_result_in_the_middle_cannot_be_deleted_alone_and_the_last_units_can(api, session_id):
+    items = append(api, session_id, asks(call("a"), call("b")), result("a"), result("b")).json["items"]
+    assert append(api, session_id, {"role": "assistant", "content": "done"}).status_code == 201
+    before = stored(api, session_id)
+    refused = api.delete(f"/sessions/{session_id}/history/{items[1]['id']}")
+    assert refused.status_code == 409 and refused.json["error"]["code"] == "tool_result_required", refused.json
+    assert stored(api, session_id) == before
+    assert append(api, session_id, {"role": "user", "content": "still open to appends"}).status_code == 201
+    # at the end of the history, a result may go: its call is open again, and still last
+    assert api.delete(f"/sessions/{session_id}/history?after={items[2]['id']}").status_code == 202
+    assert api.delete(f"/sessions/{session_id}/history/{items[1]['id']}").status_code == 202
+    assert api.get(f"/sessions/{session_id}/context").json["pending_tool_calls"] == ["a"]
+    assert append(api, session_id, result("a", "again")).status_code == 201
+    assert separated(stored(api, session_id)) == []
+
+
+def test_a_history_written_before_the_rule_gives_contexts_without_the_separated_unit(api, table, session_id):
+    """Sessions written before issue 20 may hold assistant(a, b), tool a, assistant, tool b: a
+    model refuses that, so the context leaves the broken unit out and says truncated."""
+    from chalicelib.shared import clock
+    from chalicelib.store.keys import message_ids, message_positions
+
+    legacy = [asks(call("a"), call("b")), result("a"), {"role": "assistant", "content": "hm"}, result("b")]
+    legacy.append({"role": "user", "content": "next"})
+    stamped = []
+    for message in legacy:
+        at = clock.now()
+        stamped.append({"name": None, "content": None, **message, "id": message_ids(at, 1)[0], "created_at": at})
+    table.put_messages("alice", session_id, [(message_positions([m])[0], m) for m in stamped])
+    context = api.get(f"/sessions/{session_id}/context").json
+    assert [m["role"] for m in context["messages"]] == ["system", "assistant", "user"]
+    assert context["truncated"] is True and separated(context["messages"]) == []
+
+
+def test_no_mix_of_appends_chats_deletes_and_rewinds_separates_a_call_from_its_results(api, model, session_id):
+    """A seeded random walk over every way to change a history; after each step the stored history
+    and the context keep the rule, and the session's open calls are those of its last unit."""
+    import random
+
+    rng = random.Random(20)
+    made = 0
+    for _ in range(80):
+        history = api.get(f"/sessions/{session_id}/history?limit=1000").json["items"]
+        pending = api.get(f"/sessions/{session_id}/context").json["pending_tool_calls"]
+        step = rng.choice(["user", "calls", "results", "some-results", "chat", "delete", "rewind"])
+        if step == "user":
+            append(api, session_id, {"role": "user", "content": "u"})
+        elif step == "calls":
+            made += 1
+            append(api, session_id, asks(*(call(f"c{made}x{n}") for n in range(rng.randint(1, 3)))))
+        elif step in ("results", "some-results") and pending:
+            answering = pending if step == "results" else pending[: rng.randint(1, len(pending))]
+            append(api, session_id, *(result(call_id) for call_id in answering))
+        elif step == "chat":
+            api.post(f"/sessions/{session_id}/chat", {"messages": [result(c) for c in pending] or [result("x")]})
+        elif step == "delete" and history:
+            api.delete(f"/sessions/{session_id}/history/{rng.choice(history)['id']}")
+        elif step == "rewind" and history:
+            api.delete(f"/sessions/{session_id}/history?after={rng.choice(history)['id']}")
+        now = api.get(f"/sessions/{session_id}/history?limit=1000").json["items"]
+        assert separated(now) == [], (step, [(m["role"], m.get("tool_call_id")) for m in now])
+        context = api.get(f"/sessions/{session_id}/context").json
+        assert separated(context["messages"]) == [], step
+        last = next((m for m in reversed(now) if m["role"] != "tool"), None)
+        open_now = [c["id"] for c in (last or {}).get("tool_calls") or []]
+        answered = {m.get("tool_call_id") for m in now[now.index(last) + 1 :]} if last else set()
+        assert context["pending_tool_calls"] == [c for c in open_now if c not in answered], step

@@ -14,7 +14,7 @@ from chalicelib import providers
 from chalicelib.rules import context, history, lifecycle, models, tokens, toolcalls, validation
 from chalicelib.rules.idempotency import Receipt
 from chalicelib.shared import clock, jsonio
-from chalicelib.shared.errors import ProviderFailed, ValidationFailed
+from chalicelib.shared.errors import ContextOverBudget, ProviderFailed, ValidationFailed
 
 SETTING_NAMES = frozenset(models.ChatSettings.model_fields)
 
@@ -27,11 +27,11 @@ def chat(store, developer: str, session_id: str, body: dict, receipt: Receipt | 
         store, developer, session_id, new, recall=chat_input.recall is not False, deadline=deadline
     )
     follows = history.Follows.of(chat_input)
-    # before paying for the model: the session takes messages, the precondition holds, and each
-    # tool result answers a call
+    # before paying for the model: the session takes messages, the precondition holds, each tool
+    # result answers a call, and the model is sent no call without its results
     lifecycle.refuse_if_ended(assembled.session)
     history.check_follows(store, developer, assembled.session, follows)
-    toolcalls.after_messages(assembled.session, [("~", message) for message in new])
+    _refuse_unanswered(assembled, new, chat_input.recall is not False)
     settings = _settings(assembled.agent, chat_input)
     tools, tool_choice = _tools(assembled.agent, chat_input)
     provider = providers.configured()
@@ -76,6 +76,30 @@ def chat(store, developer: str, session_id: str, body: dict, receipt: Receipt | 
 
     history.commit(store, developer, session_id, [*new, reply], receipt_for, session=assembled.session, follows=follows)
     return answers[-1]
+
+
+def _refuse_unanswered(assembled: context.Assembled, new: list[dict], recall: bool) -> None:
+    """The chat's messages must leave no call awaiting results (the model would refuse them), and
+    each of its results must reach the model beside its call: ToolCallsPending when calls of the
+    session stay unanswered, a 422 when the chat's own messages end with a call, and a 422 when a
+    result could not go beside its call (without recall, or past the token budget)."""
+    session = assembled.session
+    calls = toolcalls.after_messages(session, [("~", message) for message in new]) or {}
+    if calls:
+        toolcalls.refuse_while_open(session, calls, set(toolcalls.open_calls(session)), "messages")
+    if assembled.new_kept:
+        return
+    if not recall:
+        raise ValidationFailed(
+            "recall: tool results go to the model beside the call they answer, which is in the history; "
+            "send recall true (or leave it out) with tool results. Nothing was stored",
+            details=[{"field": "recall", "message": "must not be false with tool results", "type": "tools"}],
+        )
+    raise ContextOverBudget(
+        "the tool call these results answer does not fit in the context beside them within the "
+        "session's token_budget; raise token_budget. Nothing was stored",
+        details=[{"field": "token_budget", "message": "too small for the call and its results", "type": "budget"}],
+    )
 
 
 def _reply(completion: providers.Completion) -> dict:

@@ -14,8 +14,10 @@ chalicelib/rules/tokens.py. Over the session's `token_budget`, its `context_over
   any left between those and the kept ones wait for the next context (which says `truncated`).
 
 An assistant message that made tool calls and the tool messages that answered them go in or out
-together: a result whose call is not in the context is left out (which makes it `truncated`), and
-a fold never ends between a call and the results that follow it. History is read newest first and
+together (rules/toolcalls.py `whole_units`): a call without all its results, or a result whose call
+is not right before it, is left out (which makes it `truncated`); the session's calls still awaiting
+results are left out too and named in `pending_tool_calls`; a fold never ends between a call and
+the results that follow it, and never takes a call still awaiting results. History is read newest first and
 only as far as the budget reaches, so the cost follows the budget, not the length of the history.
 Design notes: docs/design.md "Context assembly".
 """
@@ -24,7 +26,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import takewhile
 from typing import Any
 
@@ -59,6 +61,8 @@ class Assembled:
     tokens: int
     truncated: bool = False
     summarized: bool = False
+    pending_tool_calls: list[str] = field(default_factory=list)  # a last call's, awaiting results
+    new_kept: bool = True  # every new message is in `messages` (else a tool result lost its call)
 
 
 def get(store: Store, developer: str, session_id: str) -> models.Context:
@@ -71,6 +75,7 @@ def get(store: Store, developer: str, session_id: str) -> models.Context:
         context_overflow=assembled.session.get("context_overflow"),
         truncated=assembled.truncated,
         summarized=assembled.summarized,
+        pending_tool_calls=assembled.pending_tool_calls,
     )
 
 
@@ -100,7 +105,8 @@ def assemble(
         )
     assembled = Assembled(session, agent, user, [], 0)
     if not recall:
-        return _finish(assembled, system + new)
+        turns, left_out, pending, new_kept = _turns([], new)
+        return _finish(assembled, system + turns, left_out, pending=pending, new_kept=new_kept)
 
     summary = _summary_message(session.get("summary"))
     room = limit - fixed - (tokens.count_message(summary) if summary else 0)
@@ -118,12 +124,14 @@ def assemble(
         kept.append((position, message))
         used += cost
     if first_left_out is None and room >= 0:
-        turns, orphans = _turns(kept)
+        turns, left_out, pending, new_kept = _turns(kept, new)
         return _finish(
             assembled,
-            system + ([summary] if summary else []) + turns + new,
-            truncated=orphans,
+            system + ([summary] if summary else []) + turns,
+            truncated=left_out,
             summarized=summary is not None,
+            pending=pending,
+            new_kept=new_kept,
         )
 
     overflow = session.get("context_overflow")
@@ -141,8 +149,15 @@ def assemble(
         )
     if overflow == "truncate":
         with_summary = [summary] if summary and room >= 0 else []
-        turns, _ = _turns(kept)
-        return _finish(assembled, system + with_summary + turns + new, truncated=True, summarized=bool(with_summary))
+        turns, _, pending, new_kept = _turns(kept, new)
+        return _finish(
+            assembled,
+            system + with_summary + turns,
+            truncated=True,
+            summarized=bool(with_summary),
+            pending=pending,
+            new_kept=new_kept,
+        )
 
     # adaptive: fold what does not fit (and the old summary) into a new summary.
     reserve = min(SUMMARY_MAX_TOKENS, limit // 4, limit - fixed - tokens.MESSAGE_OVERHEAD * 2)
@@ -164,8 +179,11 @@ def assemble(
     # between that one and the kept ones (if the input could not take them all) are in neither
     # this time: the answer says truncated, and the next context folds them.
     kept_from = newest_kept[-1][0] if newest_kept else None
+    # a call awaiting its results is never folded: its results, when they come, need it beside them
+    open_from = min(toolcalls.open_calls(session).values(), default=None)
+    stop = min((p for p in (kept_from, open_from) if p is not None), default=None)
     waiting = takewhile(
-        lambda item: kept_from is None or item[0] < kept_from,
+        lambda item: stop is None or item[0] < stop,
         store.messages(developer, session_id, after=until, page_size=20),
     )
     folded, clipped, left_out = _fold(waiting, min(max(limit, FOLD_MIN_TOKENS), FOLD_MAX_TOKENS))
@@ -178,22 +196,31 @@ def assemble(
     # A session changed meanwhile keeps its own state: this answer is still right, and the
     # next one summarizes again (docs/design.md).
     store.write_summary(developer, session_id, session["version"], text, new_until)
-    turns, orphans = _turns(newest_kept)
+    turns, orphans, pending, new_kept = _turns(newest_kept, new)
     return _finish(
         assembled,
-        system + [_summary_message(text)] + turns + new,
+        system + [_summary_message(text)] + turns,
         truncated=clipped or left_out or orphans,
         summarized=True,
+        pending=pending,
+        new_kept=new_kept,
     )
 
 
 def _finish(
-    assembled: Assembled, messages: list[dict[str, Any]], truncated: bool = False, summarized: bool = False
+    assembled: Assembled,
+    messages: list[dict[str, Any]],
+    truncated: bool = False,
+    summarized: bool = False,
+    pending: list[str] = (),
+    new_kept: bool = True,
 ) -> Assembled:
     assembled.messages = messages
     assembled.tokens = tokens.count_messages(messages)
     assembled.truncated = truncated
     assembled.summarized = summarized
+    assembled.pending_tool_calls = list(pending)
+    assembled.new_kept = new_kept
     return assembled
 
 
@@ -306,6 +333,14 @@ def _plain(message: dict[str, Any]) -> dict[str, Any]:
     return plain
 
 
-def _turns(newest_first: list[tuple[str, dict[str, Any]]]) -> tuple[list[dict[str, Any]], bool]:
-    """The kept turns, oldest first, without tool results cut off from their call; whether any was."""
-    return toolcalls.whole_units([_plain(message) for _, message in reversed(newest_first)])
+def _turns(
+    newest_first: list[tuple[str, dict[str, Any]]], new: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], bool, list[str], bool]:
+    """The kept turns oldest first, then the new messages, in whole units only (toolcalls.whole_units):
+    the messages, whether a unit was left out, the calls of a last unit awaiting results, and
+    whether every new message is among the messages."""
+    history = [_plain(message) for _, message in reversed(newest_first)]
+    messages, left_out, pending = toolcalls.whole_units(history + new)
+    tail = messages[len(messages) - len(new) :] if new else []
+    new_kept = len(tail) == len(new) and all(kept is message for kept, message in zip(tail, new))
+    return messages, left_out, pending, new_kept

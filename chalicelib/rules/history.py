@@ -30,7 +30,7 @@ from chalicelib.rules.kinds import SESSIONS
 from chalicelib.rules.lifecycle import refuse_if_ended
 from chalicelib.rules.records import existing, live
 from chalicelib.shared import clock
-from chalicelib.shared.errors import DeletionInProgress, HistoryMoved, NotFound
+from chalicelib.shared.errors import DeletionInProgress, HistoryMoved, NotFound, ToolResultRequired
 from chalicelib.store import LAST_MESSAGE_ID, LAST_POSITION, MissingRecord, Store, VersionConflict
 from chalicelib.store.keys import message_ids, message_positions, message_time
 
@@ -269,7 +269,8 @@ def _open_calls_without(
     store: Store, developer: str, session: dict[str, Any], position: str, message: dict[str, Any]
 ) -> dict[str, str] | None:
     """The session's open calls once this message goes (None: unchanged): its own calls close for
-    good; a tool result's call, found among the WINDOW messages before it, is open again."""
+    good; a tool result's call, found among the WINDOW messages before it, is open again, which
+    only the last unit may be: ToolResultRequired when anything but that call's results follows."""
     if not toolcalls.uses_tools(session):
         return None
     calls = toolcalls.open_calls(session)
@@ -280,6 +281,10 @@ def _open_calls_without(
         earlier = store.messages(developer, session["id"], descending=True, after=position, page_size=20)
         for call_position, call_message in islice(earlier, toolcalls.WINDOW):
             if answered in toolcalls.called(call_message):
+                unit = set(toolcalls.called(call_message))
+                later = store.messages(developer, session["id"], after=position, page_size=models.MAX_TOOL_CALLS)
+                if any(m.get("tool_call_id") not in unit for _, m in islice(later, models.MAX_TOOL_CALLS)):
+                    raise ToolResultRequired(message["id"], answered)
                 calls[answered] = call_position
                 break
     return calls

@@ -685,6 +685,9 @@ class Context(_Output):
     context_overflow: ContextOverflow | None
     truncated: bool  # older turns were left out
     summarized: bool  # the session's summary stands in for older turns
+    # The last assistant message's calls that await results: it is left out until they come (a
+    # model refuses a call without its results); [] when none (docs/api.md, "Tool calls").
+    pending_tool_calls: list[str] = []
 
 
 # --- answers --------------------------------------------------------------------------------

@@ -26,6 +26,8 @@ STATUSES: dict[str, int] = {
     "conflict": 409,
     "history_moved": 409,
     "session_ended": 409,
+    "tool_calls_pending": 409,
+    "tool_result_required": 409,
     "precondition_failed": 412,
     "payload_too_large": 413,
     "request_uri_too_long": 414,
@@ -140,6 +142,46 @@ class SessionEnded(ServiceError):
         super().__init__(
             f"session {session_id} has ended: it takes no more messages; nothing was stored. "
             "Fork it to continue the conversation in a new session"
+        )
+
+
+class ToolCallsPending(ServiceError):
+    """Tool calls of the session await their results, and the append or chat is not (only) those
+    results: nothing may come between a call and its last result, and a model is never sent a
+    call without its results. Nothing was stored, and no model was called. `details` name the
+    open calls."""
+
+    code = "tool_calls_pending"
+
+    def __init__(self, session_id: str, open_ids: list[str], field: str) -> None:
+        listed = ", ".join(open_ids)
+        super().__init__(
+            f"session {session_id} has tool calls awaiting their results ({listed}): send those results "
+            "(role tool, tool_call_id) first, all in one chat or in appends before it; or take the call "
+            "back by deleting its assistant message or rewinding. Nothing was stored",
+            details=[
+                {
+                    "field": field,
+                    "message": f"tool calls awaiting results: {listed}",
+                    "type": "tool_calls_pending",
+                    "open_tool_calls": open_ids,
+                }
+            ],
+        )
+
+
+class ToolResultRequired(ServiceError):
+    """Deleting this tool result would leave its call without a result while other messages
+    follow: a result could then only land after them. Nothing was changed."""
+
+    code = "tool_result_required"
+
+    def __init__(self, message_id: str, call_id: str) -> None:
+        super().__init__(
+            f"message {message_id} is the result of tool call {call_id}, and messages follow it: without "
+            "it the call would stay unanswered in the middle of the history. Delete the assistant message "
+            "that made the call (its results go with it), or rewind to before it. Nothing was changed",
+            details=[{"field": "message_id", "message": f"answers {call_id}", "type": "tool_result_required"}],
         )
 
 
