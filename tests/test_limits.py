@@ -620,15 +620,20 @@ def test_fifty_messages_of_64_kib_in_one_append(api, table, world, recorder):
 
 
 def test_fifty_messages_with_the_most_tool_calls_in_one_append(api, table, world, recorder):
-    """The costliest message the models allow: 100 text parts and 32 calls, 64 KiB of text, ids,
-    names and arguments together; fifty of them in one append, with the session's open calls."""
+    """The costliest messages the models allow: an assistant message of 100 text parts and 32
+    calls (64 KiB of text, ids, names and arguments together), its 32 results of 64 KiB each,
+    then a second such message and 16 of its results (the last calls left open on the session):
+    fifty in one append, as the rule that results follow their call right away permits."""
     call_bytes = 32 * (64 + 64)
     text = 64 * KIB - call_bytes - 32 * 400
-    parts = [{"type": "text", "text": "x" * (text // 100 + (n < text % 100))} for n in range(100)]
-    messages = [
-        {
+
+    def parts(total: int) -> list[dict[str, str]]:
+        return [{"type": "text", "text": "x" * (total // 100 + (n < total % 100))} for n in range(100)]
+
+    def calling(m: int) -> dict:
+        return {
             "role": "assistant",
-            "content": parts,
+            "content": parts(text),
             "name": utf8(256),
             "tool_calls": [
                 {
@@ -639,8 +644,13 @@ def test_fifty_messages_with_the_most_tool_calls_in_one_append(api, table, world
                 for n in range(32)
             ],
         }
-        for m in range(50)
-    ]
+
+    def answering(m: int, n: int) -> dict:
+        call_id = f"{m:02d}{n:02d}".ljust(64, "i")
+        return {"role": "tool", "tool_call_id": call_id, "name": utf8(256), "content": parts(64 * KIB - 64)}
+
+    messages = [calling(0), *(answering(0, n) for n in range(32)), calling(1), *(answering(1, n) for n in range(16))]
+    assert len(messages) == 50
     assert history.append(table, "alice", world["session_id"], {"messages": messages})["items"]
     (actions,) = recorder.transactions
     assert len(actions) == 1 + 6 + 50

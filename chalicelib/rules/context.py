@@ -113,7 +113,7 @@ def assemble(
     until = session.get("summary_until")
     newest_first = takewhile(
         lambda item: until is None or item[0] > until,
-        store.messages(developer, session_id, descending=True, page_size=20),
+        store.visible_messages(developer, session, descending=True, page_size=20),
     )
     kept, used, first_left_out = [], 0, None
     for position, message in newest_first:
@@ -184,7 +184,7 @@ def assemble(
     stop = min((p for p in (kept_from, open_from) if p is not None), default=None)
     waiting = takewhile(
         lambda item: stop is None or item[0] < stop,
-        store.messages(developer, session_id, after=until, page_size=20),
+        store.visible_messages(developer, session, after=until, page_size=20),
     )
     folded, clipped, left_out = _fold(waiting, min(max(limit, FOLD_MIN_TOKENS), FOLD_MAX_TOKENS))
     if not folded:  # only the old summary was too long: fold it alone

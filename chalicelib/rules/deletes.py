@@ -97,15 +97,21 @@ def resume(store: Store, developer: str, kind_name: str, record_id: str, deadlin
         _purge(store, KINDS[kind_name], developer, record_id, deadline)
 
 
-def finish_rewind(store: Store, developer: str, session_id: str, marker: dict[str, Any], deadline: float) -> None:
-    """Delete what a rewind's marker says is left (messages after `after`, up to `through`: those
-    appended since stay), then the marker; under the request's budget, resumable as cascades are."""
+def finish_rewind(store: Store, developer: str, marked: str, marker: dict[str, Any], deadline: float) -> None:
+    """Delete what a rewind's (or a clear's) marker says is left: the messages after `after` up to
+    `through`, which every read has hidden since the rewind (those appended since stay); then the
+    session's hidden range, then the marker. `marked` is what the marker names, `<session id>#<range
+    id>` (a bare session id for a rewind from before ranges were hidden). Under the budget,
+    resumable as cascades are: every step deletes what is there."""
+    session_id, _, range_id = marked.partition("#")
     while store.delete_history_batch(developer, session_id, marker["after"], marker["through"]):
         if time.monotonic() > deadline:
             raise DeletionInProgress(
-                f"rewinding the history of session {session_id} is under way; repeat the DELETE to continue it"
+                f"removing messages of session {session_id} is under way; repeat the DELETE to continue it"
             )
-    store.finish_purge(developer, REWIND, session_id)
+    if range_id:
+        store.finish_hidden(developer, session_id, range_id)
+    store.finish_purge(developer, REWIND, marked)
 
 
 def _purge(store: Store, kind: Kind, developer: str, record_id: str, deadline: float) -> None:

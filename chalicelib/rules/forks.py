@@ -23,7 +23,7 @@ from chalicelib.rules.kinds import SESSIONS
 from chalicelib.rules.records import existing, merged_metadata
 from chalicelib.shared import clock
 from chalicelib.shared.errors import NotFound, Unavailable
-from chalicelib.store import LAST_MESSAGE_ID, LAST_POSITION, OPEN_CALLS, POSITIONAL_IDS, MissingRecord, Store
+from chalicelib.store import HIDDEN, LAST_MESSAGE_ID, LAST_POSITION, OPEN_CALLS, POSITIONAL_IDS, MissingRecord, Store
 from chalicelib.store.keys import message_ids, message_positions
 
 # What a fork does not take from the original: what makes a record itself, its history's state,
@@ -41,6 +41,7 @@ NOT_COPIED = frozenset(
         LAST_MESSAGE_ID,
         POSITIONAL_IDS,
         OPEN_CALLS,
+        HIDDEN,
         "status",  # a fork of an ended session is a new, active one
         "ended_at",
     }
@@ -67,7 +68,7 @@ def fork(
     record.update(id=clock.new_id(), version=1, metadata=metadata, **{POSITIONAL_IDS: True})
     parents = SESSIONS.parents(record)
     store.start_fork(developer, record["id"], parents)
-    moved, with_tools = _copy_history(store, developer, session_id, record["id"], up_to, deadline)
+    moved, with_tools = _copy_history(store, developer, original, record["id"], up_to, deadline)
     if with_tools:  # the copy's own calls awaiting a result
         record[OPEN_CALLS] = toolcalls.of_history(with_tools)
     last = list(moved.values())[-1] if moved else None
@@ -93,7 +94,7 @@ def fork(
 
 
 def _copy_history(
-    store: Store, developer: str, source: str, target: str, up_to: str | None, deadline: float
+    store: Store, developer: str, original: dict[str, Any], target: str, up_to: str | None, deadline: float
 ) -> tuple[dict[str, tuple[str, str]], list[tuple[str, dict[str, Any]]]]:
     """Copy the source's messages up to `up_to` into the target's partition, each append's messages
     as one new append at the same time; {old position: (new position, new id)}, in order, and the
@@ -113,7 +114,8 @@ def _copy_history(
                 with_tools.append((position, copy))
         group.clear()
 
-    for position, message in store.messages(developer, source, page_size=COPY_BATCH):
+    source = original["id"]
+    for position, message in store.visible_messages(developer, original, page_size=COPY_BATCH):
         if up_to is not None and position > up_to:
             break
         if group and message["created_at"] != group[0][1]["created_at"]:

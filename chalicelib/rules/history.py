@@ -16,7 +16,6 @@ message 100,000.
 from __future__ import annotations
 
 import hashlib
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import islice
@@ -24,14 +23,23 @@ from typing import Any
 
 from chalicelib.rules import cursor, models, toolcalls, validation
 from chalicelib.rules.conflicts import retry_on_conflict
-from chalicelib.rules.deletes import deadline_after, finish_rewind
+from chalicelib.rules.deletes import cascades_in_background, deadline_after, finish_rewind
 from chalicelib.rules.idempotency import Receipt
 from chalicelib.rules.kinds import SESSIONS
 from chalicelib.rules.lifecycle import refuse_if_ended
 from chalicelib.rules.records import existing, live
 from chalicelib.shared import clock
-from chalicelib.shared.errors import DeletionInProgress, HistoryMoved, NotFound, ToolResultRequired
-from chalicelib.store import LAST_MESSAGE_ID, LAST_POSITION, MissingRecord, Store, VersionConflict
+from chalicelib.shared.errors import HistoryMoved, NotFound, ToolResultRequired, Unavailable
+from chalicelib.store import (
+    BEFORE_ANY_MESSAGE,
+    HIDDEN,
+    LAST_MESSAGE_ID,
+    LAST_POSITION,
+    MissingRecord,
+    Store,
+    VersionConflict,
+    hidden_ranges,
+)
 from chalicelib.store.keys import message_ids, message_positions, message_time
 
 PAGE_DEFAULT, PAGE_MAX = 100, 1000
@@ -57,11 +65,11 @@ def cursor_digest(session_id: str, descending: bool) -> str:
 def get(store: Store, developer: str, session_id: str, query: HistoryQuery = HistoryQuery()) -> dict[str, Any]:
     """One page of a session's history: oldest first, or newest first (`descending`: "the last N
     turns" in one query); `next_cursor` continues it while more remain."""
-    existing(store, SESSIONS, developer, session_id)
+    session = existing(store, SESSIONS, developer, session_id)
     # One item past the page tells whether another page follows.
-    read = store.messages(
+    read = store.visible_messages(
         developer,
-        session_id,
+        session,
         descending=query.descending,
         after=query.after,
         page_size=min(query.offset + query.limit + 1, PAGE_MAX + 1),
@@ -104,7 +112,7 @@ def last_message_id(store: Store, developer: str, session: dict[str, Any]) -> st
     or for a session from before the record did, as its history says (one read)."""
     last = session.get(LAST_MESSAGE_ID)
     if last is None:
-        newest = store.newest_message(developer, session["id"])
+        newest = store.newest_message(developer, session)
         return newest[1] if newest else None
     return last or None
 
@@ -182,7 +190,7 @@ def _stamp(
     """The messages with their ids and a `created_at` strictly after the session's newest."""
     last = session.get(LAST_POSITION)
     if last is None:  # a session from before positions were kept on it: ask the history
-        found = store.newest_message(developer, session["id"])
+        found = store.newest_message(developer, session)
         newest = message_time(found[0]) if found else None
     else:
         newest = message_time(last) if last else None
@@ -224,9 +232,9 @@ def delete_message(store: Store, developer: str, session_id: str, message_id: st
         last_goes = last_message_id(store, developer, session) in {message_id, *results.values()}
         newest_left = None
         if last_goes:  # the newest message that stays becomes the last
-            newest_left = store.newest_message(developer, session_id, before=max(going))
+            newest_left = store.newest_message(developer, session, before=max(going))
             while newest_left and newest_left[0] in going:
-                newest_left = store.newest_message(developer, session_id, before=newest_left[0])
+                newest_left = store.newest_message(developer, session, before=newest_left[0])
         until = session.get("summary_until")
         try:
             store.remove_messages(
@@ -255,7 +263,7 @@ def _results_of(
     found: dict[str, str] = {}
     if not answered:
         return found
-    later = store.messages(developer, session["id"], after=position, page_size=toolcalls.WINDOW)
+    later = store.visible_messages(developer, session, after=position, page_size=toolcalls.WINDOW)
     for after_position, later_message in islice(later, toolcalls.RESULTS_SCAN):
         if later_message.get("tool_call_id") in answered:
             found[after_position] = later_message["id"]
@@ -278,11 +286,11 @@ def _open_calls_without(
         calls.pop(call_id, None)
     answered = message.get("tool_call_id")
     if answered is not None:
-        earlier = store.messages(developer, session["id"], descending=True, after=position, page_size=20)
+        earlier = store.visible_messages(developer, session, descending=True, after=position, page_size=20)
         for call_position, call_message in islice(earlier, toolcalls.WINDOW):
             if answered in toolcalls.called(call_message):
                 unit = set(toolcalls.called(call_message))
-                later = store.messages(developer, session["id"], after=position, page_size=models.MAX_TOOL_CALLS)
+                later = store.visible_messages(developer, session, after=position, page_size=models.MAX_TOOL_CALLS)
                 if any(m.get("tool_call_id") not in unit for _, m in islice(later, models.MAX_TOOL_CALLS)):
                     raise ToolResultRequired(message["id"], answered)
                 calls[answered] = call_position
@@ -304,41 +312,50 @@ def find_message(
     return session, position, message
 
 
+MAX_HIDDEN_RANGES = 64  # rewinds and clears of one session whose purge is still under way
+
+
 def rewind(
     store: Store, developer: str, session_id: str, after_id: str, budget_seconds: float | None = None
 ) -> models.Deleted:
     """Remove every message after `after_id`, which becomes the last ("regenerate from here").
-    One transaction records it on the session and leaves a marker of the range to delete: the
-    messages up to the newest at that moment (an append arriving meanwhile lands after them and
-    stays). The range then goes in pages under the request's budget; past it, 503
-    deletion_in_progress, and the same DELETE (or the operators' sweep) finishes it. A summary that
-    covered removed messages is cleared, as for one message. An unfinished earlier rewind of the
-    session is finished first."""
+    One transaction records it on the session and hides the range from every read at once (the
+    messages up to the newest at that moment: an append arriving meanwhile lands after them and
+    stays), with a marker of what is left to delete. Serialized with every other change of the
+    session by its condition, so a message another rewind hid is a 404 here, and the last message
+    is always the newest one left. The purge then runs from the stream (deletes.purge_hidden);
+    without a consumer, here, under the request's budget: past it 503 deletion_in_progress, and the
+    same DELETE (or the operators' sweep) finishes it, removing nothing appended since. A summary
+    that covered removed messages is cleared, as for one message."""
     deadline = deadline_after(budget_seconds)
-    pending = store.pending_rewind(developer, session_id) if clock.is_uuid(session_id) else None
-    if pending is not None:
-        finish_rewind(store, developer, session_id, pending, deadline)
-        if pending["after_id"] == after_id:
-            return models.Deleted(id=session_id, deleted_at=clock.now())
 
-    def attempt(lost: VersionConflict | None) -> dict[str, Any] | None:
+    def attempt(lost: VersionConflict | None) -> list[Hidden]:
+        """The ranges to purge here: the one this rewind hid, or none (nothing after the message),
+        or, for the repeat a 503 asked for, those still pending after it."""
         session, position, message = find_message(store, developer, session_id, after_id)
         through = session.get(LAST_POSITION)
         if through is None:  # a session from before positions were kept on it: ask the history
-            newest = store.newest_message(developer, session_id)
+            newest = store.newest_message(developer, session)
             through = newest[0] if newest else ""
-        if through <= position:
-            return None  # nothing after it
+        pending = [Hidden(rid, a, t) for rid, (a, t) in (session.get(HIDDEN) or {}).items()]
+        if through <= position or last_message_id(store, developer, session) == after_id:
+            return []  # nothing (visible) after it
+        if not cascades_in_background() and any(hidden.after == position for hidden in pending):
+            return pending  # the repeat a 503 asked for: it finishes those purges, and takes nothing newer
+        _refuse_too_many_hidden(session)
         until = session.get("summary_until")
         calls = None
         if toolcalls.uses_tools(session):  # the calls whose results go await them again
             kept = [
                 (position, message),
-                *islice(store.messages(developer, session_id, descending=True, after=position), toolcalls.WINDOW - 1),
+                *islice(
+                    store.visible_messages(developer, session, descending=True, after=position),
+                    toolcalls.WINDOW - 1,
+                ),
             ]
             calls = toolcalls.reopened(session, reversed(kept))
         try:
-            store.start_rewind(
+            range_id = store.start_rewind(
                 developer,
                 session,
                 (position, after_id),
@@ -350,30 +367,74 @@ def rewind(
             )
         except MissingRecord:
             raise NotFound(f"message {after_id} not found in session {session_id}") from None
-        return {"after": position, "through": through, "after_id": after_id}
+        return [Hidden(range_id, position, through)]
 
-    started = retry_on_conflict(attempt, f"session {session_id} kept changing under this rewind; retry it")
-    if started is not None:
-        finish_rewind(store, developer, session_id, started, deadline)
+    hidden = retry_on_conflict(attempt, f"session {session_id} kept changing under this rewind; retry it")
+    _purge_here(store, developer, session_id, hidden, deadline)
     return models.Deleted(id=session_id, deleted_at=clock.now())
 
 
 def clear(store: Store, developer: str, session_id: str, budget_seconds: float | None = None) -> models.Deleted:
-    """Clear a session's history, the session staying. The summary goes first (a summary of a
-    cleared history must never outlive it), then the messages in batches until none is left, so
-    a retry after an interruption (or a 503 past the budget) finishes the job. The session
-    records that its history is empty before the first message goes, so an append `after` a
-    message being cleared is refused rather than stored behind it."""
+    """Clear a session's history, the session staying: a rewind to before the first message. In
+    one transaction the whole history up to its newest message is hidden, its summary and open
+    calls go and it records that it has no last message; the purge follows as a rewind's does. An
+    append arriving meanwhile lands after the range and stays."""
     deadline = deadline_after(budget_seconds)
-    session = existing(store, SESSIONS, developer, session_id)
-    if session.get("summary") is not None or session.get("summary_until") is not None:
-        while not store.write_summary(developer, session_id, session["version"], None, None):
-            session = existing(store, SESSIONS, developer, session_id)
-    if session.get(LAST_MESSAGE_ID) != "":
-        store.forget_last_message(developer, session_id)
-    while store.delete_history_batch(developer, session_id):
-        if time.monotonic() > deadline:
-            raise DeletionInProgress(
-                f"clearing the history of session {session_id} is under way; repeat the DELETE to continue it"
-            )
+
+    def attempt(lost: VersionConflict | None) -> list[Hidden]:
+        session = existing(store, SESSIONS, developer, session_id)
+        newest = store.newest_message(developer, session)
+        summarized = session.get("summary") is not None or session.get("summary_until") is not None
+        if newest is None and not summarized and not toolcalls.open_calls(session):
+            # nothing to clear; what earlier rewinds or clears left to purge, purged here
+            return [Hidden(rid, a, t) for rid, (a, t) in (session.get(HIDDEN) or {}).items()]
+        _refuse_too_many_hidden(session)
+        through = max(session.get(LAST_POSITION) or "", newest[0] if newest else "") or BEFORE_ANY_MESSAGE
+        range_id = store.start_rewind(
+            developer,
+            session,
+            (BEFORE_ANY_MESSAGE, ""),
+            through,
+            clock.after(session["updated_at"]),
+            SESSIONS.terms(session),
+            clear_summary=summarized,
+            open_calls={} if toolcalls.uses_tools(session) else None,
+        )
+        return [Hidden(range_id, BEFORE_ANY_MESSAGE, through)]
+
+    try:
+        hidden = retry_on_conflict(
+            attempt, f"session {session_id} kept changing while its history was cleared; retry it"
+        )
+    except MissingRecord:
+        raise NotFound(f"session {session_id} not found") from None
+    _purge_here(store, developer, session_id, hidden, deadline)
     return models.Deleted(id=session_id, deleted_at=clock.now())
+
+
+def _refuse_too_many_hidden(session: dict[str, Any]) -> None:
+    if len(hidden_ranges(session)) >= MAX_HIDDEN_RANGES:
+        raise Unavailable(
+            f"session {session['id']} has {MAX_HIDDEN_RANGES} rewinds or clears whose purge is still under way; "
+            "retry in a moment"
+        )
+
+
+@dataclass(frozen=True)
+class Hidden:
+    """A range of a session's history hidden by a rewind or a clear: positions after `after` up
+    to `through`, purged under the marker `<session id>#<range id>`."""
+
+    range_id: str
+    after: str
+    through: str
+
+
+def _purge_here(store: Store, developer: str, session_id: str, hidden: list[Hidden], deadline: float) -> None:
+    """Without a consumer of the stream, these hidden ranges are purged in the request; with one,
+    each marker's insert starts its purge there."""
+    if cascades_in_background():
+        return
+    for each in hidden:
+        marker = {"after": each.after, "through": each.through}
+        finish_rewind(store, developer, f"{session_id}#{each.range_id}", marker, deadline)

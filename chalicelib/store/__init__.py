@@ -18,9 +18,23 @@ errors. Its modules:
 from .client import begin_request, client_config, write_outcome_unknown
 from .current import get_store, use_store
 from .errors import KeyTaken, MissingRecord, ReceiptTaken, StoreError, StoreFailed, StoreUnavailable, VersionConflict
-from .table import EXPIRES, LAST_MESSAGE_ID, LAST_POSITION, OPEN_CALLS, POSITIONAL_IDS, REWIND, Store
+from .table import (
+    BEFORE_ANY_MESSAGE,
+    EXPIRES,
+    HIDDEN,
+    LAST_MESSAGE_ID,
+    LAST_POSITION,
+    OPEN_CALLS,
+    POSITIONAL_IDS,
+    REWIND,
+    Store,
+    hidden_ranges,
+)
 
 __all__ = [
+    "BEFORE_ANY_MESSAGE",
+    "HIDDEN",
+    "hidden_ranges",
     "EXPIRES",
     "LAST_MESSAGE_ID",
     "LAST_POSITION",

@@ -12,6 +12,7 @@ which the next append is stamped after.
 from __future__ import annotations
 
 import random
+import secrets
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -44,8 +45,16 @@ EXPIRES = schema.TTL_ATTRIBUTE
 # A fork's marker expires this long after the fork began (a fork has a request's 15 s): then the
 # stream removes what an unfinished fork copied.
 FORK_MARKER_SECONDS = 3600
-# The purge kind of a rewind's marker (dev#<d>#purge, history#<session id>): what is left to delete.
+# The purge kind of a rewind's marker (dev#<d>#purge, history#<session id>#<range id>): what is left
+# to delete.
 REWIND = "history"
+# On a session record: the ranges of its history a rewind or a clear removed and whose purge has not
+# finished, {range id: [after, through]}: every position p with after < p <= through is hidden from
+# every read at once, in the transaction that records the change; the purge then deletes the items
+# and drops the range (finish_hidden). Absent on sessions never rewound.
+HIDDEN = "hidden"
+# A clear hides from here: every message position sorts after it.
+BEFORE_ANY_MESSAGE = MESSAGE_PREFIX
 PK, SK = schema.PARTITION_KEY, schema.SORT_KEY
 BATCH_WRITE_MAX = 25
 BATCH_GET_MAX = 100
@@ -91,6 +100,30 @@ def _live(now: int) -> dict[str, Any]:
 
 def _record_key(developer: str, kind: str, record_id: str) -> dict[str, Any]:
     return key(keys.record_pk(developer, kind, record_id), RECORD)
+
+
+def hidden_ranges(session: Record | None) -> list[tuple[str, str]]:
+    """The session's hidden ranges (HIDDEN) as (after, through), in order."""
+    return sorted((after, through) for after, through in ((session or {}).get(HIDDEN) or {}).values())
+
+
+def is_hidden(position: str, ranges: list[tuple[str, str]]) -> bool:
+    return any(after < position <= through for after, through in ranges)
+
+
+def _visible_spans(low: str, high: str, ranges: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The inclusive [low, high] key ranges left between hidden ranges (their ends may be hidden
+    positions themselves, which the reader skips), in ascending order: one Query each, so a read
+    never pages through what a rewind hid."""
+    spans, start = [], low
+    for after, through in ranges:
+        if through < start or after > high:
+            continue
+        if after >= start:
+            spans.append((start, after))
+        start = max(start, through)
+    spans.append((start, high))
+    return [(a, b) for a, b in spans if a <= b]
 
 
 @translating
@@ -480,6 +513,8 @@ class Store:
         found = {item[SK]["S"]: item for item in self._batch_get(wanted)}
         session = deserialize(found[RECORD]) if RECORD in found else None
         item = found.get(position) if position else None
+        if position and is_hidden(position, hidden_ranges(session)):
+            return session, None, None  # rewound: gone for every read, whatever its purge's state
         if item is not None and item.get("id") == {"S": message_id}:
             return session, position, deserialize(item)
         if session is None or session.get(POSITIONAL_IDS):
@@ -490,6 +525,8 @@ class Store:
         args["ExpressionAttributeValues"][":id"] = {"S": message_id}
         for answer in self._pages("query", args):
             for item in answer["Items"]:
+                if is_hidden(item[SK]["S"], hidden_ranges(session)):
+                    return session, None, None
                 return session, item[SK]["S"], deserialize(item)
         return session, None, None
 
@@ -541,32 +578,56 @@ class Store:
         terms: list[str],
         clear_summary: bool,
         open_calls: dict[str, str] | None = None,
-    ) -> None:
-        """Begin removing every message after `after` ((position, id)) up to `through` (the
-        newest position when it begins; what is appended later stays): in one transaction the
-        session records the change (`_history_changed`, the message at `after` becoming the last),
-        that message is checked to exist, and a marker (purge kind "history") says what is left
-        to delete, for a retry or the operators' sweep to finish (delete_history_batch,
-        finish_purge). VersionConflict if the session changed, MissingRecord if the message went."""
+    ) -> str:
+        """Remove every message after `after` ((position, id); (BEFORE_ANY_MESSAGE, "") for all
+        of them, a clear) up to `through` (the newest position when it begins; what is appended
+        later stays). In one transaction the session records the change (`_history_changed`: the
+        message at `after` becoming the last) and hides the range from every read at once (HIDDEN),
+        the message is checked to exist, and a marker (purge kind "history") says what is left to
+        delete, for the stream, a retry or the operators' sweep (delete_history_batch,
+        finish_hidden). The range's id; VersionConflict if the session changed, MissingRecord if
+        the message went."""
         session_pk = keys.record_pk(developer, "session", session["id"])
-        marker = {"after": after[0], "through": through, "after_id": after[1]}
-        actions = [
-            *self._history_changed(developer, session, updated_at, terms, after[1], clear_summary, open_calls),
-            {
-                "ConditionCheck": {
-                    "TableName": self.table,
-                    "Key": key(session_pk, after[0]),
-                    "ConditionExpression": "attribute_exists(#pk)",
-                    "ExpressionAttributeNames": {"#pk": PK},
+        range_id = secrets.token_hex(6)
+        marker = {"after": after[0], "through": through, "after_id": after[1], "range": range_id}
+        changed = self._history_changed(
+            developer, session, updated_at, terms, after[1], clear_summary, open_calls, (range_id, after[0], through)
+        )
+        checks = (
+            []
+            if after[0] == BEFORE_ANY_MESSAGE
+            else [
+                {
+                    "ConditionCheck": {
+                        "TableName": self.table,
+                        "Key": key(session_pk, after[0]),
+                        "ConditionExpression": "attribute_exists(#pk)",
+                        "ExpressionAttributeNames": {"#pk": PK},
+                    }
                 }
-            },
-            self._put({**key(keys.purge_pk(developer), keys.purge_sk(REWIND, session["id"])), **serialize(marker)}),
-        ]
-        failed = self._transact(actions)
-        if failed == len(actions) - 2:
+            ]
+        )
+        put_marker = self._put(
+            {**key(keys.purge_pk(developer), keys.purge_sk(REWIND, f"{session['id']}#{range_id}")), **serialize(marker)}
+        )
+        failed = self._transact([*changed, *checks, put_marker])
+        if checks and failed == len(changed):
             raise MissingRecord("message", after[1])
         if failed is not None:
             raise VersionConflict()
+        return range_id
+
+    def finish_hidden(self, developer: str, session_id: str, range_id: str) -> None:
+        """A hidden range's messages are all deleted: the range leaves the session record (if it
+        is still there: a later rewind that covers it, or a delete of the session, took it)."""
+        self._update_session(
+            developer,
+            session_id,
+            "REMOVE #hidden.#range",
+            "attribute_exists(#hidden.#range)",
+            {"#hidden": HIDDEN, "#range": range_id},
+            {},
+        )
 
     def start_fork(self, developer: str, session_id: str, parents: list[tuple[str, str]]) -> None:
         """Before a fork copies history into the partition of a session that does not exist yet: a
@@ -608,14 +669,17 @@ class Store:
         last_message_id: str | None,
         clear_summary: bool,
         open_calls: dict[str, str] | None = None,
+        hide: tuple[str, str, str] | None = None,
     ) -> list[dict[str, Any]]:
         """The actions that record a change of the history (a removal) on its session, if the
         session is still as read: its updated_at (and update-order entries) move; `last_message_id`,
         when given, becomes the last message ("" for none); `open_calls`, when given, its tool calls
         awaiting a result; `clear_summary` removes a summary that covered what goes, with a new
-        version, so no summary computed before is written over it."""
+        version, so no summary computed before is written over it; `hide` ((range id, after,
+        through)) adds a HIDDEN range, dropping those it covers."""
         # (placeholders apart from _still's, which names the values as read)
         sets, names, values = ["#updated = :now"], {"#updated": "updated_at"}, {":now": {"S": updated_at}}
+        removes: list[str] = []
         if last_message_id is not None:
             sets.append("#last_id = :last_id")
             names["#last_id"] = LAST_MESSAGE_ID
@@ -624,11 +688,26 @@ class Store:
             sets.append("#open = :open")
             names["#open"] = OPEN_CALLS
             values[":open"] = codec.value(open_calls)
-        expression = "SET " + ", ".join(sets)
         if clear_summary:
-            expression = "SET " + ", ".join([*sets, "#version = :next"]) + " REMOVE #summary, #until"
+            sets.append("#version = :next")
+            removes += ["#summary", "#until"]
             names.update({"#version": "version", "#summary": "summary", "#until": "summary_until"})
             values[":next"] = {"N": str(int(session["version"]) + 1)}
+        if hide is not None:
+            range_id, after, through = hide
+            names["#hidden"] = HIDDEN
+            if HIDDEN in session:  # the map is there (an empty one stays after its last range went)
+                sets.append("#hidden.#range = :range")
+                names["#range"] = range_id
+                values[":range"] = codec.value([after, through])
+                covered = [rid for rid, (a, t) in session[HIDDEN].items() if after <= a and t <= through]
+                for n, rid in enumerate(covered):
+                    removes.append(f"#hidden.#covered{n}")
+                    names[f"#covered{n}"] = rid
+            else:
+                sets.append("#hidden = :hidden")
+                values[":hidden"] = codec.value({range_id: [after, through]})
+        expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
         still = _still(session)
         session_key = key(keys.record_pk(developer, "session", session["id"]), RECORD)
         return [
@@ -649,57 +728,48 @@ class Store:
             ),
         ]
 
-    def newest_message(self, developer: str, session_id: str, before: str | None = None) -> tuple[str, str] | None:
-        """(position, id) of the session's newest message, or of the newest one before the position
-        `before`; None when there is none. One key-and-id read."""
-        args = self._query_args(
-            keys.record_pk(developer, "session", session_id), descending=True, projection=f"{SK}, id", limit=1
-        )
-        if before is not None:  # BETWEEN is inclusive: `before` itself comes first, then the one wanted
-            args["KeyConditionExpression"] += " AND #sk BETWEEN :low AND :before"
-            args["ExpressionAttributeNames"]["#sk"] = SK
-            args["ExpressionAttributeValues"].update({":low": {"S": MESSAGE_PREFIX}, ":before": {"S": before}})
-            args["Limit"] = 2
-        else:
-            args["KeyConditionExpression"] += " AND begins_with(#sk, :prefix)"
-            args["ExpressionAttributeNames"]["#sk"] = SK
-            args["ExpressionAttributeValues"][":prefix"] = {"S": MESSAGE_PREFIX}
-        items = [item for item in self.client.query(**args)["Items"] if item[SK]["S"] != before]
-        return (items[0][SK]["S"], items[0]["id"]["S"]) if items else None
+    def newest_message(self, developer: str, session: Record, before: str | None = None) -> tuple[str, str] | None:
+        """(position, id) of the session's newest visible message, or of the newest one before the
+        position `before`; None when there is none."""
+        for position, message in self.visible_messages(developer, session, descending=True, after=before, page_size=1):
+            return position, message["id"]
+        return None
 
-    def forget_last_message(self, developer: str, session_id: str) -> None:
-        """Record that the session's history is empty (LAST_MESSAGE_ID "", no tool call awaiting
-        a result), when it is being cleared; its LAST_POSITION stays, so later messages still sort
-        after every earlier one. A session deleted meanwhile has nothing to record."""
-        self._update_session(
-            developer,
-            session_id,
-            "SET #last_id = :none REMOVE #open",
-            "attribute_exists(#pk)",
-            {"#last_id": LAST_MESSAGE_ID, "#open": OPEN_CALLS, "#pk": PK},
-            {":none": {"S": ""}},
-        )
+    def visible_messages(
+        self, developer: str, session: Record, descending: bool = False, after: str | None = None, page_size: int = 100
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        """`messages` of this session record as every request sees them: without its HIDDEN ranges."""
+        return self.messages(developer, session["id"], descending, after, page_size, hidden=hidden_ranges(session))
 
     def messages(
-        self, developer: str, session_id: str, descending: bool = False, after: str | None = None, page_size: int = 100
+        self,
+        developer: str,
+        session_id: str,
+        descending: bool = False,
+        after: str | None = None,
+        page_size: int = 100,
+        hidden: list[tuple[str, str]] = (),
     ) -> Iterator[tuple[str, dict[str, Any]]]:
         """A session's messages as (position, message), oldest first (or newest first), strictly
-        past the position `after`, read page by page as the caller consumes them."""
-        args = self._query_args(keys.record_pk(developer, "session", session_id), descending=descending)
+        past the position `after`, read page by page as the caller consumes them; none in the
+        `hidden` ranges (after, through], which are stepped over, one Query per stretch between."""
         # BETWEEN keeps the range inside the messages (never the session's own item); its ends
         # are inclusive, so the item at `after` itself is skipped below.
         low, high = MESSAGE_PREFIX, MESSAGE_PREFIX[:-1] + chr(ord(MESSAGE_PREFIX[-1]) + 1)
         if after is not None:
             low, high = (low, after) if descending else (after, high)
-        args["KeyConditionExpression"] += " AND #sk BETWEEN :low AND :high"
-        args["ExpressionAttributeNames"]["#sk"] = SK
-        args["ExpressionAttributeValues"].update({":low": {"S": low}, ":high": {"S": high}})
+        spans = _visible_spans(low, high, list(hidden))
         sizes = _doubling(page_size + (after is not None), 1000)
-        for answer in self._pages("query", args, lambda: next(sizes)):
-            for item in answer["Items"]:
-                position = item[SK]["S"]
-                if position != after:
-                    yield position, deserialize(item)
+        for span_low, span_high in reversed(spans) if descending else spans:
+            args = self._query_args(keys.record_pk(developer, "session", session_id), descending=descending)
+            args["KeyConditionExpression"] += " AND #sk BETWEEN :low AND :high"
+            args["ExpressionAttributeNames"]["#sk"] = SK
+            args["ExpressionAttributeValues"].update({":low": {"S": span_low}, ":high": {"S": span_high}})
+            for answer in self._pages("query", args, lambda: next(sizes)):
+                for item in answer["Items"]:
+                    position = item[SK]["S"]
+                    if position != after and not is_hidden(position, hidden):
+                        yield position, deserialize(item)
 
     def write_summary(
         self, developer: str, session_id: str, version: int, summary: str | None, until: str | None
@@ -732,7 +802,7 @@ class Store:
                 UpdateExpression=expression,
                 ConditionExpression=condition,
                 ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
+                **({"ExpressionAttributeValues": values} if values else {}),
             )
             return True
         except self.client.exceptions.ConditionalCheckFailedException:
