@@ -250,14 +250,27 @@ def serve(settings: Settings) -> int:
             lock.close()
 
 
+_stopping = threading.Event()
+
+
 def _stop_once(*_: object) -> None:
-    """The first SIGTERM unwinds through serve's finally; any later one, and Ctrl-C, is ignored
-    from then on. make forwards its own SIGTERM to us beside the one sent to the process group, and
-    a second SystemExit raised while Python shuts its threads down would print "Exception ignored
-    in: <module 'threading'>" (or, past that, kill us with status -15)."""
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    """The first SIGTERM unwinds through serve's finally; any later one does nothing. make forwards
+    its own SIGTERM to us beside the one sent to the process group, and a second SystemExit raised
+    while Python shuts its threads down printed "Exception ignored in: <module 'threading'>"."""
+    if _stopping.is_set():
+        return
+    _stopping.set()
     sys.exit(0)
+
+
+def _ignore_signals() -> None:
+    """From here to the exit, SIGTERM and SIGINT are ignored by the OS itself: Python's shutdown
+    puts its own handlers back to the default, under which one more SIGTERM would kill us (-15)."""
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        try:
+            signal.signal(signum, signal.SIG_IGN)
+        except OSError:  # one arrived just now, in the swap: it is the one being ignored
+            pass
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -275,6 +288,8 @@ def main(argv: list[str] | None = None) -> int:
     except StartupError as error:
         print(f"make run: {error}", file=sys.stderr, flush=True)
         return 2
+    finally:
+        _ignore_signals()
 
 
 if __name__ == "__main__":

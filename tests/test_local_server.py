@@ -94,11 +94,12 @@ class Run:
         """SIGTERM to the process group, and moments later the one make forwards to its child: the
         exit code, once the output is read, with nothing printed while stopping."""
         os.killpg(self.process.pid, signal.SIGTERM)
-        time.sleep(0.005)
-        try:
-            os.kill(self.process.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
+        for pause in (0.0, 0.001, 0.005):  # at once (pending in the handler), and moments later
+            time.sleep(pause)
+            try:
+                os.kill(self.process.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                break
         code, lines = self.finished(30)
         said = [line for line in lines if not line.startswith('{"level":"INFO","message":"request"')]
         assert said[-1].startswith("Serving the sessions API"), said  # nothing after it but request logs
