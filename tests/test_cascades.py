@@ -233,11 +233,16 @@ def test_an_agent_with_250_sessions_is_deleted_in_one_request_and_purged_by_the_
 
 
 def test_a_forks_marker_is_not_purged_at_its_insert_but_at_its_expiry(api, table, session_id, monkeypatch):
-    """A fork copies its history under a purge marker: the stream must leave that copy alone while it
-    is made (make run once purged a fork mid-copy), and clean up a fork that never finished when
-    the marker's TTL removes it."""
+    """A fork of a session from before ids carried positions copies its history under a purge
+    marker: the stream must leave that copy alone while it is made (make run once purged a fork
+    mid-copy), and clean up a fork that never finished when the marker's TTL removes it."""
     feed = Stream(table)
     api.post(f"/sessions/{session_id}/history", {"messages": [{"role": "user", "content": str(n)} for n in range(10)]})
+    table.client.update_item(
+        TableName=table.table,
+        Key={"pk": {"S": f"dev#alice#session#{session_id}"}, "sk": {"S": "#record"}},
+        UpdateExpression="REMOVE positional_ids",
+    )
     fork = api.post(f"/sessions/{session_id}/fork", {}).json["id"]
     stream.handle(table, event(feed.records()))  # the marker's insert and its removal by the fork
     assert [m["content"] for m in api.get(f"/sessions/{fork}/history").json["items"]] == [str(n) for n in range(10)]

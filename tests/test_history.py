@@ -689,18 +689,27 @@ def test_a_fork_keeps_the_summary_only_when_it_covers_no_message_left_out(api, t
     kept = api.post(f"/sessions/{session_id}/fork", {"up_to": stored[3]["id"]}).json["id"]
     record = table.get("alice", "session", kept)
     assert record["summary"] == "m0..m2"
-    copied = {p: m for p, m in table.messages("alice", kept)}
-    assert copied[record["summary_until"]]["content"] == "m2"  # the same message, at its new position
+    read = dict(table.visible_messages("alice", record))
+    assert read[record["summary_until"]]["content"] == "m2"  # the same message, at the same position
     dropped = api.post(f"/sessions/{session_id}/fork", {"up_to": stored[1]["id"]}).json["id"]
     assert api.get(f"/sessions/{dropped}").json["summary"] is None
 
 
-def test_a_fork_that_does_not_finish_is_never_visible_and_the_sweep_removes_it(api, table, session_id, monkeypatch):
+def test_a_copied_fork_that_does_not_finish_is_never_visible_and_the_sweep_removes_it(
+    api, table, session_id, monkeypatch
+):
+    """A session from before message ids carried positions is forked by copying (the first version
+    of forks), under the request's budget."""
     from chalicelib.rules import deletes
     from chalicelib.tools import consistency
 
     for start in range(0, 450, 50):
         add(api, session_id, *(f"m{n}" for n in range(start, start + 50)))
+    table.client.update_item(
+        TableName=table.table,
+        Key={"pk": {"S": f"dev#alice#session#{session_id}"}, "sk": {"S": "#record"}},
+        UpdateExpression="REMOVE positional_ids",
+    )
     sessions_before = [s["id"] for s in api.get("/sessions").json["items"]]
     monkeypatch.setattr(deletes, "DELETE_BUDGET_SECONDS", -1.0)  # out of time after the first round
     stopped = api.post(f"/sessions/{session_id}/fork", {})

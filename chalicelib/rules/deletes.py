@@ -17,7 +17,7 @@ from chalicelib.rules.kinds import KINDS, SESSIONS, Kind
 from chalicelib.rules.records import check_expected, live
 from chalicelib.shared import clock
 from chalicelib.shared.errors import DeletionInProgress, NotFound
-from chalicelib.store import REWIND, MissingRecord, Store, VersionConflict, index
+from chalicelib.store import FORKED_THROUGH, HIDDEN, REWIND, MissingRecord, Store, VersionConflict, index, lineage
 from chalicelib.store.keys import id_in
 
 DELETE_BUDGET_SECONDS = (
@@ -89,52 +89,115 @@ def resume(store: Store, developer: str, kind_name: str, record_id: str, deadlin
     is finished already (one GetItem says so). `check=False` when the caller knows without
     reading: it has just put the marker, or the marker is gone but its work is not (a fork's that
     expired). DeletionInProgress past the deadline: the marker stays for a retry."""
+    # a session's marker names the partitions it read as a fork; a rewind's, its range
+    wanted = check or kind_name in (SESSIONS.name, REWIND)
+    marker = store.purge_marker(developer, kind_name, record_id) if wanted else None
+    if marker is None and check:
+        return
     if kind_name == REWIND:
-        marker = store.pending_rewind(developer, record_id)
         if marker is not None:
             finish_rewind(store, developer, record_id, marker, deadline)
-    elif kind_name in KINDS and (not check or store.purge_pending(developer, kind_name, record_id)):
+    elif kind_name == SESSIONS.name:
+        _purge_session(store, developer, record_id, deadline, marker or {})
+    elif kind_name in KINDS:
         _purge(store, KINDS[kind_name], developer, record_id, deadline)
 
 
 def finish_rewind(store: Store, developer: str, marked: str, marker: dict[str, Any], deadline: float) -> None:
     """Delete what a rewind's (or a clear's) marker says is left: the messages after `after` up to
-    `through`, which every read has hidden since the rewind (those appended since stay); then the
-    session's hidden range, then the marker. `marked` is what the marker names, `<session id>#<range
-    id>` (a bare session id for a rewind from before ranges were hidden). Under the budget,
-    resumable as cascades are: every step deletes what is there."""
+    `through`, which every read has hidden since the rewind (those appended since stay), but those
+    a fork still reads; then the session's hidden range, if nothing of it is kept; then the marker.
+    `marked` is what the marker names, `<session id>#<range id>` (a bare session id for a rewind
+    from before ranges were hidden). Under the budget, resumable as cascades are: every step
+    deletes what is there."""
     session_id, _, range_id = marked.partition("#")
-    while store.delete_history_batch(developer, session_id, marker["after"], marker["through"]):
-        if time.monotonic() > deadline:
-            raise DeletionInProgress(
-                f"removing messages of session {session_id} is under way; repeat the DELETE to continue it"
-            )
-    if range_id:
-        store.finish_hidden(developer, session_id, range_id)
+    # A rewind's and a clear's range begins at or after its session's fork point (they cut the
+    # lineage there), and a fork made after it hides the range too: only forks made before it,
+    # which the marker names by how far they read, may read some of it.
+    read_by_forks = (marker.get(FORKED_THROUGH) or "") > marker["after"]
+    purge_range(
+        store, developer, session_id, range_id, marker["after"], marker["through"], deadline, None, read_by_forks
+    )
     store.finish_purge(developer, REWIND, marked)
 
 
+def purge_range(
+    store: Store,
+    developer: str,
+    session_id: str,
+    range_id: str,
+    after: str,
+    through: str,
+    deadline: float,
+    fork_point: str | None = None,
+    read_by_forks: bool = True,
+) -> None:
+    """Delete a hidden range's messages from the session's own partition, but those at or before
+    the furthest a fork of it reads (unless no fork can read it: `read_by_forks`); drop the range
+    from the session once nothing of it is kept there and none of it is inherited (a range at or
+    before `fork_point` hides what another partition holds, for good)."""
+    keep = max(store.fork_refs(developer, session_id).values(), default=None) if read_by_forks else None
+    while store.delete_history_batch(developer, session_id, after, through, above=keep):
+        _check(deadline, f"removing messages of session {session_id} is under way; repeat the DELETE to continue it")
+    if range_id and (keep is None or keep <= after) and (fork_point is None or after >= fork_point):
+        store.finish_hidden(developer, session_id, range_id)
+
+
+def tidy(store: Store, developer: str, session_id: str, deadline: float) -> None:
+    """A fork stopped reading this session's partition: delete what only it kept there (a deleted
+    session's history, the hidden ranges of a live one)."""
+    marker = store.purge_marker(developer, SESSIONS.name, session_id)
+    if marker is not None:
+        _purge_session(store, developer, session_id, deadline, marker)
+        return
+    session = store.get(developer, SESSIONS.name, session_id)
+    for range_id, (after, through) in ((session or {}).get(HIDDEN) or {}).items():
+        purge_range(store, developer, session_id, range_id, after, through, deadline, lineage.fork_point(session))
+
+
+def _check(deadline: float, message: str) -> None:
+    if time.monotonic() > deadline:
+        raise DeletionInProgress(message)
+
+
+def _purge_session(store: Store, developer: str, session_id: str, deadline: float, marker: dict[str, Any]) -> None:
+    """A deleted session's history goes, but what forks of it still read (their `fork#` references
+    say how far): then the marker stays, and the last of those forks to go finishes it (tidy).
+    Once nothing is kept, the session stops reading the partitions it was forked from (its
+    references there go, and what only it kept there with them), and the marker goes."""
+    refs = store.fork_refs(developer, session_id)
+    keep = max(refs.values(), default=None)
+    while store.delete_history_batch(developer, session_id, above=keep):
+        _check(deadline, f"deleting session {session_id} is under way; repeat the DELETE to continue it")
+    if refs:
+        return
+    for source in marker.get("sources") or []:
+        store.delete_fork_ref(developer, source, session_id)
+        tidy(store, developer, source, deadline)
+    store.finish_purge(developer, SESSIONS.name, session_id)
+
+
 def _purge(store: Store, kind: Kind, developer: str, record_id: str, deadline: float) -> None:
+    """An agent's or user's cascade: each of its sessions deleted and purged, then its marker."""
+
     def check_budget() -> None:
-        if time.monotonic() > deadline:
-            raise DeletionInProgress(f"deleting {kind.name} {record_id} is under way; repeat the DELETE to continue it")
+        _check(deadline, f"deleting {kind.name} {record_id} is under way; repeat the DELETE to continue it")
 
     if kind is SESSIONS:
-        while store.delete_history_batch(developer, record_id):
-            check_budget()
-    else:
-        children = store.index_keys(
-            developer, SESSIONS.name, index.parent_term(kind.name, record_id), "created_at", descending=False
-        )
-        for session_id in (id_in(key) for key in children):
-            check_budget()
-            _delete_child(store, developer, session_id)
-            _purge(store, SESSIONS, developer, session_id, deadline)
-        # Children whose own delete went through before an interruption are no longer in the
-        # index, only in the purge markers that name this parent: finish those too.
-        for session_id in store.pending_child_purges(developer, kind.name, record_id):
-            check_budget()
-            _purge(store, SESSIONS, developer, session_id, deadline)
+        _purge_session(store, developer, record_id, deadline, store.purge_marker(developer, kind.name, record_id) or {})
+        return
+    children = store.index_keys(
+        developer, SESSIONS.name, index.parent_term(kind.name, record_id), "created_at", descending=False
+    )
+    for session_id in (id_in(key) for key in children):
+        check_budget()
+        _delete_child(store, developer, session_id)
+        resume(store, developer, SESSIONS.name, session_id, deadline)
+    # Children whose own delete went through before an interruption are no longer in the
+    # index, only in the purge markers that name this parent: finish those too.
+    for session_id in store.pending_child_purges(developer, kind.name, record_id):
+        check_budget()
+        resume(store, developer, SESSIONS.name, session_id, deadline)
     store.finish_purge(developer, kind.name, record_id)
 
 

@@ -32,6 +32,7 @@ from chalicelib.shared import clock
 from chalicelib.shared.errors import HistoryMoved, NotFound, ToolResultRequired, Unavailable
 from chalicelib.store import (
     BEFORE_ANY_MESSAGE,
+    FORKED_THROUGH,
     HIDDEN,
     LAST_MESSAGE_ID,
     LAST_POSITION,
@@ -39,6 +40,7 @@ from chalicelib.store import (
     Store,
     VersionConflict,
     hidden_ranges,
+    lineage,
 )
 from chalicelib.store.keys import message_ids, message_positions, message_time
 
@@ -236,22 +238,48 @@ def delete_message(store: Store, developer: str, session_id: str, message_id: st
             while newest_left and newest_left[0] in going:
                 newest_left = store.newest_message(developer, session, before=newest_left[0])
         until = session.get("summary_until")
+        # what another session reads (a fork of this one, or the one this one inherits it from) is
+        # hidden here, not deleted
+        shared = [p for p in going if lineage.shared(session, p)]
+        hidden = _hiding(store, developer, session, shared)
+        if hidden:
+            _refuse_too_many_hidden(session, adding=len(hidden))
         try:
             store.remove_messages(
                 developer,
                 session,
-                going,
+                [p for p in going if p not in shared],
                 clock.after(session["updated_at"]),
                 SESSIONS.terms(session),
                 (newest_left[1] if newest_left else "") if last_goes else None,
                 clear_summary=bool(until) and min(going) <= until,
                 open_calls=calls,
+                hidden=hidden,
             )
         except MissingRecord:  # removed meanwhile by another request
             raise NotFound(f"message {message_id} not found in session {session_id}") from None
         return models.MessageDeleted(id=message_id, deleted_at=clock.now(), tool_results_deleted=list(results.values()))
 
     return retry_on_conflict(attempt, f"session {session_id} kept changing under this delete; retry it")
+
+
+def _hiding(store: Store, developer: str, session: dict[str, Any], positions: list[str]) -> list[tuple[str, str]]:
+    """The hidden ranges that take these shared positions out of the session's view, each from
+    the visible message before it and through the end of a range that begins at it, so deleting
+    neighbours one by one (popping the last message again and again) keeps one range, which
+    covers the ranges it joins, not one per message."""
+    ranges = hidden_ranges(session)
+    found: list[tuple[str, str]] = []
+    for position in sorted(positions):
+        before = store.newest_message(developer, session, before=position)
+        after, through = (before[0] if before else BEFORE_ANY_MESSAGE), position
+        while (following := next((t for a, t in ranges if a == through), None)) is not None:
+            through = following
+        if found and after <= found[-1][1]:
+            found[-1] = (found[-1][0], max(through, found[-1][1]))
+        else:
+            found.append((after, through))
+    return found
 
 
 def _results_of(
@@ -337,7 +365,7 @@ def rewind(
         if through is None:  # a session from before positions were kept on it: ask the history
             newest = store.newest_message(developer, session)
             through = newest[0] if newest else ""
-        pending = [Hidden(rid, a, t) for rid, (a, t) in (session.get(HIDDEN) or {}).items()]
+        pending = _pending(session)
         if through <= position or last_message_id(store, developer, session) == after_id:
             return []  # nothing (visible) after it
         if not cascades_in_background() and any(hidden.after == position for hidden in pending):
@@ -367,7 +395,7 @@ def rewind(
             )
         except MissingRecord:
             raise NotFound(f"message {after_id} not found in session {session_id}") from None
-        return [Hidden(range_id, position, through)]
+        return [Hidden(range_id, position, through, session.get(FORKED_THROUGH))]
 
     hidden = retry_on_conflict(attempt, f"session {session_id} kept changing under this rewind; retry it")
     _purge_here(store, developer, session_id, hidden, deadline)
@@ -387,7 +415,7 @@ def clear(store: Store, developer: str, session_id: str, budget_seconds: float |
         summarized = session.get("summary") is not None or session.get("summary_until") is not None
         if newest is None and not summarized and not toolcalls.open_calls(session):
             # nothing to clear; what earlier rewinds or clears left to purge, purged here
-            return [Hidden(rid, a, t) for rid, (a, t) in (session.get(HIDDEN) or {}).items()]
+            return _pending(session)
         _refuse_too_many_hidden(session)
         through = max(session.get(LAST_POSITION) or "", newest[0] if newest else "") or BEFORE_ANY_MESSAGE
         range_id = store.start_rewind(
@@ -400,7 +428,7 @@ def clear(store: Store, developer: str, session_id: str, budget_seconds: float |
             clear_summary=summarized,
             open_calls={} if toolcalls.uses_tools(session) else None,
         )
-        return [Hidden(range_id, BEFORE_ANY_MESSAGE, through)]
+        return [Hidden(range_id, BEFORE_ANY_MESSAGE, through, session.get(FORKED_THROUGH))]
 
     try:
         hidden = retry_on_conflict(
@@ -412,12 +440,22 @@ def clear(store: Store, developer: str, session_id: str, budget_seconds: float |
     return models.Deleted(id=session_id, deleted_at=clock.now())
 
 
-def _refuse_too_many_hidden(session: dict[str, Any]) -> None:
-    if len(hidden_ranges(session)) >= MAX_HIDDEN_RANGES:
+def _refuse_too_many_hidden(session: dict[str, Any], adding: int = 1) -> None:
+    """The session record holds at most MAX_HIDDEN_RANGES ranges: those of rewinds and clears
+    whose purge is under way, and those of messages deleted from history shared with a fork
+    (lineage.shared), which stay while it is shared."""
+    if len(hidden_ranges(session)) + adding > MAX_HIDDEN_RANGES:
         raise Unavailable(
-            f"session {session['id']} has {MAX_HIDDEN_RANGES} rewinds or clears whose purge is still under way; "
-            "retry in a moment"
+            f"session {session['id']} has {len(hidden_ranges(session))} hidden ranges (rewinds or clears whose "
+            "purge is still under way, and messages deleted from history it shares with a fork); retry in a "
+            "moment, or rewind instead of deleting shared messages one by one"
         )
+
+
+def _pending(session: dict[str, Any]) -> list[Hidden]:
+    """The session's hidden ranges whose purge may be under way."""
+    forked = session.get(FORKED_THROUGH)
+    return [Hidden(rid, a, t, forked) for rid, (a, t) in (session.get(HIDDEN) or {}).items()]
 
 
 @dataclass(frozen=True)
@@ -428,6 +466,7 @@ class Hidden:
     range_id: str
     after: str
     through: str
+    forked_through: str | None = None  # the session's FORKED_THROUGH when it was hidden (or since)
 
 
 def _purge_here(store: Store, developer: str, session_id: str, hidden: list[Hidden], deadline: float) -> None:
@@ -436,5 +475,5 @@ def _purge_here(store: Store, developer: str, session_id: str, hidden: list[Hidd
     if cascades_in_background():
         return
     for each in hidden:
-        marker = {"after": each.after, "through": each.through}
+        marker = {"after": each.after, "through": each.through, FORKED_THROUGH: each.forked_through}
         finish_rewind(store, developer, f"{session_id}#{each.range_id}", marker, deadline)

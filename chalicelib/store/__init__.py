@@ -7,6 +7,7 @@ errors. Its modules:
     index.py    which index partitions ("terms") a record has entries in
     codec.py    plain values <-> DynamoDB's typed values
     table.py    Store: the request path's operations
+    lineage.py  a session's history as reads see it: what it inherits from forks, what is hidden
     scans.py    operators' full-table Scans and batch writes
     client.py   the boto3 client's settings, botocore's errors translated
     current.py  the process-wide store, made on first use
@@ -15,26 +16,20 @@ errors. Its modules:
     iam.py      the IAM actions the request path needs
 """
 
+from . import lineage
 from .client import begin_request, client_config, write_outcome_unknown
 from .current import get_store, use_store
 from .errors import KeyTaken, MissingRecord, ReceiptTaken, StoreError, StoreFailed, StoreUnavailable, VersionConflict
-from .table import (
-    BEFORE_ANY_MESSAGE,
-    EXPIRES,
-    HIDDEN,
-    LAST_MESSAGE_ID,
-    LAST_POSITION,
-    OPEN_CALLS,
-    POSITIONAL_IDS,
-    REWIND,
-    Store,
-    hidden_ranges,
-)
+from .lineage import BEFORE_ANY_MESSAGE, FORKED_THROUGH, HIDDEN, LINEAGE, hidden_ranges
+from .table import EXPIRES, LAST_MESSAGE_ID, LAST_POSITION, OPEN_CALLS, POSITIONAL_IDS, REWIND, Store
 
 __all__ = [
     "BEFORE_ANY_MESSAGE",
+    "FORKED_THROUGH",
     "HIDDEN",
+    "LINEAGE",
     "hidden_ranges",
+    "lineage",
     "EXPIRES",
     "LAST_MESSAGE_ID",
     "LAST_POSITION",

@@ -6,6 +6,7 @@
     dev#<d>#apikeys                     <prefix>#<sha256>           the developer's keys, for listing
     dev#<d>#<kind>#<id>                 #record                     an agent, user or session
     dev#<d>#session#<id>                msg#<created_at>#<a>#<n>    one history message (append a, n-th)
+    dev#<d>#session#<id>                fork#<fork id>              a fork reads this partition up to `through`
     dev#<d>#<kind>s#<term>#by_created   <created_at>#<id>           index entry (store/index.py)
     dev#<d>#<kind>s#<term>#by_updated   <updated_at>#<id>           index entry, fixed terms only
     dev#<d>#purge                       <kind>#<id>                 a cascading delete under way
@@ -16,6 +17,7 @@ Every item of a developer carries `dev#<d>#` in its key, so no query can reach a
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import uuid
 from collections.abc import Iterable
@@ -27,6 +29,9 @@ from . import index
 
 RECORD = "#record"
 MESSAGE_PREFIX = "msg#"
+FORK_REF_PREFIX = "fork#"
+# Sorts after every message position: the open end of a history's key range.
+MESSAGES_END = MESSAGE_PREFIX[:-1] + chr(ord(MESSAGE_PREFIX[-1]) + 1)
 API_KEY_PREFIX = "apikey#"
 PURGE_PREFIX_OF_SESSIONS = "session#"
 
@@ -150,6 +155,54 @@ def position_of(message_id: str) -> str | None:
     return f"{MESSAGE_PREFIX}{created_at}#{first}#{place:03d}"
 
 
+def _parts_of(position: str) -> tuple[int, int, int] | None:
+    """(microseconds, place, the append's random part) of a position whose append id carries them."""
+    try:
+        _, created_at, first, place = position.split("#")
+    except ValueError:
+        return None
+    payload = _payload(first) if len(first) == 36 else None
+    if payload is None or not place.isdigit():
+        return None
+    micros = payload >> (_PLACE + _RANDOM)
+    if (_EPOCH + timedelta(microseconds=micros)).strftime(_TIME_FORMAT) != created_at:
+        return None
+    return micros, int(place), payload & (1 << _RANDOM) - 1
+
+
+def _mask(session_id: str) -> int:
+    return int.from_bytes(hashlib.sha256(f"fork|{session_id}".encode()).digest()[:8], "big") & (1 << _RANDOM) - 1
+
+
+def inherited_id(session_id: str, position: str) -> str:
+    """The id a session gives a message it inherits from a session it was forked from (its
+    lineage): the message's position with the append's random part masked by the session's own
+    bits, so each fork has its own ids and `inherited_position` finds the position again."""
+    parts = _parts_of(position)
+    if parts is None:
+        raise ValueError(f"{position} names no positional id")
+    micros, place, group = parts
+    return _as_uuid4((micros << _PLACE | place) << _RANDOM | group ^ _mask(session_id))
+
+
+def inherited_position(session_id: str, message_id: str) -> str | None:
+    """The position `inherited_id(session_id, position)` was made from (None: not such an id)."""
+    payload = _payload(message_id)
+    if payload is None:
+        return None
+    micros, place = payload >> (_PLACE + _RANDOM), payload >> _RANDOM & 0xFF
+    group = (payload & (1 << _RANDOM) - 1) ^ _mask(session_id)
+    try:
+        created_at = (_EPOCH + timedelta(microseconds=micros)).strftime(_TIME_FORMAT)
+    except OverflowError:
+        return None
+    return f"{MESSAGE_PREFIX}{created_at}#{_as_uuid4((micros << _PLACE) << _RANDOM | group)}#{place:03d}"
+
+
+def fork_ref_sk(fork_id: str) -> str:
+    return f"{FORK_REF_PREFIX}{fork_id}"
+
+
 def message_time(position: str) -> str:
     """`created_at` of the message at this position."""
     return position.split("#")[1]
@@ -175,13 +228,15 @@ def update_order_keys(developer: str, kind: str, record: dict[str, Any], terms: 
 
 @dataclass(frozen=True)
 class ItemKey:
-    """What an item is, read off its key. `what` is one of: record, message, entry, purge, receipt,
-    key_listing (all under a developer), api_key (a key's record, under no developer), other."""
+    """What an item is, read off its key. `what` is one of: record, message, fork_ref, entry,
+    purge, receipt, key_listing (all under a developer), api_key (a key's record, under no
+    developer), other."""
 
     what: str
     developer: str | None = None
     kind: str | None = None  # record: its kind; message: "session"; purge: the purged kind
-    record_id: str | None = None  # record, message (its session), purge (the purged record)
+    record_id: str | None = None  # record, message (its session), purge (the purged record), fork_ref (the forked)
+    fork_id: str | None = None  # fork_ref: the fork that reads the partition
 
 
 def parse(pk: str, sk: str) -> ItemKey:
@@ -204,6 +259,8 @@ def parse(pk: str, sk: str) -> ItemKey:
         return ItemKey("message", developer, parts[0], parts[1])
     if len(parts) == 2 and sk == RECORD:
         return ItemKey("record", developer, parts[0], parts[1])
+    if len(parts) == 2 and sk.startswith(FORK_REF_PREFIX):  # record_id: the session forked from
+        return ItemKey("fork_ref", developer, parts[0], parts[1], sk.removeprefix(FORK_REF_PREFIX))
     if len(parts) >= 3 and parts[-1].startswith("by_"):
         return ItemKey("entry", developer, parts[0].removesuffix("s"))
     return ItemKey("other", developer)

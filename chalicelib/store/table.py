@@ -19,11 +19,12 @@ from typing import Any
 
 from chalicelib.shared import clock, telemetry
 
-from . import codec, keys, schema
+from . import codec, keys, lineage, schema
 from .client import translating, unavailable, watch_writes
 from .codec import deserialize, key, serialize
 from .errors import KeyTaken, MissingRecord, ReceiptTaken, VersionConflict
 from .keys import MESSAGE_PREFIX, RECORD
+from .lineage import BEFORE_ANY_MESSAGE, FORKED_THROUGH, HIDDEN, LINEAGE, hidden_ranges, is_hidden, parts
 
 Record = dict[str, Any]  # a record (or a message, or a receipt): its fields as plain values
 
@@ -48,13 +49,7 @@ FORK_MARKER_SECONDS = 3600
 # The purge kind of a rewind's marker (dev#<d>#purge, history#<session id>#<range id>): what is left
 # to delete.
 REWIND = "history"
-# On a session record: the ranges of its history a rewind or a clear removed and whose purge has not
-# finished, {range id: [after, through]}: every position p with after < p <= through is hidden from
-# every read at once, in the transaction that records the change; the purge then deletes the items
-# and drops the range (finish_hidden). Absent on sessions never rewound.
-HIDDEN = "hidden"
-# A clear hides from here: every message position sorts after it.
-BEFORE_ANY_MESSAGE = MESSAGE_PREFIX
+
 PK, SK = schema.PARTITION_KEY, schema.SORT_KEY
 BATCH_WRITE_MAX = 25
 BATCH_GET_MAX = 100
@@ -66,13 +61,17 @@ _RETRYABLE_CANCELLATIONS = _THROTTLED | {"TransactionConflict"}
 
 def _still(record: dict[str, Any]) -> dict[str, Any]:
     """The condition that the stored record is still the one read: the same version and the same
-    updated_at (a history append moves updated_at, and the entries with it, but not the version)."""
+    updated_at (a history append moves updated_at, and the entries with it, but not the version),
+    and no fork made of it since (FORKED_THROUGH: a message a new fork reads is never deleted)."""
+    forked = record.get(FORKED_THROUGH)
     return {
-        "ConditionExpression": "#version = :version AND #updated = :updated",
-        "ExpressionAttributeNames": {"#version": "version", "#updated": "updated_at"},
+        "ConditionExpression": "#version = :version AND #updated = :updated AND "
+        + ("attribute_not_exists(#forked)" if forked is None else "#forked = :forked"),
+        "ExpressionAttributeNames": {"#version": "version", "#updated": "updated_at", "#forked": FORKED_THROUGH},
         "ExpressionAttributeValues": {
             ":version": {"N": str(record["version"])},
             ":updated": {"S": record["updated_at"]},
+            **({":forked": {"S": forked}} if forked is not None else {}),
         },
     }
 
@@ -98,32 +97,20 @@ def _live(now: int) -> dict[str, Any]:
     }
 
 
+def _sources(record: Record) -> dict[str, Any]:
+    """A purge marker's `sources`: the sessions a fork reads (its LINEAGE's partitions)."""
+    sources = [source for source, _ in lineage.lineage(record)]
+    return {"sources": sources} if sources else {}
+
+
+def _holder(session: Record, position: str) -> str:
+    """The session whose partition holds the message at this position of `session`'s view."""
+    part = lineage.part_of(session, position)
+    return part.partition if part is not None else session["id"]
+
+
 def _record_key(developer: str, kind: str, record_id: str) -> dict[str, Any]:
     return key(keys.record_pk(developer, kind, record_id), RECORD)
-
-
-def hidden_ranges(session: Record | None) -> list[tuple[str, str]]:
-    """The session's hidden ranges (HIDDEN) as (after, through), in order."""
-    return sorted((after, through) for after, through in ((session or {}).get(HIDDEN) or {}).values())
-
-
-def is_hidden(position: str, ranges: list[tuple[str, str]]) -> bool:
-    return any(after < position <= through for after, through in ranges)
-
-
-def _visible_spans(low: str, high: str, ranges: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    """The inclusive [low, high] key ranges left between hidden ranges (their ends may be hidden
-    positions themselves, which the reader skips), in ascending order: one Query each, so a read
-    never pages through what a rewind hid."""
-    spans, start = [], low
-    for after, through in ranges:
-        if through < start or after > high:
-            continue
-        if after >= start:
-            spans.append((start, after))
-        start = max(start, through)
-    spans.append((start, high))
-    return [(a, b) for a, b in spans if a <= b]
 
 
 @translating
@@ -299,11 +286,12 @@ class Store:
         actions: list[dict[str, Any]] = [
             {"Delete": {"TableName": self.table, "Key": _record_key(developer, kind, record["id"]), **_still(record)}},
             *(self._delete(key(*k)) for k in keys.entry_keys(developer, kind, record, terms)),
-            # The marker names the parents, so a parent's resumed cascade can find this one.
+            # The marker names the parents, so a parent's resumed cascade can find this one, and
+            # the sessions a fork reads, whose references it drops when its purge is done.
             self._put(
                 {
                     **key(keys.purge_pk(developer), keys.purge_sk(kind, record["id"])),
-                    **serialize({"parents": [keys.purge_sk(k, i) for k, i in parents] or None}),
+                    **serialize({"parents": [keys.purge_sk(k, i) for k, i in parents] or None, **_sources(record)}),
                 }
             ),
         ]
@@ -325,7 +313,13 @@ class Store:
                 self._put(
                     {
                         **key(keys.purge_pk(developer), keys.purge_sk(kind, record["id"])),
-                        **serialize({"parents": [keys.purge_sk(k, i) for k, i in parents] or None, "expired": True}),
+                        **serialize(
+                            {
+                                "parents": [keys.purge_sk(k, i) for k, i in parents] or None,
+                                "expired": True,
+                                **_sources(record),
+                            }
+                        ),
                     }
                 ),
             ]
@@ -372,11 +366,16 @@ class Store:
 
     # cascading deletes ---------------------------------------------------------------------------
 
-    def purge_pending(self, developer: str, kind: str, record_id: str) -> bool:
+    def purge_marker(self, developer: str, kind: str, record_id: str) -> Record | None:
+        """The purge marker of a record (a cascade, a rewind's range: `history`, `<session>#<range>`)
+        that has not finished, with what it says; None when there is none."""
         item = self.client.get_item(
             TableName=self.table, Key=key(keys.purge_pk(developer), keys.purge_sk(kind, record_id)), ConsistentRead=True
         ).get("Item")
-        return item is not None
+        return deserialize(item) if item else None
+
+    def purge_pending(self, developer: str, kind: str, record_id: str) -> bool:
+        return self.purge_marker(developer, kind, record_id) is not None
 
     def pending_purges(self, developer: str) -> list[tuple[str, str]]:
         return [keys.purge_target(item[SK]["S"]) for item in self._query(keys.purge_pk(developer), projection=SK)]
@@ -394,25 +393,116 @@ class Store:
         self.client.delete_item(TableName=self.table, Key=key(keys.purge_pk(developer), keys.purge_sk(kind, record_id)))
 
     def delete_history_batch(
-        self, developer: str, session_id: str, after: str | None = None, through: str | None = None
+        self,
+        developer: str,
+        session_id: str,
+        after: str | None = None,
+        through: str | None = None,
+        above: str | None = None,
     ) -> bool:
-        """Delete one Query page (up to 200) of a session's messages, all of them or those strictly
-        after `after` up to `through` (a rewind's range); True while more may remain. Callers loop
-        until it is False, so an interrupted purge simply resumes."""
+        """Delete one Query page (up to 200) of a session partition's messages: all of them, or
+        those strictly after `after` up to `through` (a hidden range), and of those only the ones
+        strictly after `above` (what forks read stays: fork_refs); True while more may remain.
+        Callers loop until it is False, so an interrupted purge simply resumes."""
+        low = max((p for p in (after, above) if p is not None), default=MESSAGE_PREFIX)
+        high = through if through is not None else keys.MESSAGES_END
         args = self._query_args(
-            keys.record_pk(developer, "session", session_id),
-            prefix=None if after else MESSAGE_PREFIX,
-            projection=f"{PK}, {SK}",
-            limit=BATCH_WRITE_MAX * 8,
+            keys.record_pk(developer, "session", session_id), projection=f"{PK}, {SK}", limit=BATCH_WRITE_MAX * 8
         )
-        if after is not None and through is not None:
-            args["KeyConditionExpression"] += " AND #sk BETWEEN :after AND :through"
-            args["ExpressionAttributeNames"]["#sk"] = SK
-            args["ExpressionAttributeValues"].update({":after": {"S": after}, ":through": {"S": through}})
+        args["KeyConditionExpression"] += " AND #sk BETWEEN :low AND :high"
+        args["ExpressionAttributeNames"]["#sk"] = SK
+        args["ExpressionAttributeValues"].update({":low": {"S": low}, ":high": {"S": high}})
         answer = self.client.query(**args)
-        doomed = [item for item in answer["Items"] if item[SK]["S"] != after]  # the range is inclusive
+        doomed = [item for item in answer["Items"] if item[SK]["S"] != low]  # the low end is exclusive
         self._batch_write([{"DeleteRequest": {"Key": codec.only_key(item)}} for item in doomed])
         return "LastEvaluatedKey" in answer
+
+    # forks ---------------------------------------------------------------------------------------
+
+    def create_fork(
+        self,
+        developer: str,
+        record: Record,
+        parent: Record,
+        parents: list[tuple[str, str]],
+        terms: list[str],
+        receipt: Record | None = None,
+    ) -> None:
+        """Create a fork of `parent` in one transaction: as `create` does (its agent and user
+        checked, the record and its index entries, the receipt), and, for each partition its
+        LINEAGE reads, a reference item there (`fork#<id>`, with how far it reads), so no purge
+        takes what the fork reads; and the parent's FORKED_THROUGH moved to the fork point, if the
+        parent is still as read (else VersionConflict: its hidden ranges may have moved)."""
+        live = _live(int(clock.epoch_seconds()))
+        point = lineage.fork_point(record)
+        forked = max(p for p in (parent.get(FORKED_THROUGH), point) if p is not None)
+        still = _still(parent)
+        actions: list[dict[str, Any]] = [
+            {
+                "ConditionCheck": {
+                    "TableName": self.table,
+                    "Key": _record_key(developer, *each),
+                    "ConditionExpression": "attribute_exists(#pk) AND " + live["expression"],
+                    "ExpressionAttributeNames": {"#pk": PK, **live["names"]},
+                    "ExpressionAttributeValues": live["values"],
+                }
+            }
+            for each in parents
+        ]
+        actions.append(
+            {
+                "Update": {
+                    "TableName": self.table,
+                    "Key": _record_key(developer, "session", parent["id"]),
+                    "UpdateExpression": "SET #forked = :forked_now",
+                    "ConditionExpression": still["ConditionExpression"],
+                    "ExpressionAttributeNames": still["ExpressionAttributeNames"],
+                    "ExpressionAttributeValues": {**still["ExpressionAttributeValues"], ":forked_now": {"S": forked}},
+                }
+            }
+        )
+        actions.append(
+            {
+                "Put": {
+                    "TableName": self.table,
+                    "Item": {**_record_key(developer, "session", record["id"]), **serialize(record)},
+                    "ConditionExpression": "attribute_not_exists(#pk)",
+                    "ExpressionAttributeNames": {"#pk": PK},
+                }
+            }
+        )
+        actions += [self._put(_entry(k, record)) for k in keys.entry_keys(developer, "session", record, terms)]
+        actions += [
+            self._put(
+                {
+                    **key(keys.record_pk(developer, "session", source), keys.fork_ref_sk(record["id"])),
+                    "through": {"S": through},
+                }
+            )
+            for source, through in lineage.lineage(record)
+        ]
+        failed = self._transact(self._with_receipt(actions, developer, receipt))
+        if failed is None:
+            return
+        if failed < len(parents):
+            raise MissingRecord(*parents[failed])
+        if failed == len(actions):
+            raise ReceiptTaken()
+        if self.get(developer, "session", parent["id"]) is None:
+            raise MissingRecord("session", parent["id"])
+        raise VersionConflict()
+
+    def fork_refs(self, developer: str, session_id: str) -> dict[str, str]:
+        """{fork id: how far it reads} of the forks that read this session's partition."""
+        return {
+            item[SK]["S"].removeprefix(keys.FORK_REF_PREFIX): item["through"]["S"]
+            for item in self._query(keys.record_pk(developer, "session", session_id), prefix=keys.FORK_REF_PREFIX)
+        }
+
+    def delete_fork_ref(self, developer: str, source: str, fork_id: str) -> None:
+        self.client.delete_item(
+            TableName=self.table, Key=key(keys.record_pk(developer, "session", source), keys.fork_ref_sk(fork_id))
+        )
 
     # history -----------------------------------------------------------------------------------
 
@@ -513,6 +603,9 @@ class Store:
         found = {item[SK]["S"]: item for item in self._batch_get(wanted)}
         session = deserialize(found[RECORD]) if RECORD in found else None
         item = found.get(position) if position else None
+        point = lineage.fork_point(session)
+        if position and point is not None and keys.message_time(position) <= keys.message_time(point):
+            return self._inherited(developer, session, message_id)  # own messages are all newer
         if position and is_hidden(position, hidden_ranges(session)):
             return session, None, None  # rewound: gone for every read, whatever its purge's state
         if item is not None and item.get("id") == {"S": message_id}:
@@ -530,6 +623,24 @@ class Store:
                 return session, item[SK]["S"], deserialize(item)
         return session, None, None
 
+    def _inherited(
+        self, developer: str, session: Record, message_id: str
+    ) -> tuple[Record | None, str | None, Record | None]:
+        """find_message for an id the session gives a message it inherits: the partition of its
+        lineage that holds the position, read with one GetItem."""
+        position = keys.inherited_position(session["id"], message_id)
+        part = lineage.part_of(session, position) if position else None
+        if part is None or part.own or is_hidden(position, hidden_ranges(session)):
+            return session, None, None
+        item = self.client.get_item(
+            TableName=self.table,
+            Key=key(keys.record_pk(developer, "session", part.partition), position),
+            ConsistentRead=True,
+        ).get("Item")
+        if item is None:
+            return session, None, None
+        return session, position, {**deserialize(item), "id": message_id}
+
     def remove_messages(
         self,
         developer: str,
@@ -540,13 +651,17 @@ class Store:
         last_message_id: str | None,
         clear_summary: bool,
         open_calls: dict[str, str] | None = None,
+        hidden: list[tuple[str, str]] = (),
     ) -> None:
         """Delete messages (one, or an assistant message with the tool results that answered it),
-        and record the change on the session in the same transaction (`_history_changed`). Only
-        while the session is as read: else VersionConflict; a message already gone, MissingRecord."""
+        and add the `hidden` ranges ((after, through) each) for those another session reads
+        (lineage.shared), and record the change on the session in the same transaction
+        (`_history_changed`). Only while the session is as read: else VersionConflict; a message
+        already gone, MissingRecord."""
         session_pk = keys.record_pk(developer, "session", session["id"])
+        hide = [(secrets.token_hex(6), after, through) for after, through in hidden]
         changed = self._history_changed(
-            developer, session, updated_at, terms, last_message_id, clear_summary, open_calls
+            developer, session, updated_at, terms, last_message_id, clear_summary, open_calls, hide
         )
         actions = [
             *changed,
@@ -587,20 +702,29 @@ class Store:
         delete, for the stream, a retry or the operators' sweep (delete_history_batch,
         finish_hidden). The range's id; VersionConflict if the session changed, MissingRecord if
         the message went."""
-        session_pk = keys.record_pk(developer, "session", session["id"])
         range_id = secrets.token_hex(6)
         marker = {"after": after[0], "through": through, "after_id": after[1], "range": range_id}
+        if session.get(FORKED_THROUGH):  # how far forks made before it read: their part stays
+            marker[FORKED_THROUGH] = session[FORKED_THROUGH]
         changed = self._history_changed(
-            developer, session, updated_at, terms, after[1], clear_summary, open_calls, (range_id, after[0], through)
+            developer,
+            session,
+            updated_at,
+            terms,
+            after[1],
+            clear_summary,
+            open_calls,
+            [(range_id, after[0], through)],
+            lineage.cut_at(session, after[0]),
         )
         checks = (
             []
             if after[0] == BEFORE_ANY_MESSAGE
             else [
                 {
-                    "ConditionCheck": {
+                    "ConditionCheck": {  # in the partition that holds it (an inherited one: its source's)
                         "TableName": self.table,
-                        "Key": key(session_pk, after[0]),
+                        "Key": key(keys.record_pk(developer, "session", _holder(session, after[0])), after[0]),
                         "ConditionExpression": "attribute_exists(#pk)",
                         "ExpressionAttributeNames": {"#pk": PK},
                     }
@@ -651,15 +775,6 @@ class Store:
         pk = keys.record_pk(developer, "session", session_id)
         self._batch_write([{"PutRequest": {"Item": {**key(pk, p), **serialize(m)}}} for p, m in positioned])
 
-    def pending_rewind(self, developer: str, session_id: str) -> Record | None:
-        """The unfinished rewind of a session ({after, through, after_id}), if there is one."""
-        item = self.client.get_item(
-            TableName=self.table,
-            Key=key(keys.purge_pk(developer), keys.purge_sk(REWIND, session_id)),
-            ConsistentRead=True,
-        ).get("Item")
-        return deserialize(item) if item else None
-
     def _history_changed(
         self,
         developer: str,
@@ -669,14 +784,16 @@ class Store:
         last_message_id: str | None,
         clear_summary: bool,
         open_calls: dict[str, str] | None = None,
-        hide: tuple[str, str, str] | None = None,
+        hide: list[tuple[str, str, str]] = (),
+        lineage_to: list[list[str]] | None = None,
     ) -> list[dict[str, Any]]:
         """The actions that record a change of the history (a removal) on its session, if the
         session is still as read: its updated_at (and update-order entries) move; `last_message_id`,
         when given, becomes the last message ("" for none); `open_calls`, when given, its tool calls
         awaiting a result; `clear_summary` removes a summary that covered what goes, with a new
         version, so no summary computed before is written over it; `hide` ((range id, after,
-        through)) adds a HIDDEN range, dropping those it covers."""
+        through) each) adds HIDDEN ranges, dropping those they cover; `lineage_to`, when given,
+        becomes its LINEAGE (a rewind into what it inherits)."""
         # (placeholders apart from _still's, which names the values as read)
         sets, names, values = ["#updated = :now"], {"#updated": "updated_at"}, {":now": {"S": updated_at}}
         removes: list[str] = []
@@ -693,20 +810,29 @@ class Store:
             removes += ["#summary", "#until"]
             names.update({"#version": "version", "#summary": "summary", "#until": "summary_until"})
             values[":next"] = {"N": str(int(session["version"]) + 1)}
-        if hide is not None:
-            range_id, after, through = hide
+        if hide:
             names["#hidden"] = HIDDEN
             if HIDDEN in session:  # the map is there (an empty one stays after its last range went)
-                sets.append("#hidden.#range = :range")
-                names["#range"] = range_id
-                values[":range"] = codec.value([after, through])
-                covered = [rid for rid, (a, t) in session[HIDDEN].items() if after <= a and t <= through]
-                for n, rid in enumerate(covered):
+                covered = {
+                    rid
+                    for rid, (a, t) in session[HIDDEN].items()
+                    for _, after, through in hide
+                    if after <= a and t <= through
+                }
+                for n, (range_id, after, through) in enumerate(hide):
+                    sets.append(f"#hidden.#range{n} = :range{n}")
+                    names[f"#range{n}"] = range_id
+                    values[f":range{n}"] = codec.value([after, through])
+                for n, rid in enumerate(sorted(covered)):
                     removes.append(f"#hidden.#covered{n}")
                     names[f"#covered{n}"] = rid
             else:
                 sets.append("#hidden = :hidden")
-                values[":hidden"] = codec.value({range_id: [after, through]})
+                values[":hidden"] = codec.value({range_id: [after, through] for range_id, after, through in hide})
+        if lineage_to is not None:
+            sets.append("#lineage = :lineage")
+            names["#lineage"] = LINEAGE
+            values[":lineage"] = codec.value(lineage_to)
         expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
         still = _still(session)
         session_key = key(keys.record_pk(developer, "session", session["id"]), RECORD)
@@ -738,38 +864,63 @@ class Store:
     def visible_messages(
         self, developer: str, session: Record, descending: bool = False, after: str | None = None, page_size: int = 100
     ) -> Iterator[tuple[str, dict[str, Any]]]:
-        """`messages` of this session record as every request sees them: without its HIDDEN ranges."""
-        return self.messages(developer, session["id"], descending, after, page_size, hidden=hidden_ranges(session))
+        """A session's history as every request sees it, as (position, message), oldest first (or
+        newest first), strictly past the position `after`, read page by page as the caller consumes
+        them: what it inherits read in place from each partition of its lineage (with its own ids
+        for those messages), then its own; none in its hidden ranges, which are stepped over (one
+        Query per stretch between them, never a page of what they hide)."""
+        ranges = hidden_ranges(session)
+        sizes = _doubling(page_size + (after is not None), 1000)
+        views = parts(session)
+        for part in reversed(views) if descending else views:
+            low, high = part.low, part.high
+            if after is not None:
+                low, high = (low, min(high, after)) if descending else (max(low, after), high)
+            if low >= high:
+                continue
+            for position, item in self._span_items(developer, part.partition, low, high, ranges, descending, sizes):
+                if position == after or position <= part.low or is_hidden(position, ranges):
+                    continue
+                message = deserialize(item)
+                if not part.own:
+                    message["id"] = keys.inherited_id(session["id"], position)
+                yield position, message
 
     def messages(
-        self,
-        developer: str,
-        session_id: str,
-        descending: bool = False,
-        after: str | None = None,
-        page_size: int = 100,
-        hidden: list[tuple[str, str]] = (),
+        self, developer: str, session_id: str, descending: bool = False, after: str | None = None, page_size: int = 100
     ) -> Iterator[tuple[str, dict[str, Any]]]:
-        """A session's messages as (position, message), oldest first (or newest first), strictly
-        past the position `after`, read page by page as the caller consumes them; none in the
-        `hidden` ranges (after, through], which are stepped over, one Query per stretch between."""
-        # BETWEEN keeps the range inside the messages (never the session's own item); its ends
-        # are inclusive, so the item at `after` itself is skipped below.
-        low, high = MESSAGE_PREFIX, MESSAGE_PREFIX[:-1] + chr(ord(MESSAGE_PREFIX[-1]) + 1)
+        """The message items of one session's partition as stored, as (position, message) (an
+        operator's and a test's view: requests read `visible_messages`)."""
+        low, high = (MESSAGE_PREFIX, keys.MESSAGES_END)
         if after is not None:
             low, high = (low, after) if descending else (after, high)
-        spans = _visible_spans(low, high, list(hidden))
         sizes = _doubling(page_size + (after is not None), 1000)
+        for position, item in self._span_items(developer, session_id, low, high, [], descending, sizes):
+            if position != after:
+                yield position, deserialize(item)
+
+    def _span_items(
+        self,
+        developer: str,
+        partition: str,
+        low: str,
+        high: str,
+        ranges: list[tuple[str, str]],
+        descending: bool,
+        sizes: Iterator[int],
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        """(position, raw item) of a session partition's messages from `low` to `high` (both
+        inclusive), one Query per stretch between the hidden `ranges`."""
+        spans = lineage.visible_spans(low, high, ranges)
         for span_low, span_high in reversed(spans) if descending else spans:
-            args = self._query_args(keys.record_pk(developer, "session", session_id), descending=descending)
+            args = self._query_args(keys.record_pk(developer, "session", partition), descending=descending)
+            # BETWEEN keeps the range inside the messages (never the session's own item)
             args["KeyConditionExpression"] += " AND #sk BETWEEN :low AND :high"
             args["ExpressionAttributeNames"]["#sk"] = SK
             args["ExpressionAttributeValues"].update({":low": {"S": span_low}, ":high": {"S": span_high}})
             for answer in self._pages("query", args, lambda: next(sizes)):
                 for item in answer["Items"]:
-                    position = item[SK]["S"]
-                    if position != after and not is_hidden(position, hidden):
-                        yield position, deserialize(item)
+                    yield item[SK]["S"], item
 
     def write_summary(
         self, developer: str, session_id: str, version: int, summary: str | None, until: str | None

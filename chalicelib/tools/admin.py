@@ -219,9 +219,9 @@ def check(args: argparse.Namespace) -> int:
     result = consistency.check(_store(args), args.developer, progress=lambda: progress.add(1))
     progress.finish()
     print(json.dumps(result, indent=2, ensure_ascii=False))
-    problems = len(result["missing"]) + len(result["orphaned"]) + len(result["orphaned_messages"])
+    problems = sum(len(result[name]) for name in consistency.PROBLEMS)
     if problems:
-        _note(f"developer {args.developer}: {problems} problems (missing, orphaned, orphaned_messages above)")
+        _note(f"developer {args.developer}: {problems} problems ({', '.join(consistency.PROBLEMS)} above)")
         return EXIT_NO
     return EXIT_OK
 
