@@ -247,3 +247,24 @@ def test_the_check_finds_a_fork_whose_reference_is_gone_and_a_reference_whose_fo
     )
     report = consistency.check(table, "alice")
     assert report["orphaned_fork_refs"] == [f"{parent_id}#{fork_id}"] and report["broken_forks"] == [], report
+
+
+def test_a_fork_that_stops_reading_its_parent_lets_the_parents_history_go(api, table, parent):
+    """A rewind or a clear of a fork into what it inherits cuts its lineage: its references say
+    how far it still reads, in the same transaction, and what only it kept is purged."""
+    parent_id, ids = parent
+    rewound, cleared = fork(api, parent_id), fork(api, parent_id)
+    assert api.delete(f"/sessions/{parent_id}").status_code == 202
+    assert len({sk for _, sk in mentioning(table, parent_id) if sk.startswith("msg#")}) == 30
+    first_five = history(api, rewound)[4]["id"]
+    assert api.delete(f"/sessions/{rewound}/history?after={first_five}").status_code == 202
+    assert len({sk for _, sk in mentioning(table, parent_id) if sk.startswith("msg#")}) == 30  # the other reads all
+    assert api.delete(f"/sessions/{cleared}/history").status_code == 202
+    assert len({sk for _, sk in mentioning(table, parent_id) if sk.startswith("msg#")}) == 5
+    assert contents(api, rewound) == [f"m{n}" for n in range(5)] and contents(api, cleared) == []
+    assert_clean(table, retained=1)
+    append(api, cleared, "fresh")
+    assert api.delete(f"/sessions/{rewound}").status_code == 202
+    assert mentioning(table, parent_id) == set()
+    assert contents(api, cleared) == ["fresh"]
+    assert_clean(table)

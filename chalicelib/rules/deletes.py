@@ -118,6 +118,8 @@ def finish_rewind(store: Store, developer: str, marked: str, marker: dict[str, A
     purge_range(
         store, developer, session_id, range_id, marker["after"], marker["through"], deadline, None, read_by_forks
     )
+    for source in marker.get("tidy") or []:  # the partitions the session's lineage stopped reading
+        tidy(store, developer, source, deadline)
     store.finish_purge(developer, REWIND, marked)
 
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from chalicelib.rules import cursor, models, toolcalls, validation
 from chalicelib.rules.conflicts import retry_on_conflict
-from chalicelib.rules.deletes import cascades_in_background, deadline_after, finish_rewind
+from chalicelib.rules.deletes import cascades_in_background, deadline_after, finish_rewind, resume
 from chalicelib.rules.idempotency import Receipt
 from chalicelib.rules.kinds import SESSIONS
 from chalicelib.rules.lifecycle import refuse_if_ended
@@ -36,6 +36,7 @@ from chalicelib.store import (
     HIDDEN,
     LAST_MESSAGE_ID,
     LAST_POSITION,
+    REWIND,
     MissingRecord,
     Store,
     VersionConflict,
@@ -383,7 +384,7 @@ def rewind(
             ]
             calls = toolcalls.reopened(session, reversed(kept))
         try:
-            range_id = store.start_rewind(
+            range_id, tidy = store.start_rewind(
                 developer,
                 session,
                 (position, after_id),
@@ -395,7 +396,7 @@ def rewind(
             )
         except MissingRecord:
             raise NotFound(f"message {after_id} not found in session {session_id}") from None
-        return [Hidden(range_id, position, through, session.get(FORKED_THROUGH))]
+        return [Hidden(range_id, position, through, session.get(FORKED_THROUGH), tuple(tidy))]
 
     hidden = retry_on_conflict(attempt, f"session {session_id} kept changing under this rewind; retry it")
     _purge_here(store, developer, session_id, hidden, deadline)
@@ -418,7 +419,7 @@ def clear(store: Store, developer: str, session_id: str, budget_seconds: float |
             return _pending(session)
         _refuse_too_many_hidden(session)
         through = max(session.get(LAST_POSITION) or "", newest[0] if newest else "") or BEFORE_ANY_MESSAGE
-        range_id = store.start_rewind(
+        range_id, tidy = store.start_rewind(
             developer,
             session,
             (BEFORE_ANY_MESSAGE, ""),
@@ -428,7 +429,7 @@ def clear(store: Store, developer: str, session_id: str, budget_seconds: float |
             clear_summary=summarized,
             open_calls={} if toolcalls.uses_tools(session) else None,
         )
-        return [Hidden(range_id, BEFORE_ANY_MESSAGE, through, session.get(FORKED_THROUGH))]
+        return [Hidden(range_id, BEFORE_ANY_MESSAGE, through, session.get(FORKED_THROUGH), tuple(tidy))]
 
     try:
         hidden = retry_on_conflict(
@@ -467,6 +468,7 @@ class Hidden:
     after: str
     through: str
     forked_through: str | None = None  # the session's FORKED_THROUGH when it was hidden (or since)
+    tidy: tuple[str, ...] | None = None  # the partitions its lineage's cut stopped reading (None: the marker says)
 
 
 def _purge_here(store: Store, developer: str, session_id: str, hidden: list[Hidden], deadline: float) -> None:
@@ -475,5 +477,9 @@ def _purge_here(store: Store, developer: str, session_id: str, hidden: list[Hidd
     if cascades_in_background():
         return
     for each in hidden:
-        marker = {"after": each.after, "through": each.through, FORKED_THROUGH: each.forked_through}
-        finish_rewind(store, developer, f"{session_id}#{each.range_id}", marker, deadline)
+        marked = f"{session_id}#{each.range_id}"
+        if each.tidy is None:  # a range read off the session (a repeat): its marker says the rest
+            resume(store, developer, REWIND, marked, deadline)
+            continue
+        marker = {"after": each.after, "through": each.through, FORKED_THROUGH: each.forked_through, "tidy": each.tidy}
+        finish_rewind(store, developer, marked, marker, deadline)

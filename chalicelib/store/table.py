@@ -693,19 +693,33 @@ class Store:
         terms: list[str],
         clear_summary: bool,
         open_calls: dict[str, str] | None = None,
-    ) -> str:
+    ) -> tuple[str, list[str]]:
         """Remove every message after `after` ((position, id); (BEFORE_ANY_MESSAGE, "") for all
         of them, a clear) up to `through` (the newest position when it begins; what is appended
         later stays). In one transaction the session records the change (`_history_changed`: the
         message at `after` becoming the last) and hides the range from every read at once (HIDDEN),
         the message is checked to exist, and a marker (purge kind "history") says what is left to
         delete, for the stream, a retry or the operators' sweep (delete_history_batch,
-        finish_hidden). The range's id; VersionConflict if the session changed, MissingRecord if
-        the message went."""
+        finish_hidden). When the range reaches into what the session inherits (a fork's rewind
+        or clear), its lineage is cut at `after` and its references move with it: the one in each
+        partition it still reads says how far, those it no longer reads go, and the marker names
+        those partitions (`tidy`: what only this fork kept there can go). The range's id and those
+        partitions; VersionConflict if the session changed, MissingRecord if the message went."""
         range_id = secrets.token_hex(6)
-        marker = {"after": after[0], "through": through, "after_id": after[1], "range": range_id}
+        marker: Record = {"after": after[0], "through": through, "after_id": after[1], "range": range_id}
         if session.get(FORKED_THROUGH):  # how far forks made before it read: their part stays
             marker[FORKED_THROUGH] = session[FORKED_THROUGH]
+        cut = lineage.cut_at(session, after[0])
+        references: list[dict[str, Any]] = []
+        if cut is not None:
+            still_read = dict(cut)
+            marker["tidy"] = [source for source, _ in lineage.lineage(session)]
+            for source in marker["tidy"]:
+                ref_key = key(keys.record_pk(developer, "session", source), keys.fork_ref_sk(session["id"]))
+                if source in still_read:
+                    references.append(self._put({**ref_key, "through": {"S": still_read[source]}}))
+                else:
+                    references.append(self._delete(ref_key))
         changed = self._history_changed(
             developer,
             session,
@@ -715,7 +729,7 @@ class Store:
             clear_summary,
             open_calls,
             [(range_id, after[0], through)],
-            lineage.cut_at(session, after[0]),
+            cut,
         )
         checks = (
             []
@@ -734,12 +748,12 @@ class Store:
         put_marker = self._put(
             {**key(keys.purge_pk(developer), keys.purge_sk(REWIND, f"{session['id']}#{range_id}")), **serialize(marker)}
         )
-        failed = self._transact([*changed, *checks, put_marker])
+        failed = self._transact([*changed, *checks, put_marker, *references])
         if checks and failed == len(changed):
             raise MissingRecord("message", after[1])
         if failed is not None:
             raise VersionConflict()
-        return range_id
+        return range_id, marker.get("tidy", [])
 
     def finish_hidden(self, developer: str, session_id: str, range_id: str) -> None:
         """A hidden range's messages are all deleted: the range leaves the session record (if it
