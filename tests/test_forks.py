@@ -268,3 +268,32 @@ def test_a_fork_that_stops_reading_its_parent_lets_the_parents_history_go(api, t
     assert mentioning(table, parent_id) == set()
     assert contents(api, cleared) == ["fresh"]
     assert_clean(table)
+
+
+def test_a_fork_reads_at_most_sixteen_sessions_histories(api, table, parent):
+    session_id, ids = parent
+    for depth in range(16):
+        session_id = fork(api, session_id)
+        append(api, session_id, f"level {depth}")  # its own stretch, which its fork inherits
+    refused = api.post(f"/sessions/{session_id}/fork", {})
+    assert refused.status_code == 422, refused.json
+    assert refused.json["error"]["details"][0]["type"] == "fork_depth", refused.json
+    assert contents(api, session_id)[-2:] == ["level 14", "level 15"]
+    assert_clean(table)
+
+
+def test_a_range_hidden_under_two_forks_waits_for_both(api, table, parent):
+    """The original hides a message both forks read; the first fork to go leaves it to the other
+    (a purge that keeps all of a range asks the engine nothing: DynamoDB Local refused the empty
+    key range, and the stream's consumer retried it for ever)."""
+    parent_id, ids = parent
+    first, second = fork(api, parent_id), fork(api, parent_id)
+    assert api.delete(f"/sessions/{parent_id}/history/{ids[7]}").status_code in (200, 202)
+    assert api.delete(f"/sessions/{first}").status_code == 202
+    assert len({sk for _, sk in mentioning(table, parent_id) if sk.startswith("msg#")}) == 30
+    assert contents(api, second) == [f"m{n}" for n in range(30)]
+    assert api.delete(f"/sessions/{second}").status_code == 202
+    assert len({sk for _, sk in mentioning(table, parent_id) if sk.startswith("msg#")}) == 29
+    assert table.get("alice", "session", parent_id).get("hidden") in (None, {})
+    assert contents(api, parent_id) == [f"m{n}" for n in range(30) if n != 7]
+    assert_clean(table)

@@ -406,6 +406,8 @@ class Store:
         Callers loop until it is False, so an interrupted purge simply resumes."""
         low = max((p for p in (after, above) if p is not None), default=MESSAGE_PREFIX)
         high = through if through is not None else keys.MESSAGES_END
+        if low >= high:  # all of it kept (DynamoDB refuses a BETWEEN whose bounds are reversed)
+            return False
         args = self._query_args(
             keys.record_pk(developer, "session", session_id), projection=f"{PK}, {SK}", limit=BATCH_WRITE_MAX * 8
         )
