@@ -105,6 +105,7 @@ from .meter import (  # noqa: E402
     Meter,
     ReadCost,
     Tally,
+    count,
     dynamodb_item_size,
     read_cost,
     sizing,
@@ -536,17 +537,6 @@ class Bench:
         return row
 
 
-def count_items(raw: Any, table: str) -> int:
-    args: dict[str, Any] = {"TableName": table, "Select": "COUNT"}
-    total = 0
-    while True:
-        answer = raw.scan(**args)
-        total += answer["Count"]
-        if "LastEvaluatedKey" not in answer:
-            return total
-        args["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
-
-
 def near_limit(failures: list[dict[str, Any]], reps: int) -> int | None:
     """A round N just below langchain's limit, with room for the timed appends."""
     if not failures:
@@ -829,7 +819,7 @@ def main(argv: list[str] | None = None) -> int:
                     rows.append(bench.run(theirs, extra))
                 for n in sorted(set(args.sizes) | ({extra} if extra else set())):
                     rows.append(bench.run(ours, n))
-                our_items = count_items(raw, bench.table)
+                our_items = count(raw, "scan", {"TableName": bench.table})
             if limited and any(r["failure"] for r in rows):
                 n = max(args.sizes)
                 log(f"\n  langchain on moto's own item-size check, {n:,} messages:")

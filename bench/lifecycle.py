@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from . import meter
 from .local_stack import Client, LocalStack
 from .report import at_most, figures_section, finish, log, new_report
 
@@ -35,25 +36,11 @@ TEXT = "x" * 240
 MODES = {"request": {"SESSIONS_CASCADES": "request"}, "stream": {}}
 
 
-def endpoint_of(stack: LocalStack) -> str:
-    line = next(line for line in stack.said if line.startswith("Database: "))
-    return line.split(" at ", 1)[1].split(",")[0]
-
-
 def items_left(dynamodb: Any, session: str) -> int:
-    args = {
-        "TableName": "bench",
-        "KeyConditionExpression": "pk = :pk",
-        "ExpressionAttributeValues": {":pk": {"S": f"dev#bench#session#{session}"}},
-        "Select": "COUNT",
-    }
-    count = 0
-    while True:
-        page = dynamodb.query(**args)
-        count += page["Count"]
-        if "LastEvaluatedKey" not in page:
-            return count
-        args["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    pk = {":pk": {"S": f"dev#bench#session#{session}"}}
+    return meter.count(
+        dynamodb, "query", {"TableName": "bench", "KeyConditionExpression": "pk = :pk", "ExpressionAttributeValues": pk}
+    )
 
 
 def at_depth(client: Client, dynamodb: Any, agent: str, depth: int) -> dict[str, Any]:
@@ -150,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
                 client = Client(stack)
                 dynamodb = boto3.client(
                     "dynamodb",
-                    endpoint_url=endpoint_of(stack),
+                    endpoint_url=stack.database_endpoint,
                     region_name="us-east-1",
                     aws_access_key_id="bench",
                     aws_secret_access_key="bench",

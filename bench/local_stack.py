@@ -122,6 +122,12 @@ class LocalStack:
             if line.startswith("Serving the sessions API"):
                 started.set()
 
+    @property
+    def database_endpoint(self) -> str:
+        """Where make run's database answers, as its `Database: ` line says."""
+        line = next(line for line in self.said if line.startswith("Database: "))
+        return line.split(" at ", 1)[1].split(",")[0]
+
     def database_rss_mb(self) -> float:
         pid = subprocess.run(
             ["ps", "-o", "pid=", "--ppid", str(self.process.pid)], capture_output=True, text=True

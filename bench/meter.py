@@ -495,3 +495,14 @@ def read_cost_items(call: Call) -> int:
     if call.op == "transact_get_items":
         return sum(1 for r in answer.get("Responses", []) if r.get("Item"))
     return 0
+
+
+def count(dynamodb: Any, operation: str, args: dict[str, Any]) -> int:
+    """How many items a Scan or Query with these arguments finds, page by page (`Select: COUNT`)."""
+    args, total = {**args, "Select": "COUNT"}, 0
+    while True:
+        page = getattr(dynamodb, operation)(**args)
+        total += page["Count"]
+        if "LastEvaluatedKey" not in page:
+            return total
+        args["ExclusiveStartKey"] = page["LastEvaluatedKey"]
