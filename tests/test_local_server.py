@@ -168,6 +168,21 @@ def test_dynamodb_local_keeps_keys_sessions_history_and_filters_across_a_restart
             json={"messages": [{"role": "user", "content": "hello"}]},
         )
         assert appended.status_code == 201
+        # background purges under way when it stops (issue 21): a rewind of 1,500 messages to the
+        # first, and a deleted fork parent of 500 whose fork goes
+        with httpx.Client(base_url=first.url, headers=headers, timeout=60) as http:
+            rewound, parent = (http.post("/sessions", json={"agent_id": agent.id}).json()["id"] for _ in range(2))
+            for session_id, count in ((rewound, 1500), (parent, 500)):
+                for _ in range(count // 50):
+                    body = {"messages": [{"role": "user", "content": "m" * 200}] * 50}
+                    assert http.post(f"/sessions/{session_id}/history", json=body).status_code == 201
+            first_message = http.get(f"/sessions/{rewound}/history", params={"limit": 1}).json()["items"][0]
+            fork = http.post(f"/sessions/{parent}/fork").json()["id"]
+            assert http.delete(f"/sessions/{parent}").status_code == 202
+            assert http.delete(f"/sessions/{fork}").status_code == 202
+            answer = http.delete(f"/sessions/{rewound}/history", params={"after": first_message["id"]})
+            assert answer.status_code == 202, answer.text
+        endpoint = first.printed("Database: ").split(" at ", 1)[1].split(",")[0]
         database = first.database_pid
     finally:
         assert first.stop() == 0
@@ -180,6 +195,15 @@ def test_dynamodb_local_keeps_keys_sessions_history_and_filters_across_a_restart
         assert [s.id for s in client.sessions.list(metadata_filter={"db_uuid": "1234"})] == [session.id]
         history = httpx.get(f"{second.url}/sessions/{session.id}/history", headers=headers).json()["items"]
         assert [(m["role"], m["content"]) for m in history] == [("user", "hello")]
+        left = httpx.get(f"{second.url}/sessions/{rewound}/history", headers=headers).json()["items"]
+        assert [m["id"] for m in left] == [first_message["id"]]  # hidden at once, whatever the purge's state
+        endpoint = second.printed("Database: ").split(" at ", 1)[1].split(",")[0]
+        at_restart = messages_of(endpoint, "local-test", rewound) + messages_of(endpoint, "local-test", parent)
+        started = time.monotonic()
+        while messages_of(endpoint, "local-test", rewound) > 1 or messages_of(endpoint, "local-test", parent) > 0:
+            assert time.monotonic() - started < 90, "the purges under way at the stop did not finish after the restart"
+            time.sleep(0.5)
+        print(f"messages left to purge at the restart: {at_restart - 1}; gone {time.monotonic() - started:.1f} s on")
     finally:
         assert second.stop(signal.SIGINT, group=False) == 0  # Ctrl-C to it alone
     assert java_processes_of(data_dir) == []
@@ -261,6 +285,18 @@ def items_of(endpoint: str, table: str, record_id: str) -> int:
         if "LastEvaluatedKey" not in page:
             return count
         args["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def messages_of(endpoint: str, table: str, session_id: str) -> int:
+    """How many messages the session's partition holds (the store's raw view: the test's own look)."""
+    import boto3
+
+    from chalicelib.store import Store
+
+    client = boto3.client(
+        "dynamodb", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
+    )
+    return sum(1 for _ in Store(client, table).messages("local", session_id, page_size=1000))
 
 
 def gone_within(seconds: float, endpoint: str, table: str, record_id: str) -> float | None:
