@@ -859,9 +859,13 @@ SEED, STEPS = 20240611, 320
 
 
 def test_under_faults_nothing_is_half_written_and_every_acknowledged_write_is_there(api, table, faulty):
+    """One workload, two promises: every answer is a success or a 503 with Retry-After (never a
+    500), and nothing is half-written (was two tests running the same 320 steps: 11 s twice)."""
     outcome = run_workload(api, faulty, SEED, STEPS)
     workload = outcome.workload
     print(fault_report(outcome, faulty))
+    errors = [(method, path, status) for method, path, status, _, _ in workload.answers if status >= 500]
+    assert all(status == 503 for _, _, status in errors), [e for e in errors if e[2] != 503][:10]
     # The run proved something: faults were injected, absorbed, and some outlived every retry.
     assert sum(faulty.wire.injected.values()) > 100 and faulty.wire.retries > 50
     assert sum(outcome.statuses[s] for s in FAULTED) >= 5
@@ -911,9 +915,3 @@ def test_under_faults_nothing_is_half_written_and_every_acknowledged_write_is_th
             assert again.status_code == 201 and [r["id"] for r in now] == [again.json["id"]]
             assert (again.headers.get("Idempotent-Replayed") == "true") == bool(found)
     assert_consistent(table, "alice", "bob")
-
-
-def test_under_faults_every_answer_is_a_success_or_a_503_with_retry_after(api, table, faulty):
-    outcome = run_workload(api, faulty, SEED, STEPS)
-    errors = [(method, path, status) for method, path, status, _, _ in outcome.workload.answers if status >= 500]
-    assert all(status == 503 for _, _, status in errors), [e for e in errors if e[2] != 503][:10]

@@ -168,11 +168,11 @@ def test_dynamodb_local_keeps_keys_sessions_history_and_filters_across_a_restart
             json={"messages": [{"role": "user", "content": "hello"}]},
         )
         assert appended.status_code == 201
-        # background purges under way when it stops (issue 21): a rewind of 1,500 messages to the
-        # first, and a deleted fork parent of 500 whose fork goes
+        # background purges under way when it stops (issue 21): a rewind of 800 messages to the
+        # first, and a deleted fork parent of 400 whose fork goes
         with httpx.Client(base_url=first.url, headers=headers, timeout=60) as http:
             rewound, parent = (http.post("/sessions", json={"agent_id": agent.id}).json()["id"] for _ in range(2))
-            for session_id, count in ((rewound, 1500), (parent, 500)):
+            for session_id, count in ((rewound, 800), (parent, 400)):
                 for _ in range(count // 50):
                     body = {"messages": [{"role": "user", "content": "m" * 200}] * 50}
                     assert http.post(f"/sessions/{session_id}/history", json=body).status_code == 201
