@@ -210,19 +210,7 @@ class Store:
         parent exists (and writes the request's idempotency receipt, if any); `finishing_fork`:
         and removes the marker of the fork whose copied history it completes (start_fork). Raises
         MissingRecord naming the first absent parent, ReceiptTaken if the receipt exists."""
-        live = _live(int(clock.epoch_seconds()))
-        actions: list[dict[str, Any]] = [
-            {
-                "ConditionCheck": {
-                    "TableName": self.table,
-                    "Key": _record_key(developer, *parent),
-                    "ConditionExpression": "attribute_exists(#pk) AND " + live["expression"],
-                    "ExpressionAttributeNames": {"#pk": PK, **live["names"]},
-                    "ExpressionAttributeValues": live["values"],
-                }
-            }
-            for parent in parents
-        ]
+        actions = self._parents_live(developer, parents)
         actions.append(
             {
                 "Put": {
@@ -435,22 +423,10 @@ class Store:
         LINEAGE reads, a reference item there (`fork#<id>`, with how far it reads), so no purge
         takes what the fork reads; and the parent's FORKED_THROUGH moved to the fork point, if the
         parent is still as read (else VersionConflict: its hidden ranges may have moved)."""
-        live = _live(int(clock.epoch_seconds()))
         point = lineage.fork_point(record)
         forked = max(p for p in (parent.get(FORKED_THROUGH), point) if p is not None)
         still = _still(parent)
-        actions: list[dict[str, Any]] = [
-            {
-                "ConditionCheck": {
-                    "TableName": self.table,
-                    "Key": _record_key(developer, *each),
-                    "ConditionExpression": "attribute_exists(#pk) AND " + live["expression"],
-                    "ExpressionAttributeNames": {"#pk": PK, **live["names"]},
-                    "ExpressionAttributeValues": live["values"],
-                }
-            }
-            for each in parents
-        ]
+        actions = self._parents_live(developer, parents)
         actions.append(
             {
                 "Update": {
@@ -1009,6 +985,22 @@ class Store:
         ]
 
     # helpers -----------------------------------------------------------------------------------
+
+    def _parents_live(self, developer: str, parents: list[tuple[str, str]]) -> list[dict[str, Any]]:
+        """A ConditionCheck per (kind, id): the record exists and has not expired."""
+        live = _live(int(clock.epoch_seconds()))
+        return [
+            {
+                "ConditionCheck": {
+                    "TableName": self.table,
+                    "Key": _record_key(developer, *parent),
+                    "ConditionExpression": "attribute_exists(#pk) AND " + live["expression"],
+                    "ExpressionAttributeNames": {"#pk": PK, **live["names"]},
+                    "ExpressionAttributeValues": live["values"],
+                }
+            }
+            for parent in parents
+        ]
 
     def _put(self, item: dict[str, Any]) -> dict[str, Any]:
         return {"Put": {"TableName": self.table, "Item": item}}
