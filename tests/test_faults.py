@@ -49,7 +49,8 @@ from moto.core.botocore_stubber import MockRawResponse
 from moto.core.models import botocore_stubber
 
 from chalicelib import store as store_module
-from chalicelib.rules import conflicts, deletes
+from chalicelib.rules import deletes
+from chalicelib.shared import backoff as backoff_module
 from chalicelib.store import table as store_table
 from chalicelib.tools import consistency
 from conftest import mentioning
@@ -252,8 +253,7 @@ def faulty(table, monkeypatch) -> Faulty:
     store_module.use_store(store_module.Store(wire.client, table.table))
     backoff, store_sleeps = Sleeps(), Sleeps()
     monkeypatch.setattr(botocore.endpoint, "time", backoff)
-    monkeypatch.setattr(store_table, "time", store_sleeps)
-    monkeypatch.setattr(conflicts, "time", store_sleeps)
+    monkeypatch.setattr(backoff_module, "time", store_sleeps)  # the store's and the rules' waits
     monkeypatch.setattr(deletes, "time", store_sleeps)
     return Faulty(wire, backoff, store_sleeps)
 

@@ -13,6 +13,7 @@ import pytest
 
 from chalicelib.rules import auth, kinds, lists, records
 from chalicelib.rules.kinds import AGENTS
+from chalicelib.shared import clock
 from chalicelib.shared.errors import BadRequest, Conflict, ValidationFailed
 from chalicelib.web.operations import OPERATIONS, Call, dispatch
 from conftest import KEYS, FakeModel, InterceptedClient, model_provider
@@ -226,8 +227,7 @@ def test_a_failed_create_leaves_neither_record_nor_receipt(api, table, monkeypat
 def test_an_expired_receipt_no_longer_replays(api, table, monkeypatch):
     first = api.post("/agents", {"name": "Old"}, headers={"Idempotency-Key": "k"}).json
     later = time.time() + 86400 + 5
-    monkeypatch.setattr("chalicelib.rules.idempotency.time.time", lambda: later)
-    monkeypatch.setattr("chalicelib.store.table.time.time", lambda: later)
+    monkeypatch.setattr(clock, "epoch_seconds", lambda: later)  # the one clock of receipts and expiries
     second = api.post("/agents", {"name": "Old"}, headers={"Idempotency-Key": "k"})
     assert second.status_code == 201 and second.json["id"] != first["id"]
 

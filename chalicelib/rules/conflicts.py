@@ -4,11 +4,10 @@ number of times; past that the caller gets a 409 and may retry."""
 
 from __future__ import annotations
 
-import random
-import time
 from collections.abc import Callable
 from typing import TypeVar
 
+from chalicelib.shared import backoff
 from chalicelib.shared.errors import Conflict
 from chalicelib.store import VersionConflict
 
@@ -19,7 +18,7 @@ UPDATE_ATTEMPTS = 10  # rounds for an update or a delete before a 409
 def back_off(attempt: int) -> None:
     """Full jitter, 5 ms doubling to 100 ms: colliding writers spread out instead of colliding
     again in lockstep. Ten rounds wait at most about half a second in all."""
-    time.sleep(random.uniform(0, min(0.1, 0.005 * 2**attempt)))
+    backoff.pause(attempt, first=0.005, most=0.1)
 
 
 def retry_on_conflict(

@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from chalicelib.rules import models
-from chalicelib.shared import jsonio
+from chalicelib.shared import clock, jsonio
 from chalicelib.shared.errors import BadRequest, ValidationFailed
 from chalicelib.store import ReceiptTaken, Store
 
@@ -70,10 +69,10 @@ def run(
     receipt = Receipt(
         key_hash=hashlib.sha256(key.encode()).hexdigest(),
         fingerprint=_fingerprint(fingerprint_of),
-        expires_at=int(time.time()) + TTL_SECONDS,
+        expires_at=int(clock.epoch_seconds()) + TTL_SECONDS,
     )
     stored = store.receipt(developer, receipt.key_hash)
-    if stored is None or int(stored["expires_at"]) < time.time():
+    if stored is None or int(stored["expires_at"]) < clock.epoch_seconds():
         try:
             return operation(receipt)
         except ReceiptTaken:  # an identical request committed first

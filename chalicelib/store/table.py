@@ -11,13 +11,11 @@ which the next append is stamped after.
 
 from __future__ import annotations
 
-import random
 import secrets
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from chalicelib.shared import clock, telemetry
+from chalicelib.shared import backoff, clock, telemetry
 
 from . import codec, keys, lineage, schema
 from .client import translating, unavailable, watch_writes
@@ -979,7 +977,7 @@ class Store:
                     "Item": {**key(keys.receipt_pk(developer, receipt["key_hash"]), RECORD), **serialize(receipt)},
                     "ConditionExpression": "attribute_not_exists(#pk) OR #expires < :now",
                     "ExpressionAttributeNames": {"#pk": PK, "#expires": schema.TTL_ATTRIBUTE},
-                    "ExpressionAttributeValues": {":now": {"N": str(int(time.time()))}},
+                    "ExpressionAttributeValues": {":now": {"N": str(int(clock.epoch_seconds()))}},
                 }
             },
         ]
@@ -1063,7 +1061,7 @@ class Store:
         again after a backoff, until nothing is left."""
         for attempt in range(attempts):
             if attempt:
-                time.sleep(min(0.05 * 2**attempt, 1.0))
+                backoff.pause(attempt, first=0.05, most=1.0)
             answer = getattr(self.client, operation)(RequestItems=request)
             yield answer
             request = answer.get(leftover) or {}
@@ -1117,7 +1115,7 @@ class Store:
                     return failed, reasons[failed].get("Item")
                 if attempt + 1 == TRANSACT_ATTEMPTS or not set(codes) & retryable:
                     raise
-                time.sleep(random.uniform(0, min(0.02 * 2**attempt, 0.5)))
+                backoff.pause(attempt, first=0.02, most=0.5)
         raise AssertionError("unreachable")
 
 
