@@ -9,7 +9,7 @@ check` finds nothing wrong after each step."""
 from __future__ import annotations
 
 import pytest
-from test_cascades import Stream, event, removed_by_ttl
+from streams import Stream, event, removed_by_ttl
 
 from chalicelib.store import LINEAGE
 from chalicelib.tools import consistency
