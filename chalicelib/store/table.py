@@ -23,6 +23,7 @@ from .codec import deserialize, key, serialize
 from .errors import KeyTaken, MissingRecord, ReceiptTaken, VersionConflict
 from .keys import MESSAGE_PREFIX, RECORD
 from .lineage import BEFORE_ANY_MESSAGE, FORKED_THROUGH, HIDDEN, LINEAGE, hidden_ranges, is_hidden, parts
+from .transaction import Transaction
 
 Record = dict[str, Any]  # a record (or a message, or a receipt): its fields as plain values
 
@@ -134,25 +135,22 @@ class Store:
             **key(keys.keys_pk(developer), keys.key_listing_sk(prefix, key_hash)),
             **serialize({"key_hash": key_hash, "prefix": prefix, "created_at": created_at}),
         }
-        failed = self._transact(
-            [
-                {
-                    "Put": {
-                        "TableName": self.table,
-                        "Item": {
-                            **key(keys.api_key_pk(key_hash), RECORD),
-                            "developer_id": {"S": developer},
-                            **serialize({"prefix": prefix, "created_at": created_at}),
-                        },
-                        "ConditionExpression": "attribute_not_exists(#pk)",
-                        "ExpressionAttributeNames": {"#pk": PK},
-                    }
-                },
-                self._put(listing),
-            ]
+        transaction = Transaction().add(
+            {
+                "Put": {
+                    "TableName": self.table,
+                    "Item": {
+                        **key(keys.api_key_pk(key_hash), RECORD),
+                        "developer_id": {"S": developer},
+                        **serialize({"prefix": prefix, "created_at": created_at}),
+                    },
+                    "ConditionExpression": "attribute_not_exists(#pk)",
+                    "ExpressionAttributeNames": {"#pk": PK},
+                }
+            },
+            if_failed=lambda _: KeyTaken(self.developer_for_key(key_hash)),
         )
-        if failed is not None:
-            raise KeyTaken(self.developer_for_key(key_hash))
+        self._run(transaction.add(self._put(listing)))
 
     def api_keys(self, developer: str) -> list[dict[str, Any]]:
         """A developer's keys as {key_hash, prefix, created_at}, by prefix."""
@@ -160,21 +158,24 @@ class Store:
 
     def delete_api_key(self, developer: str, key_hash: str, prefix: str) -> bool:
         """Revoke: the key and its listing entry go together. False if it was not this developer's."""
-        failed = self._transact(
-            [
-                {
-                    "Delete": {
-                        "TableName": self.table,
-                        "Key": key(keys.api_key_pk(key_hash), RECORD),
-                        "ConditionExpression": "#developer = :developer",
-                        "ExpressionAttributeNames": {"#developer": "developer_id"},
-                        "ExpressionAttributeValues": {":developer": {"S": developer}},
-                    }
-                },
-                self._delete(key(keys.keys_pk(developer), keys.key_listing_sk(prefix, key_hash))),
-            ]
+        transaction = Transaction().add(
+            {
+                "Delete": {
+                    "TableName": self.table,
+                    "Key": key(keys.api_key_pk(key_hash), RECORD),
+                    "ConditionExpression": "#developer = :developer",
+                    "ExpressionAttributeNames": {"#developer": "developer_id"},
+                    "ExpressionAttributeValues": {":developer": {"S": developer}},
+                }
+            }
         )
-        return failed is None
+        try:
+            self._run(
+                transaction.add(self._delete(key(keys.keys_pk(developer), keys.key_listing_sk(prefix, key_hash))))
+            )
+        except VersionConflict:  # not this developer's
+            return False
+        return True
 
     # records -----------------------------------------------------------------------------------
 
@@ -208,8 +209,8 @@ class Store:
         parent exists (and writes the request's idempotency receipt, if any); `finishing_fork`:
         and removes the marker of the fork whose copied history it completes (start_fork). Raises
         MissingRecord naming the first absent parent, ReceiptTaken if the receipt exists."""
-        actions = self._parents_live(developer, parents)
-        actions.append(
+        transaction = self._parents_live(Transaction(), developer, parents)
+        transaction.add(  # failing only for an id collision: astronomically unlikely with UUIDv4
             {
                 "Put": {
                     "TableName": self.table,
@@ -219,16 +220,10 @@ class Store:
                 }
             }
         )
-        actions += [self._put(_entry(k, record)) for k in keys.entry_keys(developer, kind, record, terms)]
+        transaction.extend(self._put(_entry(k, record)) for k in keys.entry_keys(developer, kind, record, terms))
         if finishing_fork:
-            actions.append(self._delete(key(keys.purge_pk(developer), keys.purge_sk(kind, record["id"]))))
-        failed = self._transact(self._with_receipt(actions, developer, receipt))
-        if failed is not None:
-            if failed < len(parents):
-                raise MissingRecord(*parents[failed])
-            if failed == len(actions):
-                raise ReceiptTaken()
-            raise VersionConflict()  # an id collision: astronomically unlikely with UUIDv4
+            transaction.add(self._delete(key(keys.purge_pk(developer), keys.purge_sk(kind, record["id"]))))
+        self._run(self._with_receipt(transaction, developer, receipt))
 
     def replace(
         self,
@@ -246,7 +241,7 @@ class Store:
         after = set(keys.entry_keys(developer, kind, new, new_terms))
         # entries carry the record's expiry (index_keys skips expired ones): a new one rewrites them all
         kept = before & after if old.get(EXPIRES) == new.get(EXPIRES) else set()
-        actions = [
+        transaction = Transaction().add(
             {
                 "Put": {
                     "TableName": self.table,
@@ -254,13 +249,11 @@ class Store:
                     **_still(old),
                 }
             },
-            *(self._delete(key(*k)) for k in sorted(before - after)),
-            *(self._put(_entry(k, new)) for k in sorted(after - kept)),
-        ]
-        if self._transact(actions) is not None:
-            if self.get(developer, kind, old["id"]) is None:
-                raise MissingRecord(kind, old["id"])
-            raise VersionConflict()
+            if_failed=self._gone_or_changed(developer, kind, old["id"]),
+        )
+        transaction.extend(self._delete(key(*k)) for k in sorted(before - after))
+        transaction.extend(self._put(_entry(k, new)) for k in sorted(after - kept))
+        self._run(transaction)
 
     def delete(
         self, developer: str, kind: str, record: Record, terms: list[str], parents: list[tuple[str, str]] = ()
@@ -269,22 +262,18 @@ class Store:
         under it (history, child sessions), in one transaction, if the record is still at the
         version and updated_at read (else its entries may have moved). Raises MissingRecord if
         someone else deleted it first, VersionConflict if it changed."""
-        actions: list[dict[str, Any]] = [
+        transaction = Transaction().add(
             {"Delete": {"TableName": self.table, "Key": _record_key(developer, kind, record["id"]), **_still(record)}},
-            *(self._delete(key(*k)) for k in keys.entry_keys(developer, kind, record, terms)),
-            # The marker names the parents, so a parent's resumed cascade can find this one, and
-            # the sessions a fork reads, whose references it drops when its purge is done.
-            self._put(
-                {
-                    **key(keys.purge_pk(developer), keys.purge_sk(kind, record["id"])),
-                    **serialize({"parents": [keys.purge_sk(k, i) for k, i in parents] or None, **_sources(record)}),
-                }
-            ),
-        ]
-        if self._transact(actions) is not None:
-            if self.get(developer, kind, record["id"]) is None:
-                raise MissingRecord(kind, record["id"])
-            raise VersionConflict()
+            if_failed=self._gone_or_changed(developer, kind, record["id"]),
+        )
+        transaction.extend(self._delete(key(*k)) for k in keys.entry_keys(developer, kind, record, terms))
+        # The marker names the parents, so a parent's resumed cascade can find this one, and
+        # the sessions a fork reads, whose references it drops when its purge is done.
+        marker = {"parents": [keys.purge_sk(k, i) for k, i in parents] or None, **_sources(record)}
+        transaction.add(
+            self._put({**key(keys.purge_pk(developer), keys.purge_sk(kind, record["id"])), **serialize(marker)})
+        )
+        self._run(transaction)
 
     def remove_expired(
         self, developer: str, kind: str, record: Record, terms: list[str], parents: list[tuple[str, str]]
@@ -293,23 +282,14 @@ class Store:
         takes them too, at its own pace) and a purge marker names what lives under it, as a
         DELETE's transaction would. Safe to repeat: a marker put again restarts a purge that finds
         nothing left."""
-        self._transact(
-            [
-                *(self._delete(key(*k)) for k in keys.entry_keys(developer, kind, record, terms)),
-                self._put(
-                    {
-                        **key(keys.purge_pk(developer), keys.purge_sk(kind, record["id"])),
-                        **serialize(
-                            {
-                                "parents": [keys.purge_sk(k, i) for k, i in parents] or None,
-                                "expired": True,
-                                **_sources(record),
-                            }
-                        ),
-                    }
-                ),
-            ]
+        marker = {"parents": [keys.purge_sk(k, i) for k, i in parents] or None, "expired": True, **_sources(record)}
+        transaction = Transaction().extend(
+            self._delete(key(*k)) for k in keys.entry_keys(developer, kind, record, terms)
         )
+        transaction.add(
+            self._put({**key(keys.purge_pk(developer), keys.purge_sk(kind, record["id"])), **serialize(marker)})
+        )
+        self._run(transaction)
 
     # index reads ---------------------------------------------------------------------------------
 
@@ -424,8 +404,8 @@ class Store:
         point = lineage.fork_point(record)
         forked = max(p for p in (parent.get(FORKED_THROUGH), point) if p is not None)
         still = _still(parent)
-        actions = self._parents_live(developer, parents)
-        actions.append(
+        transaction = self._parents_live(Transaction(), developer, parents)
+        transaction.add(
             {
                 "Update": {
                     "TableName": self.table,
@@ -435,9 +415,10 @@ class Store:
                     "ExpressionAttributeNames": still["ExpressionAttributeNames"],
                     "ExpressionAttributeValues": {**still["ExpressionAttributeValues"], ":forked_now": {"S": forked}},
                 }
-            }
+            },
+            if_failed=self._gone_or_changed(developer, "session", parent["id"]),
         )
-        actions.append(
+        transaction.add(
             {
                 "Put": {
                     "TableName": self.table,
@@ -447,8 +428,8 @@ class Store:
                 }
             }
         )
-        actions += [self._put(_entry(k, record)) for k in keys.entry_keys(developer, "session", record, terms)]
-        actions += [
+        transaction.extend(self._put(_entry(k, record)) for k in keys.entry_keys(developer, "session", record, terms))
+        transaction.extend(
             self._put(
                 {
                     **key(keys.record_pk(developer, "session", source), keys.fork_ref_sk(record["id"])),
@@ -456,17 +437,8 @@ class Store:
                 }
             )
             for source, through in lineage.lineage(record)
-        ]
-        failed = self._transact(self._with_receipt(actions, developer, receipt))
-        if failed is None:
-            return
-        if failed < len(parents):
-            raise MissingRecord(*parents[failed])
-        if failed == len(actions):
-            raise ReceiptTaken()
-        if self.get(developer, "session", parent["id"]) is None:
-            raise MissingRecord("session", parent["id"])
-        raise VersionConflict()
+        )
+        self._run(self._with_receipt(transaction, developer, receipt))
 
     def fork_refs(self, developer: str, session_id: str) -> dict[str, str]:
         """{fork id: how far it reads} of the forks that read this session's partition."""
@@ -505,7 +477,7 @@ class Store:
         positions = keys.message_positions(messages)
         before = keys.update_order_keys(developer, "session", session, terms)
         after = keys.update_order_keys(developer, "session", {**session, "updated_at": updated_at}, terms)
-        actions: list[dict[str, Any]] = [
+        transaction = Transaction().add(
             {
                 "Update": {
                     "TableName": self.table,
@@ -530,11 +502,12 @@ class Store:
                     },
                 }
             },
-            *(self._delete(key(*k)) for k in before),
-            *(self._put(_entry(k, session)) for k in after),
-        ]
-        for position, message in zip(positions, messages):
-            actions.append(
+            if_failed=lambda current: VersionConflict(deserialize(current) if current else None),
+        )
+        transaction.extend(self._delete(key(*k)) for k in before)
+        transaction.extend(self._put(_entry(k, session)) for k in after)
+        transaction.extend(
+            (
                 {
                     "Put": {
                         "TableName": self.table,
@@ -543,22 +516,18 @@ class Store:
                         "ExpressionAttributeNames": {"#pk": PK},
                     }
                 }
-            )
+                for position, message in zip(positions, messages)
+            ),
+            if_failed=unavailable("a message position was taken"),  # ids are random: not expected
+        )
         try:
             # A conflict is not retried here: sent again unchanged, a transaction that lost a race to
             # another append would only fail its condition. The caller restamps instead.
-            cancelled = self._cancelled(self._with_receipt(actions, developer, receipt), _THROTTLED)
+            self._run(self._with_receipt(transaction, developer, receipt), _THROTTLED)
         except self.client.exceptions.TransactionCanceledException as exc:
             if _only_conflicts(exc):  # racing another writer of this session: read it again
                 raise VersionConflict() from None
             raise
-        failed, current = cancelled or (None, None)
-        if failed == 0:
-            raise VersionConflict(deserialize(current) if current else None)
-        if failed == len(actions):
-            raise ReceiptTaken()
-        if failed is not None:
-            raise unavailable("a message position was taken")  # ids are random: not expected
         return positions
 
     def messages_at(self, developer: str, session_id: str, positions: list[str]) -> list[dict[str, Any]]:
@@ -639,9 +608,9 @@ class Store:
         changed = self._history_changed(
             developer, session, updated_at, terms, last_message_id, clear_summary, open_calls, hide
         )
-        actions = [
-            *changed,
-            *(
+        transaction = Transaction().extend(changed)
+        for position in positions:
+            transaction.add(
                 {
                     "Delete": {
                         "TableName": self.table,
@@ -649,15 +618,10 @@ class Store:
                         "ConditionExpression": "attribute_exists(#pk)",
                         "ExpressionAttributeNames": {"#pk": PK},
                     }
-                }
-                for position in positions
-            ),
-        ]
-        failed = self._transact(actions)
-        if failed is not None and failed >= len(changed):
-            raise MissingRecord("message", positions[failed - len(changed)])
-        if failed is not None:
-            raise VersionConflict()
+                },
+                if_failed=MissingRecord("message", position),
+            )
+        self._run(transaction)
 
     def start_rewind(
         self,
@@ -707,10 +671,9 @@ class Store:
             [(range_id, after[0], through)],
             cut,
         )
-        checks = (
-            []
-            if after[0] == BEFORE_ANY_MESSAGE
-            else [
+        transaction = Transaction().extend(changed)
+        if after[0] != BEFORE_ANY_MESSAGE:
+            transaction.add(
                 {
                     "ConditionCheck": {  # in the partition that holds it (an inherited one: its source's)
                         "TableName": self.table,
@@ -718,17 +681,18 @@ class Store:
                         "ConditionExpression": "attribute_exists(#pk)",
                         "ExpressionAttributeNames": {"#pk": PK},
                     }
+                },
+                if_failed=MissingRecord("message", after[1]),
+            )
+        transaction.add(
+            self._put(
+                {
+                    **key(keys.purge_pk(developer), keys.purge_sk(REWIND, f"{session['id']}#{range_id}")),
+                    **serialize(marker),
                 }
-            ]
+            )
         )
-        put_marker = self._put(
-            {**key(keys.purge_pk(developer), keys.purge_sk(REWIND, f"{session['id']}#{range_id}")), **serialize(marker)}
-        )
-        failed = self._transact([*changed, *checks, put_marker, *references])
-        if checks and failed == len(changed):
-            raise MissingRecord("message", after[1])
-        if failed is not None:
-            raise VersionConflict()
+        self._run(transaction.extend(references))
         return range_id, marker.get("tidy", [])
 
     def finish_hidden(self, developer: str, session_id: str, range_id: str) -> None:
@@ -959,18 +923,15 @@ class Store:
 
     def put_receipt(self, developer: str, receipt: dict[str, Any]) -> None:
         """Write a receipt on its own (a request that writes nothing else). Raises ReceiptTaken."""
-        if self._transact(self._with_receipt([], developer, receipt)) is not None:
-            raise ReceiptTaken()
+        self._run(self._with_receipt(Transaction(), developer, receipt))
 
-    def _with_receipt(
-        self, actions: list[dict[str, Any]], developer: str, receipt: dict[str, Any] | None
-    ) -> list[dict[str, Any]]:
-        """`actions` and, last, a Put of the receipt that only succeeds if no live receipt has
-        this key (one whose TTL has passed but which DynamoDB has not yet removed counts as gone)."""
+    def _with_receipt(self, transaction: Transaction, developer: str, receipt: Record | None) -> Transaction:
+        """The transaction with, last, a Put of the receipt that only succeeds if no live receipt
+        has this key (one whose TTL has passed but which DynamoDB has not yet removed counts as
+        gone): ReceiptTaken otherwise."""
         if receipt is None:
-            return actions
-        return [
-            *actions,
+            return transaction
+        return transaction.add(
             {
                 "Put": {
                     "TableName": self.table,
@@ -980,25 +941,36 @@ class Store:
                     "ExpressionAttributeValues": {":now": {"N": str(int(clock.epoch_seconds()))}},
                 }
             },
-        ]
+            if_failed=ReceiptTaken(),
+        )
 
     # helpers -----------------------------------------------------------------------------------
 
-    def _parents_live(self, developer: str, parents: list[tuple[str, str]]) -> list[dict[str, Any]]:
-        """A ConditionCheck per (kind, id): the record exists and has not expired."""
+    def _parents_live(self, transaction: Transaction, developer: str, parents: list[tuple[str, str]]) -> Transaction:
+        """A ConditionCheck per parent (kind, id) that it exists and has not expired: MissingRecord
+        naming it otherwise."""
         live = _live(int(clock.epoch_seconds()))
-        return [
-            {
-                "ConditionCheck": {
-                    "TableName": self.table,
-                    "Key": _record_key(developer, *parent),
-                    "ConditionExpression": "attribute_exists(#pk) AND " + live["expression"],
-                    "ExpressionAttributeNames": {"#pk": PK, **live["names"]},
-                    "ExpressionAttributeValues": live["values"],
-                }
-            }
-            for parent in parents
-        ]
+        for parent in parents:
+            transaction.add(
+                {
+                    "ConditionCheck": {
+                        "TableName": self.table,
+                        "Key": _record_key(developer, *parent),
+                        "ConditionExpression": "attribute_exists(#pk) AND " + live["expression"],
+                        "ExpressionAttributeNames": {"#pk": PK, **live["names"]},
+                        "ExpressionAttributeValues": live["values"],
+                    }
+                },
+                if_failed=MissingRecord(*parent),
+            )
+        return transaction
+
+    def _gone_or_changed(self, developer: str, kind: str, record_id: str) -> Callable[[Any], Exception]:
+        """What a failed condition on a record as read means, once read again: MissingRecord if it
+        is gone, else VersionConflict."""
+        return lambda _: (
+            MissingRecord(kind, record_id) if self.get(developer, kind, record_id) is None else VersionConflict()
+        )
 
     def _put(self, item: dict[str, Any]) -> dict[str, Any]:
         return {"Put": {"TableName": self.table, "Item": item}}
@@ -1086,11 +1058,11 @@ class Store:
             ):
                 pass
 
-    def _transact(self, actions: list[dict[str, Any]]) -> int | None:
-        """Run a transaction; None on success, else the index of the first action whose
-        condition failed (see _cancelled)."""
-        cancelled = self._cancelled(actions)
-        return None if cancelled is None else cancelled[0]
+    def _run(self, transaction: Transaction, retryable: frozenset[str] = _RETRYABLE_CANCELLATIONS) -> None:
+        """Run a transaction; if a condition failed, raise what its action said that means."""
+        cancelled = self._cancelled(transaction.actions, retryable)
+        if cancelled is not None:
+            raise transaction.failure(*cancelled)
 
     def _cancelled(
         self, actions: list[dict[str, Any]], retryable: frozenset[str] = _RETRYABLE_CANCELLATIONS
