@@ -23,6 +23,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     WithJsonSchema,
+    create_model,
     field_validator,
     model_serializer,
     model_validator,
@@ -294,35 +295,51 @@ class NamedToolChoice(_Input):
 ToolChoice = Literal["auto", "none", "required"] | NamedToolChoice
 
 
+# --- what a create, a patch and a replace take: one declaration per resource -------------------
+
+# How a field of a resource is written (the three input models are built from one list, so the
+# bodies of POST, PATCH and PUT cannot drift apart):
+REQUIRED = "required"  # needed on create and on replace; optional on patch
+ON_REPLACE = "on replace"  # needed on replace only
+OPTIONAL = "optional"  # optional everywhere
+ON_CREATE = "on create"  # taken on create only (optional there)
+NEEDED_ON_CREATE = "needed on create"  # taken on create only, and needed there
+
+
+def _writes(resource: str, *fields: tuple[str, Any, str]) -> tuple[type[_Input], type[_Input], type[_Input]]:
+    """The `<resource>Create`, `Patch` and `Replace` input models from (name, type, rule) in order:
+    every field absent from a body is None."""
+
+    def model(name: str, rules: dict[str, bool | None]) -> type[_Input]:
+        """`rules`: whether each rule's fields are needed in this body (None: not taken)."""
+        chosen = {
+            field: ((kind, ...) if rules[rule] else (kind | None, None))
+            for field, kind, rule in fields
+            if rules[rule] is not None
+        }
+        return create_model(f"{resource}{name}", __base__=_Input, __module__=__name__, **chosen)
+
+    return (
+        model("Create", {REQUIRED: True, ON_REPLACE: False, OPTIONAL: False, ON_CREATE: False, NEEDED_ON_CREATE: True}),
+        model("Patch", {REQUIRED: False, ON_REPLACE: False, OPTIONAL: False, ON_CREATE: None, NEEDED_ON_CREATE: None}),
+        model("Replace", {REQUIRED: True, ON_REPLACE: True, OPTIONAL: False, ON_CREATE: None, NEEDED_ON_CREATE: None}),
+    )
+
+
 # --- agents ---------------------------------------------------------------------------------
 
-
-class AgentCreate(_Input):
-    name: Name
-    about: About | None = None
-    instructions: Instructions | None = None
-    model: ModelName | None = None
-    default_settings: JsonObject | None = None
-    metadata: JsonObject | None = None
-    tools: StoredTools | None = None
-    docs: Unsupported | None = None
-    ttl: Ttl | None = None
-
-
-class AgentPatch(_Input):
-    name: Name | None = None
-    about: About | None = None
-    instructions: Instructions | None = None
-    model: ModelName | None = None
-    default_settings: JsonObject | None = None
-    metadata: JsonObject | None = None
-    tools: StoredTools | None = None  # replaces the agent's tools whole
-    ttl: Ttl | None = None
-
-
-class AgentReplace(AgentPatch):
-    name: Name
-    about: About
+AgentCreate, AgentPatch, AgentReplace = _writes(
+    "Agent",
+    ("name", Name, REQUIRED),
+    ("about", About, ON_REPLACE),
+    ("instructions", Instructions, OPTIONAL),
+    ("model", ModelName, OPTIONAL),
+    ("default_settings", JsonObject, OPTIONAL),
+    ("metadata", JsonObject, OPTIONAL),
+    ("tools", StoredTools, OPTIONAL),  # a patch or replace replaces the agent's tools whole
+    ("docs", Unsupported, ON_CREATE),
+    ("ttl", Ttl, OPTIONAL),
+)
 
 
 class Agent(_Output):
@@ -342,24 +359,14 @@ class Agent(_Output):
 # --- users ----------------------------------------------------------------------------------
 
 
-class UserCreate(_Input):
-    name: Name | None = None
-    about: About | None = None
-    metadata: JsonObject | None = None
-    docs: Unsupported | None = None
-    ttl: Ttl | None = None
-
-
-class UserPatch(_Input):
-    name: Name | None = None
-    about: About | None = None
-    metadata: JsonObject | None = None
-    ttl: Ttl | None = None
-
-
-class UserReplace(UserPatch):
-    name: Name
-    about: About
+UserCreate, UserPatch, UserReplace = _writes(
+    "User",
+    ("name", Name, ON_REPLACE),
+    ("about", About, ON_REPLACE),
+    ("metadata", JsonObject, OPTIONAL),
+    ("docs", Unsupported, ON_CREATE),
+    ("ttl", Ttl, OPTIONAL),
+)
 
 
 class User(_Output):
@@ -375,28 +382,17 @@ class User(_Output):
 # --- sessions -------------------------------------------------------------------------------
 
 
-class SessionCreate(_Input):
-    agent_id: str
-    user_id: str | None = None
-    situation: Situation | None = None
-    metadata: JsonObject | None = None
-    render_templates: bool | None = None
-    token_budget: TokenBudget | None = None
-    context_overflow: ContextOverflow | None = None
-    ttl: Ttl | None = None
-
-
-class SessionPatch(_Input):
-    situation: Situation | None = None
-    metadata: JsonObject | None = None
-    render_templates: bool | None = None
-    token_budget: TokenBudget | None = None
-    context_overflow: ContextOverflow | None = None
-    ttl: Ttl | None = None
-
-
-class SessionReplace(SessionPatch):
-    situation: Situation
+SessionCreate, SessionPatch, SessionReplace = _writes(
+    "Session",
+    ("agent_id", str, NEEDED_ON_CREATE),
+    ("user_id", str, ON_CREATE),
+    ("situation", Situation, ON_REPLACE),
+    ("metadata", JsonObject, OPTIONAL),
+    ("render_templates", bool, OPTIONAL),
+    ("token_budget", TokenBudget, OPTIONAL),
+    ("context_overflow", ContextOverflow, OPTIONAL),
+    ("ttl", Ttl, OPTIONAL),
+)
 
 
 class Session(_Output):
@@ -720,24 +716,19 @@ class MessageDeleted(Deleted):
 # --- pages: a list's answer, and the cursor to the next page (null at the end) ------------------------
 
 
-class AgentList(_Output):
-    items: list[Agent]
-    next_cursor: str | None
+def _page(name: str, item: type[BaseModel]) -> type[_Output]:
+    """A list's answer: its items, and the cursor to the next page (null at the end). Made by a
+    function, not as a generic model, which pydantic would build at import (defer_build does not
+    hold for a generic's origin)."""
+    return create_model(
+        name, __base__=_Output, __module__=__name__, items=(list[item], ...), next_cursor=(str | None, ...)
+    )
 
 
-class UserList(_Output):
-    items: list[User]
-    next_cursor: str | None
-
-
-class SessionList(_Output):
-    items: list[Session]
-    next_cursor: str | None
-
-
-class HistoryPage(_Output):
-    items: list[Message]
-    next_cursor: str | None
+AgentList = _page("AgentList", Agent)
+UserList = _page("UserList", User)
+SessionList = _page("SessionList", Session)
+HistoryPage = _page("HistoryPage", Message)
 
 
 class Appended(_Output):
