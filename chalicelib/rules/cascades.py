@@ -22,8 +22,7 @@ from typing import Any
 
 from chalicelib.rules.deletes import deadline_after, resume
 from chalicelib.rules.kinds import KINDS
-from chalicelib.store import Store
-from chalicelib.store.keys import parse
+from chalicelib.store import Store, parse_key
 
 # A stream consumer's budget for one batch (its Lambda may run 15 minutes; it gets 12 of them).
 STREAM_BUDGET_SECONDS = 12 * 60.0
@@ -47,7 +46,7 @@ def apply(store: Store, changes: list[Change], budget_seconds: float | None = No
     deadline = deadline_after(STREAM_BUDGET_SECONDS if budget_seconds is None else budget_seconds)
     started = 0
     for change in changes:
-        item = parse(change.pk, change.sk)
+        item = parse_key(change.pk, change.sk)
         if change.event == "INSERT" and item.what == "purge" and not change.fork:
             resume(store, item.developer, item.kind, item.record_id, deadline)
             started += 1

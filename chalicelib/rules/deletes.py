@@ -18,7 +18,6 @@ from chalicelib.rules.records import check_expected, live
 from chalicelib.shared import clock
 from chalicelib.shared.errors import DeletionInProgress, NotFound
 from chalicelib.store import FORKED_THROUGH, HIDDEN, REWIND, MissingRecord, Store, VersionConflict, index, lineage
-from chalicelib.store.keys import id_in
 
 DELETE_BUDGET_SECONDS = (
     15.0  # cascading work per request: with one worst DynamoDB call (12 s) inside API Gateway's 29 s
@@ -188,10 +187,10 @@ def _purge(store: Store, kind: Kind, developer: str, record_id: str, deadline: f
     if kind is SESSIONS:
         _purge_session(store, developer, record_id, deadline, store.purge_marker(developer, kind.name, record_id) or {})
         return
-    children = store.index_keys(
+    children = store.index_entries(
         developer, SESSIONS.name, index.parent_term(kind.name, record_id), "created_at", descending=False
     )
-    for session_id in (id_in(key) for key in children):
+    for session_id in (entry.record_id for entry in children):
         check_budget()
         _delete_child(store, developer, session_id)
         resume(store, developer, SESSIONS.name, session_id, deadline)

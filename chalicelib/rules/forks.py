@@ -38,10 +38,11 @@ from chalicelib.store import (
     MissingRecord,
     Store,
     VersionConflict,
-    keys,
+    inherited_id,
     lineage,
+    message_ids,
+    message_positions,
 )
-from chalicelib.store.keys import message_ids, message_positions
 
 # What a fork does not take from the original: what makes a record itself, its history's state,
 # and its metadata (merged) and summary (kept only when it covers no message left out).
@@ -105,7 +106,7 @@ def fork(
             record[LINEAGE] = stretches
             if hidden:
                 record[HIDDEN] = hidden
-            record[LAST_POSITION], record[LAST_MESSAGE_ID] = point, keys.inherited_id(record["id"], point)
+            record[LAST_POSITION], record[LAST_MESSAGE_ID] = point, inherited_id(record["id"], point)
             calls = toolcalls.of_history(reversed(list(islice(tail, toolcalls.WINDOW))))
             if calls:  # the copy's own calls awaiting a result (the last unit's, if it awaits any)
                 record[OPEN_CALLS] = calls

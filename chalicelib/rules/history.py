@@ -42,8 +42,10 @@ from chalicelib.store import (
     VersionConflict,
     hidden_ranges,
     lineage,
+    message_ids,
+    message_positions,
+    message_time,
 )
-from chalicelib.store.keys import message_ids, message_positions, message_time
 
 PAGE_DEFAULT, PAGE_MAX = 100, 1000
 # Rounds an append may lose to other appends of its session before a 409: eight writers appending

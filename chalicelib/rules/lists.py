@@ -19,8 +19,7 @@ from chalicelib.rules import cursor, filters
 from chalicelib.rules.kinds import Kind
 from chalicelib.rules.records import live, wire
 from chalicelib.shared import jsonio
-from chalicelib.store import Store, index
-from chalicelib.store.keys import id_in, sort_key
+from chalicelib.store import IndexEntry, Store, index, position_in_order
 
 LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX = 100, 1000
 READ_CHUNK = 100  # records per BatchGetItem, entries per Query page, at most
@@ -66,7 +65,7 @@ def list_records(store: Store, kind: Kind, developer: str, query: ListQuery = Li
     page = found[: query.limit]
     next_cursor = None
     if len(found) > query.limit:
-        next_cursor = cursor.encode(developer, query.digest(kind), sort_key(page[-1], query.sort_by))
+        next_cursor = cursor.encode(developer, query.digest(kind), position_in_order(page[-1], query.sort_by))
     return {"items": [wire(kind, record) for record in page], "next_cursor": next_cursor}
 
 
@@ -88,9 +87,9 @@ def _candidates(store: Store, kind: Kind, developer: str, query: ListQuery) -> I
 
     first_page = min(query.offset + query.limit + 1, READ_CHUNK)
 
-    def keys(term: str, limit: int | None = None, after: str | None = query.after) -> Iterator[str]:
+    def keys(term: str, limit: int | None = None, after: str | None = query.after) -> Iterator[IndexEntry]:
         order = query.sort_by if query.sort_by in index.orders(term) else "created_at"
-        return store.index_keys(
+        return store.index_entries(
             developer,
             kind.name,
             term,
@@ -105,7 +104,7 @@ def _candidates(store: Store, kind: Kind, developer: str, query: ListQuery) -> I
     if query.sort_by == "created_at" or not metadata:
         best, probed = _most_selective(candidates, keys)
         source = probed if probed is not None else keys(best or ordered[0])
-        yield from _records_in_order(store, kind, developer, (id_in(key) for key in source), first_page)
+        yield from _records_in_order(store, kind, developer, (entry.record_id for entry in source), first_page)
         return
     # sort_by=updated_at with metadata conditions: metadata terms are in creation order, so gather
     # the smallest candidate set (a parent's sessions may be smaller), if small enough, and sort it.
@@ -113,19 +112,20 @@ def _candidates(store: Store, kind: Kind, developer: str, query: ListQuery) -> I
         candidates, lambda term, limit=None, after=None: keys(term, limit, after), most=GATHER_MAX
     )
     if probed is None:  # every candidate is large: walk the update order and filter
-        yield from _records_in_order(store, kind, developer, (id_in(key) for key in keys(ordered[0])), first_page)
+        walked = (entry.record_id for entry in keys(ordered[0]))
+        yield from _records_in_order(store, kind, developer, walked, first_page)
         return
-    records = list(_records_in_order(store, kind, developer, (id_in(key) for key in probed)))
-    records.sort(key=lambda record: sort_key(record, query.sort_by), reverse=query.descending)
+    records = list(_records_in_order(store, kind, developer, (entry.record_id for entry in probed)))
+    records.sort(key=lambda record: position_in_order(record, query.sort_by), reverse=query.descending)
     for record in records:
-        position = sort_key(record, query.sort_by)
+        position = position_in_order(record, query.sort_by)
         if query.after is None or (position < query.after if query.descending else position > query.after):
             yield record
 
 
 def _most_selective(
-    terms: list[str], keys: Callable[..., Iterator[str]], most: int = PROBE_ENTRIES
-) -> tuple[str | None, list[str] | None]:
+    terms: list[str], keys: Callable[..., Iterator[IndexEntry]], most: int = PROBE_ENTRIES
+) -> tuple[str | None, list[IndexEntry] | None]:
     """The term with the fewest entries, and its entries if they were read to the end.
 
     Probes in rounds that take each term to 8, 16, 32, ... entries read (each round continuing
@@ -134,12 +134,12 @@ def _most_selective(
     whatever order the terms come. With one term and nothing to gather there is no probe."""
     if len(terms) < 2 and most == PROBE_ENTRIES:
         return (terms[0] if terms else None), None
-    read: dict[str, list[str]] = {term: [] for term in terms}
+    read: dict[str, list[IndexEntry]] = {term: [] for term in terms}
     limit = min(8, most)
     while True:
         for term, got in read.items():
             more = limit - len(got)
-            got += keys(term, more, got[-1]) if got else keys(term, more)
+            got += keys(term, more, got[-1].position) if got else keys(term, more)
         exhausted = [term for term, got in read.items() if len(got) < limit]
         if exhausted:
             smallest = min(exhausted, key=lambda term: len(read[term]))

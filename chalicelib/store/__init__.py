@@ -20,6 +20,9 @@ from . import lineage
 from .client import begin_request, client_config, write_outcome_unknown
 from .current import get_store, use_store
 from .errors import KeyTaken, MissingRecord, ReceiptTaken, StoreError, StoreFailed, StoreUnavailable, VersionConflict
+from .keys import IndexEntry, inherited_id, message_ids, message_positions, message_time
+from .keys import parse as parse_key
+from .keys import sort_key as position_in_order
 from .lineage import BEFORE_ANY_MESSAGE, FORKED_THROUGH, HIDDEN, LINEAGE, hidden_ranges
 from .table import EXPIRES, LAST_MESSAGE_ID, LAST_POSITION, OPEN_CALLS, POSITIONAL_IDS, REWIND, Store
 
@@ -29,6 +32,13 @@ __all__ = [
     "HIDDEN",
     "LINEAGE",
     "hidden_ranges",
+    "IndexEntry",
+    "inherited_id",
+    "message_ids",
+    "message_positions",
+    "message_time",
+    "parse_key",
+    "position_in_order",
     "lineage",
     "EXPIRES",
     "LAST_MESSAGE_ID",

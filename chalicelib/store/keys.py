@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import index
 
@@ -77,6 +77,14 @@ def purge_target(sk: str) -> tuple[str, str]:
     """(kind, id) of the record a purge marker's sort key names."""
     kind, _, record_id = sk.partition("#")
     return kind, record_id
+
+
+class IndexEntry(NamedTuple):
+    """An index entry as a list reads it: where it sits in its order (its sort key; to the rules
+    an opaque position that a cursor carries), and the record's id."""
+
+    position: str
+    record_id: str
 
 
 def sort_key(record: dict[str, Any], order: str) -> str:

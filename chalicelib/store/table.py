@@ -239,7 +239,7 @@ class Store:
         index entries that differ, in one transaction. Raises MissingRecord or VersionConflict."""
         before = set(keys.entry_keys(developer, kind, old, old_terms))
         after = set(keys.entry_keys(developer, kind, new, new_terms))
-        # entries carry the record's expiry (index_keys skips expired ones): a new one rewrites them all
+        # entries carry the record's expiry (index_entries skips expired ones): a new one rewrites them all
         kept = before & after if old.get(EXPIRES) == new.get(EXPIRES) else set()
         transaction = Transaction().add(
             {
@@ -293,7 +293,7 @@ class Store:
 
     # index reads ---------------------------------------------------------------------------------
 
-    def index_keys(
+    def index_entries(
         self,
         developer: str,
         kind: str,
@@ -303,10 +303,10 @@ class Store:
         after: str | None = None,
         page_size: int = 100,
         limit: int | None = None,
-    ) -> Iterator[str]:
-        """Sort keys (`<value>#<id>`) of a term's entries in order, strictly past `after`, read
-        as the caller consumes them in pages that start at `page_size` and double up to 100, at
-        most `limit` in all."""
+    ) -> Iterator[keys.IndexEntry]:
+        """A term's entries in order, strictly past the position `after`, read as the caller
+        consumes them in pages that start at `page_size` and double up to 100, at most `limit` in
+        all."""
         args = self._query_args(keys.index_pk(developer, kind, term, order), descending=descending, projection=SK)
         live = _live(int(clock.epoch_seconds()))  # an expired record's entries wait for TTL: skipped here
         args["FilterExpression"] = live["expression"]
@@ -326,7 +326,7 @@ class Store:
         for answer in self._pages("query", args, next_limit):
             for item in answer["Items"]:
                 read += 1
-                yield item[SK]["S"]
+                yield keys.IndexEntry(item[SK]["S"], keys.id_in(item[SK]["S"]))
             if limit is not None and read >= limit:
                 return
 
