@@ -33,7 +33,7 @@ from fault_wire import BOTOCORE_RETRIES, KINDS, LOST_ANSWERS, Faulty, Sleeps, Wi
 from chalicelib import store as store_module
 from chalicelib.rules import deletes
 from chalicelib.shared import backoff as backoff_module
-from chalicelib.store import table as store_table
+from chalicelib.store import calls as store_calls
 from chalicelib.tools import consistency
 from conftest import mentioning
 
@@ -232,7 +232,7 @@ def test_a_create_whose_faults_outlive_every_retry_is_whole_or_absent_and_its_re
     failed, agent_id, _ = run_scenario(api, faulty, "create", kind)
     assert failed.status_code == 503
     if kind == "TransactionConflict":
-        assert wire.calls["TransactWriteItems"] == store_table.TRANSACT_ATTEMPTS
+        assert wire.calls["TransactWriteItems"] == store_calls.TRANSACT_ATTEMPTS
     else:
         attempts = attempts_of(wire.client.meta.config)
         assert wire.sent["TransactWriteItems"] == attempts and wire.calls["TransactWriteItems"] == 1

@@ -1,4 +1,4 @@
-"""Conversation history: one item per message in its session's partition (store/table.py).
+"""Conversation history: one item per message in its session's partition (store/history.py).
 
 Order is total and stable: a message's position is `<created_at>#<append>#<n>`, fixed when it is
 written. An append reads its session (which keeps its newest position) and stamps its messages

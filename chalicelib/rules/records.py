@@ -1,5 +1,5 @@
 """Agents, users and sessions: create, read and update, each record with its index entries in one
-transaction (store/table.py). Deleting, which cascades, is deletes.py's."""
+transaction (store/records.py). Deleting, which cascades, is deletes.py's."""
 
 from __future__ import annotations
 

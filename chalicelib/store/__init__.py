@@ -6,7 +6,10 @@ errors. Its modules:
     keys.py     the key layout (every pk and sk), and `parse` to read one back
     index.py    which index partitions ("terms") a record has entries in
     codec.py    plain values <-> DynamoDB's typed values
-    table.py    Store: the request path's operations
+    table.py    Store: the request path's operations, one facade over the aggregates' modules:
+                records.py (records, index entries, API keys), history.py, forks.py,
+                purges.py (markers, the purge batch), receipts.py; calls.py (pages,
+                batches, transactions: transaction.py), items.py (shared shapes and fields)
     lineage.py  a session's history as reads see it: what it inherits from forks, what is hidden
     scans.py    operators' full-table Scans and batch writes
     client.py   the boto3 client's settings, botocore's errors translated
@@ -20,11 +23,12 @@ from . import lineage
 from .client import begin_request, client_config, write_outcome_unknown
 from .current import get_store, use_store
 from .errors import KeyTaken, MissingRecord, ReceiptTaken, StoreError, StoreFailed, StoreUnavailable, VersionConflict
+from .items import EXPIRES, LAST_MESSAGE_ID, LAST_POSITION, OPEN_CALLS, POSITIONAL_IDS, REWIND
 from .keys import IndexEntry, inherited_id, message_ids, message_positions, message_time
 from .keys import parse as parse_key
 from .keys import sort_key as position_in_order
 from .lineage import BEFORE_ANY_MESSAGE, FORKED_THROUGH, HIDDEN, LINEAGE, hidden_ranges
-from .table import EXPIRES, LAST_MESSAGE_ID, LAST_POSITION, OPEN_CALLS, POSITIONAL_IDS, REWIND, Store
+from .table import Store
 
 __all__ = [
     "BEFORE_ANY_MESSAGE",
