@@ -37,6 +37,7 @@ from chalicelib.store import (
     LAST_MESSAGE_ID,
     LAST_POSITION,
     REWIND,
+    HistoryChange,
     MissingRecord,
     Store,
     VersionConflict,
@@ -248,17 +249,14 @@ def delete_message(store: Store, developer: str, session_id: str, message_id: st
         if hidden:
             _refuse_too_many_hidden(session, adding=len(hidden))
         try:
-            store.remove_messages(
-                developer,
-                session,
-                [p for p in going if p not in shared],
+            change = HistoryChange(
                 clock.after(session["updated_at"]),
                 SESSIONS.terms(session),
-                (newest_left[1] if newest_left else "") if last_goes else None,
+                last_message_id=(newest_left[1] if newest_left else "") if last_goes else None,
                 clear_summary=bool(until) and min(going) <= until,
                 open_calls=calls,
-                hidden=hidden,
             )
+            store.remove_messages(developer, session, [p for p in going if p not in shared], change, hidden)
         except MissingRecord:  # removed meanwhile by another request
             raise NotFound(f"message {message_id} not found in session {session_id}") from None
         return models.MessageDeleted(id=message_id, deleted_at=clock.now(), tool_results_deleted=list(results.values()))
@@ -386,16 +384,14 @@ def rewind(
             ]
             calls = toolcalls.reopened(session, reversed(kept))
         try:
-            range_id, tidy = store.start_rewind(
-                developer,
-                session,
-                (position, after_id),
-                through,
+            change = HistoryChange(
                 clock.after(session["updated_at"]),
                 SESSIONS.terms(session),
+                last_message_id=after_id,
                 clear_summary=bool(until) and until > position,
                 open_calls=calls,
             )
+            range_id, tidy = store.start_rewind(developer, session, (position, after_id), through, change)
         except MissingRecord:
             raise NotFound(f"message {after_id} not found in session {session_id}") from None
         return [Hidden(range_id, position, through, session.get(FORKED_THROUGH), tuple(tidy))]
@@ -421,16 +417,14 @@ def clear(store: Store, developer: str, session_id: str, budget_seconds: float |
             return _pending(session)
         _refuse_too_many_hidden(session)
         through = max(session.get(LAST_POSITION) or "", newest[0] if newest else "") or BEFORE_ANY_MESSAGE
-        range_id, tidy = store.start_rewind(
-            developer,
-            session,
-            (BEFORE_ANY_MESSAGE, ""),
-            through,
+        change = HistoryChange(
             clock.after(session["updated_at"]),
             SESSIONS.terms(session),
+            last_message_id="",
             clear_summary=summarized,
             open_calls={} if toolcalls.uses_tools(session) else None,
         )
+        range_id, tidy = store.start_rewind(developer, session, (BEFORE_ANY_MESSAGE, ""), through, change)
         return [Hidden(range_id, BEFORE_ANY_MESSAGE, through, session.get(FORKED_THROUGH), tuple(tidy))]
 
     try:

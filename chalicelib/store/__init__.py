@@ -23,7 +23,7 @@ from . import lineage
 from .client import begin_request, client_config, write_outcome_unknown
 from .current import get_store, use_store
 from .errors import KeyTaken, MissingRecord, ReceiptTaken, StoreError, StoreFailed, StoreUnavailable, VersionConflict
-from .items import EXPIRES, LAST_MESSAGE_ID, LAST_POSITION, OPEN_CALLS, POSITIONAL_IDS, REWIND
+from .items import EXPIRES, LAST_MESSAGE_ID, LAST_POSITION, OPEN_CALLS, POSITIONAL_IDS, REWIND, HistoryChange
 from .keys import IndexEntry, inherited_id, message_ids, message_positions, message_time
 from .keys import parse as parse_key
 from .keys import sort_key as position_in_order
@@ -37,6 +37,7 @@ __all__ = [
     "LINEAGE",
     "hidden_ranges",
     "IndexEntry",
+    "HistoryChange",
     "inherited_id",
     "message_ids",
     "message_positions",

@@ -21,6 +21,7 @@ from .items import (
     POSITIONAL_IDS,
     REWIND,
     SK,
+    HistoryChange,
     Record,
     holder_of,
     index_entry,
@@ -173,11 +174,7 @@ class History(Calls):
         developer: str,
         session: Record,
         positions: list[str],
-        updated_at: str,
-        terms: list[str],
-        last_message_id: str | None,
-        clear_summary: bool,
-        open_calls: dict[str, str] | None = None,
+        change: HistoryChange,
         hidden: list[tuple[str, str]] = (),
     ) -> None:
         """Delete messages (one, or an assistant message with the tool results that answered it),
@@ -187,9 +184,7 @@ class History(Calls):
         already gone, MissingRecord."""
         session_pk = keys.record_pk(developer, "session", session["id"])
         hide = [(secrets.token_hex(6), after, through) for after, through in hidden]
-        changed = self._history_changed(
-            developer, session, updated_at, terms, last_message_id, clear_summary, open_calls, hide
-        )
+        changed = self._history_changed(developer, session, change, hide)
         transaction = Transaction().extend(changed)
         for position in positions:
             transaction.add(
@@ -211,15 +206,12 @@ class History(Calls):
         session: Record,
         after: tuple[str, str],
         through: str,
-        updated_at: str,
-        terms: list[str],
-        clear_summary: bool,
-        open_calls: dict[str, str] | None = None,
+        change: HistoryChange,
     ) -> tuple[str, list[str]]:
         """Remove every message after `after` ((position, id); (BEFORE_ANY_MESSAGE, "") for all
         of them, a clear) up to `through` (the newest position when it begins; what is appended
-        later stays). In one transaction the session records the change (`_history_changed`: the
-        message at `after` becoming the last) and hides the range from every read at once (HIDDEN),
+        later stays). In one transaction the session records `change` (its last message: the
+        one at `after`) and hides the range from every read at once (HIDDEN),
         the message is checked to exist, and a marker (purge kind "history") says what is left to
         delete, for the stream, a retry or the operators' sweep (delete_history_batch,
         finish_hidden). When the range reaches into what the session inherits (a fork's rewind
@@ -242,17 +234,7 @@ class History(Calls):
                     references.append(self._put({**ref_key, "through": {"S": still_read[source]}}))
                 else:
                     references.append(self._delete(ref_key))
-        changed = self._history_changed(
-            developer,
-            session,
-            updated_at,
-            terms,
-            after[1],
-            clear_summary,
-            open_calls,
-            [(range_id, after[0], through)],
-            cut,
-        )
+        changed = self._history_changed(developer, session, change, [(range_id, after[0], through)], cut)
         transaction = Transaction().extend(changed)
         if after[0] != BEFORE_ANY_MESSAGE:
             transaction.add(
@@ -299,21 +281,16 @@ class History(Calls):
         self,
         developer: str,
         session: Record,
-        updated_at: str,
-        terms: list[str],
-        last_message_id: str | None,
-        clear_summary: bool,
-        open_calls: dict[str, str] | None = None,
+        change: HistoryChange,
         hide: list[tuple[str, str, str]] = (),
         lineage_to: list[list[str]] | None = None,
     ) -> list[dict[str, Any]]:
-        """The actions that record a change of the history (a removal) on its session, if the
-        session is still as read: its updated_at (and update-order entries) move; `last_message_id`,
-        when given, becomes the last message ("" for none); `open_calls`, when given, its tool calls
-        awaiting a result; `clear_summary` removes a summary that covered what goes, with a new
-        version, so no summary computed before is written over it; `hide` ((range id, after,
-        through) each) adds HIDDEN ranges, dropping those they cover; `lineage_to`, when given,
-        becomes its LINEAGE (a rewind into what it inherits)."""
+        """The actions that record `change` on its session, if the session is still as read (a
+        removed summary comes with a new version, so no summary computed before is written over
+        it); `hide` ((range id, after, through) each) adds HIDDEN ranges, dropping those they
+        cover; `lineage_to`, when given, becomes its LINEAGE (a rewind into what it inherits)."""
+        updated_at, terms, last_message_id = change.updated_at, change.terms, change.last_message_id
+        clear_summary, open_calls = change.clear_summary, change.open_calls
         # (placeholders apart from _still's, which names the values as read)
         sets, names, values = ["#updated = :now"], {"#updated": "updated_at"}, {":now": {"S": updated_at}}
         removes: list[str] = []

@@ -4,6 +4,7 @@ entry, "still as read", "not expired")."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from . import keys, lineage, schema
@@ -85,3 +86,15 @@ def holder_of(session: Record, position: str) -> str:
 
 def record_key(developer: str, kind: str, record_id: str) -> dict[str, Any]:
     return key(keys.record_pk(developer, kind, record_id), RECORD)
+
+
+@dataclass(frozen=True)
+class HistoryChange:
+    """A change of a session's history (a removal, a rewind, a clear) as its record records it, in
+    the transaction that makes it, if the session is still as read."""
+
+    updated_at: str  # the session's new updated_at: its update-order entries move with it
+    terms: list[str]  # the session's index terms (the entries that move)
+    last_message_id: str | None = None  # the new last message ("" for none); None: as it is
+    clear_summary: bool = False  # the summary covered what goes: removed, with a new version
+    open_calls: dict[str, str] | None = None  # its tool calls awaiting a result; None: as they are
