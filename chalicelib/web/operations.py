@@ -263,8 +263,8 @@ OPERATIONS: dict[str, Operation] = {operation.name: operation for operation in [
               "Session", "SessionEnd", body_optional=True, errors=(*_BODY, 404, 409, 412), if_match=True,
               versioned=True),
     Operation("sessions.fork", "POST", "/sessions/{session_id}/fork", fork_session, 201,
-              "a new session with a copy of this one's history, up to a message", "Created", "ForkInput",
-              body_optional=True, errors=(*_BODY, 404), creates=True),
+              "a new session with this one's history up to a message (read in place, never copied)",
+              "Created", "ForkInput", body_optional=True, errors=(*_BODY, 404), creates=True),
     # An adaptive context has the model provider summarize: its failures are the chat's.
     Operation("sessions.context.get", "GET", "/sessions/{session_id}/context", get_context, 200,
               "the context a model would get now", "Context", query="none", errors=(400, 404, 422, 502, 504)),
