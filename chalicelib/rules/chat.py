@@ -70,8 +70,8 @@ def chat(store, developer: str, session_id: str, body: dict, receipt: Receipt | 
     # the session's new updated_at); restamped, and the answer with it, if the session moved on.
     answers: list[models.ChatResponse] = []
 
-    def receipt_for(stamped: list[dict]) -> dict | None:
-        answers.append(answer_for(stamped[-1]))
+    def receipt_for(stamped: history.Stamped) -> dict | None:
+        answers.append(answer_for(stamped.messages[-1]))
         return receipt.record(200, answers[-1]) if receipt else None
 
     history.commit(store, developer, session_id, [*new, reply], receipt_for, session=assembled.session, follows=follows)

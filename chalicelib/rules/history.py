@@ -134,10 +134,10 @@ def append(
         developer,
         session_id,
         [message.model_dump() for message in parsed.messages],
-        receipt and (lambda stamped: receipt.record(201, positions=message_positions(stamped), session_id=session_id)),
+        receipt and (lambda stamped: receipt.record(201, positions=stamped.positions, session_id=session_id)),
         follows=Follows.of(parsed),
     )
-    return {"items": [models.Message.model_validate(message) for message in stamped]}
+    return {"items": [models.Message.model_validate(message) for message in stamped.messages]}
 
 
 def append_messages(
@@ -145,7 +145,7 @@ def append_messages(
 ) -> list[dict[str, Any]]:
     """Store validated messages (role, content, name) after the session's newest one; the
     stored messages, with their ids and created_at."""
-    return commit(store, developer, session_id, messages)
+    return commit(store, developer, session_id, messages).messages
 
 
 def commit(
@@ -153,32 +153,33 @@ def commit(
     developer: str,
     session_id: str,
     messages: list[dict[str, Any]],
-    receipt_for: Callable[[list[dict[str, Any]]], dict[str, Any]] | None = None,
+    receipt_for: Callable[[Stamped], dict[str, Any]] | None = None,
     session: dict[str, Any] | None = None,
     follows: Follows | None = None,
-) -> list[dict[str, Any]]:
+) -> Stamped:
     """Stamp the messages after the session's newest and store them with the session's new
     updated_at, in one transaction; on a concurrent change of the session, read it again and
     restamp. `receipt_for(stamped)` makes the request's idempotency receipt (which may hold an
     answer built from the stamps); `session`, a record read moments ago, saves the first read.
     With `follows`, every round checks the last message on the session it read: the transaction's
     condition on that session's updated_at makes the check hold at commit, so a concurrent append
-    turns into a retry, which answers HistoryMoved. The stored messages, with their ids and
-    created_at."""
+    turns into a retry, which answers HistoryMoved. The stored messages, with their ids, created_at
+    and positions."""
 
-    def attempt(lost: VersionConflict | None) -> list[dict[str, Any]]:
+    def attempt(lost: VersionConflict | None) -> Stamped:
         # the session as the lost race left it, when DynamoDB handed it back; else read it
         current = (lost.current if lost else session) or existing(store, SESSIONS, developer, session_id)
         refuse_if_ended(current)
         check_follows(store, developer, current, follows)
         stamped = _stamp(store, developer, current, messages)
-        calls = toolcalls.after_messages(current, list(zip(message_positions(stamped), stamped)))
+        positioned = list(zip(stamped.positions, stamped.messages))
+        calls = toolcalls.after_messages(current, positioned)
         store.append_messages(
             developer,
             current,
-            stamped,
+            positioned,
             # never before its newest message: what changes the session later (an end) is after it
-            max(clock.after(current["updated_at"]), stamped[-1]["created_at"]),
+            max(clock.after(current["updated_at"]), stamped.messages[-1]["created_at"]),
             SESSIONS.terms(current),
             receipt_for and receipt_for(stamped),
             open_calls=calls,
@@ -190,9 +191,16 @@ def commit(
     )
 
 
-def _stamp(
-    store: Store, developer: str, session: dict[str, Any], messages: list[dict[str, Any]]
-) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class Stamped:
+    """One append's messages as stored: with their ids and `created_at`, and their positions
+    (computed once, here, from them)."""
+
+    messages: list[dict[str, Any]]
+    positions: list[str]
+
+
+def _stamp(store: Store, developer: str, session: dict[str, Any], messages: list[dict[str, Any]]) -> Stamped:
     """The messages with their ids and a `created_at` strictly after the session's newest."""
     last = session.get(LAST_POSITION)
     if last is None:  # a session from before positions were kept on it: ask the history
@@ -202,7 +210,7 @@ def _stamp(
         newest = message_time(last) if last else None
     timestamp = clock.after(newest) if newest else clock.now()
     ids = message_ids(timestamp, len(messages))
-    return [
+    stamped = [
         {
             "id": message_id,
             "role": m["role"],
@@ -214,6 +222,7 @@ def _stamp(
         }
         for message_id, m in zip(ids, messages)
     ]
+    return Stamped(stamped, message_positions(stamped))
 
 
 def get_message(store: Store, developer: str, session_id: str, message_id: str) -> models.Message:

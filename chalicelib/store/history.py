@@ -41,23 +41,24 @@ class History(Calls):
         self,
         developer: str,
         session: Record,
-        messages: list[Record],
+        positioned: list[tuple[str, Record]],
         updated_at: str,
         terms: list[str],
         receipt: Record | None = None,
         open_calls: dict[str, str] | None = None,
-    ) -> list[str]:
-        """Store messages atomically after the session's newest, and record the activity on the
-        session in the same transaction: its updated_at becomes `updated_at` (its update-order
-        entries move with it), LAST_POSITION the last new message's position and LAST_MESSAGE_ID
-        its id, and OPEN_CALLS `open_calls` when given. Only while the session's
-        updated_at is still the one read: a concurrent append or update raises VersionConflict
-        (so does a deleted session), and the caller reads the session again. All messages of one
-        append share `created_at` and the first one's id, so an append is contiguous and keeps
-        its order; each Put is conditional, so no message ever overwrites another. The version
-        does not change: activity is not an edit (docs/api.md, "Versions and idempotency")."""
+    ) -> None:
+        """Store messages at their positions (the rules stamp them once: message_positions),
+        atomically after the session's newest, and record the activity on the session in the same
+        transaction: its updated_at becomes `updated_at` (its update-order entries move with it),
+        LAST_POSITION the last new message's position and LAST_MESSAGE_ID its id, and OPEN_CALLS
+        `open_calls` when given. Only while the session's updated_at is still the one read: a
+        concurrent append or update raises VersionConflict (so does a deleted session), and the
+        caller reads the session again. All messages of one append share `created_at` and the
+        first one's id, so an append is contiguous and keeps its order; each Put is conditional,
+        so no message ever overwrites another. The version does not change: activity is not an
+        edit (docs/api.md, "Versions and idempotency")."""
         session_pk = keys.record_pk(developer, "session", session["id"])
-        positions = keys.message_positions(messages)
+        positions, messages = [p for p, _ in positioned], [m for _, m in positioned]
         before = keys.update_order_keys(developer, "session", session, terms)
         after = keys.update_order_keys(developer, "session", {**session, "updated_at": updated_at}, terms)
         transaction = Transaction().add(
@@ -111,7 +112,6 @@ class History(Calls):
             if _only_conflicts(exc):  # racing another writer of this session: read it again
                 raise VersionConflict() from None
             raise
-        return positions
 
     def messages_at(self, developer: str, session_id: str, positions: list[str]) -> list[dict[str, Any]]:
         """The messages still at these positions, in the order given (one BatchGetItem)."""
