@@ -191,3 +191,61 @@ def test_a_clear_is_hidden_at_once_and_an_append_meanwhile_stays(api, table, age
     deletes.finish_pending_deletes(table, "alice")
     assert [m["content"] for m in api.get(f"{base}/history").json["items"]] == ["new"]
     assert table.get("alice", "session", session_id)["last_message_id"] == kept.json["items"][0]["id"]
+
+
+def test_a_fork_racing_a_rewind_and_an_append_reads_one_moment_of_its_parent(api, calls_atomic, engine, agent_id):
+    """Issue 21: a fork, a rewind and an append of one session at once, from two clients. The fork
+    reads its parent's history as it stood at one moment (before the rewind or after it, with or
+    without the append), never a mix; the purge that follows never takes what it reads; the
+    parent's last message stays true; and the check is clean."""
+    from chalicelib.rules import deletes, forks
+    from chalicelib.tools import consistency
+
+    other = second_process(calls_atomic, engine)
+    for round_number in range(ROUNDS // 2):
+        session_id, ids = new_history(api, agent_id, 40)
+        cut = 5 + round_number
+        outcomes = at_once(
+            lambda: forks.fork(calls_atomic, "alice", session_id, {}),
+            lambda: history.rewind(other, "alice", session_id, ids[cut]),
+            lambda: history.append_messages(other, "alice", session_id, [{"role": "user", "content": "late"}]),
+        )
+        for outcome in outcomes:
+            assert not isinstance(outcome, ServiceError), outcome
+        deletes.finish_pending_deletes(calls_atomic, "alice")  # the purges, as the stream would run them
+        read = [m["content"] for m in api.get(f"/sessions/{outcomes[0].id}/history?limit=1000").json["items"]]
+        everything = [f"m{n}" for n in range(40)]
+        rewound = everything[: cut + 1]
+        moments = [everything, [*everything, "late"], rewound, [*rewound, "late"]]
+        assert read in moments, (round_number, read[-3:], len(read))
+        assert_last_is_true(api, calls_atomic, session_id, gone=[ids[cut + 1]])
+        assert_last_is_true(api, calls_atomic, outcomes[0].id, gone=[])
+        report = consistency.check(calls_atomic, "alice")
+        assert all(report[name] == [] for name in consistency.PROBLEMS), report
+
+
+def test_a_rewind_that_commits_between_a_forks_read_and_its_write_makes_the_fork_read_again(
+    api, table, agent_id, monkeypatch
+):
+    """The interleaving the race above may or may not hit, made certain: the rewind commits after
+    the fork read its parent and before the fork's transaction. The fork's condition on the
+    parent fails, it reads again and reads the rewound history; its last message is true, and the
+    rewind's purge took nothing it reads."""
+    from chalicelib.rules import deletes, forks
+
+    session_id, ids = new_history(api, agent_id, 30)
+    real = table.create_fork
+    state = {"rewound": False}
+
+    def rewind_first(*args, **kwargs):
+        if not state["rewound"]:
+            state["rewound"] = True
+            history.rewind(table, "alice", session_id, ids[9])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(table, "create_fork", rewind_first)
+    fork_id = forks.fork(table, "alice", session_id, {}).id
+    deletes.finish_pending_deletes(table, "alice")
+    read = [m["content"] for m in api.get(f"/sessions/{fork_id}/history?limit=1000").json["items"]]
+    assert read == [f"m{n}" for n in range(10)]
+    assert_last_is_true(api, table, fork_id, gone=[])
