@@ -691,7 +691,7 @@ def _spelled(value: Any) -> Any:
 
 
 SETTINGS = settings(
-    max_examples=8,
+    max_examples=6,
     stateful_step_count=25,
     deadline=None,
     derandomize=True,
