@@ -59,8 +59,8 @@ def delete(
         return True  # a VersionConflict: changed meanwhile, its index entries moved; read it again
 
     deleted = retry_on_conflict(attempt, f"{kind.name} {record_id} kept changing under this delete; retry it")
-    if not cascades_in_background() and (deleted or store.purge_pending(developer, kind.name, record_id)):
-        _purge(store, kind, developer, record_id, deadline)
+    if not cascades_in_background():  # a repeat pushes an unfinished purge forward (its marker says)
+        resume(store, developer, kind.name, record_id, deadline, check=not deleted)
     if not deleted:
         raise NotFound(f"{kind.name} {record_id} not found")
     return models.Deleted(id=record_id, deleted_at=clock.now())
@@ -113,10 +113,8 @@ def finish_rewind(store: Store, developer: str, marked: str, marker: dict[str, A
     # A rewind's and a clear's range begins at or after its session's fork point (they cut the
     # lineage there), and a fork made after it hides the range too: only forks made before it,
     # which the marker names by how far they read, may read some of it.
-    read_by_forks = (marker.get(FORKED_THROUGH) or "") > marker["after"]
-    purge_range(
-        store, developer, session_id, range_id, marker["after"], marker["through"], deadline, None, read_by_forks
-    )
+    keep = _kept(store, developer, session_id) if (marker.get(FORKED_THROUGH) or "") > marker["after"] else None
+    purge_range(store, developer, session_id, range_id, marker["after"], marker["through"], deadline, keep)
     for source in marker.get("tidy") or []:  # the partitions the session's lineage stopped reading
         tidy(store, developer, source, deadline)
     store.finish_purge(developer, REWIND, marked)
@@ -130,14 +128,13 @@ def purge_range(
     after: str,
     through: str,
     deadline: float,
+    keep: str | None,
     fork_point: str | None = None,
-    read_by_forks: bool = True,
 ) -> None:
     """Delete a hidden range's messages from the session's own partition, but those at or before
-    the furthest a fork of it reads (unless no fork can read it: `read_by_forks`); drop the range
-    from the session once nothing of it is kept there and none of it is inherited (a range at or
-    before `fork_point` hides what another partition holds, for good)."""
-    keep = max(store.fork_refs(developer, session_id).values(), default=None) if read_by_forks else None
+    `keep`, the furthest a fork of it reads (_kept); drop the range from the session once nothing
+    of it is kept there and none of it is inherited (a range at or before `fork_point` hides what
+    another partition holds, for good)."""
     while store.delete_history_batch(developer, session_id, after, through, above=keep):
         _check(deadline, f"removing messages of session {session_id} is under way; repeat the DELETE to continue it")
     if range_id and (keep is None or keep <= after) and (fork_point is None or after >= fork_point):
@@ -152,8 +149,15 @@ def tidy(store: Store, developer: str, session_id: str, deadline: float) -> None
         _purge_session(store, developer, session_id, deadline, marker)
         return
     session = store.get(developer, SESSIONS.name, session_id)
-    for range_id, (after, through) in ((session or {}).get(HIDDEN) or {}).items():
-        purge_range(store, developer, session_id, range_id, after, through, deadline, lineage.fork_point(session))
+    ranges = ((session or {}).get(HIDDEN) or {}).items()
+    keep = _kept(store, developer, session_id) if ranges else None  # one read of the references for all
+    for range_id, (after, through) in ranges:
+        purge_range(store, developer, session_id, range_id, after, through, deadline, keep, lineage.fork_point(session))
+
+
+def _kept(store: Store, developer: str, session_id: str) -> str | None:
+    """The furthest position of the session's partition that a fork reads (None: no fork reads it)."""
+    return max(store.fork_refs(developer, session_id).values(), default=None)
 
 
 def _check(deadline: float, message: str) -> None:
@@ -184,9 +188,6 @@ def _purge(store: Store, kind: Kind, developer: str, record_id: str, deadline: f
     def check_budget() -> None:
         _check(deadline, f"deleting {kind.name} {record_id} is under way; repeat the DELETE to continue it")
 
-    if kind is SESSIONS:
-        _purge_session(store, developer, record_id, deadline, store.purge_marker(developer, kind.name, record_id) or {})
-        return
     children = store.index_entries(
         developer, SESSIONS.name, index.parent_term(kind.name, record_id), "created_at", descending=False
     )

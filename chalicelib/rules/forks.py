@@ -80,14 +80,16 @@ def fork(
     parsed = validation.parse(models.ForkInput, body)
 
     def attempt(lost: VersionConflict | None) -> models.Created:
-        original = existing(store, SESSIONS, developer, session_id)
+        if parsed.up_to:  # one read of the original and the message
+            original, point, message = find_message(store, developer, session_id, parsed.up_to)
+        else:
+            original = existing(store, SESSIONS, developer, session_id)
         if not original.get(POSITIONAL_IDS):
             return _copied(store, developer, original, parsed, receipt, deadline_after(budget_seconds))
         record = _new_record(original, parsed)
         # the last unit's calls may await results: read back as far as one unit reaches, if any
         reach = toolcalls.WINDOW if toolcalls.uses_tools(original) else 1
         if parsed.up_to:
-            _, point, message = find_message(store, developer, session_id, parsed.up_to)
             earlier = store.visible_messages(developer, original, descending=True, after=point, page_size=reach)
             tail = [(point, message), *islice(earlier, reach - 1)]
         else:
@@ -107,7 +109,7 @@ def fork(
             if hidden:
                 record[HIDDEN] = hidden
             record[LAST_POSITION], record[LAST_MESSAGE_ID] = point, inherited_id(record["id"], point)
-            calls = toolcalls.of_history(reversed(list(islice(tail, toolcalls.WINDOW))))
+            calls = toolcalls.of_history(reversed(tail))
             if calls:  # the copy's own calls awaiting a result (the last unit's, if it awaits any)
                 record[OPEN_CALLS] = calls
             until = original.get("summary_until")

@@ -98,21 +98,26 @@ def shared(session: Record, position: str) -> bool:
     return (point is not None and position <= point) or (forked is not None and position <= forked)
 
 
-def for_fork(session: Record, point: str) -> tuple[list[list[str]], dict[str, list[str]]]:
-    """What a fork of `session` at `point` inherits: its lineage (the stretches up to `point`, the
-    session's own last if `point` is in it) and the hidden ranges it starts with (the session's,
-    cut at `point`; they keep their ids, which are unique across sessions too)."""
+def _stretches_to(session: Record, point: str) -> list[list[str]]:
+    """The stretches of `session`'s view up to `point`, each cut there: [partition, through]."""
     stretches: list[list[str]] = []
     for part in parts(session):
         if part.low >= point:
             break
         stretches.append([part.partition, min(part.high, point)])
+    return stretches
+
+
+def for_fork(session: Record, point: str) -> tuple[list[list[str]], dict[str, list[str]]]:
+    """What a fork of `session` at `point` inherits: its lineage (the stretches up to `point`, the
+    session's own last if `point` is in it) and the hidden ranges it starts with (the session's,
+    cut at `point`; they keep their ids, which are unique across sessions too)."""
     hidden = {
         range_id: [after, min(through, point)]
         for range_id, (after, through) in ((session.get(HIDDEN) or {}).items())
         if after < point
     }
-    return stretches, hidden
+    return _stretches_to(session, point), hidden
 
 
 def cut_at(session: Record, after: str) -> list[list[str]] | None:
@@ -121,15 +126,4 @@ def cut_at(session: Record, after: str) -> list[list[str]] | None:
     stretches = lineage(session)
     if not stretches or after >= stretches[-1][1]:
         return None
-    return [[source, through] for source, through in stretches if through <= after] + [
-        [source, after] for source, through in stretches if through > after > _low_of(stretches, source, through)
-    ]
-
-
-def _low_of(stretches: list[tuple[str, str]], source: str, through: str) -> str:
-    low = BEFORE_ANY_MESSAGE
-    for each_source, each_through in stretches:
-        if (each_source, each_through) == (source, through):
-            return low
-        low = each_through
-    return low
+    return _stretches_to(session, after)  # `after` is before the fork point: no own stretch

@@ -27,9 +27,6 @@ class Purges(Calls):
         ).get("Item")
         return deserialize(item) if item else None
 
-    def purge_pending(self, developer: str, kind: str, record_id: str) -> bool:
-        return self.purge_marker(developer, kind, record_id) is not None
-
     def pending_purges(self, developer: str) -> list[tuple[str, str]]:
         return [keys.purge_target(item[SK]["S"]) for item in self._query(keys.purge_pk(developer), projection=SK)]
 
