@@ -330,7 +330,9 @@ def seed(env: dict[str, str]) -> None:
                 store,
                 kinds.KINDS["agent"],
                 DEVELOPER,
-                {"name": f"Agent {n}", "about": "seeded by bench.coldstart", "metadata": {"n": n}},
+                kinds.KINDS["agent"].create_model.model_validate(
+                    {"name": f"Agent {n}", "about": "seeded by bench.coldstart", "metadata": {"n": n}}
+                ),
             )
     finally:
         os.environ.clear()

@@ -13,7 +13,7 @@ a session whose history already holds N messages, and, in the same run, the benc
   what it has to read first (items, bytes, RCU), what it writes (items, bytes, WCU), its DynamoDB
   calls, and the median wall time of a few repetitions (each repetition appends one more message);
 - reading the last 20 messages: ours `history.get(store, developer, session_id,
-  HistoryQuery(limit=20, descending=True))`, theirs the `.messages` property (the whole item), then its
+  HistoryQuery(limit=20, order="desc"))`, theirs the `.messages` property (the whole item), then its
   last 20; both answers are checked against what was seeded.
 
 Content is realistic text, 400 to 600 bytes a message, from a seeded random, and the same for
@@ -250,10 +250,16 @@ class Ours:
         self.bench = bench
         self.store = bench.store
         self.agent = records.create(
-            self.store, kinds.AGENTS, DEVELOPER, {"name": "Sara", "about": "A running coach"}
+            self.store,
+            kinds.AGENTS,
+            DEVELOPER,
+            kinds.AGENTS.create_model.model_validate({"name": "Sara", "about": "A running coach"}),
         ).id
         self.user = records.create(
-            self.store, kinds.USERS, DEVELOPER, {"name": "Ann", "about": "Training for a half marathon"}
+            self.store,
+            kinds.USERS,
+            DEVELOPER,
+            kinds.USERS.create_model.model_validate({"name": "Ann", "about": "Training for a half marathon"}),
         ).id
 
     def new_session(self, n: int) -> str:
@@ -261,12 +267,14 @@ class Ours:
             self.store,
             kinds.SESSIONS,
             DEVELOPER,
-            {
-                "agent_id": self.agent,
-                "user_id": self.user,
-                "situation": SITUATION,
-                "metadata": {"bench": f"history-{n}"},
-            },
+            kinds.SESSIONS.create_model.model_validate(
+                {
+                    "agent_id": self.agent,
+                    "user_id": self.user,
+                    "situation": SITUATION,
+                    "metadata": {"bench": f"history-{n}"},
+                }
+            ),
         ).id
 
     def append(self, session: str, messages: list[dict[str, Any]]) -> None:
@@ -274,7 +282,7 @@ class Ours:
 
     def last(self, session: str) -> list[tuple[str, str]]:
         """The last 20, newest first, as (role, content)."""
-        page = history.get(self.store, DEVELOPER, session, history.HistoryQuery(limit=LAST, descending=True))
+        page = history.get(self.store, DEVELOPER, session, history.HistoryQuery(limit=LAST, order="desc"))
         return [(m.role, m.content) for m in page["items"]]
 
 

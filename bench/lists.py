@@ -7,7 +7,7 @@
 For every N it makes a fresh moto table (from chalicelib.store.schema), seeds N sessions for two
 developers through `records.create`, then for each filter compares, in the same run:
 
-- ours: `lists.list_records(store, SESSIONS, developer, queries.list_query(...))` of
+- ours: `lists.list_records(store, SESSIONS, developer, parameters.read(...))` of
   `{"metadata_filter": ..., "limit": "20"}`;
 - baseline: one Scan of the whole table with a FilterExpression, paged through LastEvaluatedKey
   (what Julep did), then sorted like ours.
@@ -51,9 +51,13 @@ from botocore.exceptions import ClientError  # noqa: E402
 from moto import mock_aws  # noqa: E402
 
 from chalicelib import store  # noqa: E402
-from chalicelib.rules import kinds, lists, records  # noqa: E402
+from chalicelib.rules import (  # noqa: E402
+    kinds,
+    lists,
+    parameters,  # noqa: E402
+    records,
+)
 from chalicelib.store import schema  # noqa: E402
-from chalicelib.web import queries  # noqa: E402
 
 from .meter import WRITE_OPS, Meter, Tally, read_cost, write_cost  # noqa: E402
 from .report import log, publish, update_doc  # noqa: E402
@@ -196,7 +200,10 @@ class Bench:
 
     def seed(self) -> dict[str, Any]:
         per_developer = self.n // len(DEVELOPERS)
-        agents = {d: records.create(self.store, kinds.AGENTS, d, {"name": "a"}).id for d in DEVELOPERS}
+        agents = {
+            d: records.create(self.store, kinds.AGENTS, d, kinds.AGENTS.create_model.model_validate({"name": "a"})).id
+            for d in DEVELOPERS
+        }
         started = time.perf_counter()
         step = max(1, self.n // 10)
         done = 0
@@ -207,7 +214,9 @@ class Bench:
                     self.store,
                     kinds.SESSIONS,
                     developer,
-                    {"agent_id": agents[developer], "situation": SITUATION, "metadata": metadata},
+                    kinds.SESSIONS.create_model.model_validate(
+                        {"agent_id": agents[developer], "situation": SITUATION, "metadata": metadata}
+                    ),
                 )
                 self.sessions[developer].append(
                     {"id": created.id, "created_at": created.created_at, "metadata": metadata}
@@ -237,7 +246,7 @@ class Bench:
     def ours(self, developer: str, wanted: dict[str, Any]) -> list[str]:
         params = {"metadata_filter": json.dumps(wanted), "limit": str(PAGE)}  # as the query string says it
         answer = lists.list_records(
-            self.store, kinds.SESSIONS, developer, queries.list_query(kinds.SESSIONS, developer, params)
+            self.store, kinds.SESSIONS, developer, parameters.read(kinds.SESSIONS.list_query, params)
         )
         return [_id_of(item) for item in answer["items"]]
 
@@ -309,7 +318,9 @@ class Bench:
     def write_costs(self, developer: str) -> list[dict[str, Any]]:
         """Create and PATCH, for a session with several indexed metadata values and one with none.
         Each is done 3 times on fresh sessions; the figures are the median."""
-        agent = records.create(self.store, kinds.AGENTS, developer, {"name": "a"}).id
+        agent = records.create(
+            self.store, kinds.AGENTS, developer, kinds.AGENTS.create_model.model_validate({"name": "a"})
+        ).id
 
         def with_metadata() -> dict[str, Any]:
             return {
@@ -331,14 +342,29 @@ class Bench:
         for name, body, patch in cases:
             samples = []
             for _ in range(3):
-                sid = None if patch is None else records.create(self.store, kinds.SESSIONS, developer, body()).id
+                sid = (
+                    None
+                    if patch is None
+                    else records.create(
+                        self.store, kinds.SESSIONS, developer, kinds.SESSIONS.create_model.model_validate(body())
+                    ).id
+                )
                 tally = Tally(writes=True)
                 self.meter.tally = tally
                 try:
                     if patch is None:
-                        records.create(self.store, kinds.SESSIONS, developer, body())
+                        records.create(
+                            self.store, kinds.SESSIONS, developer, kinds.SESSIONS.create_model.model_validate(body())
+                        )
                     else:
-                        records.update(self.store, kinds.SESSIONS, developer, sid, patch, replace=False)
+                        records.update(
+                            self.store,
+                            kinds.SESSIONS,
+                            developer,
+                            sid,
+                            kinds.SESSIONS.patch_model.model_validate(patch),
+                            replace=False,
+                        )
                 finally:
                     self.meter.tally = None
                 samples.append(write_cost(tally.calls).as_dict())

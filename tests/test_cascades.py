@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from streams import Stream, event, removed_by_ttl
 
-from chalicelib.rules import cascades
+from chalicelib.rules import cascades, models
 from chalicelib.tools import consistency
 from chalicelib.web import stream
 from conftest import mentioning
@@ -180,7 +180,7 @@ def test_a_forks_marker_is_not_purged_at_its_insert_but_at_its_expiry(api, table
 
     monkeypatch.setattr(table, "create", interrupted)  # dies after the copy, before the session exists
     with pytest.raises(RuntimeError):
-        forks.fork(table, "alice", session_id, {})
+        forks.fork(table, "alice", session_id, models.ForkInput())
     monkeypatch.undo()
     records = feed.records()
     stream.handle(table, event(records))

@@ -68,12 +68,14 @@ def coverage(summarizer: FakeModel, answer) -> tuple[frozenset[int], set[int]]:
 )
 def test_every_turn_is_in_the_summary_or_the_context_unless_it_says_truncated(table, token_budget, batches):
     with model_provider(covering_summarizer()) as summarizer:
-        agent = records.create(table, kinds.AGENTS, "alice", {"name": "a"}).id
+        agent = records.create(table, kinds.AGENTS, "alice", kinds.AGENTS.create_model.model_validate({"name": "a"})).id
         session = records.create(
             table,
             kinds.SESSIONS,
             "alice",
-            {"agent_id": agent, "situation": "hi", "token_budget": token_budget, "context_overflow": "adaptive"},
+            kinds.SESSIONS.create_model.model_validate(
+                {"agent_id": agent, "situation": "hi", "token_budget": token_budget, "context_overflow": "adaptive"}
+            ),
         ).id
         said: set[int] = set()
         for batch in batches:
@@ -109,12 +111,14 @@ def test_the_reported_case_twelve_turns_in_a_budget_of_300(table, summarizer):
     """The review's case: with 12 turns and token_budget 300, the summarizer was given turns 2
     to 9, the context kept 10 and 11, turns 0 and 1 were in neither and the answer said
     truncated: false. Now the summary covers 0 to 9."""
-    agent = records.create(table, kinds.AGENTS, "alice", {"name": "a"}).id
+    agent = records.create(table, kinds.AGENTS, "alice", kinds.AGENTS.create_model.model_validate({"name": "a"})).id
     session = records.create(
         table,
         kinds.SESSIONS,
         "alice",
-        {"agent_id": agent, "situation": "hi", "token_budget": 300, "context_overflow": "adaptive"},
+        kinds.SESSIONS.create_model.model_validate(
+            {"agent_id": agent, "situation": "hi", "token_budget": 300, "context_overflow": "adaptive"}
+        ),
     ).id
     history.append_messages(
         table, "alice", session, [{"role": "user", "content": text(n, 40), "name": None} for n in range(12)]
@@ -127,12 +131,14 @@ def test_the_reported_case_twelve_turns_in_a_budget_of_300(table, summarizer):
 
 def test_a_turn_longer_than_the_summarizer_takes_is_cut_and_the_answer_says_truncated(table, summarizer, monkeypatch):
     monkeypatch.setattr(context, "FOLD_MIN_TOKENS", 200)
-    agent = records.create(table, kinds.AGENTS, "alice", {"name": "a"}).id
+    agent = records.create(table, kinds.AGENTS, "alice", kinds.AGENTS.create_model.model_validate({"name": "a"})).id
     session = records.create(
         table,
         kinds.SESSIONS,
         "alice",
-        {"agent_id": agent, "situation": "hi", "token_budget": 200, "context_overflow": "adaptive"},
+        kinds.SESSIONS.create_model.model_validate(
+            {"agent_id": agent, "situation": "hi", "token_budget": 200, "context_overflow": "adaptive"}
+        ),
     ).id
     history.append_messages(
         table,

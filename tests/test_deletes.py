@@ -130,7 +130,14 @@ def test_concurrent_patches_of_one_session_all_survive(calls_atomic, session_id,
     def writer(n: int) -> None:
         barrier.wait()
         try:
-            records.update(table, SESSIONS, "alice", session_id, {"metadata": {f"writer{n}": n}}, replace=False)
+            records.update(
+                table,
+                SESSIONS,
+                "alice",
+                session_id,
+                SESSIONS.patch_model.model_validate({"metadata": {f"writer{n}": n}}),
+                replace=False,
+            )
         except BaseException as exc:  # noqa: BLE001 - reported below
             failures.append(exc)
 

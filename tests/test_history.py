@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from chalicelib.rules import history
+from chalicelib.rules import history, models
 from chalicelib.shared import clock
 from chalicelib.shared.errors import NotFound
 from chalicelib.store import StoreError
@@ -376,7 +376,11 @@ def test_two_writers_answering_the_same_turn_never_interleave(calls_atomic, sess
             barrier.wait()
             try:
                 body = {"messages": [{"role": "assistant", "content": f"answer {attempt}.{n}"}], "after": after}
-                results.append(history.append(table, "alice", session_id, body)["items"][-1].id)
+                results.append(
+                    history.append(table, "alice", session_id, models.HistoryAppend.model_validate(body))["items"][
+                        -1
+                    ].id
+                )
             except Exception as exc:  # noqa: BLE001 - counted below
                 results.append(exc)
 

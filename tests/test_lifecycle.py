@@ -8,7 +8,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from chalicelib.rules import history, lifecycle
+from chalicelib.rules import history, lifecycle, models
 from chalicelib.shared import clock
 from chalicelib.shared.errors import SessionEnded
 from chalicelib.tools import consistency
@@ -105,7 +105,12 @@ def test_an_end_racing_appends_loses_none_and_stores_none_after_it(api, table, s
     def appending():
         for n in range(20):
             try:
-                history.append(table, "alice", session_id, {"messages": [{"role": "user", "content": str(n)}]})
+                history.append(
+                    table,
+                    "alice",
+                    session_id,
+                    models.HistoryAppend.model_validate({"messages": [{"role": "user", "content": str(n)}]}),
+                )
                 results.append("stored")
             except SessionEnded:
                 results.append("refused")

@@ -604,7 +604,9 @@ def test_fifty_messages_of_64_kib_in_one_append(api, table, world, recorder):
     parts = [{"type": "text", "text": "x" * (64 * KIB // 100 + (n < 64 * KIB % 100))} for n in range(100)]
     messages = [{"role": "assistant", "content": parts, "name": utf8(256)}] * 50
     receipt = idempotency.Receipt(key_hash="0" * 64, fingerprint="f" * 64, expires_at=int(time.time()) + 60)
-    answer = history.append(table, "alice", world["session_id"], {"messages": messages}, receipt)
+    answer = history.append(
+        table, "alice", world["session_id"], models.HistoryAppend.model_validate({"messages": messages}), receipt
+    )
     assert len(answer["items"]) == 50
     (actions,) = recorder.transactions
     # the session's activity (its update, 3 update-order entries moved), 50 messages, the receipt
@@ -655,7 +657,9 @@ def test_fifty_messages_with_the_most_tool_calls_in_one_append(api, table, world
 
     messages = [calling(0), *(answering(0, n) for n in range(32)), calling(1), *(answering(1, n) for n in range(16))]
     assert len(messages) == 50
-    assert history.append(table, "alice", world["session_id"], {"messages": messages})["items"]
+    assert history.append(
+        table, "alice", world["session_id"], models.HistoryAppend.model_validate({"messages": messages})
+    )["items"]
     (actions,) = recorder.transactions
     assert len(actions) == 1 + 6 + 50
     size = transaction_size(actions)

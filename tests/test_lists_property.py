@@ -43,20 +43,19 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 
 from chalicelib import store
-from chalicelib.rules import deletes, history, kinds, lists
+from chalicelib.rules import deletes, history, kinds, lists, models, parameters
 from chalicelib.rules import records as record_rules
 from chalicelib.shared.errors import BadRequest, NotFound
 from chalicelib.store import schema
 from chalicelib.tools import consistency
-from chalicelib.web import queries
 
 DEVELOPERS = ("alice", "bob")
 KINDS = {"agent": kinds.AGENTS, "user": kinds.USERS, "session": kinds.SESSIONS}
 
 
 def listed(store, kind, developer: str, params: dict[str, str]) -> dict[str, Any]:
-    """A list as the edge runs it: the query string read (web/queries.py), then the rules."""
-    return lists.list_records(store, kind, developer, queries.list_query(kind, developer, params))
+    """A list as the edge runs it: the query string read (rules/parameters.py), then the rules."""
+    return lists.list_records(store, kind, developer, parameters.read(kind.list_query, params))
 
 
 # Fields besides metadata and timestamps that the model tracks per kind.
@@ -201,9 +200,9 @@ class ListsMachine(RuleBasedStateMachine):
     ) -> None:
         if missing_parent:
             with pytest.raises(NotFound):
-                record_rules.create(self.store, KINDS[kind], developer, body)
+                record_rules.create(self.store, KINDS[kind], developer, KINDS[kind].create_model.model_validate(body))
             return
-        created = record_rules.create(self.store, KINDS[kind], developer, body)
+        created = record_rules.create(self.store, KINDS[kind], developer, KINDS[kind].create_model.model_validate(body))
         record = {
             **defaults,
             **{k: copy.deepcopy(v) for k, v in body.items() if v is not None},
@@ -223,13 +222,14 @@ class ListsMachine(RuleBasedStateMachine):
         record_id = self._pick(kind, pick)
         developer = self._developer(record_id, other)
         record = self.model[developer][kind].get(record_id)
+        parsed = (KINDS[kind].replace_model if replace else KINDS[kind].patch_model).model_validate(body)
         if record is None:
             with pytest.raises(NotFound):
-                record_rules.update(self.store, KINDS[kind], developer, record_id, body, replace=replace)
+                record_rules.update(self.store, KINDS[kind], developer, record_id, parsed, replace=replace)
             self._unchanged(kind, record_id)
             return
         self.touched.add(developer)
-        updated = record_rules.update(self.store, KINDS[kind], developer, record_id, body, replace=replace).answer
+        updated = record_rules.update(self.store, KINDS[kind], developer, record_id, parsed, replace=replace).answer
         before = _spelled({k: v for k, v in record.items() if k != "updated_at"})
         for name, value in body.items():
             if value is None:
@@ -560,7 +560,7 @@ class ListsMachine(RuleBasedStateMachine):
         developer = self._developer(session_id, other)
         body = {"messages": [{"role": "user", "content": "hi"}]}
         if session_id in self.model[developer]["session"]:
-            history.append(self.store, developer, session_id, body)
+            history.append(self.store, developer, session_id, models.HistoryAppend.model_validate(body))
             # An append is activity: the session moves forward in the update order.
             record = self.model[developer]["session"][session_id]
             moved = record_rules.get(self.store, kinds.SESSIONS, developer, session_id).answer.updated_at
@@ -569,7 +569,7 @@ class ListsMachine(RuleBasedStateMachine):
             self.touched.add(developer)
         else:
             with pytest.raises(NotFound):
-                history.append(self.store, developer, session_id, body)
+                history.append(self.store, developer, session_id, models.HistoryAppend.model_validate(body))
 
     # --- deletes --------------------------------------------------------------------------------
 

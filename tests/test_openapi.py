@@ -12,9 +12,10 @@ import httpx
 import pytest
 import schemathesis
 from openapi_spec_validator import validate
+from pydantic import BaseModel
 
 import app as app_module
-from chalicelib.rules import history, kinds, records
+from chalicelib.rules import history, kinds, models, records
 from chalicelib.web import openapi
 from chalicelib.web.operations import OPENAPI_PATH, OPERATIONS
 from conftest import KEYS, ROUTES, FakeModel, model_provider
@@ -104,6 +105,30 @@ def test_each_operation_has_the_status_body_and_idempotency_it_runs_with():
         assert ("Idempotency-Key" in headers) == operation.creates, name
 
 
+def test_each_operation_declares_models_that_exist_and_the_document_takes_its_query_from_them():
+    """The table holds each model by name (for the cold start): every one resolves to a pydantic
+    model, and the documented query parameters are exactly the query model's fields."""
+    for operation in OPERATIONS.values():
+        declared = [operation.response, operation.request, operation.query]
+        assert all(issubclass(ref.get(), BaseModel) for ref in declared if ref is not None), operation.name
+        documented = DOCUMENT["paths"][operation.path][operation.method.lower()]["parameters"]
+        query = [p["name"] for p in documented if p["in"] == "query"]
+        assert query == (list(operation.query.get().model_fields) if operation.query else []), operation.name
+
+
+def test_dispatch_answers_an_instance_of_the_declared_response_model(table):
+    """The response model is applied at run time: a list's dict of items becomes its page model,
+    a history page its own, whatever the rules returned."""
+    from chalicelib.web.operations import Call, dispatch
+
+    agent = dispatch(table, OPERATIONS["agents.create"], Call(developer="alice", body={"name": "a"}))
+    assert type(agent.body) is models.Created
+    listed = dispatch(table, OPERATIONS["agents.list"], Call(developer="alice", query={"limit": "5"}))
+    assert type(listed.body) is models.AgentList and [a.id for a in listed.body.items] == [agent.body.id]
+    fetched = dispatch(table, OPERATIONS["agents.get"], Call(developer="alice", ids={"agent_id": agent.body.id}))
+    assert type(fetched.body) is models.Agent and fetched.headers == {"ETag": '"1"'}
+
+
 def test_the_document_is_valid_openapi_3_1():
     validate(DOCUMENT)
 
@@ -147,19 +172,30 @@ class Live:
 
     def current(self) -> dict[str, str]:
         if not self.ids:
-            agent = records.create(self.store, kinds.AGENTS, DEVELOPER, {"name": "Sara", "instructions": ["Be kind"]})
-            user = records.create(self.store, kinds.USERS, DEVELOPER, {"name": "Ann"})
+            agent = records.create(
+                self.store,
+                kinds.AGENTS,
+                DEVELOPER,
+                kinds.AGENTS.create_model.model_validate({"name": "Sara", "instructions": ["Be kind"]}),
+            )
+            user = records.create(
+                self.store, kinds.USERS, DEVELOPER, kinds.USERS.create_model.model_validate({"name": "Ann"})
+            )
             session = records.create(
                 self.store,
                 kinds.SESSIONS,
                 DEVELOPER,
-                {"agent_id": agent.id, "user_id": user.id, "situation": "a coach", "metadata": {"db_uuid": "1234"}},
+                kinds.SESSIONS.create_model.model_validate(
+                    {"agent_id": agent.id, "user_id": user.id, "situation": "a coach", "metadata": {"db_uuid": "1234"}}
+                ),
             )
             history.append(
                 self.store,
                 DEVELOPER,
                 session.id,
-                {"messages": [{"role": "user", "content": "hello"}, {"role": "assistant", "content": "hi"}]},
+                models.HistoryAppend.model_validate(
+                    {"messages": [{"role": "user", "content": "hello"}, {"role": "assistant", "content": "hi"}]}
+                ),
             )
             self.ids = {"agent_id": agent.id, "user_id": user.id, "session_id": session.id}
         return self.ids

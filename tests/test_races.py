@@ -13,7 +13,7 @@ from typing import Any
 import boto3
 import pytest
 
-from chalicelib.rules import history
+from chalicelib.rules import history, models
 from chalicelib.shared.errors import HistoryMoved, NotFound, ServiceError
 from chalicelib.store import LAST_MESSAGE_ID, Store, client_config
 
@@ -206,7 +206,7 @@ def test_a_fork_racing_a_rewind_and_an_append_reads_one_moment_of_its_parent(api
         session_id, ids = new_history(api, agent_id, 40)
         cut = 5 + round_number
         outcomes = at_once(
-            lambda: forks.fork(calls_atomic, "alice", session_id, {}),
+            lambda: forks.fork(calls_atomic, "alice", session_id, models.ForkInput()),
             lambda: history.rewind(other, "alice", session_id, ids[cut]),
             lambda: history.append_messages(other, "alice", session_id, [{"role": "user", "content": "late"}]),
         )
@@ -244,7 +244,7 @@ def test_a_rewind_that_commits_between_a_forks_read_and_its_write_makes_the_fork
         return real(*args, **kwargs)
 
     monkeypatch.setattr(table, "create_fork", rewind_first)
-    fork_id = forks.fork(table, "alice", session_id, {}).id
+    fork_id = forks.fork(table, "alice", session_id, models.ForkInput()).id
     deletes.finish_pending_deletes(table, "alice")
     read = [m["content"] for m in api.get(f"/sessions/{fork_id}/history?limit=1000").json["items"]]
     assert read == [f"m{n}" for n in range(10)]

@@ -51,7 +51,14 @@ def test_get_answers_an_etag_that_if_match_must_name(api, plural, body):
 def test_if_match_on_a_session_and_its_concurrent_writer(api, table, session_id):
     tag = api.get(f"/sessions/{session_id}").headers["ETag"]
     # Another writer changes it first: the conditional PATCH must not overwrite that change.
-    records.update(table, kinds.SESSIONS, "alice", session_id, {"metadata": {"other": 1}}, replace=False)
+    records.update(
+        table,
+        kinds.SESSIONS,
+        "alice",
+        session_id,
+        kinds.SESSIONS.patch_model.model_validate({"metadata": {"other": 1}}),
+        replace=False,
+    )
     answer = api.patch(f"/sessions/{session_id}", {"metadata": {"mine": 1}}, headers={"If-Match": tag})
     assert answer.status_code == 412
     assert api.get(f"/sessions/{session_id}").json["metadata"] == {"db_uuid": "1234", "other": 1}
@@ -112,7 +119,14 @@ def test_a_delete_racing_a_patch_leaves_no_stale_index_entry(api, table, session
     def delete_after_a_patch(developer, kind, record, terms, parents=()):
         if not raced:
             raced.append(1)
-            records.update(table, kinds.SESSIONS, "alice", session_id, {"metadata": {"moved": True}}, replace=False)
+            records.update(
+                table,
+                kinds.SESSIONS,
+                "alice",
+                session_id,
+                kinds.SESSIONS.patch_model.model_validate({"metadata": {"moved": True}}),
+                replace=False,
+            )
         return real_delete(developer, kind, record, terms, parents)
 
     monkeypatch.setattr(table, "delete", delete_after_a_patch)

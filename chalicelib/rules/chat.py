@@ -11,7 +11,7 @@ import json
 import time
 
 from chalicelib import providers
-from chalicelib.rules import context, history, lifecycle, models, tokens, toolcalls, validation
+from chalicelib.rules import context, history, lifecycle, models, tokens, toolcalls
 from chalicelib.rules.idempotency import Receipt
 from chalicelib.shared import clock, jsonio
 from chalicelib.shared.errors import ContextOverBudget, ProviderFailed, ValidationFailed
@@ -19,8 +19,9 @@ from chalicelib.shared.errors import ContextOverBudget, ProviderFailed, Validati
 SETTING_NAMES = frozenset(models.ChatSettings.model_fields)
 
 
-def chat(store, developer: str, session_id: str, body: dict, receipt: Receipt | None = None) -> models.ChatResponse:
-    chat_input = validation.parse(models.ChatInput, body)
+def chat(
+    store, developer: str, session_id: str, chat_input: models.ChatInput, receipt: Receipt | None = None
+) -> models.ChatResponse:
     deadline = time.monotonic() + providers.timeout_seconds()
     new = [message.model_dump() for message in chat_input.messages]
     assembled = context.assemble(

@@ -1,5 +1,5 @@
 """`metadata_filter`: a JSON object whose every top-level key must equal the record's value
-(web/queries.py reads it from the query string).
+(rules/parameters.py reads it from the query string).
 
 Equality is typed, as JSON means it: `1`, `"1"` and `true` all differ (Python's `1 == True`
 does not leak in); numbers compare by value (`1` equals `1.0`); nested objects and arrays

@@ -18,7 +18,7 @@ import time
 from itertools import islice
 from typing import Any
 
-from chalicelib.rules import models, toolcalls, validation
+from chalicelib.rules import models, toolcalls
 from chalicelib.rules.conflicts import retry_on_conflict
 from chalicelib.rules.deletes import deadline_after
 from chalicelib.rules.history import find_message
@@ -73,11 +73,10 @@ def fork(
     store: Store,
     developer: str,
     session_id: str,
-    body: dict[str, Any],
+    parsed: models.ForkInput,
     receipt: Receipt | None = None,
     budget_seconds: float | None = None,
 ) -> models.Created:
-    parsed = validation.parse(models.ForkInput, body)
 
     def attempt(lost: VersionConflict | None) -> models.Created:
         if parsed.up_to:  # one read of the original and the message

@@ -21,12 +21,13 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any
 
-from chalicelib.rules import cursor, models, toolcalls, validation
+from chalicelib.rules import cursor, models, toolcalls
 from chalicelib.rules.conflicts import retry_on_conflict
 from chalicelib.rules.deletes import cascades_in_background, deadline_after, finish_rewind, resume
 from chalicelib.rules.idempotency import Receipt
 from chalicelib.rules.kinds import SESSIONS
 from chalicelib.rules.lifecycle import refuse_if_ended
+from chalicelib.rules.parameters import PAGE_MAX, HistoryQuery
 from chalicelib.rules.records import existing, live
 from chalicelib.shared import clock
 from chalicelib.shared.errors import HistoryMoved, NotFound, ToolResultRequired, Unavailable
@@ -48,19 +49,9 @@ from chalicelib.store import (
     message_time,
 )
 
-PAGE_DEFAULT, PAGE_MAX = 100, 1000
 # Rounds an append may lose to other appends of its session before a 409: eight writers appending
 # to one session at once on DynamoDB Local needed up to 34 for the unluckiest append (most none).
 APPEND_ATTEMPTS = 60
-OFFSET_MAX = 10_000  # offsets are read through; past this, page with the cursor
-
-
-@dataclass(frozen=True)
-class HistoryQuery:
-    limit: int = PAGE_DEFAULT
-    offset: int = 0
-    descending: bool = False
-    after: str | None = None  # from a cursor: the position of the last message answered
 
 
 def cursor_digest(session_id: str, descending: bool) -> str:
@@ -68,22 +59,25 @@ def cursor_digest(session_id: str, descending: bool) -> str:
     return hashlib.sha256(f"history|{session_id}|{'desc' if descending else 'asc'}".encode()).hexdigest()[:32]
 
 
-def get(store: Store, developer: str, session_id: str, query: HistoryQuery = HistoryQuery()) -> dict[str, Any]:
+def get(store: Store, developer: str, session_id: str, query: HistoryQuery | None = None) -> dict[str, Any]:
     """One page of a session's history: oldest first, or newest first (`descending`: "the last N
     turns" in one query); `next_cursor` continues it while more remain."""
+    query = query or HistoryQuery()
+    digest = cursor_digest(session_id, query.descending)
+    # the position of the last message answered
+    after = cursor.decode(query.cursor, developer, digest) if query.cursor is not None else None
     session = existing(store, SESSIONS, developer, session_id)
     # One item past the page tells whether another page follows.
     read = store.visible_messages(
         developer,
         session,
         descending=query.descending,
-        after=query.after,
+        after=after,
         page_size=min(query.offset + query.limit + 1, PAGE_MAX + 1),
     )
     page = list(islice(read, query.offset, query.offset + query.limit + 1))
     more = len(page) > query.limit
     page = page[: query.limit]
-    digest = cursor_digest(session_id, query.descending)
     return {
         "items": [models.Message.model_validate(message) for _, message in page],
         "next_cursor": cursor.encode(developer, digest, page[-1][0]) if more else None,
@@ -124,11 +118,10 @@ def last_message_id(store: Store, developer: str, session: dict[str, Any]) -> st
 
 
 def append(
-    store: Store, developer: str, session_id: str, body: dict[str, Any], receipt: Receipt | None = None
+    store: Store, developer: str, session_id: str, parsed: models.HistoryAppend, receipt: Receipt | None = None
 ) -> dict[str, Any]:
     """Append messages in the order given, atomically (all stored or none); with `after`, only if
     that is still the last message (Follows)."""
-    parsed = validation.parse(models.HistoryAppend, body)
     stamped = commit(
         store,
         developer,

@@ -1,5 +1,6 @@
-"""What differs between agents, users and sessions: their models, defaults, the fields that never
-change and the parents they name. Everything else (records.py, deletes.py, lists.py) is shared."""
+"""What differs between agents, users and sessions: their models, list queries, defaults and the
+parents they name (the fields that never change are their patch models' `immutable`). Everything
+else (records.py, deletes.py, lists.py) is shared."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from chalicelib.rules import models
+from chalicelib.rules.parameters import ListQuery, SessionListQuery
 from chalicelib.store import LAST_MESSAGE_ID, LAST_POSITION, POSITIONAL_IDS, index
 
 
@@ -19,8 +21,8 @@ class Kind:
     patch_model: type[BaseModel]
     replace_model: type[BaseModel]
     wire_model: type[BaseModel]
+    list_query: type[ListQuery]
     defaults: dict[str, Any]
-    immutable: frozenset[str] = frozenset({"id", "created_at", "updated_at"})
     unsupported: frozenset[str] = frozenset()  # accepted only empty, never stored
     references: tuple[str, ...] = ()  # fields naming a parent: "agent_id" -> agent
 
@@ -39,6 +41,7 @@ AGENTS = Kind(
     models.AgentPatch,
     models.AgentReplace,
     models.Agent,
+    ListQuery,
     defaults={"instructions": [], "model": models.DEFAULT_MODEL, "default_settings": {}, "metadata": {}},
     unsupported=frozenset({"docs"}),
 )
@@ -48,6 +51,7 @@ USERS = Kind(
     models.UserPatch,
     models.UserReplace,
     models.User,
+    ListQuery,
     defaults={"metadata": {}},
     unsupported=frozenset({"docs"}),
 )
@@ -57,8 +61,8 @@ SESSIONS = Kind(
     models.SessionPatch,
     models.SessionReplace,
     models.Session,
+    SessionListQuery,
     defaults={"metadata": {}, "render_templates": False, LAST_POSITION: "", LAST_MESSAGE_ID: "", POSITIONAL_IDS: True},
-    immutable=frozenset({"id", "created_at", "updated_at", "agent_id", "user_id", "summary", "status", "ended_at"}),
     references=("agent_id", "user_id"),
 )
 KINDS = {kind.name: kind for kind in (AGENTS, USERS, SESSIONS)}

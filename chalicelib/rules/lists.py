@@ -11,17 +11,16 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
 
 from chalicelib.rules import cursor, filters
 from chalicelib.rules.kinds import Kind
+from chalicelib.rules.parameters import ListQuery
 from chalicelib.rules.records import live, wire
 from chalicelib.shared import jsonio
 from chalicelib.store import IndexEntry, Store, index, position_in_order
 
-LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX = 100, 1000
 READ_CHUNK = 100  # records per BatchGetItem, entries per Query page, at most
 
 PROBE_ENTRIES = 100  # entries read at most per candidate term to compare selectivity
@@ -32,62 +31,62 @@ GATHER_MAX = 1000  # largest metadata match set sorted in memory for sort_by=upd
 PROBED_TERMS = 4
 
 
-@dataclass(frozen=True)
-class ListQuery:
-    limit: int = LIST_LIMIT_DEFAULT
-    offset: int = 0
-    metadata_filter: dict[str, Any] = field(default_factory=dict)
-    parents: tuple[tuple[str, str], ...] = ()  # ("agent", id), ("user", id): sessions only
-    status: str | None = None  # "active" or "ended": sessions only
-    sort_by: str = "created_at"
-    descending: bool = True
-    after: str | None = None  # from a cursor: the last sort key answered
-
-    def digest(self, kind: Kind) -> str:
-        """What a cursor is bound to: everything that selects and orders, not limit or offset."""
-        shape = [
-            kind.name,
-            self.sort_by,
-            self.descending,
-            sorted(self.parents),
-            sorted((k, jsonio.dumps(v)) for k, v in self.metadata_filter.items()),
-            *([self.status] if self.status else []),  # (cursors made before it existed stay valid)
-        ]
-        return hashlib.sha256(jsonio.dumps(shape).encode("utf-8")).hexdigest()[:32]
+def digest(kind: Kind, query: ListQuery) -> str:
+    """What a cursor is bound to: everything that selects and orders, not limit or offset."""
+    status = _status(query)
+    shape = [
+        kind.name,
+        query.sort_by,
+        query.descending,
+        sorted(query.parents),
+        sorted((k, jsonio.dumps(v)) for k, v in query.metadata_filter.items()),
+        *([status] if status else []),  # (cursors made before it existed stay valid)
+    ]
+    return hashlib.sha256(jsonio.dumps(shape).encode("utf-8")).hexdigest()[:32]
 
 
-def list_records(store: Store, kind: Kind, developer: str, query: ListQuery = ListQuery()) -> dict[str, Any]:
-    """One page of a developer's records of a kind, and the cursor to the next (web/queries.py
-    reads a ListQuery from the query string)."""
+def _status(query: ListQuery) -> str | None:
+    """ "active" or "ended": sessions only."""
+    return getattr(query, "status", None)
+
+
+def list_records(store: Store, kind: Kind, developer: str, query: ListQuery | None = None) -> dict[str, Any]:
+    """One page of a developer's records of a kind (the query as rules/parameters.py reads it
+    from the query string), and the cursor to the next."""
+    query = query or kind.list_query()
+    bound_to = digest(kind, query)
+    after = cursor.decode(query.cursor, developer, bound_to) if query.cursor else None
     wanted = query.offset + query.limit + 1  # one more than the page: is there a next page?
-    matching = (record for record in _candidates(store, kind, developer, query) if _matches(record, query))
+    matching = (record for record in _candidates(store, kind, developer, query, after) if _matches(record, query))
     found = list(islice(matching, query.offset, wanted))
     page = found[: query.limit]
     next_cursor = None
     if len(found) > query.limit:
-        next_cursor = cursor.encode(developer, query.digest(kind), position_in_order(page[-1], query.sort_by))
+        next_cursor = cursor.encode(developer, bound_to, position_in_order(page[-1], query.sort_by))
     return {"items": [wire(kind, record) for record in page], "next_cursor": next_cursor}
 
 
 def _matches(record: dict[str, Any], query: ListQuery) -> bool:
     return (
         all(record.get(f"{kind}_id") == pid for kind, pid in query.parents)
-        and (query.status is None or record.get("status", "active") == query.status)
+        and (_status(query) is None or record.get("status", "active") == _status(query))
         and filters.matches(record.get("metadata", {}), query.metadata_filter)
     )
 
 
-def _candidates(store: Store, kind: Kind, developer: str, query: ListQuery) -> Iterator[dict[str, Any]]:
+def _candidates(
+    store: Store, kind: Kind, developer: str, query: ListQuery, after: str | None
+) -> Iterator[dict[str, Any]]:
     """Records that may match, in the query's order, past its cursor; a superset of the answer
     that reads as little as the index allows."""
     # Ended sessions have a term of their own; active ones are the rest of `all` (or a parent's).
-    ended = [index.ENDED] if query.status == "ended" else []
+    ended = [index.ENDED] if _status(query) == "ended" else []
     ordered = [index.parent_term(k, pid) for k, pid in query.parents] + ended or [index.ALL]
     metadata = [term for key, value in query.metadata_filter.items() if (term := index.metadata_term(key, value))]
 
     first_page = min(query.offset + query.limit + 1, READ_CHUNK)
 
-    def keys(term: str, limit: int | None = None, after: str | None = query.after) -> Iterator[IndexEntry]:
+    def keys(term: str, limit: int | None = None, after: str | None = after) -> Iterator[IndexEntry]:
         order = query.sort_by if query.sort_by in index.orders(term) else "created_at"
         return store.index_entries(
             developer,
@@ -119,7 +118,7 @@ def _candidates(store: Store, kind: Kind, developer: str, query: ListQuery) -> I
     records.sort(key=lambda record: position_in_order(record, query.sort_by), reverse=query.descending)
     for record in records:
         position = position_in_order(record, query.sort_by)
-        if query.after is None or (position < query.after if query.descending else position > query.after):
+        if after is None or (position < after if query.descending else position > after):
             yield record
 
 

@@ -306,9 +306,16 @@ ON_CREATE = "on create"  # taken on create only (optional there)
 NEEDED_ON_CREATE = "needed on create"  # taken on create only, and needed there
 
 
-def _writes(resource: str, *fields: tuple[str, Any, str]) -> tuple[type[_Input], type[_Input], type[_Input]]:
+ALWAYS_IMMUTABLE = ("id", "created_at", "updated_at")
+
+
+def _writes(
+    resource: str, *fields: tuple[str, Any, str], immutable: tuple[str, ...] = ()
+) -> tuple[type[_Input], type[_Input], type[_Input]]:
     """The `<resource>Create`, `Patch` and `Replace` input models from (name, type, rule) in order:
-    every field absent from a body is None."""
+    every field absent from a body is None. A patch or replace that names one of the resource's
+    `immutable` fields (or id, created_at, updated_at) is refused by name (rules/validation.py
+    `parse`), rather than as an unknown field."""
 
     def model(name: str, rules: dict[str, bool | None]) -> type[_Input]:
         """`rules`: whether each rule's fields are needed in this body (None: not taken)."""
@@ -319,11 +326,17 @@ def _writes(resource: str, *fields: tuple[str, Any, str]) -> tuple[type[_Input],
         }
         return create_model(f"{resource}{name}", __base__=_Input, __module__=__name__, **chosen)
 
-    return (
-        model("Create", {REQUIRED: True, ON_REPLACE: False, OPTIONAL: False, ON_CREATE: False, NEEDED_ON_CREATE: True}),
-        model("Patch", {REQUIRED: False, ON_REPLACE: False, OPTIONAL: False, ON_CREATE: None, NEEDED_ON_CREATE: None}),
-        model("Replace", {REQUIRED: True, ON_REPLACE: True, OPTIONAL: False, ON_CREATE: None, NEEDED_ON_CREATE: None}),
+    create = model(
+        "Create", {REQUIRED: True, ON_REPLACE: False, OPTIONAL: False, ON_CREATE: False, NEEDED_ON_CREATE: True}
     )
+    patch = model(
+        "Patch", {REQUIRED: False, ON_REPLACE: False, OPTIONAL: False, ON_CREATE: None, NEEDED_ON_CREATE: None}
+    )
+    replace = model(
+        "Replace", {REQUIRED: True, ON_REPLACE: True, OPTIONAL: False, ON_CREATE: None, NEEDED_ON_CREATE: None}
+    )
+    patch.immutable = replace.immutable = frozenset((*ALWAYS_IMMUTABLE, *immutable))
+    return create, patch, replace
 
 
 # --- agents ---------------------------------------------------------------------------------
@@ -392,6 +405,7 @@ SessionCreate, SessionPatch, SessionReplace = _writes(
     ("token_budget", TokenBudget, OPTIONAL),
     ("context_overflow", ContextOverflow, OPTIONAL),
     ("ttl", Ttl, OPTIONAL),
+    immutable=("agent_id", "user_id", "summary", "status", "ended_at"),
 )
 
 

@@ -90,10 +90,9 @@ def check_expected(kind: Kind, record: dict[str, Any], expected: frozenset[int] 
         raise PreconditionFailed(f"{kind.name} {record['id']} has changed", int(record["version"]))
 
 
-def create(
-    store: Store, kind: Kind, developer: str, body: dict[str, Any], receipt: Receipt | None = None
-) -> models.Created:
-    data = validation.given_fields(kind.create_model, body)
+def create(store: Store, kind: Kind, developer: str, body: BaseModel, receipt: Receipt | None = None) -> models.Created:
+    """`body`: an instance of the kind's create model."""
+    data = validation.given_fields(body)
     for name in kind.unsupported:
         data.pop(name, None)
     for name in kind.references:
@@ -144,7 +143,7 @@ def update(
     kind: Kind,
     developer: str,
     record_id: str,
-    body: dict[str, Any],
+    body: BaseModel,
     replace: bool,
     expected: frozenset[int] | None = None,
 ) -> Versioned:
@@ -153,12 +152,12 @@ def update(
     replaces metadata whole. Read, change, write conditionally on the version: a concurrent
     change is retried on the fresh record, so none is lost. With `expected` versions (If-Match),
     the write happens only on one of them: no retry, a 412 if it moved on. An update that would
-    change nothing writes nothing and answers the current version (docs/api.md)."""
-    validation.refuse_immutable(kind, body)
-    changes = validation.given_fields(kind.replace_model if replace else kind.patch_model, body)
-    if "ttl" in body:  # a new retention from now on; null: none (unlike other fields, null is given)
+    change nothing writes nothing and answers the current version (docs/api.md). `body`: an
+    instance of the kind's replace or patch model."""
+    changes = validation.given_fields(body)
+    if "ttl" in body.model_fields_set:  # a new retention from now on; null: none (null is given here)
         changes.pop("ttl", None)
-        changes[EXPIRES] = expiry_of(body["ttl"])
+        changes[EXPIRES] = expiry_of(body.ttl)
     if "metadata" in changes and replace:
         validation.check_indexable(changes["metadata"])
     validation.check_default_settings(changes)

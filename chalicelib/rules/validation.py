@@ -31,23 +31,26 @@ def field_errors(error: ValidationError, under: tuple[str, ...] = ()) -> list[di
 
 
 def parse(model: type[BaseModel], body: dict[str, Any]) -> Any:
+    """The body as an instance of `model`. The fields a patch or replace may never name are
+    refused by name first (their own 422, not "extra field")."""
+    refuse_immutable(model, body)
     try:
         return model.model_validate(body)
     except ValidationError as exc:
         raise ValidationFailed("request body is invalid", details=field_errors(exc)) from None
 
 
-def given_fields(model: type[BaseModel], body: dict[str, Any]) -> dict[str, Any]:
+def given_fields(parsed: BaseModel) -> dict[str, Any]:
     """The body's fields that are set and not null (a null means "not given", as the SDK sends)."""
-    parsed = parse(model, body)
     return {name: value for name, value in parsed if value is not None and name in parsed.model_fields_set}
 
 
-def refuse_immutable(kind: Kind, body: dict[str, Any]) -> None:
-    present = sorted(kind.immutable & body.keys())
+def refuse_immutable(model: type[BaseModel], body: dict[str, Any]) -> None:
+    present = sorted(getattr(model, "immutable", frozenset()) & body.keys())
     if present:
+        resource = model.__name__.removesuffix("Patch").removesuffix("Replace").lower()
         raise ValidationFailed(
-            f"{', '.join(present)} cannot be changed on a {kind.name}; nothing was changed",
+            f"{', '.join(present)} cannot be changed on a {resource}; nothing was changed",
             details=[
                 {"field": name, "message": "cannot be changed after creation", "type": "immutable"} for name in present
             ],

@@ -17,7 +17,7 @@ from chalicelib.shared.errors import (
     error_body,
 )
 from chalicelib.store import StoreError, StoreFailed, StoreUnavailable, begin_request, write_outcome_unknown
-from chalicelib.web import queries
+from chalicelib.web import headers
 from chalicelib.web.operations import Answer
 
 logger = logging.getLogger("sessions")
@@ -39,7 +39,7 @@ def answer_of(run: Callable[[], Answer]) -> Answer:
 def error_answer(error: ServiceError) -> Answer:
     if isinstance(error, PreconditionFailed):
         message = (
-            f"{error.message}: its ETag is now {queries.etag(error.current_version)}; "
+            f"{error.message}: its ETag is now {headers.etag(error.current_version)}; "
             "read it again and retry with that If-Match"
         )
         return Answer(error.status, error_body(error.code, message, error.details), dict(error.headers))

@@ -22,7 +22,7 @@ from chalicelib.shared.errors import (
     error_body,
 )
 from chalicelib.store import get_store
-from chalicelib.web import queries
+from chalicelib.web import headers as http_headers
 from chalicelib.web.answers import answer_of, error_answer
 from chalicelib.web.operations import Answer, Call, Operation, dispatch
 
@@ -73,7 +73,7 @@ class Web:
                         Call(
                             developer=request.context["authorizer"]["developer_id"],
                             ids=ids,
-                            query=queries.one_value_each(request.query_params),
+                            query=http_headers.one_value_each(request.query_params),
                             body=(
                                 jsonio.loads_body(request.raw_body, operation.body_optional)
                                 if operation.takes_body
@@ -154,7 +154,7 @@ class Web:
 
 def _developer(authorization: str | None) -> str:
     """Whose key the request carries; Unauthorized without one, or with one no one holds."""
-    key = queries.bearer_key(authorization)
+    key = http_headers.bearer_key(authorization)
     if key is None:
         raise Unauthorized("missing API key: send 'Authorization: Bearer <key>'")
     return auth.developer_of(get_store(), key)

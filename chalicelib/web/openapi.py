@@ -13,12 +13,9 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from chalicelib.rules import auth, models
-from chalicelib.rules.history import OFFSET_MAX, PAGE_DEFAULT, PAGE_MAX
+from chalicelib.rules import auth
 from chalicelib.rules.idempotency import MAX_KEY_CHARS
-from chalicelib.rules.lists import LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX
 from chalicelib.shared.errors import STATUSES
-from chalicelib.web import queries
 from chalicelib.web.operations import OPENAPI_PATH, OPERATIONS, Operation
 
 SCHEMA_REF = "#/components/schemas/{model}"
@@ -26,73 +23,27 @@ SCHEMA_REF = "#/components/schemas/{model}"
 
 # --- query parameters -------------------------------------------------------------------------------
 
-
-def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
-
-
 _UUID = {"type": "string", "format": "uuid"}
-_ORDER = {"type": "string", "enum": ["asc", "desc"]}
-_CURSOR = _query(
-    "cursor", {"type": "string"}, "the previous page's next_cursor, with the same query; not with a non-zero offset"
-)
-LIST_QUERY = [
-    _query(
-        "limit",
-        {"type": "integer", "minimum": 1, "maximum": LIST_LIMIT_MAX, "default": LIST_LIMIT_DEFAULT},
-        "items per page",
-    ),
-    _query(
-        "offset",
-        {"type": "integer", "minimum": 0, "maximum": queries.OFFSET_MAX, "default": 0},
-        "matching items to skip (read and skipped: prefer the cursor)",
-    ),
-    _CURSOR,
-    {
-        "name": "metadata_filter",
-        "in": "query",
-        "required": False,
-        "content": {"application/json": {"schema": {"type": "object"}}},
-        "description": "a JSON object: every top-level key must be present and equal (typed JSON equality)",
-    },
-    _query(
-        "sort_by",
-        {"type": "string", "enum": ["created_at", "updated_at"], "default": "created_at"},
-        "the order's field; ties are broken by id",
-    ),
-    _query("order", {**_ORDER, "default": "desc"}, "desc: newest first"),
-]
-SESSION_LIST_QUERY = [
-    *LIST_QUERY,
-    _query("agent_id", _UUID, "only this agent's sessions"),
-    _query("user_id", _UUID, "only this user's sessions"),
-    _query("status", {"type": "string", "enum": ["active", "ended"]}, "only active, or only ended, sessions"),
-]
-HISTORY_QUERY = [
-    _query(
-        "limit", {"type": "integer", "minimum": 1, "maximum": PAGE_MAX, "default": PAGE_DEFAULT}, "messages per page"
-    ),
-    _query(
-        "offset",
-        {"type": "integer", "minimum": 0, "maximum": OFFSET_MAX, "default": 0},
-        "messages to skip; page further with the cursor",
-    ),
-    _CURSOR,
-    _query("order", {**_ORDER, "default": "asc"}, "asc: oldest first; desc: the last N turns"),
-]
 
 
-# The query parameters of each kind of query an operation takes (Operation.query).
-REWIND_QUERY = [
-    _query("after", _UUID, "keep the history up to and including this message, remove every one after it"),
-]
-QUERIES: dict[str, list[dict[str, Any]]] = {
-    "list": LIST_QUERY,
-    "session_list": SESSION_LIST_QUERY,
-    "history": HISTORY_QUERY,
-    "rewind": REWIND_QUERY,
-    "none": [],
-}
+def query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
+    """A query model's fields (rules/parameters.py) as OpenAPI parameters, in their order; a JSON
+    object one (metadata_filter) is carried as JSON text."""
+    properties = _fixed_bounds(model.model_json_schema(mode="validation")).get("properties", {})
+    parameters = []
+    for name, field in model.model_fields.items():
+        schema = {key: value for key, value in properties[name].items() if key not in ("title", "description")}
+        if schema.get("default", 0) is None:
+            del schema["default"]
+        parameter: dict[str, Any] = {"name": name, "in": "query", "required": False}
+        if schema.get("type") == "object":
+            parameter["content"] = {"application/json": {"schema": {"type": "object"}}}
+        else:
+            parameter["schema"] = schema
+        parameters.append({**parameter, "description": field.description})
+    return parameters
+
+
 EVERY_ROUTE_ERRORS = (401, 415, 503)
 
 
@@ -201,13 +152,9 @@ def _error_response(status: int) -> dict[str, Any]:
 # --- the document --------------------------------------------------------------------------------------
 
 
-def _model(name: str) -> type[BaseModel]:
-    return getattr(models, name)
-
-
 def document() -> dict[str, Any]:
-    wanted = {(_model(op.response), "serialization") for op in OPERATIONS.values()}
-    wanted |= {(_model(op.request), "validation") for op in OPERATIONS.values() if op.request is not None}
+    wanted = {(op.response.get(), "serialization") for op in OPERATIONS.values()}
+    wanted |= {(op.request.get(), "validation") for op in OPERATIONS.values() if op.request is not None}
     refs, defs = models_json_schema(
         sorted(wanted, key=lambda pair: (pair[0].__name__, pair[1])), ref_template=SCHEMA_REF
     )
@@ -253,9 +200,9 @@ def document() -> dict[str, Any]:
 
 
 def _operation(operation: Operation, refs: dict[Any, Any]) -> dict[str, Any]:
-    response = _model(operation.response)
+    response = operation.response.get()
     parameters = [{"name": name, "in": "path", "required": True, "schema": _UUID} for name in operation.path_ids]
-    parameters += QUERIES[operation.query] if operation.query is not None else []
+    parameters += query_parameters(operation.query.get()) if operation.query is not None else []
     if operation.if_match:
         parameters.append(IF_MATCH)
     if operation.creates:
@@ -286,7 +233,7 @@ def _operation(operation: Operation, refs: dict[Any, Any]) -> dict[str, Any]:
     if operation.request is not None:
         result["requestBody"] = {
             "required": not operation.body_optional,
-            "content": {"application/json": {"schema": refs[(_model(operation.request), "validation")]}},
+            "content": {"application/json": {"schema": refs[(operation.request.get(), "validation")]}},
         }
     return result
 
