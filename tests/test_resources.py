@@ -1121,3 +1121,18 @@ def test_ids_are_case_insensitive_and_answered_in_lower_case(api, agent_id, user
     assert api.get(f"/agents/{agent_id.upper()}").json["about"] == "x"
     assert api.delete(f"/sessions/{sid.upper()}").status_code == 202
     assert api.get(f"/sessions/{sid}").status_code == 404
+
+
+def test_the_store_hands_back_typed_records_whose_numbers_the_rules_count_with_are_ints(api, table, agent_id):
+    """store/stored.py record_of: DynamoDB gives numbers back as Decimal; a record's version, its
+    expiry and a session's token budget come back as ints (so the rules never write int(...)),
+    and the other numbers stay as written."""
+    created = api.post(
+        "/sessions", {"agent_id": agent_id, "ttl": 600, "token_budget": 900, "metadata": {"n": 1.5}}
+    ).json
+    api.patch(f"/sessions/{created['id']}", {"metadata": {"m": 2}})
+    record = table.get("alice", "session", created["id"])
+    assert [type(record[name]) for name in ("version", "expires_at", "token_budget")] == [int, int, int]
+    assert record["version"] == 2 and record["token_budget"] == 900
+    assert record["metadata"] == {"n": Decimal("1.5"), "m": Decimal("2")}
+    assert type(table.get_many("alice", "session", [created["id"]])[created["id"]]["version"]) is int

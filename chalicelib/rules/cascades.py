@@ -18,11 +18,10 @@ same table. Past the deadline DeletionInProgress propagates: the batch is retrie
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from chalicelib.rules.deletes import deadline_after, resume
 from chalicelib.rules.kinds import KINDS
-from chalicelib.store import Store, parse_key
+from chalicelib.store import Record, Store, parse_key
 
 # A stream consumer's budget for one batch (its Lambda may run 15 minutes; it gets 12 of them).
 STREAM_BUDGET_SECONDS = 12 * 60.0
@@ -36,7 +35,7 @@ class Change:
     event: str  # INSERT, MODIFY or REMOVE
     pk: str
     sk: str
-    old: dict[str, Any] | None = None
+    old: Record | None = None
     by_ttl: bool = False
     fork: bool = False  # a fork's purge marker (its image says so)
 

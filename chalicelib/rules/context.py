@@ -35,7 +35,7 @@ from chalicelib.rules.kinds import AGENTS, SESSIONS, USERS
 from chalicelib.rules.records import existing, live, wire
 from chalicelib.shared import jsonio
 from chalicelib.shared.errors import ContextOverBudget
-from chalicelib.store import Store
+from chalicelib.store import SUMMARY_UNTIL, Record, SessionRecord, Store
 
 CEILING_TOKENS = 1_000_000  # a session with no budget still stops here (a Lambda answer is at most 6 MB)
 SUMMARY_MAX_TOKENS = 1_024  # the summary gets at most this, and at most a quarter of the budget
@@ -54,7 +54,7 @@ SUMMARY_PROMPT = (
 
 @dataclass
 class Assembled:
-    session: dict[str, Any]
+    session: SessionRecord
     agent: dict[str, Any]
     user: dict[str, Any] | None
     messages: list[dict[str, Any]]
@@ -110,7 +110,7 @@ def assemble(
 
     summary = _summary_message(session.get("summary"))
     room = limit - fixed - (tokens.count_message(summary) if summary else 0)
-    until = session.get("summary_until")
+    until = session.get(SUMMARY_UNTIL)
     newest_first = takewhile(
         lambda item: until is None or item[0] > until,
         store.visible_messages(developer, session, descending=True, page_size=20),
@@ -290,7 +290,7 @@ def remaining(deadline: float | None) -> float:
 
 
 def _system_messages(
-    session: dict[str, Any], agent: dict[str, Any], user: dict[str, Any] | None
+    session: SessionRecord, agent: dict[str, Any], user: dict[str, Any] | None
 ) -> list[dict[str, Any]]:
     situation = session.get("situation") or ""
     instructions = list(agent.get("instructions") or [])
@@ -319,7 +319,7 @@ def _summary_message(summary: str | None) -> dict[str, Any] | None:
     return {"role": "system", "name": "summary", "content": f"Summary of the earlier conversation: {summary}"}
 
 
-def _public(kind: Any, record: dict[str, Any]) -> dict[str, Any]:
+def _public(kind: Any, record: Record) -> dict[str, Any]:
     """A record's public fields as plain JSON values (numbers as int or float, not Decimal)."""
     return json.loads(jsonio.dumps(wire(kind, record)))
 

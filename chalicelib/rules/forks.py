@@ -35,7 +35,9 @@ from chalicelib.store import (
     LINEAGE,
     OPEN_CALLS,
     POSITIONAL_IDS,
+    SUMMARY_UNTIL,
     MissingRecord,
+    SessionRecord,
     Store,
     VersionConflict,
     inherited_id,
@@ -54,7 +56,7 @@ NOT_COPIED = frozenset(
         "version",
         "metadata",
         "summary",
-        "summary_until",
+        SUMMARY_UNTIL,
         LAST_POSITION,
         LAST_MESSAGE_ID,
         POSITIONAL_IDS,
@@ -111,9 +113,9 @@ def fork(
             calls = toolcalls.of_history(reversed(tail))
             if calls:  # the copy's own calls awaiting a result (the last unit's, if it awaits any)
                 record[OPEN_CALLS] = calls
-            until = original.get("summary_until")
+            until = original.get(SUMMARY_UNTIL)
             if original.get("summary") is not None and until is not None and until <= point:
-                record["summary"], record["summary_until"] = original["summary"], until
+                record["summary"], record[SUMMARY_UNTIL] = original["summary"], until
         answer = models.Created(id=record["id"], created_at=record["created_at"])
         try:
             store.create_fork(
@@ -131,7 +133,7 @@ def fork(
     return retry_on_conflict(attempt, f"session {session_id} kept changing while it was forked; retry it")
 
 
-def _new_record(original: dict[str, Any], parsed: models.ForkInput) -> dict[str, Any]:
+def _new_record(original: SessionRecord, parsed: models.ForkInput) -> dict[str, Any]:
     """The fork's record before its history: what it takes from the original, a new id, and the
     metadata merged."""
     metadata = original.get("metadata", {})
@@ -148,7 +150,7 @@ def _new_record(original: dict[str, Any], parsed: models.ForkInput) -> dict[str,
 def _copied(
     store: Store,
     developer: str,
-    original: dict[str, Any],
+    original: SessionRecord,
     parsed: models.ForkInput,
     receipt: Receipt | None,
     deadline: float,
@@ -165,9 +167,9 @@ def _copied(
         record[OPEN_CALLS] = toolcalls.of_history(with_tools)
     last = list(moved.values())[-1] if moved else None
     record[LAST_POSITION], record[LAST_MESSAGE_ID] = last or ("", "")
-    until = original.get("summary_until")
+    until = original.get(SUMMARY_UNTIL)
     if original.get("summary") is not None and until in moved:  # it covers nothing left out
-        record["summary"], record["summary_until"] = original["summary"], moved[until][0]
+        record["summary"], record[SUMMARY_UNTIL] = original["summary"], moved[until][0]
     record["created_at"] = record["updated_at"] = clock.now()
     answer = models.Created(id=record["id"], created_at=record["created_at"])
     try:
@@ -186,7 +188,7 @@ def _copied(
 
 
 def _copy_history(
-    store: Store, developer: str, original: dict[str, Any], target: str, up_to: str | None, deadline: float
+    store: Store, developer: str, original: SessionRecord, target: str, up_to: str | None, deadline: float
 ) -> tuple[dict[str, tuple[str, str]], list[tuple[str, dict[str, Any]]]]:
     """Copy the source's messages up to `up_to` into the target's partition, each append's messages
     as one new append at the same time; {old position: (new position, new id)}, in order, and the

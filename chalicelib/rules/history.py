@@ -38,8 +38,10 @@ from chalicelib.store import (
     LAST_MESSAGE_ID,
     LAST_POSITION,
     REWIND,
+    SUMMARY_UNTIL,
     HistoryChange,
     MissingRecord,
+    SessionRecord,
     Store,
     VersionConflict,
     hidden_ranges,
@@ -97,7 +99,7 @@ class Follows:
         return cls(parsed.after) if "after" in parsed.model_fields_set else None
 
 
-def check_follows(store: Store, developer: str, session: dict[str, Any], follows: Follows | None) -> None:
+def check_follows(store: Store, developer: str, session: SessionRecord, follows: Follows | None) -> None:
     """HistoryMoved unless the message `follows` names is the last one of the session as read: the
     session record says which one is (no extra read), but for sessions from before it did."""
     if follows is None:
@@ -107,7 +109,7 @@ def check_follows(store: Store, developer: str, session: dict[str, Any], follows
         raise HistoryMoved(session["id"], follows.message_id, last)
 
 
-def last_message_id(store: Store, developer: str, session: dict[str, Any]) -> str | None:
+def last_message_id(store: Store, developer: str, session: SessionRecord) -> str | None:
     """The id of the session's last message (None: its history is empty), as its record keeps it,
     or for a session from before the record did, as its history says (one read)."""
     last = session.get(LAST_MESSAGE_ID)
@@ -147,7 +149,7 @@ def commit(
     session_id: str,
     messages: list[dict[str, Any]],
     receipt_for: Callable[[Stamped], dict[str, Any]] | None = None,
-    session: dict[str, Any] | None = None,
+    session: SessionRecord | None = None,
     follows: Follows | None = None,
 ) -> Stamped:
     """Stamp the messages after the session's newest and store them with the session's new
@@ -193,7 +195,7 @@ class Stamped:
     positions: list[str]
 
 
-def _stamp(store: Store, developer: str, session: dict[str, Any], messages: list[dict[str, Any]]) -> Stamped:
+def _stamp(store: Store, developer: str, session: SessionRecord, messages: list[dict[str, Any]]) -> Stamped:
     """The messages with their ids and a `created_at` strictly after the session's newest."""
     last = session.get(LAST_POSITION)
     if last is None:  # a session from before positions were kept on it: ask the history
@@ -243,7 +245,7 @@ def delete_message(store: Store, developer: str, session_id: str, message_id: st
             newest_left = store.newest_message(developer, session, before=max(going))
             while newest_left and newest_left[0] in going:
                 newest_left = store.newest_message(developer, session, before=newest_left[0])
-        until = session.get("summary_until")
+        until = session.get(SUMMARY_UNTIL)
         # what another session reads (a fork of this one, or the one this one inherits it from) is
         # hidden here, not deleted
         shared = [p for p in going if lineage.shared(session, p)]
@@ -266,7 +268,7 @@ def delete_message(store: Store, developer: str, session_id: str, message_id: st
     return retry_on_conflict(attempt, f"session {session_id} kept changing under this delete; retry it")
 
 
-def _hiding(store: Store, developer: str, session: dict[str, Any], positions: list[str]) -> list[tuple[str, str]]:
+def _hiding(store: Store, developer: str, session: SessionRecord, positions: list[str]) -> list[tuple[str, str]]:
     """The hidden ranges that take these shared positions out of the session's view, each from
     the visible message before it and through the end of a range that begins at it, so deleting
     neighbours one by one (popping the last message again and again) keeps one range, which
@@ -286,7 +288,7 @@ def _hiding(store: Store, developer: str, session: dict[str, Any], positions: li
 
 
 def _results_of(
-    store: Store, developer: str, session: dict[str, Any], position: str, message: dict[str, Any]
+    store: Store, developer: str, session: SessionRecord, position: str, message: dict[str, Any]
 ) -> dict[str, str]:
     """{position: id} of the tool messages that answered the calls this message made: those no
     longer open, looked for among the RESULTS_SCAN messages after it."""
@@ -305,7 +307,7 @@ def _results_of(
 
 
 def _open_calls_without(
-    store: Store, developer: str, session: dict[str, Any], position: str, message: dict[str, Any]
+    store: Store, developer: str, session: SessionRecord, position: str, message: dict[str, Any]
 ) -> dict[str, str] | None:
     """The session's open calls once this message goes (None: unchanged): its own calls close for
     good; a tool result's call, found among the WINDOW messages before it, is open again, which
@@ -374,7 +376,7 @@ def rewind(
         if not cascades_in_background() and any(hidden.after == position for hidden in pending):
             return pending  # the repeat a 503 asked for: it finishes those purges, and takes nothing newer
         _refuse_too_many_hidden(session)
-        until = session.get("summary_until")
+        until = session.get(SUMMARY_UNTIL)
         calls = None
         if toolcalls.uses_tools(session):  # the calls whose results go await them again
             kept = [
@@ -413,7 +415,7 @@ def clear(store: Store, developer: str, session_id: str, budget_seconds: float |
     def attempt(lost: VersionConflict | None) -> list[Hidden]:
         session = existing(store, SESSIONS, developer, session_id)
         newest = store.newest_message(developer, session)
-        summarized = session.get("summary") is not None or session.get("summary_until") is not None
+        summarized = session.get("summary") is not None or session.get(SUMMARY_UNTIL) is not None
         if newest is None and not summarized and not toolcalls.open_calls(session):
             # nothing to clear; what earlier rewinds or clears left to purge, purged here
             return _pending(session)
@@ -439,7 +441,7 @@ def clear(store: Store, developer: str, session_id: str, budget_seconds: float |
     return models.Deleted(id=session_id, deleted_at=clock.now())
 
 
-def _refuse_too_many_hidden(session: dict[str, Any], adding: int = 1) -> None:
+def _refuse_too_many_hidden(session: SessionRecord, adding: int = 1) -> None:
     """The session record holds at most MAX_HIDDEN_RANGES ranges: those of rewinds and clears
     whose purge is under way, and those of messages deleted from history shared with a fork
     (lineage.shared), which stay while it is shared."""
@@ -451,7 +453,7 @@ def _refuse_too_many_hidden(session: dict[str, Any], adding: int = 1) -> None:
         )
 
 
-def _pending(session: dict[str, Any]) -> list[Hidden]:
+def _pending(session: SessionRecord) -> list[Hidden]:
     """The session's hidden ranges whose purge may be under way."""
     forked = session.get(FORKED_THROUGH)
     return [Hidden(rid, a, t, forked) for rid, (a, t) in (session.get(HIDDEN) or {}).items()]

@@ -11,7 +11,7 @@ from pydantic import BaseModel
 
 from chalicelib.rules import models
 from chalicelib.rules.parameters import ListQuery, SessionListQuery
-from chalicelib.store import LAST_MESSAGE_ID, LAST_POSITION, POSITIONAL_IDS, index
+from chalicelib.store import LAST_MESSAGE_ID, LAST_POSITION, POSITIONAL_IDS, Record, index
 
 
 @dataclass(frozen=True)
@@ -26,11 +26,11 @@ class Kind:
     unsupported: frozenset[str] = frozenset()  # accepted only empty, never stored
     references: tuple[str, ...] = ()  # fields naming a parent: "agent_id" -> agent
 
-    def parents(self, record: dict[str, Any]) -> list[tuple[str, str]]:
+    def parents(self, record: Record) -> list[tuple[str, str]]:
         """(kind, id) of each parent the record names; they must exist, and hold a link to it."""
         return [(name.removesuffix("_id"), record[name]) for name in self.references if record.get(name)]
 
-    def terms(self, record: dict[str, Any]) -> list[str]:
+    def terms(self, record: Record) -> list[str]:
         """The index terms the record has entries under (store/index.py)."""
         return index.terms_of(record, self.parents(record))
 

@@ -8,23 +8,21 @@ operation makes it active (fork it to go on).
 
 from __future__ import annotations
 
-from typing import Any
-
 from chalicelib.rules.conflicts import retry_on_conflict
 from chalicelib.rules.kinds import SESSIONS
 from chalicelib.rules.records import Versioned, check_expected, existing, wire
 from chalicelib.shared import clock
 from chalicelib.shared.errors import NotFound, SessionEnded
-from chalicelib.store import MissingRecord, Store, VersionConflict
+from chalicelib.store import MissingRecord, SessionRecord, Store, VersionConflict
 
 ENDED = "ended"
 
 
-def is_ended(session: dict[str, Any]) -> bool:
+def is_ended(session: SessionRecord) -> bool:
     return session.get("status") == ENDED
 
 
-def refuse_if_ended(session: dict[str, Any]) -> None:
+def refuse_if_ended(session: SessionRecord) -> None:
     if is_ended(session):
         raise SessionEnded(session["id"])
 
@@ -41,14 +39,14 @@ def end(
     def attempt(_: VersionConflict | None) -> Versioned:
         old = existing(store, SESSIONS, developer, session_id)
         if is_ended(old):
-            return Versioned(wire(SESSIONS, old), int(old["version"]))
+            return Versioned(wire(SESSIONS, old), old["version"])
         check_expected(SESSIONS, old, expected)
         now = clock.after(old["updated_at"])
-        new = {**old, "status": ENDED, "ended_at": now, "updated_at": now, "version": int(old["version"]) + 1}
+        new = {**old, "status": ENDED, "ended_at": now, "updated_at": now, "version": old["version"] + 1}
         try:
             store.replace(developer, SESSIONS.name, old, new, SESSIONS.terms(old), SESSIONS.terms(new))
         except MissingRecord:
             raise NotFound(f"session {session_id} not found") from None
-        return Versioned(wire(SESSIONS, new), int(new["version"]))
+        return Versioned(wire(SESSIONS, new), new["version"])
 
     return retry_on_conflict(attempt, f"session {session_id} kept changing while it was being ended; retry it")

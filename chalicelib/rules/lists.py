@@ -19,7 +19,7 @@ from chalicelib.rules.kinds import Kind
 from chalicelib.rules.parameters import ListQuery
 from chalicelib.rules.records import live, wire
 from chalicelib.shared import jsonio
-from chalicelib.store import IndexEntry, Store, index, position_in_order
+from chalicelib.store import IndexEntry, Record, Store, index, position_in_order
 
 READ_CHUNK = 100  # records per BatchGetItem, entries per Query page, at most
 
@@ -66,7 +66,7 @@ def list_records(store: Store, kind: Kind, developer: str, query: ListQuery | No
     return {"items": [wire(kind, record) for record in page], "next_cursor": next_cursor}
 
 
-def _matches(record: dict[str, Any], query: ListQuery) -> bool:
+def _matches(record: Record, query: ListQuery) -> bool:
     return (
         all(record.get(f"{kind}_id") == pid for kind, pid in query.parents)
         and (_status(query) is None or record.get("status", "active") == _status(query))

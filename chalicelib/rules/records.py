@@ -17,7 +17,7 @@ from chalicelib.rules.idempotency import Receipt
 from chalicelib.rules.kinds import Kind
 from chalicelib.shared import clock
 from chalicelib.shared.errors import NotFound, PreconditionFailed, Unavailable
-from chalicelib.store import EXPIRES, MissingRecord, Store, VersionConflict
+from chalicelib.store import EXPIRES, MissingRecord, Record, Store, VersionConflict
 
 
 @dataclass(frozen=True)
@@ -29,11 +29,11 @@ class Versioned:
     version: int
 
 
-def wire(kind: Kind, record: dict[str, Any]) -> BaseModel:
+def wire(kind: Kind, record: Record) -> BaseModel:
     return kind.wire_model.model_validate(record)
 
 
-def existing(store: Store, kind: Kind, developer: str, record_id: str) -> dict[str, Any]:
+def existing(store: Store, kind: Kind, developer: str, record_id: str) -> Record:
     """The record, or NotFound: absent, or expired (gone from its expiry's second on, whenever
     DynamoDB's TTL gets to remove it)."""
     record = live(store.get(developer, kind.name, record_id)) if clock.is_uuid(record_id) else None
@@ -42,7 +42,7 @@ def existing(store: Store, kind: Kind, developer: str, record_id: str) -> dict[s
     return record
 
 
-def live(record: dict[str, Any] | None) -> dict[str, Any] | None:
+def live(record: Record | None) -> Record | None:
     """The record unless it is absent or expired."""
     return None if record is None or clock.expired(record.get(EXPIRES)) else record
 
@@ -83,11 +83,11 @@ def parse_default_ttl(raw: str) -> dict[str, int]:
     return spec
 
 
-def check_expected(kind: Kind, record: dict[str, Any], expected: frozenset[int] | None) -> None:
+def check_expected(kind: Kind, record: Record, expected: frozenset[int] | None) -> None:
     """`expected`: the versions the caller's If-Match allows (None: any). Another one is a 412
     and changes nothing."""
-    if expected is not None and int(record["version"]) not in expected:
-        raise PreconditionFailed(f"{kind.name} {record['id']} has changed", int(record["version"]))
+    if expected is not None and record["version"] not in expected:
+        raise PreconditionFailed(f"{kind.name} {record['id']} has changed", record["version"])
 
 
 def create(store: Store, kind: Kind, developer: str, body: BaseModel, receipt: Receipt | None = None) -> models.Created:
@@ -101,7 +101,7 @@ def create(store: Store, kind: Kind, developer: str, body: BaseModel, receipt: R
             data[name] = clock.canonical_id(data[name])
     validation.check_indexable(data.get("metadata", {}))
     validation.check_default_settings(data)
-    validation.check_templates(kind, data, set(data))
+    validation.check_templates(kind.name, data, set(data))
     ttl = data.pop("ttl", None) or default_ttl(kind, developer)
     timestamp = clock.now()
     record = {
@@ -135,7 +135,7 @@ def create(store: Store, kind: Kind, developer: str, body: BaseModel, receipt: R
 
 def get(store: Store, kind: Kind, developer: str, record_id: str) -> Versioned:
     record = existing(store, kind, developer, record_id)
-    return Versioned(wire(kind, record), int(record["version"]))
+    return Versioned(wire(kind, record), record["version"])
 
 
 def update(
@@ -169,20 +169,20 @@ def update(
         if "metadata" in changes and not replace:
             new["metadata"] = merged_metadata(kind, old.get("metadata", {}), changes["metadata"])
         if _same(old, new):  # nothing to change: no write, no new version, no move in lists
-            return Versioned(models.Updated(id=record_id, updated_at=old["updated_at"]), int(old["version"]))
-        validation.check_templates(kind, new, set(changes))
+            return Versioned(models.Updated(id=record_id, updated_at=old["updated_at"]), old["version"])
+        validation.check_templates(kind.name, new, set(changes))
         new["updated_at"] = clock.after(old["updated_at"])
         new["version"] = old["version"] + 1
         try:
             store.replace(developer, kind.name, old, new, kind.terms(old), kind.terms(new))
         except MissingRecord:
             raise NotFound(f"{kind.name} {record_id} not found") from None
-        return Versioned(models.Updated(id=record_id, updated_at=new["updated_at"]), int(new["version"]))
+        return Versioned(models.Updated(id=record_id, updated_at=new["updated_at"]), new["version"])
 
     return retry_on_conflict(attempt, f"{kind.name} {record_id} kept changing under this update; retry it")
 
 
-def _same(old: dict[str, Any], new: dict[str, Any]) -> bool:
+def _same(old: Record, new: Record) -> bool:
     """Whether `new` would store exactly what `old` holds: numbers as written (1 and 1.0 differ
     in the answers, so they differ here), types distinct (true is not 1), key order aside."""
 

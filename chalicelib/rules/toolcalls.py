@@ -24,18 +24,18 @@ from collections.abc import Iterable
 from typing import Any
 
 from chalicelib.shared.errors import ToolCallsPending, ValidationFailed
-from chalicelib.store import OPEN_CALLS
+from chalicelib.store import OPEN_CALLS, SessionRecord
 
 MAX_OPEN_CALLS = 128
 WINDOW = 100  # messages looked through for a call or its results, before or after a removal
 RESULTS_SCAN = 1_000  # messages after an assistant message searched for its results
 
 
-def open_calls(session: dict[str, Any]) -> dict[str, str]:
+def open_calls(session: SessionRecord) -> dict[str, str]:
     return dict(session.get(OPEN_CALLS) or {})
 
 
-def uses_tools(session: dict[str, Any]) -> bool:
+def uses_tools(session: SessionRecord) -> bool:
     """Whether the session ever made a tool call (only then do removals look for calls)."""
     return OPEN_CALLS in session
 
@@ -46,7 +46,7 @@ def called(message: dict[str, Any]) -> list[str]:
 
 
 def after_messages(
-    session: dict[str, Any], positioned: list[tuple[str, dict[str, Any]]], first_index: int = 0
+    session: SessionRecord, positioned: list[tuple[str, dict[str, Any]]], first_index: int = 0
 ) -> dict[str, str] | None:
     """The session's open calls once these messages (in order) are appended, or None when no call
     is open and no message makes or answers one (nothing to write). While calls are open only
@@ -75,7 +75,7 @@ def after_messages(
     return _bounded(calls)
 
 
-def refuse_while_open(session: dict[str, Any], calls: dict[str, str], stored: set[str], field: str) -> None:
+def refuse_while_open(session: SessionRecord, calls: dict[str, str], stored: set[str], field: str) -> None:
     """`field` would come between open calls and their results: ToolCallsPending when the session
     made them, else a 422 (the same body made them and did not answer them all)."""
     waiting = sorted(calls, key=lambda call_id: (calls[call_id], call_id))
@@ -91,7 +91,7 @@ def refuse_while_open(session: dict[str, Any], calls: dict[str, str], stored: se
     )
 
 
-def reopened(session: dict[str, Any], oldest_first: Iterable[tuple[str, dict[str, Any]]]) -> dict[str, str]:
+def reopened(session: SessionRecord, oldest_first: Iterable[tuple[str, dict[str, Any]]]) -> dict[str, str]:
     """The open calls of a history that now ends with `oldest_first` (the last messages kept by a
     rewind): those open before and still in it, and every call among these messages whose result
     is not among them."""

@@ -5,17 +5,14 @@ Every failure is a ValidationFailed (422) whose `details` name each field, in on
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
 from chalicelib.rules import models
 from chalicelib.shared import clock, jsonio
 from chalicelib.shared.errors import ValidationFailed
-from chalicelib.store import index
-
-if TYPE_CHECKING:
-    from chalicelib.rules.kinds import Kind
+from chalicelib.store import Record, index
 
 
 def field_errors(error: ValidationError, under: tuple[str, ...] = ()) -> list[dict[str, Any]]:
@@ -97,12 +94,12 @@ def check_default_settings(fields: dict[str, Any]) -> None:
         ) from None
 
 
-def check_templates(kind: Kind, record: dict[str, Any], changed: set[str]) -> None:
+def check_templates(kind: str, record: Record, changed: set[str]) -> None:
     """A session that renders templates gets its situation compiled when either changes, so a
     syntax error is a 422 now rather than at every chat later (rendering errors need the
     variables, and surface at chat or context time)."""
     if (
-        kind.name == "session"
+        kind == "session"
         and record.get("render_templates")
         and record.get("situation")
         and changed & {"situation", "render_templates"}

@@ -1,7 +1,7 @@
 """The DynamoDB store: the only package that knows keys, expressions, typed values and botocore.
 
-Above it, code speaks in records (plain dicts of a resource's fields) and the store's named
-errors. Its modules:
+Above it, code speaks in records (typed dicts of a resource's fields: stored.py) and the store's
+named errors. Its modules:
 
     keys.py     the key layout (every pk and sk), and `parse` to read one back
     index.py    which index partitions ("terms") a record has entries in
@@ -10,6 +10,8 @@ errors. Its modules:
                 records.py (records, index entries, API keys), history.py, forks.py,
                 purges.py (markers, the purge batch), receipts.py; calls.py (pages,
                 batches, transactions: transaction.py), items.py (shared shapes and fields)
+    stored.py   the typed records (agents, users, sessions) it hands back, and the session's
+                bookkeeping fields, declared and explained once
     lineage.py  a session's history as reads see it: what it inherits from forks, what is hidden
     scans.py    operators' full-table Scans and batch writes
     client.py   the boto3 client's settings, botocore's errors translated
@@ -28,6 +30,7 @@ from .keys import IndexEntry, inherited_id, message_ids, message_positions, mess
 from .keys import parse as parse_key
 from .keys import sort_key as position_in_order
 from .lineage import BEFORE_ANY_MESSAGE, FORKED_THROUGH, HIDDEN, LINEAGE, hidden_ranges
+from .stored import SUMMARY_UNTIL, AgentRecord, Record, SessionRecord, UserRecord
 from .table import Store
 
 __all__ = [
@@ -55,6 +58,11 @@ __all__ = [
     "MissingRecord",
     "ReceiptTaken",
     "Store",
+    "AgentRecord",
+    "UserRecord",
+    "SessionRecord",
+    "Record",
+    "SUMMARY_UNTIL",
     "StoreError",
     "StoreFailed",
     "StoreUnavailable",

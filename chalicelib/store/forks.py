@@ -15,7 +15,8 @@ from .items import (
     FORK_MARKER_SECONDS,
     PK,
     SK,
-    Record,
+    Item,
+    SessionRecord,
     index_entry,
     record_key,
     still_as_read,
@@ -31,11 +32,11 @@ class Forks(Calls):
     def create_fork(
         self,
         developer: str,
-        record: Record,
-        parent: Record,
+        record: SessionRecord,
+        parent: SessionRecord,
         parents: list[tuple[str, str]],
         terms: list[str],
-        receipt: Record | None = None,
+        receipt: Item | None = None,
     ) -> None:
         """Create a fork of `parent` in one transaction: as `create` does (its agent and user
         checked, the record and its index entries, the receipt), and, for each partition its

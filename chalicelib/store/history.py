@@ -22,7 +22,8 @@ from .items import (
     REWIND,
     SK,
     HistoryChange,
-    Record,
+    Item,
+    SessionRecord,
     holder_of,
     index_entry,
     record_key,
@@ -30,6 +31,7 @@ from .items import (
 )
 from .keys import MESSAGE_PREFIX, RECORD
 from .lineage import BEFORE_ANY_MESSAGE, FORKED_THROUGH, HIDDEN, LINEAGE, hidden_ranges, is_hidden, parts
+from .stored import SUMMARY_UNTIL, record_of
 from .transaction import Transaction
 
 
@@ -40,11 +42,11 @@ class History(Calls):
     def append_messages(
         self,
         developer: str,
-        session: Record,
-        positioned: list[tuple[str, Record]],
+        session: SessionRecord,
+        positioned: list[tuple[str, Item]],
         updated_at: str,
         terms: list[str],
-        receipt: Record | None = None,
+        receipt: Item | None = None,
         open_calls: dict[str, str] | None = None,
     ) -> None:
         """Store messages at their positions (the rules stamp them once: message_positions),
@@ -86,7 +88,7 @@ class History(Calls):
                     },
                 }
             },
-            if_failed=lambda current: VersionConflict(deserialize(current) if current else None),
+            if_failed=lambda current: VersionConflict(record_of(current) if current else None),
         )
         transaction.extend(self._delete(key(*k)) for k in before)
         transaction.extend(self._put(index_entry(k, session)) for k in after)
@@ -121,7 +123,7 @@ class History(Calls):
 
     def find_message(
         self, developer: str, session_id: str, message_id: str
-    ) -> tuple[Record | None, str | None, Record | None]:
+    ) -> tuple[SessionRecord | None, str | None, Item | None]:
         """(the session, the message's position, the message), None for what is absent: one
         BatchGetItem of the session and the position the id names, and for a session from before
         ids carried positions, a Query of its history for the id if that missed."""
@@ -129,7 +131,7 @@ class History(Calls):
         position = keys.position_of(message_id)
         wanted = [key(pk, RECORD)] + ([key(pk, position)] if position else [])
         found = {item[SK]["S"]: item for item in self._batch_get(wanted)}
-        session = deserialize(found[RECORD]) if RECORD in found else None
+        session = record_of(found[RECORD]) if RECORD in found else None
         item = found.get(position) if position else None
         point = lineage.fork_point(session)
         if position and point is not None and keys.message_time(position) <= keys.message_time(point):
@@ -152,8 +154,8 @@ class History(Calls):
         return session, None, None
 
     def _inherited(
-        self, developer: str, session: Record, message_id: str
-    ) -> tuple[Record | None, str | None, Record | None]:
+        self, developer: str, session: SessionRecord, message_id: str
+    ) -> tuple[SessionRecord | None, str | None, Item | None]:
         """find_message for an id the session gives a message it inherits: the partition of its
         lineage that holds the position, read with one GetItem."""
         position = keys.inherited_position(session["id"], message_id)
@@ -172,7 +174,7 @@ class History(Calls):
     def remove_messages(
         self,
         developer: str,
-        session: Record,
+        session: SessionRecord,
         positions: list[str],
         change: HistoryChange,
         hidden: list[tuple[str, str]] = (),
@@ -203,7 +205,7 @@ class History(Calls):
     def start_rewind(
         self,
         developer: str,
-        session: Record,
+        session: SessionRecord,
         after: tuple[str, str],
         through: str,
         change: HistoryChange,
@@ -220,7 +222,7 @@ class History(Calls):
         those partitions (`tidy`: what only this fork kept there can go). The range's id and those
         partitions; VersionConflict if the session changed, MissingRecord if the message went."""
         range_id = secrets.token_hex(6)
-        marker: Record = {"after": after[0], "through": through, "after_id": after[1], "range": range_id}
+        marker: Item = {"after": after[0], "through": through, "after_id": after[1], "range": range_id}
         if session.get(FORKED_THROUGH):  # how far forks made before it read: their part stays
             marker[FORKED_THROUGH] = session[FORKED_THROUGH]
         cut = lineage.cut_at(session, after[0])
@@ -271,7 +273,7 @@ class History(Calls):
             {},
         )
 
-    def put_messages(self, developer: str, session_id: str, positioned: list[tuple[str, Record]]) -> None:
+    def put_messages(self, developer: str, session_id: str, positioned: list[tuple[str, Item]]) -> None:
         """Write messages at their positions, 25 a call: a fork's copy, into a partition no one
         else writes until the fork's session exists (not conditional, not atomic)."""
         pk = keys.record_pk(developer, "session", session_id)
@@ -280,7 +282,7 @@ class History(Calls):
     def _history_changed(
         self,
         developer: str,
-        session: Record,
+        session: SessionRecord,
         change: HistoryChange,
         hide: list[tuple[str, str, str]] = (),
         lineage_to: list[list[str]] | None = None,
@@ -305,8 +307,8 @@ class History(Calls):
         if clear_summary:
             sets.append("#version = :next")
             removes += ["#summary", "#until"]
-            names.update({"#version": "version", "#summary": "summary", "#until": "summary_until"})
-            values[":next"] = {"N": str(int(session["version"]) + 1)}
+            names.update({"#version": "version", "#summary": "summary", "#until": SUMMARY_UNTIL})
+            values[":next"] = {"N": str(session["version"] + 1)}
         if hide:
             names["#hidden"] = HIDDEN
             if HIDDEN in session:  # the map is there (an empty one stays after its last range went)
@@ -351,7 +353,9 @@ class History(Calls):
             ),
         ]
 
-    def newest_message(self, developer: str, session: Record, before: str | None = None) -> tuple[str, str] | None:
+    def newest_message(
+        self, developer: str, session: SessionRecord, before: str | None = None
+    ) -> tuple[str, str] | None:
         """(position, id) of the session's newest visible message, or of the newest one before the
         position `before`; None when there is none."""
         for position, message in self.visible_messages(developer, session, descending=True, after=before, page_size=1):
@@ -359,7 +363,12 @@ class History(Calls):
         return None
 
     def visible_messages(
-        self, developer: str, session: Record, descending: bool = False, after: str | None = None, page_size: int = 100
+        self,
+        developer: str,
+        session: SessionRecord,
+        descending: bool = False,
+        after: str | None = None,
+        page_size: int = 100,
     ) -> Iterator[tuple[str, dict[str, Any]]]:
         """A session's history as every request sees it, as (position, message), oldest first (or
         newest first), strictly past the position `after`, read page by page as the caller consumes
@@ -430,7 +439,7 @@ class History(Calls):
             session_id,
             "SET #summary = :summary, #until = :until, #version = :next",
             "#version = :version",
-            {"#summary": "summary", "#until": "summary_until", "#version": "version"},
+            {"#summary": "summary", "#until": SUMMARY_UNTIL, "#version": "version"},
             {
                 ":summary": codec.value(summary),
                 ":until": codec.value(until),

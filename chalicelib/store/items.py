@@ -1,6 +1,6 @@
-"""What the store's aggregates share: the names of the session record's bookkeeping fields, the
-purge kinds, and the shapes and conditions every aggregate writes (a record's key, an index
-entry, "still as read", "not expired")."""
+"""What the store's aggregates share: the purge kinds, and the shapes and conditions every
+aggregate writes (a record's key, an index entry, "still as read", "not expired"). The records'
+fields and types are stored.py's."""
 
 from __future__ import annotations
 
@@ -10,25 +10,21 @@ from typing import Any
 from . import keys, lineage, schema
 from .codec import key
 from .keys import RECORD
-from .lineage import FORKED_THROUGH
+from .stored import (
+    EXPIRES,
+    FORKED_THROUGH,
+    LAST_MESSAGE_ID,
+    LAST_POSITION,
+    OPEN_CALLS,
+    POSITIONAL_IDS,
+    Record,
+    SessionRecord,
+)
 
-Record = dict[str, Any]  # a record (or a message, or a receipt): its fields as plain values
+# the record fields and types the aggregates share, from stored.py
+__all__ = ["EXPIRES", "LAST_MESSAGE_ID", "LAST_POSITION", "OPEN_CALLS", "POSITIONAL_IDS", "Record", "SessionRecord"]
 
-# On a session record: the position of the newest message ever appended ("" before the first;
-# absent on sessions written before it was kept, whose newest message a Query finds instead).
-LAST_POSITION = "last_position"
-# On a session record: the id of the message that is last in its history now ("" when it has none;
-# absent on sessions written before it was kept, whose newest message a Query finds instead).
-LAST_MESSAGE_ID = "last_message_id"
-# On a session record: true when every message of it has an id that carries its position
-# (keys.message_ids); absent on sessions created before, whose older messages a Query finds.
-POSITIONAL_IDS = "positional_ids"
-# On a session record: its tool calls awaiting a result, {call id: position of the message that
-# made it}; absent on sessions that never made one (chalicelib/rules/toolcalls.py).
-OPEN_CALLS = "open_calls"
-# On a record: when it expires, in epoch seconds (the table's TTL attribute). From that second it is
-# gone for every request; DynamoDB's TTL removes it later (docs/api.md, "Retention").
-EXPIRES = schema.TTL_ATTRIBUTE
+Item = dict[str, Any]  # a message, a receipt or a marker: its fields as plain values
 # A fork's marker expires this long after the fork began (a fork has a request's 15 s): then the
 # stream removes what an unfinished fork copied.
 FORK_MARKER_SECONDS = 3600
@@ -39,7 +35,7 @@ REWIND = "history"
 PK, SK = schema.PARTITION_KEY, schema.SORT_KEY
 
 
-def still_as_read(record: dict[str, Any]) -> dict[str, Any]:
+def still_as_read(record: Record) -> dict[str, Any]:
     """The condition that the stored record is still the one read: the same version and the same
     updated_at (a history append moves updated_at, and the entries with it, but not the version),
     and no fork made of it since (FORKED_THROUGH: a message a new fork reads is never deleted)."""
@@ -72,13 +68,13 @@ def not_expired(now: int) -> dict[str, Any]:
     }
 
 
-def fork_sources(record: Record) -> dict[str, Any]:
+def fork_sources(record: SessionRecord) -> dict[str, Any]:
     """A purge marker's `sources`: the sessions a fork reads (its LINEAGE's partitions)."""
     sources = [source for source, _ in lineage.lineage(record)]
     return {"sources": sources} if sources else {}
 
 
-def holder_of(session: Record, position: str) -> str:
+def holder_of(session: SessionRecord, position: str) -> str:
     """The session whose partition holds the message at this position of `session`'s view."""
     part = lineage.part_of(session, position)
     return part.partition if part is not None else session["id"]

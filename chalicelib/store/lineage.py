@@ -19,18 +19,14 @@ and which ranges are hidden. Pure functions of a session record (no DynamoDB cal
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from .keys import MESSAGE_PREFIX, MESSAGES_END
+from .stored import FORKED_THROUGH, HIDDEN, LINEAGE
+from .stored import SessionRecord as Record
 
-LINEAGE = "lineage"
-FORKED_THROUGH = "forked_through"
-HIDDEN = "hidden"
 MAX_LINEAGE = 16  # stretches a fork may inherit: one per fork of a fork that appended in between
 # A clear hides from here: every message position sorts after it.
 BEFORE_ANY_MESSAGE = MESSAGE_PREFIX
-
-Record = dict[str, Any]
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from .codec import deserialize, key
 from .items import (
     PK,
     SK,
-    Record,
+    Item,
 )
 from .keys import MESSAGE_PREFIX
 
@@ -19,7 +19,7 @@ from .keys import MESSAGE_PREFIX
 class Purges(Calls):
     # cascading deletes ---------------------------------------------------------------------------
 
-    def purge_marker(self, developer: str, kind: str, record_id: str) -> Record | None:
+    def purge_marker(self, developer: str, kind: str, record_id: str) -> Item | None:
         """The purge marker of a record (a cascade, a rewind's range: `history`, `<session>#<range>`)
         that has not finished, with what it says; None when there is none."""
         item = self.client.get_item(

@@ -13,7 +13,7 @@ from .codec import deserialize, key, serialize
 from .errors import ReceiptTaken
 from .items import (
     PK,
-    Record,
+    Item,
 )
 from .keys import RECORD
 from .transaction import Transaction
@@ -33,7 +33,7 @@ class Receipts(Calls):
         """Write a receipt on its own (a request that writes nothing else). Raises ReceiptTaken."""
         self._run(self._with_receipt(Transaction(), developer, receipt))
 
-    def _with_receipt(self, transaction: Transaction, developer: str, receipt: Record | None) -> Transaction:
+    def _with_receipt(self, transaction: Transaction, developer: str, receipt: Item | None) -> Transaction:
         """The transaction with, last, a Put of the receipt that only succeeds if no live receipt
         has this key (one whose TTL has passed but which DynamoDB has not yet removed counts as
         gone): ReceiptTaken otherwise."""

@@ -17,6 +17,7 @@ from .items import (
     EXPIRES,
     PK,
     SK,
+    Item,
     Record,
     fork_sources,
     index_entry,
@@ -25,6 +26,7 @@ from .items import (
     still_as_read,
 )
 from .keys import RECORD
+from .stored import record_of
 from .transaction import Transaction
 
 
@@ -89,19 +91,19 @@ class Records(Calls):
 
     # records -----------------------------------------------------------------------------------
 
-    def get(self, developer: str, kind: str, record_id: str) -> dict[str, Any] | None:
+    def get(self, developer: str, kind: str, record_id: str) -> Record | None:
         item = self.client.get_item(
             TableName=self.table, Key=record_key(developer, kind, record_id), ConsistentRead=True
         ).get("Item")
-        return deserialize(item) if item else None
+        return record_of(item) if item else None
 
-    def get_many(self, developer: str, kind: str, ids: list[str]) -> dict[str, dict[str, Any]]:
+    def get_many(self, developer: str, kind: str, ids: list[str]) -> dict[str, Record]:
         """Records by id (consistent reads); ids that do not exist are simply absent."""
-        found: dict[str, dict[str, Any]] = {}
+        found: dict[str, Record] = {}
         for start in range(0, len(ids), BATCH_GET_MAX):
             wanted = [record_key(developer, kind, i) for i in ids[start : start + BATCH_GET_MAX]]
             for item in self._batch_get(wanted):
-                record = deserialize(item)
+                record = record_of(item)
                 found[record["id"]] = record
         return found
 
@@ -112,7 +114,7 @@ class Records(Calls):
         record: Record,
         parents: list[tuple[str, str]],
         terms: list[str],
-        receipt: Record | None = None,
+        receipt: Item | None = None,
         finishing_fork: bool = False,
     ) -> None:
         """Write a new record and its index entries in one transaction that also checks every
