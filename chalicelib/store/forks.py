@@ -54,7 +54,7 @@ class Forks(Calls):
                     "Key": record_key(developer, "session", parent["id"]),
                     "UpdateExpression": "SET #forked = :forked_now",
                     "ConditionExpression": still["ConditionExpression"],
-                    "ExpressionAttributeNames": still["ExpressionAttributeNames"],
+                    "ExpressionAttributeNames": {**still["ExpressionAttributeNames"], "#forked": FORKED_THROUGH},
                     "ExpressionAttributeValues": {**still["ExpressionAttributeValues"], ":forked_now": {"S": forked}},
                 }
             },

@@ -7,8 +7,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from boto3.dynamodb.conditions import Attr, ConditionBase, ConditionExpressionBuilder
+
 from . import keys, lineage, schema
-from .codec import key
+from .codec import key, value
 from .keys import RECORD
 from .stored import (
     EXPIRES,
@@ -35,21 +37,29 @@ REWIND = "history"
 PK, SK = schema.PARTITION_KEY, schema.SORT_KEY
 
 
+def condition(test: ConditionBase) -> dict[str, Any]:
+    """`test` as a request's ConditionExpression with its names and values, through boto3's own
+    ConditionExpressionBuilder: every name and value is a placeholder (#n0, :v0, ...), so no
+    attribute name or user value is ever spelled into an expression. Names written by hand beside
+    them (in an UpdateExpression) use other spellings (#version, :hidden)."""
+    built = ConditionExpressionBuilder().build_expression(test)
+    return {
+        "ConditionExpression": built.condition_expression,
+        "ExpressionAttributeNames": built.attribute_name_placeholders,
+        "ExpressionAttributeValues": {name: value(v) for name, v in built.attribute_value_placeholders.items()},
+    }
+
+
 def still_as_read(record: Record) -> dict[str, Any]:
     """The condition that the stored record is still the one read: the same version and the same
     updated_at (a history append moves updated_at, and the entries with it, but not the version),
     and no fork made of it since (FORKED_THROUGH: a message a new fork reads is never deleted)."""
     forked = record.get(FORKED_THROUGH)
-    return {
-        "ConditionExpression": "#version = :version AND #updated = :updated AND "
-        + ("attribute_not_exists(#forked)" if forked is None else "#forked = :forked"),
-        "ExpressionAttributeNames": {"#version": "version", "#updated": "updated_at", "#forked": FORKED_THROUGH},
-        "ExpressionAttributeValues": {
-            ":version": {"N": str(record["version"])},
-            ":updated": {"S": record["updated_at"]},
-            **({":forked": {"S": forked}} if forked is not None else {}),
-        },
-    }
+    return condition(
+        Attr("version").eq(record["version"])
+        & Attr("updated_at").eq(record["updated_at"])
+        & (Attr(FORKED_THROUGH).not_exists() if forked is None else Attr(FORKED_THROUGH).eq(forked))
+    )
 
 
 def index_entry(entry_key: tuple[str, str], record: Record) -> dict[str, Any]:
@@ -59,13 +69,9 @@ def index_entry(entry_key: tuple[str, str], record: Record) -> dict[str, Any]:
     return {**key(*entry_key), **({EXPIRES: {"N": str(int(expires))}} if expires is not None else {})}
 
 
-def not_expired(now: int) -> dict[str, Any]:
-    """A condition (with its names and values) that holds for an item not expired at `now`."""
-    return {
-        "expression": "(attribute_not_exists(#expires) OR #expires > :now)",
-        "names": {"#expires": EXPIRES},
-        "values": {":now": {"N": str(now)}},
-    }
+def not_expired(now: int) -> ConditionBase:
+    """Holds for an item not expired at `now` (epoch seconds)."""
+    return Attr(EXPIRES).not_exists() | Attr(EXPIRES).gt(now)
 
 
 def fork_sources(record: SessionRecord) -> dict[str, Any]:

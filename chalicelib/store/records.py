@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from boto3.dynamodb.conditions import Attr
+
 from chalicelib.shared import clock
 
 from . import keys
@@ -19,6 +21,7 @@ from .items import (
     SK,
     Item,
     Record,
+    condition,
     fork_sources,
     index_entry,
     not_expired,
@@ -226,10 +229,13 @@ class Records(Calls):
         consumes them in pages that start at `page_size` and double up to 100, at most `limit` in
         all."""
         args = self._query_args(keys.index_pk(developer, kind, term, order), descending=descending, projection=SK)
-        live = not_expired(int(clock.epoch_seconds()))  # an expired record's entries wait for TTL: skipped here
-        args["FilterExpression"] = live["expression"]
-        args["ExpressionAttributeNames"].update(live["names"])
-        args["ExpressionAttributeValues"] = {**args.get("ExpressionAttributeValues", {}), **live["values"]}
+        live = condition(not_expired(int(clock.epoch_seconds())))  # an expired record's entries wait for TTL
+        args["FilterExpression"] = live["ConditionExpression"]
+        args["ExpressionAttributeNames"].update(live["ExpressionAttributeNames"])
+        args["ExpressionAttributeValues"] = {
+            **args.get("ExpressionAttributeValues", {}),
+            **live["ExpressionAttributeValues"],
+        }
         if after is not None:
             args["KeyConditionExpression"] += f" AND #sk {'<' if descending else '>'} :after"
             args["ExpressionAttributeNames"]["#sk"] = SK
@@ -251,16 +257,14 @@ class Records(Calls):
     def _parents_live(self, transaction: Transaction, developer: str, parents: list[tuple[str, str]]) -> Transaction:
         """A ConditionCheck per parent (kind, id) that it exists and has not expired: MissingRecord
         naming it otherwise."""
-        live = not_expired(int(clock.epoch_seconds()))
+        live = condition(Attr(PK).exists() & not_expired(int(clock.epoch_seconds())))
         for parent in parents:
             transaction.add(
                 {
                     "ConditionCheck": {
                         "TableName": self.table,
                         "Key": record_key(developer, *parent),
-                        "ConditionExpression": "attribute_exists(#pk) AND " + live["expression"],
-                        "ExpressionAttributeNames": {"#pk": PK, **live["names"]},
-                        "ExpressionAttributeValues": live["values"],
+                        **live,
                     }
                 },
                 if_failed=MissingRecord(*parent),

@@ -72,9 +72,9 @@ class SessionRecord(StoredRecord, total=False):
     summary_until: str
     # What its history reads of others' (a fork's), what it hides, and how far forks read it
     # (store/lineage.py, which reads and writes these three).
-    lineage: list[Any]
-    hidden: list[Any]
-    forked_through: str
+    lineage: list[list[str]]  # stretches [partition, low, high] of others' histories it reads
+    hidden: dict[str, list[str]]  # {range id: [after, through]}: positions no read shows
+    forked_through: str  # the newest position a fork of it reads: never deleted, only hidden
 
 
 Record = AgentRecord | UserRecord | SessionRecord
