@@ -41,6 +41,14 @@ class LocalCascades:
         self.handled = 0  # batches handled (make run's tests wait on it)
 
     def start(self) -> None:
+        # What the threads below run is imported here, on the main thread: a daemon thread still
+        # importing (pydantic, under rules.deletes) when a stop comes holds the import lock that the
+        # interpreter's shutdown may need, and the process then hung instead of exiting (seen once
+        # in CI, a SIGTERM moments after the start, on a loaded machine).
+        import chalicelib.rules.deletes  # noqa: F401
+        import chalicelib.store.keys  # noqa: F401
+        import chalicelib.web.stream  # noqa: F401
+
         arn = self.client.describe_table(TableName=self.table)["Table"]["LatestStreamArn"]
         shards = self._shards(arn)
         # from now on: what was written before is finished below, not replayed
