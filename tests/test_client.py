@@ -180,3 +180,27 @@ def test_a_dropped_connection_is_retried_only_where_a_repeat_is_harmless():
     with pytest.raises(httpx.ConnectError):
         client.agents.patch("a", about="x")
     assert len(sent) == 1
+
+
+def test_the_service_and_the_client_never_import_each_other():
+    """Two packages: the service deploys without the client, the client installs without the service."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+
+    def imported(paths):
+        names = set()
+        for path in paths:
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Import):
+                    names |= {alias.name.split(".")[0] for alias in node.names}
+                elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                    names.add(node.module.split(".")[0])
+        return names
+
+    service = [root / "app.py", *(root / "chalicelib").rglob("*.py")]
+    client = list((root / "sessions_client").rglob("*.py"))
+    assert len(client) >= 5
+    assert "sessions_client" not in imported(service)
+    assert not {"chalicelib", "app"} & imported(client)
