@@ -741,3 +741,55 @@ def test_a_fork_is_refused_for_what_it_cannot_name_and_replayed_by_its_key(api, 
     again = api.post(f"/sessions/{session_id}/fork", {}, headers={"Idempotency-Key": "f1"})
     assert again.json == first.json and again.headers.get("Idempotent-Replayed") == "true"
     assert len(api.get(f"/sessions?agent_id={agent_id}").json["items"]) == 3  # the session, other, one fork
+
+
+# --- a safe pop: DELETE of the last message only while it is the last ---------------------------
+
+
+def _append(api, session_id, *texts):
+    answer = api.post(f"/sessions/{session_id}/history", {"messages": [{"role": "user", "content": t} for t in texts]})
+    assert answer.status_code == 201, answer.json
+    return [m["id"] for m in answer.json["items"]]
+
+
+def _contents(api, session_id):
+    return [m["content"] for m in api.get(f"/sessions/{session_id}/history").json["items"]]
+
+
+@pytest.mark.real_engine
+def test_only_if_last_deletes_the_last_message_and_refuses_any_other(api, session_id):
+    first, last = _append(api, session_id, "a", "b")
+    refused = api.delete(f"/sessions/{session_id}/history/{first}?only_if_last=true")
+    assert refused.status_code == 409 and refused.json["error"]["code"] == "history_moved"
+    assert refused.json["error"]["details"][0]["last_message_id"] == last
+    assert _contents(api, session_id) == ["a", "b"]
+    assert api.delete(f"/sessions/{session_id}/history/{last}?only_if_last=true").status_code == 202
+    assert _contents(api, session_id) == ["a"]
+    assert api.delete(f"/sessions/{session_id}/history/{first}?only_if_last=true").status_code == 202
+    assert _contents(api, session_id) == []
+    bad = api.delete(f"/sessions/{session_id}/history/{first}?only_if_last=yes")
+    assert bad.status_code == 400 and "only_if_last must be true or false" in bad.json["error"]["message"]
+
+
+@pytest.mark.real_engine
+def test_only_if_last_loses_to_an_append_that_commits_between_its_read_and_its_write(
+    api, table, session_id, monkeypatch
+):
+    """The interleaving made certain: another client's append lands after the delete read the
+    session (its last message then the one named) and before the delete's transaction. The
+    transaction's condition on the session as read fails, the delete reads again and refuses:
+    the popped message was not the last any more. Without the condition it would remove it."""
+    (last,) = _append(api, session_id, "a")
+    real = table.remove_messages
+    raced = []
+
+    def append_first(*args, **kwargs):
+        if not raced:
+            raced.append(1)
+            history.append_messages(table, "alice", session_id, [{"role": "user", "content": "late"}])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(table, "remove_messages", append_first)
+    answer = api.delete(f"/sessions/{session_id}/history/{last}?only_if_last=true")
+    assert answer.status_code == 409 and answer.json["error"]["code"] == "history_moved"
+    assert _contents(api, session_id) == ["a", "late"]

@@ -226,16 +226,22 @@ def get_message(store: Store, developer: str, session_id: str, message_id: str) 
     return models.Message.model_validate(message)
 
 
-def delete_message(store: Store, developer: str, session_id: str, message_id: str) -> models.MessageDeleted:
+def delete_message(
+    store: Store, developer: str, session_id: str, message_id: str, only_if_last: bool = False
+) -> models.MessageDeleted:
     """Remove one message; the others keep their order and ids. An assistant message that made
     tool calls takes the tool messages that answered them with it (named in the answer); a
     deleted tool message's call awaits a result again. The session records it as a change of its
     history (updated_at moves); if the last message goes, the newest one left becomes the last
     (for `after`); a summary that covered what goes is cleared, to be rebuilt from what is left by
-    the next adaptive context (docs/api.md, "Editing the history")."""
+    the next adaptive context (docs/api.md, "Editing the history"). `only_if_last`: only while it
+    is the last message (HistoryMoved otherwise): the removal is conditional on the session as
+    read, so an append that lands first makes it read again, and refuse."""
 
     def attempt(lost: VersionConflict | None) -> models.MessageDeleted:
         session, position, message = find_message(store, developer, session_id, message_id)
+        if only_if_last and (last := last_message_id(store, developer, session)) != message_id:
+            raise HistoryMoved(session_id, message_id, last, deleting=True)
         results = _results_of(store, developer, session, position, message)
         going = [position, *results]
         calls = _open_calls_without(store, developer, session, position, message)

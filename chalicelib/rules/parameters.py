@@ -191,6 +191,25 @@ class HistoryQuery(_Query):
         return self.order == "desc"
 
 
+def _flag(value: Any, info: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if value not in ("true", "false"):
+        raise _bad(f"{info.field_name} must be true or false; got {value!r}")
+    return value == "true"
+
+
+Flag = Annotated[bool, BeforeValidator(_flag), WithJsonSchema({"type": "boolean"})]
+
+
+class MessageDeleteQuery(_Query):
+    """DELETE /sessions/{id}/history/{message_id}."""
+
+    only_if_last: Annotated[
+        Flag, Field(description="true: only while it is the last message, else 409 history_moved (a safe pop)")
+    ] = False
+
+
 class RewindQuery(_Query):
     """DELETE /sessions/{id}/history: all of it, or with `after` every message after that one."""
 

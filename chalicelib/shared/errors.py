@@ -123,12 +123,19 @@ class HistoryMoved(ServiceError):
 
     code = "history_moved"
 
-    def __init__(self, session_id: str, expected: str | None, last: str | None) -> None:
+    def __init__(self, session_id: str, expected: str | None, last: str | None, deleting: bool = False) -> None:
         now = f"the last message is now {last}" if last else "the history is now empty"
-        wanted = f"after message {expected}" if expected else "to an empty history"
+        if deleting:  # DELETE .../history/{id}?only_if_last=true
+            said, field = (
+                f"this delete was of the last message, {expected}, but {now}; nothing was removed",
+                "only_if_last",
+            )
+        else:
+            wanted = f"after message {expected}" if expected else "to an empty history"
+            said, field = f"this append was to follow {wanted}, but {now}; nothing was stored", "after"
         super().__init__(
-            f"session {session_id}: this append was to follow {wanted}, but {now}; nothing was stored",
-            details=[{"field": "after", "message": now, "type": "history_moved", "last_message_id": last}],
+            f"session {session_id}: {said}",
+            details=[{"field": field, "message": now, "type": "history_moved", "last_message_id": last}],
         )
 
 

@@ -232,7 +232,9 @@ def get_message(store: Store, request: Request) -> Any:
 def delete_message(store: Store, request: Request) -> Any:
     from chalicelib.rules import history
 
-    return history.delete_message(store, request.developer, request.ids["session_id"], request.ids["message_id"])
+    return history.delete_message(
+        store, request.developer, request.ids["session_id"], request.ids["message_id"], request.query.only_if_last
+    )
 
 
 def end_session(store: Store, request: Request) -> Any:
@@ -312,7 +314,8 @@ OPERATIONS: dict[str, Operation] = {operation.name: operation for operation in [
               "read one message of a session's history", wire("Message"), errors=(404,)),
     Operation("sessions.history.message.delete", "DELETE", _MESSAGE, delete_message, 202,
               "remove one message from a session's history (an assistant message takes its tool "
-              "results with it)", wire("MessageDeleted"), errors=(404, 409)),
+              "results with it)", wire("MessageDeleted"), query=params("MessageDeleteQuery"),
+              errors=(400, 404, 409)),
     Operation("sessions.end", "POST", "/sessions/{session_id}/end", end_session, 200,
               "end a session: it stays readable and listable, and takes no more messages (final)",
               wire("Session"), wire("SessionEnd"), body_optional=True, errors=(*_BODY, 404, 409, 412), if_match=True,
