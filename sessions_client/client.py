@@ -176,9 +176,14 @@ class History:
     def get(self, session_id: str, message_id: str) -> Any:
         return self._owner._send(Call("GET", f"/sessions/{session_id}/history/{message_id}", model=models.Message))
 
-    def delete(self, session_id: str, message_id: str) -> Any:
-        """Remove one message (an assistant message's tool results go with it)."""
-        return self._owner._send(Call("DELETE", f"/sessions/{session_id}/history/{message_id}", model=models.Deleted))
+    def delete(self, session_id: str, message_id: str, *, only_if_last: bool = False) -> Any:
+        """Remove one message (an assistant message's tool results go with it). `only_if_last`:
+        only while it is the last message, else HistoryMoved (a pop that a concurrent append
+        cannot turn into removing a message from the middle)."""
+        params = {"only_if_last": True} if only_if_last else {}
+        return self._owner._send(
+            Call("DELETE", f"/sessions/{session_id}/history/{message_id}", params=params, model=models.Deleted)
+        )
 
     def clear(self, session_id: str) -> Any:
         return self._owner._send(Call("DELETE", f"/sessions/{session_id}/history", model=models.Deleted))
