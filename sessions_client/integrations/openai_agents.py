@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from agents.memory.session_settings import SessionSettings, resolve_session_limit
+from agents.memory.session_settings import SessionSettings, coerce_session_settings, resolve_session_limit
 
 from ..client import AsyncClient
 from ..errors import HistoryMoved
@@ -71,10 +71,13 @@ class ServiceSession:
         client: AsyncClient,
         *,
         agent_id: str | None = None,
-        session_settings: SessionSettings | None = None,
+        session_settings: SessionSettings | dict[str, Any] | None = None,
     ) -> None:
         self.session_id = session_id
-        self.session_settings = session_settings
+        # as the SDK's own sessions: a dictionary is read (TypeError for an unknown key), none is the default
+        self.session_settings = (
+            coerce_session_settings(session_settings) if session_settings is not None else SessionSettings()
+        )
         self._client = client
         self._agent_id = agent_id
         self._service_id: str | None = None
