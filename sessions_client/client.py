@@ -195,12 +195,118 @@ class History:
         )
 
 
+def _blob(kind: str, data: bytes) -> dict[str, str]:
+    import base64
+
+    return {"type": kind, "data": base64.b64encode(data).decode("ascii")}
+
+
+class Checkpoints:
+    """A session's checkpoints, as a LangGraph thread's (sessions_client.integrations.langgraph)."""
+
+    def __init__(self, owner: Any) -> None:
+        self._owner = owner
+
+    def put(
+        self,
+        session_id: str,
+        checkpoint_id: str,
+        *,
+        type: str,
+        data: bytes,
+        checkpoint_ns: str = "",
+        parent_checkpoint_id: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> Any:
+        body = {
+            "checkpoint_ns": checkpoint_ns,
+            "parent_checkpoint_id": parent_checkpoint_id,
+            "checkpoint": _blob(type, data),
+            "metadata": metadata or {},
+        }
+        return self._owner._send(Call("PUT", f"/sessions/{session_id}/checkpoints/{checkpoint_id}", body=body))
+
+    def put_writes(
+        self,
+        session_id: str,
+        checkpoint_id: str,
+        writes: list[tuple[str, int, str, bytes]],
+        *,
+        task_id: str,
+        task_path: str = "",
+        checkpoint_ns: str = "",
+    ) -> Any:
+        """(channel, index, type, data) each; a task's write already there is kept."""
+        body = {
+            "checkpoint_ns": checkpoint_ns,
+            "task_id": task_id,
+            "task_path": task_path,
+            "writes": [{"channel": c, "idx": i, "value": _blob(t, d)} for c, i, t, d in writes],
+        }
+        return self._owner._send(Call("POST", f"/sessions/{session_id}/checkpoints/{checkpoint_id}/writes", body=body))
+
+    def get(self, session_id: str, checkpoint_id: str, *, checkpoint_ns: str = "") -> Any:
+        return self._owner._send(
+            Call(
+                "GET",
+                f"/sessions/{session_id}/checkpoints/{checkpoint_id}",
+                params={"checkpoint_ns": checkpoint_ns},
+                model=models.Checkpoint,
+            )
+        )
+
+    def _list_call(self, session_id: str, params: dict[str, Any]) -> Call:
+        return Call("GET", f"/sessions/{session_id}/checkpoints", params=params, model=models.Page[models.Checkpoint])
+
+    def list(
+        self,
+        session_id: str,
+        *,
+        checkpoint_ns: str | None = None,
+        before: str | None = None,
+        limit: int | None = None,
+        metadata_filter: dict[str, Any] | None = None,
+        cursor: str | None = None,
+    ) -> Any:
+        """Newest first; `checkpoint_ns` None: every namespace's."""
+        params = _given(
+            checkpoint_ns=checkpoint_ns, before=before, limit=limit, metadata_filter=metadata_filter or None,
+            cursor=cursor,
+        )  # fmt: skip
+        return self._owner._send(self._list_call(session_id, params))
+
+    def iter(
+        self,
+        session_id: str,
+        *,
+        checkpoint_ns: str | None = None,
+        before: str | None = None,
+        metadata_filter: dict[str, Any] | None = None,
+        page_size: int = 100,
+    ) -> Any:
+        params = _given(
+            checkpoint_ns=checkpoint_ns, before=before, metadata_filter=metadata_filter or None, limit=page_size
+        )
+        return self._owner._pages(self._list_call(session_id, params))
+
+    def delete(self, session_id: str, checkpoint_id: str, *, checkpoint_ns: str = "") -> Any:
+        return self._owner._send(
+            Call(
+                "DELETE",
+                f"/sessions/{session_id}/checkpoints/{checkpoint_id}",
+                params={"checkpoint_ns": checkpoint_ns},
+                model=models.Deleted,
+            )
+        )
+
+
 class Sessions(_Records):
     path, model = "/sessions", models.Session
 
     def __init__(self, owner: Any) -> None:
         super().__init__(owner)
         self.history = History(owner)
+        self.checkpoints = Checkpoints(owner)
 
     def create(
         self,
@@ -308,7 +414,25 @@ def _body(response: httpx.Response) -> Any:
         return response.text
 
 
-class Client:
+def _next_page(call: Call, page: Any) -> Call | None:
+    """The call for the page after `page`; None at the end."""
+    if not page.next_cursor:
+        return None
+    return Call(call.method, call.path, {**call.params, "cursor": page.next_cursor}, model=call.model)
+
+
+class _Base:
+    def __init__(self, api_key: str, http: Any, policy: Policy | None) -> None:
+        self._http = http
+        self._http.headers.update(_headers(api_key))
+        self._policy = policy or Policy()
+        self.agents, self.users, self.sessions = Agents(self), Users(self), Sessions(self)
+
+    def _read(self, call: Call, response: httpx.Response, attempt: int) -> Any:
+        return outcome(call, response.status_code, response.headers, _body(response), attempt, self._policy)
+
+
+class Client(_Base):
     """The sessions service over HTTP, synchronously. Use as a context manager, or close()."""
 
     def __init__(
@@ -320,17 +444,13 @@ class Client:
         policy: Policy | None = None,
         http: httpx.Client | None = None,
     ) -> None:
-        self._http = http or httpx.Client(base_url=base_url, timeout=timeout)
-        self._http.headers.update(_headers(api_key))
-        self._policy = policy or Policy()
-        self.agents, self.users, self.sessions = Agents(self), Users(self), Sessions(self)
+        super().__init__(api_key, http or httpx.Client(base_url=base_url, timeout=timeout), policy)
 
     def _send(self, call: Call) -> Any:
         attempt = 0
         while True:
             try:
-                response = self._http.request(call.method, call.path, **_request_args(call))
-                result = outcome(call, response.status_code, response.headers, _body(response), attempt, self._policy)
+                result = self._read(call, self._http.request(call.method, call.path, **_request_args(call)), attempt)
             except httpx.TransportError as error:
                 result = after_transport_error(call, error, attempt, self._policy)
             if not isinstance(result, Retry):
@@ -338,13 +458,11 @@ class Client:
             time.sleep(result.seconds)
             attempt += 1
 
-    def _pages(self, call: Call) -> Iterator[Any]:
-        while True:
+    def _pages(self, call: Call | None) -> Iterator[Any]:
+        while call is not None:
             page = self._send(call)
             yield from page.items
-            if not page.next_cursor:
-                return
-            call = Call(call.method, call.path, {**call.params, "cursor": page.next_cursor}, model=call.model)
+            call = _next_page(call, page)
 
     def close(self) -> None:
         self._http.close()
@@ -356,7 +474,7 @@ class Client:
         self.close()
 
 
-class AsyncClient:
+class AsyncClient(_Base):
     """The same, with asyncio: `await client.agents.get(...)`, `async for m in ...iter(...)`."""
 
     def __init__(
@@ -368,17 +486,14 @@ class AsyncClient:
         policy: Policy | None = None,
         http: httpx.AsyncClient | None = None,
     ) -> None:
-        self._http = http or httpx.AsyncClient(base_url=base_url, timeout=timeout)
-        self._http.headers.update(_headers(api_key))
-        self._policy = policy or Policy()
-        self.agents, self.users, self.sessions = Agents(self), Users(self), Sessions(self)
+        super().__init__(api_key, http or httpx.AsyncClient(base_url=base_url, timeout=timeout), policy)
 
     async def _send(self, call: Call) -> Any:
         attempt = 0
         while True:
             try:
-                response = await self._http.request(call.method, call.path, **_request_args(call))
-                result = outcome(call, response.status_code, response.headers, _body(response), attempt, self._policy)
+                answer = await self._http.request(call.method, call.path, **_request_args(call))
+                result = self._read(call, answer, attempt)
             except httpx.TransportError as error:
                 result = after_transport_error(call, error, attempt, self._policy)
             if not isinstance(result, Retry):
@@ -386,14 +501,12 @@ class AsyncClient:
             await asyncio.sleep(result.seconds)
             attempt += 1
 
-    async def _pages(self, call: Call) -> AsyncIterator[Any]:
-        while True:
+    async def _pages(self, call: Call | None) -> AsyncIterator[Any]:
+        while call is not None:
             page = await self._send(call)
             for item in page.items:
                 yield item
-            if not page.next_cursor:
-                return
-            call = Call(call.method, call.path, {**call.params, "cursor": page.next_cursor}, model=call.model)
+            call = _next_page(call, page)
 
     async def aclose(self) -> None:
         await self._http.aclose()

@@ -114,3 +114,34 @@ class ChatResponse(Resource):
     finish_reason: str
     response: list[list[Message]]
     usage: dict[str, int]
+
+
+class Blob(Resource):
+    """A serialized value: its serializer's type name and its bytes (base64 on the wire)."""
+
+    type: str
+    data: str
+
+    @property
+    def bytes(self) -> bytes:
+        import base64
+
+        return base64.b64decode(self.data)
+
+
+class PendingWrite(Resource):
+    task_id: str
+    channel: str
+    value: Blob
+    task_path: str = ""
+    idx: int = 0
+
+
+class Checkpoint(Resource):
+    checkpoint_ns: str
+    checkpoint_id: str
+    parent_checkpoint_id: str | None = None
+    checkpoint: Blob
+    metadata: dict[str, Any] = {}
+    pending_writes: list[PendingWrite] = []
+    created_at: str

@@ -438,3 +438,16 @@ def counted(table, monkeypatch) -> Counter:
 
     monkeypatch.setattr(table, "client", InterceptedClient(table.client, count))
     return calls
+
+
+@pytest.fixture
+def served_url(table):
+    """make run's HTTP front (infra/local_gateway.py) on a free loopback port, in-process on the
+    test's table: for clients that speak HTTP (sessions_client and the framework backends)."""
+    import app as app_module
+    from infra.local_gateway import serve_in_thread
+
+    server = serve_in_thread(app_module.app)
+    yield server.url
+    server.shutdown()
+    server.server_close()

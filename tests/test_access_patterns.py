@@ -88,14 +88,23 @@ def test_each_operation_makes_the_documented_calls(api, counted, agent_id, user_
         "transact_write_items": 1,
     }
     assert calls_of(counted, lambda: api.get("/sessions")) == {**KEY_CHECK, "query": 1, "batch_get_item": 1}
+    # A thread's checkpoint (LangGraph's): written in one transaction with its session's check;
+    # read with its writes in one Query; a list is the session's check and one Query a page.
+    checkpoint = {"checkpoint": {"type": "t", "data": "eA=="}}
+    put = calls_of(counted, lambda: api.put(f"/sessions/{sid}/checkpoints/c1", checkpoint))
+    assert put == {**KEY_CHECK, "transact_write_items": 1}
+    assert calls_of(counted, lambda: api.get(f"/sessions/{sid}/checkpoints/c1")) == {**KEY_CHECK, "query": 1}
+    listed = calls_of(counted, lambda: api.get(f"/sessions/{sid}/checkpoints?checkpoint_ns="))
+    assert listed == {"get_item": 2, "query": 1}
     # A delete: the transaction, then the purge: its marker read (the partitions it reads as a
-    # fork), a Query for the forks that read its history, per 200 messages a Query and a
-    # BatchWriteItem per 25. Here the one message left is what the fork reads: kept, and so is the
-    # marker, until the fork goes.
+    # fork), a Query for the forks that read its history, a Query per 200 of its checkpoints and
+    # writes, per 200 messages a Query and a BatchWriteItem per 25. Here the one message left is
+    # what the fork reads: kept, and so is the marker, until the fork goes.
     assert calls_of(counted, lambda: api.delete(f"/sessions/{sid}")) == {
         "get_item": 3,
         "transact_write_items": 1,
-        "query": 2,
+        "query": 3,
+        "batch_write_item": 1,
     }
 
 

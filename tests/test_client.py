@@ -14,19 +14,8 @@ from conftest import KEYS
 
 
 @pytest.fixture
-def base_url(table):
-    import app as app_module
-    from infra.local_gateway import serve_in_thread
-
-    server = serve_in_thread(app_module.app)
-    yield server.url
-    server.shutdown()
-    server.server_close()
-
-
-@pytest.fixture
-def client(base_url):
-    with sc.Client(KEYS["alice"], base_url) as client:
+def client(served_url):
+    with sc.Client(KEYS["alice"], served_url) as client:
         yield client
 
 
@@ -101,9 +90,9 @@ def test_a_create_with_the_same_idempotency_key_creates_once(client):
     assert one.id == two.id and len(client.agents.list().items) == 1
 
 
-def test_the_async_client_does_the_same(base_url):
+def test_the_async_client_does_the_same(served_url):
     async def flow():
-        async with sc.AsyncClient(KEYS["alice"], base_url) as client:
+        async with sc.AsyncClient(KEYS["alice"], served_url) as client:
             agent = await client.agents.create(name="Sara", metadata={"k": True})
             created = await client.sessions.create(agent_id=agent.id)
             for n in range(5):

@@ -55,7 +55,11 @@ def world(api, agent_id, user_id, session_id):
         {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]},
     )
     message_id = appended.json["items"][0]["id"]
-    return {"agent_id": agent_id, "user_id": user_id, "session_id": session_id, "message_id": message_id}
+    assert (
+        api.put(f"/sessions/{session_id}/checkpoints/c1", {"checkpoint": {"type": "t", "data": ""}}).status_code == 200
+    )
+    ids = {"agent_id": agent_id, "user_id": user_id, "session_id": session_id, "message_id": message_id}
+    return {**ids, "checkpoint_id": "c1"}
 
 
 # --- every operation ---------------------------------------------------------------------------------
@@ -63,7 +67,7 @@ def world(api, agent_id, user_id, session_id):
 
 # operation -> (params, how to check the effect over HTTP afterwards: (method, path, expected status))
 def cases(w):
-    a, u, s, m = w["agent_id"], w["user_id"], w["session_id"], w["message_id"]
+    a, u, s, m, c = w["agent_id"], w["user_id"], w["session_id"], w["message_id"], w["checkpoint_id"]
     return {
         "agents.create": ({"body": {"name": "Ivy", "about": "new"}}, None),
         "agents.list": ({"limit": 5, "metadata_filter": {}}, None),
@@ -95,6 +99,24 @@ def cases(w):
             ("GET", f"/sessions/{s}/history/{m}"),
         ),
         "sessions.fork": ({"session_id": s, "body": {"up_to": m}}, None),
+        "sessions.checkpoints.list": ({"session_id": s, "limit": 5, "checkpoint_ns": ""}, None),
+        "sessions.checkpoints.put": (
+            {"session_id": s, "checkpoint_id": "c2", "body": {"checkpoint": {"type": "t", "data": "eA=="}}},
+            ("GET", f"/sessions/{s}/checkpoints/c2"),
+        ),
+        "sessions.checkpoints.get": ({"session_id": s, "checkpoint_id": c}, None),
+        "sessions.checkpoints.delete": (
+            {"session_id": s, "checkpoint_id": c, "checkpoint_ns": ""},
+            ("GET", f"/sessions/{s}/checkpoints/{c}"),
+        ),
+        "sessions.checkpoints.writes.put": (
+            {
+                "session_id": s,
+                "checkpoint_id": c,
+                "body": {"task_id": "t", "writes": [{"channel": "a", "idx": 0, "value": {"type": "t", "data": ""}}]},
+            },
+            ("GET", f"/sessions/{s}/checkpoints/{c}"),
+        ),
         "sessions.end": ({"session_id": s}, ("GET", f"/sessions/{s}")),
         "sessions.context.get": ({"session_id": s}, None),
         "sessions.chat": (
@@ -105,7 +127,7 @@ def cases(w):
 
 
 def test_the_cases_cover_every_operation_and_every_route():
-    fake = {"agent_id": "a", "user_id": "u", "session_id": "s", "message_id": "m"}
+    fake = {"agent_id": "a", "user_id": "u", "session_id": "s", "message_id": "m", "checkpoint_id": "c"}
     assert set(cases(fake)) == set(OPERATIONS) == {name for _, _, name in ROUTES}
 
 
@@ -156,6 +178,10 @@ def test_every_operation_answers_as_http_does(api, world, lambda_client, model, 
             assert contents[-1] == ("more" if operation.endswith("append") else "hello back")
         elif operation == "sessions.end":
             assert seen["status"] == "ended" and seen["ended_at"] == answer["body"]["ended_at"]
+        elif operation == "sessions.checkpoints.writes.put":
+            assert [(w["task_id"], w["channel"]) for w in seen["pending_writes"]] == [("t", "a")]
+        elif operation == "sessions.checkpoints.put":
+            assert seen["checkpoint"] == params["body"]["checkpoint"]
         else:
             body = params["body"]
             assert all(seen[k] == v for k, v in body.items()), (seen, body)

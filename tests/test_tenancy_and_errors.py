@@ -91,6 +91,7 @@ def random_ids() -> dict[str, str]:
         "user_id": str(uuid.uuid4()),
         "session_id": str(uuid.uuid4()),
         "message_id": str(uuid.uuid4()),
+        "checkpoint_id": str(uuid.uuid4()),
     }
 
 
@@ -114,6 +115,11 @@ def valid_body(operation: str, ids: dict[str, str]) -> dict[str, Any] | None:
         "sessions.history.append": {"messages": [{"role": "user", "content": "injected"}]},
         "sessions.chat": {"messages": [{"role": "user", "content": "injected"}]},
         "sessions.fork": {"up_to": ids["message_id"], "metadata": {"x": 1}},
+        "sessions.checkpoints.put": {"checkpoint": {"type": "t", "data": "aW5qZWN0ZWQ="}},
+        "sessions.checkpoints.writes.put": {
+            "task_id": "t",
+            "writes": [{"channel": "c", "idx": 0, "value": {"type": "t", "data": "aW5qZWN0ZWQ="}}],
+        },
     }.get(operation)
 
 
@@ -129,6 +135,7 @@ def alice_view(api, world: dict[str, str]) -> dict[str, Any]:
         "/users/{user_id}",
         "/sessions/{session_id}",
         "/sessions/{session_id}/history?limit=1000",
+        "/sessions/{session_id}/checkpoints/{checkpoint_id}",
     ):
         response = api.get(fill(path, world))
         assert response.status_code == 200, (path, response.body)
@@ -174,11 +181,16 @@ def world(api) -> dict[str, str]:
         },
     )
     assert appended.status_code == 201, appended.body
+    checkpoint = api.put(
+        f"/sessions/{session.json['id']}/checkpoints/ck-alice", {"checkpoint": {"type": "t", "data": "c3RhdGU="}}
+    )
+    assert checkpoint.status_code == 200, checkpoint.body
     return {
         "agent_id": agent.json["id"],
         "user_id": user.json["id"],
         "session_id": session.json["id"],
         "message_id": appended.json["items"][0]["id"],
+        "checkpoint_id": "ck-alice",
     }
 
 

@@ -172,6 +172,8 @@ def _purge_session(store: Store, developer: str, session_id: str, deadline: floa
     references there go, and what only it kept there with them), and the marker goes."""
     refs = store.fork_refs(developer, session_id)
     keep = max(refs.values(), default=None)
+    while store.delete_checkpoints_batch(developer, session_id):  # a thread's (LangGraph's): no fork reads them
+        _check(deadline, f"deleting session {session_id} is under way; repeat the DELETE to continue it")
     while store.delete_history_batch(developer, session_id, above=keep):
         _check(deadline, f"deleting session {session_id} is under way; repeat the DELETE to continue it")
     if refs:

@@ -749,3 +749,86 @@ class Appended(_Output):
     """POST /sessions/{id}/history: the messages as stored, with their ids and created_at."""
 
     items: list[Message]
+
+
+# --- a thread's checkpoints (LangGraph's, docs/frameworks.md) --------------------------------------------
+
+# One checkpoint is one item: its blob and metadata together at most this (DynamoDB's item limit
+# is 400 KB; the rest is its keys and names). A pending write's value has the same bound.
+MAX_CHECKPOINT_BYTES = 350 * 1024
+MAX_WRITES = 500  # pending writes in one request
+CheckpointId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,128}$", description="a checkpoint's id")]
+# A namespace is in the item's sort key, hex-encoded: with the ids, the key stays under DynamoDB's 1,024 bytes.
+MAX_NAMESPACE_BYTES = 256
+Namespace = Annotated[
+    str,
+    _bounded(MAX_NAMESPACE_BYTES),
+    Field(description=f"the checkpoint namespace ('' is the root graph's), at most {MAX_NAMESPACE_BYTES} bytes"),
+]
+
+
+class Blob(_Input):
+    """A serialized value as the saver's serializer made it: its type and its bytes, base64."""
+
+    type: Annotated[str, Field(min_length=1, max_length=64)]
+    data: Annotated[str, Field(pattern=r"^[A-Za-z0-9+/]*={0,2}$", max_length=MAX_CHECKPOINT_BYTES * 4 // 3 + 4)]
+
+
+class CheckpointPut(_Input):
+    """PUT /sessions/{id}/checkpoints/{checkpoint_id}: write (or write again) one checkpoint."""
+
+    checkpoint_ns: Namespace = ""
+    parent_checkpoint_id: CheckpointId | None = None
+    checkpoint: Blob
+    metadata: JsonObject = {}
+
+
+class WriteIn(_Input):
+    channel: Annotated[str, Field(min_length=1, max_length=256)]
+    idx: Annotated[int, Field(ge=-1000, le=100_000, description="its index; negative: a special channel")]
+    value: Blob
+
+
+class CheckpointWrites(_Input):
+    """POST /sessions/{id}/checkpoints/{checkpoint_id}/writes: a task's pending writes."""
+
+    checkpoint_ns: Namespace = ""
+    task_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,128}$")]
+    task_path: Annotated[str, Field(max_length=1024)] = ""
+    writes: Annotated[list[WriteIn], Field(min_length=1, max_length=MAX_WRITES)]
+
+
+class BlobOut(_Output):
+    type: str
+    data: str
+
+
+class PendingWrite(_Output):
+    task_id: str
+    channel: str
+    value: BlobOut
+    task_path: str = ""
+    idx: int = 0
+
+
+class Checkpoint(_Output):
+    checkpoint_ns: str
+    checkpoint_id: str
+    parent_checkpoint_id: str | None = None
+    checkpoint: BlobOut
+    metadata: dict[str, Any] = {}
+    pending_writes: list[PendingWrite] = []
+    created_at: str
+
+
+class CheckpointStored(_Output):
+    checkpoint_ns: str
+    checkpoint_id: str
+    created_at: str
+
+
+class WritesStored(_Output):
+    stored: int  # written now; a write already there (same task, same index) is kept as it was
+
+
+CheckpointPage = _page("CheckpointPage", Checkpoint)

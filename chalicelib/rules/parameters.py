@@ -230,3 +230,41 @@ def read(model: type[_Query], params: dict[str, str]) -> _Query:
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         raise BadRequest(first["msg"], details=first.get("ctx", {}).get("details", [])) from None
+
+
+def _namespace(value: Any, info: Any) -> Any:
+    if isinstance(value, str) and len(value.encode("utf-8")) > models.MAX_NAMESPACE_BYTES:
+        raise _bad(f"{info.field_name} is at most {models.MAX_NAMESPACE_BYTES} bytes (UTF-8)")
+    return value
+
+
+NamespaceParam = Annotated[
+    str | None,
+    BeforeValidator(_namespace),
+    WithJsonSchema({"type": "string"}),
+    Field(description="the checkpoint namespace ('' is the root graph's); absent: every one"),
+]
+
+
+class CheckpointQuery(_Query):
+    """GET and DELETE of one checkpoint."""
+
+    checkpoint_ns: NamespaceParam = None
+
+
+class CheckpointListQuery(_Query):
+    """GET /sessions/{id}/checkpoints: newest first."""
+
+    checkpoint_ns: NamespaceParam = None
+    before: Annotated[
+        str | None,
+        WithJsonSchema({"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,128}$"}),
+        Field(pattern=r"^[A-Za-z0-9_.:-]{1,128}$", description="only checkpoints older than this id"),
+    ] = None
+    limit: Digits(1, PAGE_MAX, "checkpoints per page") = PAGE_DEFAULT
+    cursor: Cursor = None
+    metadata_filter: Annotated[
+        dict[str, Any],
+        BeforeValidator(_metadata_filter),
+        Field(description="a JSON object: every top-level key must be present in the metadata and equal"),
+    ] = {}

@@ -32,6 +32,11 @@ MESSAGE_PREFIX = "msg#"
 FORK_REF_PREFIX = "fork#"
 # Sorts after every message position: the open end of a history's key range.
 MESSAGES_END = MESSAGE_PREFIX[:-1] + chr(ord(MESSAGE_PREFIX[-1]) + 1)
+# A thread's checkpoints (LangGraph's) in their session's partition, before its messages:
+# ckpt#<namespace, hex>#<checkpoint id>#c, and its pending writes ...#w#<task id>#<index>.
+CHECKPOINT_PREFIX = "ckpt#"
+CHECKPOINTS_END = CHECKPOINT_PREFIX[:-1] + chr(ord(CHECKPOINT_PREFIX[-1]) + 1)
+WRITE_INDEX_OFFSET = 10**6  # write indexes may be negative (LangGraph's special channels): stored offset
 API_KEY_PREFIX = "apikey#"
 PURGE_PREFIX_OF_SESSIONS = "session#"
 
@@ -207,6 +212,25 @@ def inherited_position(session_id: str, message_id: str) -> str | None:
     return f"{MESSAGE_PREFIX}{created_at}#{_as_uuid4((micros << _PLACE) << _RANDOM | group)}#{place:03d}"
 
 
+def checkpoints_of(namespace: str | None) -> str:
+    """The sort-key prefix of a namespace's checkpoints (None: every namespace's)."""
+    return CHECKPOINT_PREFIX if namespace is None else f"{CHECKPOINT_PREFIX}{namespace.encode().hex()}#"
+
+
+def checkpoint_prefix(namespace: str, checkpoint_id: str) -> str:
+    """The sort-key prefix of one checkpoint and its writes (hex keeps one namespace's keys from
+    starting with another's)."""
+    return f"{checkpoints_of(namespace)}{checkpoint_id}#"
+
+
+def checkpoint_sk(namespace: str, checkpoint_id: str) -> str:
+    return checkpoint_prefix(namespace, checkpoint_id) + "c"
+
+
+def checkpoint_write_sk(namespace: str, checkpoint_id: str, task_id: str, index: int) -> str:
+    return f"{checkpoint_prefix(namespace, checkpoint_id)}w#{task_id}#{index + WRITE_INDEX_OFFSET:08d}"
+
+
 def fork_ref_sk(fork_id: str) -> str:
     return f"{FORK_REF_PREFIX}{fork_id}"
 
@@ -237,7 +261,7 @@ def update_order_keys(developer: str, kind: str, record: dict[str, Any], terms: 
 @dataclass(frozen=True)
 class ItemKey:
     """What an item is, read off its key. `what` is one of: record, message, fork_ref, entry,
-    purge, receipt, key_listing (all under a developer), api_key (a key's record, under no
+    purge, receipt, key_listing, checkpoint (all under a developer), api_key (a key's record, under no
     developer), other."""
 
     what: str
@@ -267,6 +291,8 @@ def parse(pk: str, sk: str) -> ItemKey:
         return ItemKey("message", developer, parts[0], parts[1])
     if len(parts) == 2 and sk == RECORD:
         return ItemKey("record", developer, parts[0], parts[1])
+    if len(parts) == 2 and sk.startswith(CHECKPOINT_PREFIX):  # a checkpoint or its write
+        return ItemKey("checkpoint", developer, parts[0], parts[1])
     if len(parts) == 2 and sk.startswith(FORK_REF_PREFIX):  # record_id: the session forked from
         return ItemKey("fork_ref", developer, parts[0], parts[1], sk.removeprefix(FORK_REF_PREFIX))
     if len(parts) >= 3 and parts[-1].startswith("by_"):

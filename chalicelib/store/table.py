@@ -12,6 +12,7 @@ which the next append is stamped after.
 from __future__ import annotations
 
 from .calls import TRANSACT_ATTEMPTS  # noqa: F401
+from .checkpoints import Checkpoints
 from .forks import Forks
 from .history import History
 from .purges import Purges
@@ -19,6 +20,6 @@ from .receipts import Receipts
 from .records import Records
 
 
-class Store(Records, History, Forks, Purges, Receipts):
+class Store(Records, History, Forks, Purges, Receipts, Checkpoints):
     """The one facade: each aggregate's operations live in its own module (records.py,
-    history.py, forks.py, purges.py, receipts.py) over the same calls (calls.py)."""
+    history.py, forks.py, purges.py, receipts.py, checkpoints.py) over the same calls (calls.py)."""

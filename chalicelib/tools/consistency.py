@@ -19,7 +19,7 @@ from typing import Any
 from chalicelib.rules.kinds import KINDS
 from chalicelib.store import Store, index, keys, lineage, scans
 
-PROBLEMS = ("missing", "orphaned", "orphaned_messages", "broken_forks", "orphaned_fork_refs")
+PROBLEMS = ("missing", "orphaned", "orphaned_messages", "broken_forks", "orphaned_fork_refs", "orphaned_checkpoints")
 
 
 def check(store: Store, developer: str, progress: Callable[[], None] | None = None) -> dict[str, Any]:
@@ -27,6 +27,7 @@ def check(store: Store, developer: str, progress: Callable[[], None] | None = No
     records: list[tuple[str, dict[str, Any]]] = []
     entries: set[tuple[str, str]] = set()
     message_sessions: dict[str, int] = {}
+    checkpoint_sessions: set[str] = set()
     purging: set[tuple[str, str]] = set()
     refs: set[tuple[str, str]] = set()  # (the forked session, the fork)
     for pk, sk, attributes in scans.developer_items(store, developer):
@@ -37,6 +38,8 @@ def check(store: Store, developer: str, progress: Callable[[], None] | None = No
             records.append((item.kind, attributes))
         elif item.what == "message":
             message_sessions[item.record_id] = message_sessions.get(item.record_id, 0) + 1
+        elif item.what == "checkpoint":
+            checkpoint_sessions.add(item.record_id)
         elif item.what == "purge":
             purging.add((item.kind, item.record_id))
         elif item.what == "entry":
@@ -56,6 +59,10 @@ def check(store: Store, developer: str, progress: Callable[[], None] | None = No
         "missing": sorted(expected - entries),
         "orphaned": sorted(entries - expected),
         "orphaned_messages": sorted(sid for sid in message_sessions if sid not in sessions and sid not in deleted),
+        # a thread's checkpoints whose session is gone, and not being purged
+        "orphaned_checkpoints": sorted(
+            sid for sid in checkpoint_sessions if sid not in sessions and sid not in deleted
+        ),
         "broken_forks": sorted(
             fork_id
             for fork_id, record in sessions.items()

@@ -24,6 +24,8 @@ SCHEMA_REF = "#/components/schemas/{model}"
 # --- query parameters -------------------------------------------------------------------------------
 
 _UUID = {"type": "string", "format": "uuid"}
+# Path ids that are not UUIDs: a checkpoint's is its saver's (LangGraph's uuid6, or any).
+PATH_IDS = {"checkpoint_id": {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,128}$"}}
 
 
 def query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
@@ -201,7 +203,10 @@ def document() -> dict[str, Any]:
 
 def _operation(operation: Operation, refs: dict[Any, Any]) -> dict[str, Any]:
     response = operation.response.get()
-    parameters = [{"name": name, "in": "path", "required": True, "schema": _UUID} for name in operation.path_ids]
+    parameters = [
+        {"name": name, "in": "path", "required": True, "schema": PATH_IDS.get(name, _UUID)}
+        for name in operation.path_ids
+    ]
     parameters += query_parameters(operation.query.get()) if operation.query is not None else []
     if operation.if_match:
         parameters.append(IF_MATCH)

@@ -261,6 +261,40 @@ def chat_in_session(store: Store, request: Request) -> Any:
     return chat.chat(store, request.developer, request.ids["session_id"], request.body, request.receipt)
 
 
+def put_checkpoint(store: Store, request: Request) -> Any:
+    from chalicelib.rules import checkpoints
+
+    ids = request.ids
+    return checkpoints.put(store, request.developer, ids["session_id"], ids["checkpoint_id"], request.body)
+
+
+def get_checkpoint(store: Store, request: Request) -> Any:
+    from chalicelib.rules import checkpoints
+
+    ids = request.ids
+    return checkpoints.get(store, request.developer, ids["session_id"], ids["checkpoint_id"], request.query)
+
+
+def list_checkpoints(store: Store, request: Request) -> Any:
+    from chalicelib.rules import checkpoints
+
+    return checkpoints.list_checkpoints(store, request.developer, request.ids["session_id"], request.query)
+
+
+def delete_checkpoint(store: Store, request: Request) -> Any:
+    from chalicelib.rules import checkpoints
+
+    ids = request.ids
+    return checkpoints.delete(store, request.developer, ids["session_id"], ids["checkpoint_id"], request.query)
+
+
+def put_checkpoint_writes(store: Store, request: Request) -> Any:
+    from chalicelib.rules import checkpoints
+
+    ids = request.ids
+    return checkpoints.put_writes(store, request.developer, ids["session_id"], ids["checkpoint_id"], request.body)
+
+
 # --- the table ---------------------------------------------------------------------------------------
 
 OPENAPI_PATH = "/openapi.json"  # the API's own description (web/openapi.py), served without a key
@@ -295,6 +329,8 @@ def _resource(kind: str, model: str, plural: str, list_query: Model,
 
 
 _HISTORY = "/sessions/{session_id}/history"
+_CHECKPOINTS = "/sessions/{session_id}/checkpoints"
+_CHECKPOINT = "/sessions/{session_id}/checkpoints/{checkpoint_id}"
 _MESSAGE = "/sessions/{session_id}/history/{message_id}"
 OPERATIONS: dict[str, Operation] = {operation.name: operation for operation in [
     *_resource("agent", "Agent", "agents", params("ListQuery")),
@@ -327,6 +363,22 @@ OPERATIONS: dict[str, Operation] = {operation.name: operation for operation in [
     Operation("sessions.context.get", "GET", "/sessions/{session_id}/context", get_context, 200,
               "the context a model would get now", wire("Context"), query=params("NoQuery"),
               errors=(400, 404, 422, 502, 504)),
+    # A session as a LangGraph thread (rules/checkpoints.py, docs/frameworks.md).
+    Operation("sessions.checkpoints.list", "GET", _CHECKPOINTS, list_checkpoints, 200,
+              "list a thread's checkpoints, newest first, with their pending writes", wire("CheckpointPage"),
+              query=params("CheckpointListQuery"), errors=(400, 404)),
+    Operation("sessions.checkpoints.put", "PUT", _CHECKPOINT, put_checkpoint, 200,
+              "write (or write again) one checkpoint of a thread", wire("CheckpointStored"), wire("CheckpointPut"),
+              errors=(*_BODY, 404)),
+    Operation("sessions.checkpoints.get", "GET", _CHECKPOINT, get_checkpoint, 200,
+              "read one checkpoint with its pending writes", wire("Checkpoint"), query=params("CheckpointQuery"),
+              errors=(400, 404)),
+    Operation("sessions.checkpoints.delete", "DELETE", _CHECKPOINT, delete_checkpoint, 202,
+              "delete one checkpoint and its pending writes", wire("Deleted"), query=params("CheckpointQuery"),
+              errors=(400, 404)),
+    Operation("sessions.checkpoints.writes.put", "POST", f"{_CHECKPOINT}/writes", put_checkpoint_writes, 201,
+              "store a task's pending writes for a checkpoint (a repeat changes nothing)", wire("WritesStored"),
+              wire("CheckpointWrites"), errors=(*_BODY, 404, 409)),
     Operation("sessions.chat", "POST", "/sessions/{session_id}/chat", chat_in_session, 200,
               "send messages and get the model's answer", wire("ChatResponse"), wire("ChatInput"),
               errors=(*_BODY, 404, 409, 502, 504), creates=True),

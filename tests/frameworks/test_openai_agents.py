@@ -40,36 +40,25 @@ ITEMS = [
 ]
 
 
-@pytest.fixture
-def base_url(table):
-    import app as app_module
-    from infra.local_gateway import serve_in_thread
-
-    server = serve_in_thread(app_module.app)
-    yield server.url
-    server.shutdown()
-    server.server_close()
-
-
-def run(base_url, body):
+def run(served_url, body):
     async def go():
-        async with sc.AsyncClient(KEYS["alice"], base_url) as client:
+        async with sc.AsyncClient(KEYS["alice"], served_url) as client:
             return await body(client)
 
     return asyncio.run(go())
 
 
-def test_every_item_type_round_trips_exactly(base_url):
+def test_every_item_type_round_trips_exactly(served_url):
     async def body(client):
         session = ServiceSession("conv-1", client)
         await session.add_items(ITEMS[:4])
         await session.add_items(ITEMS[4:])
         return await session.get_items()
 
-    assert run(base_url, body) == ITEMS
+    assert run(served_url, body) == ITEMS
 
 
-def test_limits_give_the_latest_items_in_order(base_url):
+def test_limits_give_the_latest_items_in_order(served_url):
     async def body(client):
         session = ServiceSession("conv-2", client)
         await session.add_items([{"role": "user", "content": str(n)} for n in range(7)])
@@ -78,13 +67,13 @@ def test_limits_give_the_latest_items_in_order(base_url):
         limited = ServiceSession("conv-2", client, session_settings=SessionSettings(limit=2))
         return latest, none, await limited.get_items(), await limited.get_items(limit=5)
 
-    latest, none, by_settings, explicit = run(base_url, body)
+    latest, none, by_settings, explicit = run(served_url, body)
     assert [i["content"] for i in latest] == ["4", "5", "6"] and none == []
     assert [i["content"] for i in by_settings] == ["5", "6"]
     assert [i["content"] for i in explicit] == ["2", "3", "4", "5", "6"]
 
 
-def test_pop_clear_and_isolation(base_url):
+def test_pop_clear_and_isolation(served_url):
     async def body(client):
         one, two = ServiceSession("conv-a", client), ServiceSession("conv-b", client)
         await one.add_items(ITEMS[:3])
@@ -96,13 +85,13 @@ def test_pop_clear_and_isolation(base_url):
         await one.clear_session()
         return popped, after_pop, seen_again, await one.get_items(), await one.pop_item(), await two.get_items()
 
-    popped, after_pop, seen_again, cleared, empty_pop, other = run(base_url, body)
+    popped, after_pop, seen_again, cleared, empty_pop, other = run(served_url, body)
     assert popped == ITEMS[2] and after_pop == ITEMS[:2] and seen_again == ITEMS[:2]
     assert cleared == [] and empty_pop is None
     assert other == [{"role": "user", "content": "other"}]
 
 
-def test_a_pop_never_removes_what_a_concurrent_append_pushed_out_of_last_place(base_url):
+def test_a_pop_never_removes_what_a_concurrent_append_pushed_out_of_last_place(served_url):
     """The race made certain: another client appends between the pop's read of the last item and
     its delete. The delete is refused (only_if_last), the pop reads again and pops the new last
     item; the one it first saw stays, where a delete by id would have removed it."""
@@ -117,7 +106,7 @@ def test_a_pop_never_removes_what_a_concurrent_append_pushed_out_of_last_place(b
         async def delete_after_an_append(session_id, message_id, **kwargs):
             if not raced:
                 raced.append(message_id)
-                async with sc.AsyncClient(KEYS["alice"], base_url) as other:
+                async with sc.AsyncClient(KEYS["alice"], served_url) as other:
                     await other.sessions.history.append(sid, [{"role": "assistant", "content": '{"role": "x"}'}])
             return await real_delete(session_id, message_id, **kwargs)
 
@@ -125,12 +114,12 @@ def test_a_pop_never_removes_what_a_concurrent_append_pushed_out_of_last_place(b
         popped = await session.pop_item()
         return raced, popped, await session.get_items()
 
-    raced, popped, left = run(base_url, body)
+    raced, popped, left = run(served_url, body)
     assert raced and popped == {"role": "x"}
     assert left == [{"role": "user", "content": "first"}]
 
 
-def test_a_runner_loop_with_a_scripted_model_and_a_tool_keeps_the_conversation(base_url):
+def test_a_runner_loop_with_a_scripted_model_and_a_tool_keeps_the_conversation(served_url):
     """Two turns of Runner.run on one session: the second turn's model call gets the first turn's
     items back from the service, the tool call and its output among them, in order."""
 
@@ -153,7 +142,7 @@ def test_a_runner_loop_with_a_scripted_model_and_a_tool_keeps_the_conversation(b
         second = await Runner.run(agent, "What did I ask?", session=session)
         return first.final_output, second.final_output, await session.get_items(), model
 
-    first, second, items, model = run(base_url, body)
+    first, second, items, model = run(served_url, body)
     assert (first, second) == ("Sunny in Paris.", "You asked about Paris.")
     kinds = [item.get("type", "message") for item in items]
     assert kinds == ["message", "function_call", "function_call_output", "message", "message", "message"]
@@ -161,7 +150,7 @@ def test_a_runner_loop_with_a_scripted_model_and_a_tool_keeps_the_conversation(b
     assert items[0] == {"content": "Weather in Paris?", "role": "user"}
 
 
-def test_the_service_session_is_an_ordinary_session_other_clients_can_read(base_url):
+def test_the_service_session_is_an_ordinary_session_other_clients_can_read(served_url):
     async def body(client):
         session = ServiceSession("conv-visible", client)
         await session.add_items([{"role": "user", "content": "hi"}])
@@ -170,6 +159,6 @@ def test_the_service_session_is_an_ordinary_session_other_clients_can_read(base_
         messages = (await client.sessions.history.list(sid)).items
         return record.metadata, [(m.role, m.content) for m in messages]
 
-    metadata, messages = run(base_url, body)
+    metadata, messages = run(served_url, body)
     assert metadata == {"openai_agents_session_id": "conv-visible"}
     assert messages == [("user", '{"role":"user","content":"hi"}')]
