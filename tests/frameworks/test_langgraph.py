@@ -59,3 +59,22 @@ def test_a_graph_keeps_its_state_across_runs_and_its_history(served_url):
     assert final["turns"] == ["hi", "answer 1", "again", "answer 3"]
     assert seen == final
     assert len(history) >= 4 and history[0].values == final
+
+
+def test_a_state_past_one_item_is_refused_clearly_and_nothing_is_stored(served_url):
+    def answer(state: State) -> dict:
+        return {"turns": ["ok"]}
+
+    builder = StateGraph(State)
+    builder.add_node("answer", answer)
+    builder.add_edge(START, "answer")
+    builder.add_edge("answer", END)
+    with sc.Client(KEYS["alice"], served_url) as client:
+        saver = ServiceSaver(client)
+        graph = builder.compile(checkpointer=saver)
+        config = {"configurable": {"thread_id": "too-big"}}
+        with pytest.raises(sc.ValidationFailed) as refused:
+            graph.invoke({"turns": ["z" * 400_000]}, config)
+        assert refused.value.details[0]["type"] == "object_too_large"
+        assert "one DynamoDB item" in refused.value.message
+        assert list(saver.list(config)) == []  # the input step's checkpoint held it: refused, so none
