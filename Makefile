@@ -40,7 +40,7 @@ run-empty: $(STAMP)
 # The frameworks' own tests, from their source distributions at the pinned versions (run, never
 # copied into the repository): tests/frameworks/test_framework_suites.py.
 SDISTS := .local/sdists
-FRAMEWORK_SUITES := $(SDISTS)/openai_agents-0.25.0/.unpacked
+FRAMEWORK_SUITES := $(SDISTS)/openai_agents-0.25.0/.unpacked $(SDISTS)/strands_agents-1.65.0/.unpacked
 
 $(SDISTS)/%/.unpacked: $(FRAMEWORKS_STAMP)
 	mkdir -p $(SDISTS)

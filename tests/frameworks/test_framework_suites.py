@@ -15,6 +15,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 SDISTS = ROOT / ".local" / "sdists"
 OPENAI_AGENTS = SDISTS / "openai_agents-0.25.0"
+STRANDS = SDISTS / "strands_agents-1.65.0"
 
 # The SDK's session tests that test SQLite's own machinery, which a service has none of: its
 # per-thread connections and their reaping, its file lock, rows corrupted through sqlite3 behind
@@ -56,3 +57,13 @@ def test_the_openai_agents_sdk_session_tests_pass_against_the_service():
     summary = re.search(r"(\d+) passed", output)
     assert code == 0 and summary, output
     assert int(summary.group(1)) >= 37, output  # every test of the file but SQLite's machinery
+
+
+def test_the_strands_session_manager_tests_pass_against_the_service_as_its_repository():
+    """tests/strands/session/test_repository_session_manager.py: the session manager over a
+    third-party repository (theirs an in-memory one), every test of it: agents restored, messages
+    appended and listed, broken tool uses fixed, multi-agents and bidirectional agents synced."""
+    code, output = run_suite(STRANDS, "strands_backend", "tests/strands/session/test_repository_session_manager.py", [])
+    summary = re.search(r"(\d+) passed", output)
+    assert code == 0 and summary and "failed" not in output, output
+    assert int(summary.group(1)) >= 51, output
