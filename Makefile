@@ -13,6 +13,9 @@ DYNAMODB_LOCAL := .local/dynamodb-local-3.3.1/.integrity
 # julep SDK's (openai 3 against openai<2). pyproject.toml's `frameworks` extra.
 FRAMEWORKS_VENV  := .venv-frameworks
 FRAMEWORKS_STAMP := $(FRAMEWORKS_VENV)/.installed
+# Google ADK cannot be installed beside strands-agents: a venv of its own (pyproject's `adk` extra).
+ADK_VENV  := .venv-adk
+ADK_STAMP := $(ADK_VENV)/.installed
 
 .PHONY: install run run-empty test lint format bench infra clean
 
@@ -49,9 +52,16 @@ $(SDISTS)/%/.unpacked: $(FRAMEWORKS_STAMP)
 	tar -xzf $(SDISTS)/$*.tar.gz -C $(SDISTS)
 	touch $@
 
-test: lint $(STAMP) $(DYNAMODB_LOCAL) $(FRAMEWORKS_STAMP) $(FRAMEWORK_SUITES)
+test: lint $(STAMP) $(DYNAMODB_LOCAL) $(FRAMEWORKS_STAMP) $(FRAMEWORK_SUITES) $(ADK_STAMP)
 	$(BIN)/python -m pytest -q -n auto
 	$(FRAMEWORKS_VENV)/bin/python -m pytest -q -n auto tests/frameworks
+	$(ADK_VENV)/bin/python -m pytest -q -n auto tests/frameworks_adk
+
+$(ADK_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(ADK_VENV)
+	$(ADK_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(ADK_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -e '.[adk]'
+	touch $(ADK_STAMP)
 
 $(FRAMEWORKS_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(FRAMEWORKS_VENV)
@@ -120,4 +130,4 @@ $(INFRA_STAMP): $(STAMP)
 
 # Never the data (.local/data): `make run-empty` is for that.
 clean:
-	rm -rf $(VENV) $(FRAMEWORKS_VENV) .pytest_cache infra/cdk.out infra/chalice.out infra/.pycache .local/dynamodb-local-*
+	rm -rf $(VENV) $(FRAMEWORKS_VENV) $(ADK_VENV) .pytest_cache infra/cdk.out infra/chalice.out infra/.pycache .local/dynamodb-local-*

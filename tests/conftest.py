@@ -23,7 +23,17 @@ from chalicelib.web.operations import OPERATIONS
 
 # The framework backends' tests run in their own venv (make test's second run, .venv-frameworks),
 # where the frameworks are installed: their pins conflict with the julep SDK's.
-collect_ignore = [] if importlib.util.find_spec("agents") else ["frameworks"]
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # its parent package is not there either
+        return False
+
+
+collect_ignore = [
+    *([] if _installed("agents") else ["frameworks"]),
+    *([] if _installed("google.adk") else ["frameworks_adk"]),
+]
 
 # Every HTTP route, as (method, path, operation name), read off the operations table.
 ROUTES = [(operation.method, operation.path, operation.name) for operation in OPERATIONS.values()]

@@ -72,3 +72,48 @@ def test_a_session_manager_restores_an_agent_in_a_new_process(served_url):
         again = RepositorySessionManager(session_id="conv-9", session_repository=ServiceSessionRepository(client))
         restored = Agent(agent_id="helper", session_manager=again, callback_handler=None)
     assert [m["content"][0]["text"] for m in restored.messages] == ["hello", "how are you"]
+
+
+class ScriptedModel:
+    """A fake Strands model: each call streams the next reply of its script as text."""
+
+    def __new__(cls, *replies: str):
+        from strands.models.model import Model
+
+        class _Scripted(Model):
+            def __init__(self) -> None:
+                self.replies = list(replies)
+
+            def update_config(self, **config):
+                pass
+
+            def get_config(self):
+                return {}
+
+            async def structured_output(self, output_model, prompt, system_prompt=None, **kwargs):
+                raise NotImplementedError
+                yield
+
+            async def stream(self, messages, tool_specs=None, system_prompt=None, **kwargs):
+                yield {"messageStart": {"role": "assistant"}}
+                yield {"contentBlockStart": {"start": {}}}
+                yield {"contentBlockDelta": {"delta": {"text": self.replies.pop(0)}}}
+                yield {"contentBlockStop": {}}
+                yield {"messageStop": {"stopReason": "end_turn"}}
+
+        return _Scripted()
+
+
+def test_an_agent_loop_with_a_fake_model_keeps_its_conversation_across_processes(served_url):
+    from strands import Agent
+
+    with sc.Client(KEYS["alice"], served_url) as client:
+        manager = RepositorySessionManager(session_id="loop-1", session_repository=ServiceSessionRepository(client))
+        agent = Agent(model=ScriptedModel("Hello Ann.", "You are Ann."), session_manager=manager, callback_handler=None)
+        agent("My name is Ann")
+        agent("Who am I?")
+    with sc.Client(KEYS["alice"], served_url) as client:
+        manager = RepositorySessionManager(session_id="loop-1", session_repository=ServiceSessionRepository(client))
+        restored = Agent(model=ScriptedModel(), session_manager=manager, callback_handler=None)
+    texts = [m["content"][0]["text"] for m in restored.messages]
+    assert texts == ["My name is Ann", "Hello Ann.", "Who am I?", "You are Ann."]
