@@ -21,8 +21,7 @@ from chalicelib.rules import auth
 from chalicelib.store import schema
 from chalicelib.web.operations import OPERATIONS
 
-# The framework backends' tests run in their own venv (make test's second run, .venv-frameworks),
-# where the frameworks are installed: their pins conflict with the julep SDK's.
+
 def _installed(module: str) -> bool:
     try:
         return importlib.util.find_spec(module) is not None
@@ -30,6 +29,9 @@ def _installed(module: str) -> bool:
         return False
 
 
+# The framework backends' tests run in venvs of their own (make test's second and third runs,
+# .venv-frameworks and .venv-adk), where the frameworks are installed: their pins conflict with
+# the julep SDK's, and ADK's with Strands'.
 collect_ignore = [
     *([] if _installed("agents") else ["frameworks"]),
     *([] if _installed("google.adk") else ["frameworks_adk"]),
