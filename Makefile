@@ -52,7 +52,10 @@ $(SDISTS)/%/.unpacked: $(FRAMEWORKS_STAMP)
 	tar -xzf $(SDISTS)/$*.tar.gz -C $(SDISTS)
 	touch $@
 
-test: lint $(STAMP) $(DYNAMODB_LOCAL) $(FRAMEWORKS_STAMP) $(FRAMEWORK_SUITES) $(ADK_STAMP)
+# What the suites need is installed in parallel (three venvs, DynamoDB Local, the sdists: mostly
+# downloads), then the suites run one after another, each over every core.
+test:
+	$(MAKE) --no-print-directory -j4 lint $(DYNAMODB_LOCAL) $(FRAMEWORK_SUITES) $(ADK_STAMP)
 	$(BIN)/python -m pytest -q -n auto
 	$(FRAMEWORKS_VENV)/bin/python -m pytest -q -n auto tests/frameworks
 	$(ADK_VENV)/bin/python -m pytest -q -n auto tests/frameworks_adk
