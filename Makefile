@@ -75,8 +75,8 @@ $(FRAMEWORKS_STAMP): pyproject.toml
 # One style, held before the suite runs: ruff's lint rules and its formatting (pyproject.toml).
 # `make format` rewrites the tree to it.
 lint: $(STAMP)
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
+	$(BIN)/ruff check --no-cache .
+	$(BIN)/ruff format --no-cache --check .
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .
