@@ -13,6 +13,7 @@ Everything else raises at once.
 
 from __future__ import annotations
 
+import json
 import random
 import uuid
 from dataclasses import dataclass, field
@@ -50,8 +51,6 @@ class Call:
     def query(self) -> dict[str, str]:
         """The query string: None left out, booleans and numbers as the API reads them, objects
         (metadata_filter) as JSON."""
-        import json
-
         out = {}
         for name, value in self.params.items():
             if value is None:

@@ -45,7 +45,7 @@ def _too_large(field: str, size: int) -> ValidationFailed:
     )
 
 
-_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+_ID = re.compile(models.CHECKPOINT_ID)
 
 
 def _checked(checkpoint_id: str, session_id: str) -> str:

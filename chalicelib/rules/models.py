@@ -757,7 +757,9 @@ class Appended(_Output):
 # is 400 KB; the rest is its keys and names). A pending write's value has the same bound.
 MAX_CHECKPOINT_BYTES = 350 * 1024
 MAX_WRITES = 500  # pending writes in one request
-CheckpointId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,128}$", description="a checkpoint's id")]
+# A checkpoint's or a task's id, as the saver makes it (LangGraph's uuid6, or any): it is in an item's key.
+CHECKPOINT_ID = r"^[A-Za-z0-9_.:-]{1,128}$"
+CheckpointId = Annotated[str, Field(pattern=CHECKPOINT_ID, description="a checkpoint's id")]
 # A namespace is in the item's sort key, hex-encoded: with the ids, the key stays under DynamoDB's 1,024 bytes.
 MAX_NAMESPACE_BYTES = 256
 Namespace = Annotated[
@@ -794,7 +796,7 @@ class CheckpointWrites(_Input):
     """POST /sessions/{id}/checkpoints/{checkpoint_id}/writes: a task's pending writes."""
 
     checkpoint_ns: Namespace = ""
-    task_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,128}$")]
+    task_id: Annotated[str, Field(pattern=CHECKPOINT_ID)]
     task_path: Annotated[str, Field(max_length=1024)] = ""
     writes: Annotated[list[WriteIn], Field(min_length=1, max_length=MAX_WRITES)]
 

@@ -108,6 +108,9 @@ def _metadata_filter(text: Any) -> dict[str, Any]:
     return checked
 
 
+MetadataFilterParam = Annotated[dict[str, Any], BeforeValidator(_metadata_filter)]
+
+
 def _as_decimals(value: Any) -> Any:
     if isinstance(value, int) and not isinstance(value, bool):
         return Decimal(value)
@@ -139,8 +142,7 @@ class ListQuery(_Query):
     offset: Digits(0, LIST_OFFSET_MAX, "matching items to skip (read and skipped: prefer the cursor)") = 0
     cursor: Cursor = None
     metadata_filter: Annotated[
-        dict[str, Any],
-        BeforeValidator(_metadata_filter),
+        MetadataFilterParam,
         Field(description="a JSON object: every top-level key must be present and equal (typed JSON equality)"),
     ] = {}
     sort_by: Annotated[
@@ -258,13 +260,12 @@ class CheckpointListQuery(_Query):
     checkpoint_ns: NamespaceParam = None
     before: Annotated[
         str | None,
-        WithJsonSchema({"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,128}$"}),
-        Field(pattern=r"^[A-Za-z0-9_.:-]{1,128}$", description="only checkpoints older than this id"),
+        WithJsonSchema({"type": "string", "pattern": models.CHECKPOINT_ID}),
+        Field(pattern=models.CHECKPOINT_ID, description="only checkpoints older than this id"),
     ] = None
     limit: Digits(1, PAGE_MAX, "checkpoints per page") = PAGE_DEFAULT
     cursor: Cursor = None
     metadata_filter: Annotated[
-        dict[str, Any],
-        BeforeValidator(_metadata_filter),
+        MetadataFilterParam,
         Field(description="a JSON object: every top-level key must be present in the metadata and equal"),
     ] = {}

@@ -8,17 +8,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from boto3.dynamodb.conditions import Attr
 from boto3.dynamodb.types import Binary
 
-from chalicelib.shared import clock
-
 from . import codec, keys
-from .calls import BATCH_WRITE_MAX, Calls
+from .calls import BATCH_WRITE_MAX, Calls, doubling
 from .client import translating
 from .codec import deserialize, key, serialize
-from .errors import MissingRecord
-from .items import PK, SK, Item, condition, not_expired, record_key
+from .items import PK, SK, Item
 from .keys import RECORD
 from .transaction import Transaction
 
@@ -34,16 +30,14 @@ def _plain(item: dict[str, Any]) -> Item:
 
 @translating
 class Checkpoints(Calls):
+    # (the session's check is records.py's _parents_live, through the Store facade's MRO, as forks.py's)
+
     def put_checkpoint(self, developer: str, session_id: str, checkpoint: Item) -> None:
         """Write (or write again) a checkpoint, if its session exists and has not expired:
         MissingRecord otherwise. One transaction: the check and the Put."""
-        live = condition(Attr(PK).exists() & not_expired(int(clock.epoch_seconds())))
         pk = keys.record_pk(developer, "session", session_id)
         sk = keys.checkpoint_sk(checkpoint["checkpoint_ns"], checkpoint["checkpoint_id"])
-        transaction = Transaction().add(
-            {"ConditionCheck": {"TableName": self.table, "Key": record_key(developer, "session", session_id), **live}},
-            if_failed=MissingRecord("session", session_id),
-        )
+        transaction = self._parents_live(Transaction(), developer, [("session", session_id)])
         self._run(transaction.add(self._put({**key(pk, sk), **serialize(checkpoint)})))
 
     def put_checkpoint_writes(
@@ -55,18 +49,15 @@ class Checkpoints(Calls):
         where none is (its task's write is kept, so a repeat changes nothing), one of a negative
         index (a special channel) over what is there. A transaction per WRITES_PER_TRANSACTION."""
         pk = keys.record_pk(developer, "session", session_id)
-        live = condition(Attr(PK).exists() & not_expired(int(clock.epoch_seconds())))
-        session_key = record_key(developer, "session", session_id)
         for start in range(0, len(writes), WRITES_PER_TRANSACTION):
-            transaction = Transaction().add(
-                {"ConditionCheck": {"TableName": self.table, "Key": session_key, **live}},
-                if_failed=MissingRecord("session", session_id),
-            )
+            transaction = self._parents_live(Transaction(), developer, [("session", session_id)])
             for write in writes[start : start + WRITES_PER_TRANSACTION]:
                 sk = keys.checkpoint_write_sk(namespace, checkpoint_id, write["task_id"], write["idx"])
                 put = self._put({**key(pk, sk), **serialize(write)})
                 if write["idx"] >= 0:
-                    put["Put"].update({"ConditionExpression": "attribute_not_exists(#sk)", **_names()})
+                    put["Put"].update(
+                        {"ConditionExpression": "attribute_not_exists(#sk)", "ExpressionAttributeNames": {"#sk": SK}}
+                    )
                 transaction.add(put)
             self._run(transaction)
 
@@ -101,7 +92,10 @@ class Checkpoints(Calls):
             args["ExpressionAttributeValues"].update(
                 {":low": {"S": prefix}, ":high": {"S": keys.checkpoint_prefix(namespace, before)[:-1]}}
             )
-        for answer in self._pages("query", args):
+        # read as consumed, in pages that start small and double: the latest checkpoint (a saver's
+        # most frequent read) costs one short Query, not a 1 MB page of the thread
+        sizes = doubling(8, 1000)
+        for answer in self._pages("query", args, lambda: next(sizes)):
             for item in answer["Items"]:
                 yield {**_plain(item), "_sk": item[SK]["S"]}
 
@@ -134,7 +128,3 @@ class Checkpoints(Calls):
             ExpressionAttributeNames={"#sk": SK},
         ).get("Item")
         return item is not None
-
-
-def _names() -> dict[str, Any]:
-    return {"ExpressionAttributeNames": {"#sk": SK}}

@@ -35,7 +35,6 @@ MESSAGES_END = MESSAGE_PREFIX[:-1] + chr(ord(MESSAGE_PREFIX[-1]) + 1)
 # A thread's checkpoints (LangGraph's) in their session's partition, before its messages:
 # ckpt#<namespace, hex>#<checkpoint id>#c, and its pending writes ...#w#<task id>#<index>.
 CHECKPOINT_PREFIX = "ckpt#"
-CHECKPOINTS_END = CHECKPOINT_PREFIX[:-1] + chr(ord(CHECKPOINT_PREFIX[-1]) + 1)
 WRITE_INDEX_OFFSET = 10**6  # write indexes may be negative (LangGraph's special channels): stored offset
 API_KEY_PREFIX = "apikey#"
 PURGE_PREFIX_OF_SESSIONS = "session#"

@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from chalicelib.rules import auth
+from chalicelib.rules import auth, models
 from chalicelib.rules.idempotency import MAX_KEY_CHARS
 from chalicelib.shared.errors import STATUSES
 from chalicelib.web.operations import OPENAPI_PATH, OPERATIONS, Operation
@@ -25,7 +25,7 @@ SCHEMA_REF = "#/components/schemas/{model}"
 
 _UUID = {"type": "string", "format": "uuid"}
 # Path ids that are not UUIDs: a checkpoint's is its saver's (LangGraph's uuid6, or any).
-PATH_IDS = {"checkpoint_id": {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,128}$"}}
+PATH_IDS = {"checkpoint_id": {"type": "string", "pattern": models.CHECKPOINT_ID}}
 
 
 def query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:

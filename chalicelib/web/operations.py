@@ -64,7 +64,7 @@ class Answer:
 class Model:
     """A pydantic model of the wire (rules/models.py) or of a query (rules/parameters.py), held
     by name and imported when an operation first needs it, so that `import app` builds the table
-    without pydantic (docs/performance.md, "Cold start"). tests/test_operations.py resolves every
+    without pydantic (docs/performance.md, "Cold start"). tests/test_openapi.py resolves every
     one the table holds."""
 
     module: str

@@ -57,8 +57,7 @@ def _json_safe(value: Any) -> Any:
 class ServiceSessionService(BaseSessionService):
     def __init__(self, client: AsyncClient) -> None:
         self.client = client
-        self._apps: dict[str, str] = {}
-        self._users: dict[tuple[str, str], str] = {}
+        self._ids: dict[tuple[str, ...], str] = {}  # ("app", app) / ("user", ...) / ("session", ...) -> id
 
     # --- apps, users, sessions as the service's records ----------------------------------------
 
@@ -67,41 +66,59 @@ class ServiceSessionService(BaseSessionService):
             return found
         return None
 
-    async def _app(self, app_name: str) -> Any:
-        found = await self._first(self.client.agents, metadata_filter={APP: app_name})
-        if found is None:
-            made = await self.client.agents.create(
-                name=app_name[:200] or "adk app", metadata={APP: app_name}, idempotency_key=f"adk-app-{app_name}"[:255]
-            )
-            found = await self.client.agents.get(made.id)
-        self._apps[app_name] = found.id
+    async def _record(self, resource: Any, known_as: tuple[str, ...], wanted: dict[str, Any], make: Any = None) -> Any:
+        """The record whose metadata holds `wanted`: by the id found before (one read), else found
+        by its metadata (a list), else made by `make` (None: not made)."""
+        known = self._ids.get(known_as)
+        if known is not None:
+            try:
+                return await resource.get(known)
+            except NotFound:  # deleted meanwhile
+                self._ids.pop(known_as, None)
+        found = await self._first(resource, metadata_filter=wanted)
+        if found is None and make is not None:
+            found = await resource.get((await make()).id)
+        if found is not None:
+            self._ids[known_as] = found.id
         return found
 
+    async def _app(self, app_name: str) -> Any:
+        return await self._record(
+            self.client.agents,
+            ("app", app_name),
+            {APP: app_name},
+            lambda: self.client.agents.create(
+                name=app_name[:200] or "adk app", metadata={APP: app_name}, idempotency_key=f"adk-app-{app_name}"[:255]
+            ),
+        )
+
     async def _user(self, app_name: str, user_id: str) -> Any:
-        found = await self._first(self.client.users, metadata_filter={APP: app_name, USER: user_id})
-        if found is None:
-            made = await self.client.users.create(
+        return await self._record(
+            self.client.users,
+            ("user", app_name, user_id),
+            {APP: app_name, USER: user_id},
+            lambda: self.client.users.create(
                 name=user_id[:200],
                 metadata={APP: app_name, USER: user_id},
                 idempotency_key=f"adk-user-{app_name}-{user_id}"[:255],
-            )
-            found = await self.client.users.get(made.id)
-        self._users[(app_name, user_id)] = found.id
-        return found
+            ),
+        )
 
     async def _service_session(self, app_name: str, user_id: str, session_id: str) -> Any | None:
-        return await self._first(
-            self.client.sessions, metadata_filter={APP: app_name, USER: user_id, SESSION: session_id}
+        return await self._record(
+            self.client.sessions,
+            ("session", app_name, user_id, session_id),
+            {APP: app_name, USER: user_id, SESSION: session_id},
         )
 
     async def _write_scoped_state(self, app_name: str, user_id: str, state: dict[str, Any]) -> None:
         """`app:` and `user:` keys to the app's agent and the user, merged key by key."""
         app_keys, user_keys = _scoped(state, State.APP_PREFIX), _scoped(state, State.USER_PREFIX)
         if app_keys:
-            app = self._apps.get(app_name) or (await self._app(app_name)).id
+            app = self._ids.get(("app", app_name)) or (await self._app(app_name)).id
             await self.client.agents.patch(app, metadata=_json_safe(app_keys))
         if user_keys:
-            user = self._users.get((app_name, user_id)) or (await self._user(app_name, user_id)).id
+            user = self._ids.get(("user", app_name, user_id)) or (await self._user(app_name, user_id)).id
             await self.client.users.patch(user, metadata=_json_safe(user_keys))
 
     # --- the interface ------------------------------------------------------------------------
@@ -194,7 +211,7 @@ class ServiceSessionService(BaseSessionService):
                 pass
 
     async def get_user_state(self, *, app_name: str, user_id: str) -> dict[str, Any]:
-        found = await self._first(self.client.users, metadata_filter={APP: app_name, USER: user_id})
+        found = await self._record(self.client.users, ("user", app_name, user_id), {APP: app_name, USER: user_id})
         metadata = found.metadata if found is not None else {}
         return {
             key.removeprefix(State.USER_PREFIX): value for key, value in _scoped(metadata, State.USER_PREFIX).items()
@@ -205,16 +222,23 @@ class ServiceSessionService(BaseSessionService):
             return event
         self._apply_temp_state(session, event)
         event = self._trim_temp_delta_state(event)
-        record = await self._service_session(session.app_name, session.user_id, session.id)
-        if record is None:
-            raise SessionNotFoundError(f"Session {session.id} not found.")
+        known_as = ("session", session.app_name, session.user_id, session.id)
+        record_id = self._ids.get(known_as)
+        if record_id is None:  # a session object this service did not read: find it once
+            record = await self._service_session(session.app_name, session.user_id, session.id)
+            if record is None:
+                raise SessionNotFoundError(f"Session {session.id} not found.")
+            record_id = record.id
         marker = session._storage_update_marker
         after = ... if marker is None else (marker or None)
         role = "user" if event.author == "user" else "assistant"
         try:
             appended = await self.client.sessions.history.append(
-                record.id, [{"role": role, "content": event.model_dump_json(exclude_none=True)}], after=after
+                record_id, [{"role": role, "content": event.model_dump_json(exclude_none=True)}], after=after
             )
+        except NotFound:  # deleted meanwhile
+            self._ids.pop(known_as, None)
+            raise SessionNotFoundError(f"Session {session.id} not found.") from None
         except HistoryMoved:
             raise StaleSessionError(
                 "The session object is behind what is stored: another writer appended first. "
